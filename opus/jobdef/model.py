@@ -1,0 +1,233 @@
+"""The JobDefinition model and the checks applied to submitted parameter values.
+
+The model follows the IVOA ProvDM ActivityDescription used by the original OPUS: top-level
+description fields, parameters (``InputParams``), used entities (``Used``) and generated entities
+(``Generated``).  The JSON form read here is documented in ``docs/job-definitions.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+
+from ..errors import BadRequest, ConfigurationError
+
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+PARAM_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+TYPES = ("string", "int", "long", "float", "double", "boolean", "anyURI", "dateTime", "file")
+#: Parameter names that would change how the script's shell or loader behaves if exported.
+RESERVED_NAMES = frozenset({
+    "PATH", "HOME", "IFS", "ENV", "BASH_ENV", "SHELLOPTS", "BASHOPTS", "PS4", "CDPATH", "GLOBIGNORE",
+    "PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME", "SHELL", "USER", "LOGNAME", "TMPDIR", "PWD", "OLDPWD",
+})
+#: Job-control parameters (UWS/DALI); never part of a definition, matched case-insensitively.
+CONTROL_PARAMETERS = frozenset({"PHASE", "ACTION", "RUNID", "EXECUTIONDURATION", "DESTRUCTION", "WAIT",
+                                "QUOTE", "OWNER"})
+
+
+@dataclass
+class ParameterDescription:
+    """One parameter of a definition (ProvDM ParameterDescription)."""
+
+    name: str
+    type: str = "string"
+    default: str | None = None
+    required: bool = False
+    description: str = ""
+    options: list[str] = field(default_factory=list)
+    min: float | None = None
+    max: float | None = None
+    unit: str = ""
+    ucd: str = ""
+    utype: str = ""
+
+    def check(self, value: str) -> str:
+        """Return the value if it fits this description, else raise BadRequest naming the parameter."""
+        where = f"parameter {self.name!r}"
+        number: float | None = None
+        if self.type in ("int", "long"):
+            try:
+                number = int(value.strip())
+            except ValueError:
+                raise BadRequest(f"{where}: {value!r} is not an integer") from None
+        elif self.type in ("float", "double"):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                raise BadRequest(f"{where}: {value!r} is not a number") from None
+            if math.isnan(number):
+                raise BadRequest(f"{where}: NaN is not allowed")
+        elif self.type == "boolean":
+            if value.strip().lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise BadRequest(f"{where}: {value!r} is not a boolean (true or false)")
+        elif self.type == "dateTime":
+            from ..timeutil import parse_instant
+
+            parse_instant(value, where)
+        elif self.type == "anyURI" and not value.strip():
+            raise BadRequest(f"{where}: an empty URI")
+        if self.options and value not in self.options:
+            raise BadRequest(f"{where}: {value!r} is not one of the allowed values "
+                             + ", ".join(repr(o) for o in self.options))
+        if number is not None:
+            if self.min is not None and number < self.min:
+                raise BadRequest(f"{where}: {value} is below the minimum {self.min:g}")
+            if self.max is not None and number > self.max:
+                raise BadRequest(f"{where}: {value} is above the maximum {self.max:g}")
+        return value
+
+
+@dataclass
+class UsedDescription:
+    """An input entity the job uses (ProvDM UsedDescription): an uploaded file, a URL or an id."""
+
+    name: str
+    description: str = ""
+    role: str = ""
+    content_type: str = ""
+    multiplicity: str = "1"
+    default: str | None = None
+    required: bool = True
+    url: str = ""  # template with $ID to resolve an identifier
+
+
+@dataclass
+class GeneratedDescription:
+    """A result the job generates (ProvDM GenerationDescription): a file name or a glob pattern."""
+
+    name: str
+    file: str
+    content_type: str = "application/octet-stream"
+    description: str = ""
+    role: str = ""
+
+
+@dataclass
+class JobDefinition:
+    """Everything OPUS knows about one kind of job."""
+
+    name: str
+    script: str
+    description: str = ""
+    version: str = "1"
+    type: str = ""
+    subtype: str = ""
+    doculink: str = ""
+    contact_name: str = ""
+    contact_email: str = ""
+    execution_duration: int | None = None
+    quote: int | None = None
+    parameters: dict[str, ParameterDescription] = field(default_factory=dict)
+    used: dict[str, UsedDescription] = field(default_factory=dict)
+    generated: dict[str, GeneratedDescription] = field(default_factory=dict)
+
+    # ---- construction -----------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict) -> "JobDefinition":
+        """Build from the JSON form; raise ConfigurationError with the offending field."""
+        if not isinstance(data, dict):
+            raise ConfigurationError("a job definition must be a JSON object")
+        name = data.get("name")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise ConfigurationError(f"job definition name {name!r}: letters, digits, '_', '-', '.'")
+        ctx = f"job definition {name!r}"
+        script = data.get("script")
+        if not isinstance(script, str) or not script.strip():
+            raise ConfigurationError(f"{ctx}: 'script' (the bash script to run) is required")
+        contact = data.get("contact") or {}
+        params = {}
+        for pname, pdata in (data.get("parameters") or {}).items():
+            params[pname] = _parameter(ctx, pname, pdata or {})
+        used = {}
+        for uname, udata in (data.get("used") or {}).items():
+            _check_name(ctx, uname)
+            if uname in params:
+                raise ConfigurationError(f"{ctx}: {uname!r} is both a parameter and an input")
+            used[uname] = UsedDescription(name=uname, **_known(ctx, uname, udata or {}, UsedDescription))
+        generated = {}
+        for gname, gdata in (data.get("generated") or {}).items():
+            if not NAME_RE.match(gname):
+                raise ConfigurationError(f"{ctx}: result name {gname!r} is not valid")
+            gdata = dict(gdata or {})
+            gdata.setdefault("file", gname)
+            if "/" in gdata["file"] or gdata["file"].startswith("."):
+                raise ConfigurationError(f"{ctx}: result {gname!r}: file must be a name in the work directory")
+            generated[gname] = GeneratedDescription(name=gname, **_known(ctx, gname, gdata, GeneratedDescription))
+        for key in ("executionDuration", "quote"):
+            value = data.get(key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise ConfigurationError(f"{ctx}: {key} must be a non-negative integer (seconds)")
+        return cls(
+            name=name, script=script, description=str(data.get("description", "")),
+            version=str(data.get("version", "1")), type=str(data.get("type", "")),
+            subtype=str(data.get("subtype", "")), doculink=str(data.get("doculink", "")),
+            contact_name=str(contact.get("name", "")), contact_email=str(contact.get("email", "")),
+            execution_duration=data.get("executionDuration"), quote=data.get("quote"),
+            parameters=params, used=used, generated=generated,
+        )
+
+    def to_dict(self) -> dict:
+        """The JSON form (the inverse of from_dict)."""
+        def strip(d: dict) -> dict:
+            return {k: v for k, v in d.items() if k != "name" and v not in (None, "", [], {})}
+
+        out = {
+            "name": self.name, "description": self.description, "version": self.version,
+            "type": self.type, "subtype": self.subtype, "doculink": self.doculink,
+            "contact": {"name": self.contact_name, "email": self.contact_email},
+            "executionDuration": self.execution_duration, "quote": self.quote,
+            "parameters": {n: strip(asdict(p)) for n, p in self.parameters.items()},
+            "used": {n: strip(asdict(u)) for n, u in self.used.items()},
+            "generated": {n: strip(asdict(g)) for n, g in self.generated.items()},
+            "script": self.script,
+        }
+        for name, p in self.parameters.items():
+            out["parameters"][name]["required"] = p.required
+        return out
+
+    # ---- checks on submitted values ----------------------------------------------------------
+    def check_value(self, name: str, value: str) -> str:
+        """Check one submitted value for a known parameter (unknown names pass unchanged)."""
+        desc = self.parameters.get(name)
+        return desc.check(value) if desc is not None else value
+
+    def missing_required(self, present: set[str]) -> list[str]:
+        """Names of required parameters and inputs that have no value and no default."""
+        missing = [n for n, p in self.parameters.items() if p.required and p.default is None and n not in present]
+        missing += [n for n, u in self.used.items() if u.required and u.default is None and n not in present]
+        return missing
+
+
+def _check_name(ctx: str, name: str) -> None:
+    if not PARAM_NAME_RE.match(name):
+        raise ConfigurationError(f"{ctx}: parameter name {name!r}: a letter or '_', then letters, digits, '_'")
+    if name.upper() in RESERVED_NAMES or name.upper().startswith(("OPUS_", "LD_", "BASH_", "SLURM_")):
+        raise ConfigurationError(f"{ctx}: parameter name {name!r} is reserved (it would change the job's environment)")
+    if name.upper() in CONTROL_PARAMETERS:
+        raise ConfigurationError(f"{ctx}: {name!r} is a UWS control parameter name")
+
+
+def _known(ctx: str, name: str, data: dict, cls) -> dict:
+    allowed = set(cls.__dataclass_fields__) - {"name"}
+    unknown = set(data) - allowed
+    if unknown:
+        raise ConfigurationError(f"{ctx}: {name!r}: unknown field(s) {sorted(unknown)}; allowed {sorted(allowed)}")
+    return dict(data)
+
+
+def _parameter(ctx: str, name: str, data: dict) -> ParameterDescription:
+    _check_name(ctx, name)
+    data = _known(ctx, name, data, ParameterDescription)
+    if data.get("type", "string") not in TYPES:
+        raise ConfigurationError(f"{ctx}: parameter {name!r}: type {data.get('type')!r} is not one of {TYPES}")
+    if data.get("default") is not None:
+        data["default"] = str(data["default"]).lower() if isinstance(data["default"], bool) else str(data["default"])
+    data["options"] = [str(o) for o in data.get("options") or []]
+    desc = ParameterDescription(name=name, **data)
+    if desc.default is not None:
+        try:
+            desc.check(desc.default)
+        except BadRequest as exc:
+            raise ConfigurationError(f"{ctx}: default does not fit: {exc.message}") from None
+    return desc

@@ -1,0 +1,80 @@
+"""Where a job's files live: ``<DATA_DIR>/jobs/<job_id>/``.
+
+    uploads/<param>     uploaded parameter files (served at parameters/<param>)
+    work/               the script's working directory
+    results/<file>      collected results (served at results/<id>)
+    stdout.log, stderr.log   the script's output
+    job.json            what the wrapper needs to run the job
+    script.sh           the definition's script, as run
+    report.json         the wrapper's final report, kept so that a lost callback can be replayed
+    wrapper.log         the wrapper's own messages
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class JobFiles:
+    """Paths of one job's area."""
+
+    root: Path
+
+    @classmethod
+    def of(cls, jobs_dir: Path, job_id: str) -> "JobFiles":
+        return cls(Path(jobs_dir) / job_id)
+
+    @property
+    def uploads(self) -> Path:
+        return self.root / "uploads"
+
+    @property
+    def work(self) -> Path:
+        return self.root / "work"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results"
+
+    @property
+    def stdout(self) -> Path:
+        return self.root / "stdout.log"
+
+    @property
+    def stderr(self) -> Path:
+        return self.root / "stderr.log"
+
+    @property
+    def spec(self) -> Path:
+        return self.root / "job.json"
+
+    @property
+    def script(self) -> Path:
+        return self.root / "script.sh"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.json"
+
+    @property
+    def wrapper_log(self) -> Path:
+        return self.root / "wrapper.log"
+
+    @property
+    def script_pgid(self) -> Path:
+        return self.root / "script.pgid"
+
+    def upload(self, name: str) -> Path:
+        return self.uploads / name
+
+    def result(self, file_name: str) -> Path:
+        return self.results / file_name
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def remove_results(self) -> None:
+        shutil.rmtree(self.results, ignore_errors=True)

@@ -1,0 +1,365 @@
+"""JobList: the UWS operations on jobs, applying the rules of ``opus.uws``.
+
+Routes call one method each; this module holds no HTTP and no SQL.  It persists through a
+JobStore, runs jobs through a Manager and blocks WAIT requests on the Notifier.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import BinaryIO
+
+from .errors import BadRequest, Forbidden, IllegalTransition, NotFound, PayloadTooLarge
+from .jobdef import JobDefinition
+from .jobfiles import JobFiles
+from .security import Identity, can_access
+from .storage.jobstore import DuplicateJobId
+from .timeutil import parse_instant, parse_int, utcnow
+from .uws import ACTIVE, FINAL, ErrorSummary, Job, JobRef, Parameter, Phase, Result, parse_phase
+
+log = logging.getLogger(__name__)
+PARAM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
+CONTROL = {"PHASE", "RUNID", "EXECUTIONDURATION", "DESTRUCTION"}
+ABORTABLE = frozenset({Phase.PENDING, Phase.QUEUED, Phase.EXECUTING, Phase.HELD, Phase.SUSPENDED, Phase.UNKNOWN})
+
+
+@dataclass
+class Upload:
+    """A file sent as a multipart part: becomes a by-reference parameter named ``name``."""
+
+    name: str
+    stream: BinaryIO
+    filename: str = ""
+
+
+@dataclass
+class Submission:
+    """A creation or update request, split into control values and job parameters."""
+
+    phase: Phase | None = None
+    run_id: str | None = None
+    execution_duration: int | None = None
+    destruction: datetime | None = None
+    parameters: list[Parameter] | None = None
+
+
+class JobList:
+    """The jobs of every job definition, as UWS sees them."""
+
+    def __init__(self, settings, store, registry, manager, notifier):
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self.manager = manager
+        self.notifier = notifier
+
+    # ---- input parsing -------------------------------------------------------------------------
+    def parse(self, jobdef: JobDefinition, form: Sequence[tuple[str, str]], uploads: Sequence[Upload] = (),
+              allow_phase: bool = False) -> Submission:
+        """Split form fields into control values (names case-insensitive) and checked parameters."""
+        sub = Submission(parameters=[])
+        declared = {n.lower(): n for n in (*jobdef.parameters, *jobdef.used)}
+        seen: set[str] = set()
+        for raw_name, value in form:
+            upper = raw_name.strip().upper()
+            if upper in CONTROL:
+                if upper in seen:
+                    raise BadRequest(f"{upper} given more than once")
+                seen.add(upper)
+                if upper == "PHASE":
+                    phase = value.strip().upper()
+                    if not allow_phase or phase != "RUN":
+                        raise BadRequest(f"PHASE={value!r} is not allowed here; only PHASE=RUN at creation")
+                    sub.phase = Phase.QUEUED
+                elif upper == "RUNID":
+                    if len(value) > 64:
+                        raise BadRequest("RUNID: at most 64 characters")
+                    sub.run_id = value
+                elif upper == "EXECUTIONDURATION":
+                    sub.execution_duration = self.cap_duration(parse_int(value, "EXECUTIONDURATION", 0))
+                else:
+                    sub.destruction = parse_instant(value, "DESTRUCTION")
+                continue
+            name = declared.get(raw_name.lower(), raw_name)
+            if not PARAM_NAME.match(name):
+                raise BadRequest(f"parameter name {raw_name!r}: use letters, digits, '_', '.', '-' (at most 64)")
+            if name in seen:
+                raise BadRequest(f"parameter {name!r} given more than once")
+            seen.add(name)
+            sub.parameters.append(Parameter(name, jobdef.check_value(name, value)))
+        for up in uploads:
+            name = declared.get(up.name.lower(), up.name)
+            if not PARAM_NAME.match(name):
+                raise BadRequest(f"upload name {up.name!r}: use letters, digits, '_', '.', '-' (at most 64)")
+            if name in seen:
+                raise BadRequest(f"parameter {name!r} given more than once")
+            seen.add(name)
+            sub.parameters.append(Parameter(name, f"param:{name}", by_reference=True))
+        return sub
+
+    def cap_duration(self, seconds: int) -> int:
+        cap = self.settings.MAX_EXECUTION_DURATION
+        if cap and (seconds == 0 or seconds > cap):
+            return cap
+        return seconds
+
+    def cap_destruction(self, creation: datetime, wanted: datetime) -> datetime:
+        latest = creation + timedelta(seconds=self.settings.MAX_DESTRUCTION_INTERVAL)
+        return min(wanted, latest)
+
+    def _save_uploads(self, files: JobFiles, uploads: Sequence[Upload]) -> None:
+        files.uploads.mkdir(parents=True, exist_ok=True)
+        limit = self.settings.MAX_UPLOAD_SIZE
+        for up in uploads:
+            size = 0
+            with open(files.upload(up.name), "wb") as out:
+                for block in iter(lambda: up.stream.read(1 << 20), b""):
+                    size += len(block)
+                    if size > limit:
+                        raise PayloadTooLarge(f"upload {up.name!r} is larger than {limit} bytes")
+                    out.write(block)
+
+    # ---- creation and reading ----------------------------------------------------------------------
+    def create(self, jobname: str, identity: Identity, form: Sequence[tuple[str, str]],
+               uploads: Sequence[Upload] = (), callback_url: str | None = None) -> Job:
+        """Create a job (PENDING, or QUEUED when PHASE=RUN was sent)."""
+        jobdef = self.registry.get(jobname)
+        sub = self.parse(jobdef, form, uploads, allow_phase=True)
+        uploads = [Upload(p.name, u.stream, u.filename) for p, u in
+                   zip([p for p in sub.parameters if p.by_reference], uploads)]
+        now = utcnow()
+        duration = sub.execution_duration
+        if duration is None:
+            default = jobdef.execution_duration
+            duration = self.cap_duration(self.settings.DEFAULT_EXECUTION_DURATION if default is None else default)
+        destruction = now + timedelta(seconds=self.settings.DESTRUCTION_INTERVAL)
+        if sub.destruction is not None:
+            destruction = self.cap_destruction(now, sub.destruction)
+        job = Job(job_id="", jobname=jobname, phase=Phase.PENDING, creation_time=now,
+                  execution_duration=duration, destruction_time=destruction, run_id=sub.run_id,
+                  owner_id=identity.name, quote=self._quote(jobdef, now), parameters=sub.parameters,
+                  jdl_version=jobdef.version)
+        for _attempt in range(5):
+            job.job_id = secrets.token_hex(8)
+            files = JobFiles.of(self.settings.jobs_dir, job.job_id)
+            if uploads:
+                try:
+                    self._save_uploads(files, uploads)
+                except BaseException:
+                    files.remove()
+                    raise
+            try:
+                self.store.create(job)
+                break
+            except DuplicateJobId:
+                if uploads:
+                    files.remove()
+        else:  # pragma: no cover - 5 collisions of 64 random bits
+            raise RuntimeError("could not draw a unique job id")
+        if sub.phase is Phase.QUEUED:
+            self._queue(job, jobdef, callback_url)
+        return job
+
+    @staticmethod
+    def _quote(jobdef: JobDefinition, start: datetime) -> datetime | None:
+        return start + timedelta(seconds=jobdef.quote) if jobdef.quote is not None else None
+
+    def get(self, jobname: str, job_id: str, identity: Identity) -> Job:
+        """The job, or NotFound (404) / Forbidden (403)."""
+        job = self.store.get(job_id)
+        if job is None or job.jobname != jobname:
+            raise NotFound(f"no job {job_id!r} in {jobname!r}")
+        if not can_access(identity, job.owner_id):
+            raise Forbidden(f"job {job_id!r} belongs to someone else")
+        return job
+
+    def list(self, jobname: str | None, identity: Identity, phases: Iterable[Phase] = (),
+             after: datetime | None = None, last: int | None = None) -> list[JobRef]:
+        if jobname is not None:
+            self.registry.get(jobname)
+        owner = None if identity.is_admin else identity.name
+        return self.store.list(jobname, phases, after, last, owner_id=owner)
+
+    def wait(self, jobname: str, job_id: str, identity: Identity, seconds: int, phase: Phase | None) -> Job:
+        """GET with WAIT: block until the phase changes, at most ``seconds`` (-1: the server maximum)."""
+        limit = self.settings.MAX_WAIT if seconds < 0 else min(seconds, self.settings.MAX_WAIT)
+        if limit <= 0:
+            return self.get(jobname, job_id, identity)
+        deadline = time.monotonic() + limit
+        with self.notifier.watch(job_id) as waiter:
+            job = self.get(jobname, job_id, identity)  # read after registering: no change is missed
+            if not job.is_waitable or (phase is not None and job.phase != phase):
+                return job
+            start_phase = job.phase
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not waiter.wait(remaining):
+                    break
+                waiter.event.clear()
+                if waiter.phase == "DELETED" or waiter.phase != start_phase.value:
+                    break
+        return self.get(jobname, job_id, identity)
+
+    # ---- control -------------------------------------------------------------------------------------
+    def run(self, jobname: str, job_id: str, identity: Identity, callback_url: str | None = None) -> None:
+        job = self.get(jobname, job_id, identity)
+        if job.phase in (Phase.QUEUED, Phase.EXECUTING):
+            return  # RUN is idempotent (CHECKLIST §6.2)
+        if job.phase not in (Phase.PENDING, Phase.HELD):
+            raise IllegalTransition(f"job {job_id} is {job.phase.value}: it cannot be run again")
+        self._queue(job, self.registry.get(jobname), callback_url)
+
+    def _queue(self, job: Job, jobdef: JobDefinition, callback_url: str | None) -> None:
+        present = {p.name for p in job.parameters}
+        missing = jobdef.missing_required(present)
+        if missing:
+            raise BadRequest("cannot run: required parameter(s) missing: " + ", ".join(missing))
+        if not self.store.set_phase(job.job_id, Phase.QUEUED, [Phase.PENDING, Phase.HELD],
+                                    quote=self._quote(jobdef, utcnow()), callback_url=callback_url):
+            current = self.store.get_phase(job.job_id)
+            if current not in (Phase.QUEUED, Phase.EXECUTING):
+                raise IllegalTransition(f"job {job.job_id} is {current}: it cannot be run")
+
+    def abort(self, jobname: str, job_id: str, identity: Identity) -> None:
+        job = self.get(jobname, job_id, identity)
+        if job.phase not in ABORTABLE:
+            raise IllegalTransition(f"job {job_id} is {job.phase.value}: there is nothing to abort")
+        if not self.store.set_phase(job_id, Phase.ABORTED, ABORTABLE, end_time=utcnow()):
+            current = self.store.get_phase(job_id)
+            raise IllegalTransition(f"job {job_id} is {current}: there is nothing to abort")
+        self.manager.abort(job_id, self.store.get(job_id).manager_id)
+
+    def delete(self, jobname: str, job_id: str, identity: Identity) -> None:
+        job = self.get(jobname, job_id, identity)
+        self._destroy(job)
+
+    def _destroy(self, job: Job) -> None:
+        if job.phase in ACTIVE or job.phase is Phase.PENDING:
+            if self.store.set_phase(job.job_id, Phase.ABORTED, ABORTABLE, end_time=utcnow()):
+                self.manager.abort(job.job_id, self.store.get(job.job_id).manager_id)
+        self.store.delete(job.job_id)
+        JobFiles.of(self.settings.jobs_dir, job.job_id).remove()
+
+    def set_execution_duration(self, jobname: str, job_id: str, identity: Identity, value: str) -> None:
+        seconds = self.cap_duration(parse_int(value, "EXECUTIONDURATION", 0))
+        job = self.get(jobname, job_id, identity)
+        if not self.store.update_job(job.job_id, [Phase.PENDING, Phase.HELD], execution_duration=seconds):
+            raise IllegalTransition(f"job {job_id} is {self.store.get_phase(job_id)}: "
+                                    "executionDuration can only change before the job runs")
+
+    def set_destruction(self, jobname: str, job_id: str, identity: Identity, value: str) -> None:
+        wanted = parse_instant(value, "DESTRUCTION")
+        job = self.get(jobname, job_id, identity)
+        if not self.store.update_job(job.job_id, list(Phase), destruction_time=self.cap_destruction(
+                job.creation_time, wanted)):
+            raise NotFound(f"no job {job_id!r}")
+
+    def set_parameters(self, jobname: str, job_id: str, identity: Identity, form: Sequence[tuple[str, str]],
+                       uploads: Sequence[Upload] = ()) -> None:
+        """Add or change parameters (and RUNID/EXECUTIONDURATION/DESTRUCTION) while PENDING."""
+        job = self.get(jobname, job_id, identity)
+        jobdef = self.registry.get(jobname)
+        sub = self.parse(jobdef, form, uploads)
+        if job.phase is not Phase.PENDING:
+            raise IllegalTransition(f"job {job_id} is {job.phase.value}: parameters can only change while PENDING")
+        if not sub.parameters and sub.run_id is None and sub.execution_duration is None and sub.destruction is None:
+            raise BadRequest("no parameter given")
+        if uploads:
+            ups = [Upload(p.name, u.stream, u.filename) for p, u in
+                   zip([p for p in sub.parameters if p.by_reference], uploads)]
+            self._save_uploads(JobFiles.of(self.settings.jobs_dir, job_id), ups)
+        fields = {}
+        if sub.run_id is not None:
+            fields["run_id"] = sub.run_id
+        if sub.execution_duration is not None:
+            fields["execution_duration"] = sub.execution_duration
+        if sub.destruction is not None:
+            fields["destruction_time"] = self.cap_destruction(job.creation_time, sub.destruction)
+        ok = True
+        if sub.parameters:
+            ok = self.store.set_parameters(job_id, sub.parameters, [Phase.PENDING])
+        if ok and fields:
+            ok = self.store.update_job(job_id, [Phase.PENDING], **fields)
+        if not ok:
+            raise IllegalTransition(f"job {job_id} is no longer PENDING: parameters can only change while PENDING")
+
+    # ---- reports from the job wrapper (callbacks, replays) ---------------------------------------------------
+    def apply_report(self, job_id: str, report: dict) -> str:
+        """Apply a wrapper report; returns "applied", "already" or "ignored" (idempotent)."""
+        try:
+            target = Phase(str(report.get("phase", "")))
+        except ValueError:
+            raise BadRequest(f"phase {report.get('phase')!r} is not a UWS phase") from None
+        current = self.store.get_phase(job_id)
+        if current is None:
+            raise NotFound(f"no job {job_id!r}")
+        if current is target:
+            return "already"
+        if current in FINAL:
+            return "ignored"
+        when = _report_time(report.get("start_time" if target is Phase.EXECUTING else "end_time"))
+        if target is Phase.EXECUTING:
+            moved = self.store.set_phase(job_id, Phase.EXECUTING, [Phase.QUEUED, Phase.HELD, Phase.SUSPENDED,
+                                                                    Phase.UNKNOWN], start_time=when)
+            return "applied" if moved else "ignored"
+        if target not in (Phase.COMPLETED, Phase.ERROR, Phase.ABORTED):
+            moved = self.store.set_phase(job_id, target, [current], )
+            return "applied" if moved else "ignored"
+        if current is Phase.QUEUED:  # the EXECUTING report was lost: record the start anyway
+            self.store.set_phase(job_id, Phase.EXECUTING, [Phase.QUEUED], start_time=when)
+        found = [Result(r["result_id"], r["file_name"], r.get("content_type") or "application/octet-stream",
+                        r.get("size"), r.get("sha256")) for r in report.get("results") or []]
+        for r in found:
+            if "/" in r.file_name or r.file_name.startswith("."):
+                raise BadRequest(f"result file name {r.file_name!r} is not allowed")
+        fields: dict = {"end_time": when}
+        if target is not Phase.COMPLETED:
+            fields["error"] = ErrorSummary(str(report.get("message") or "the job failed")[:4000], "fatal", True)
+        moved = self.store.complete(job_id, target, [Phase.EXECUTING, Phase.SUSPENDED, Phase.HELD, Phase.UNKNOWN],
+                                    found, **fields)
+        return "applied" if moved else "ignored"
+
+    # ---- maintenance -------------------------------------------------------------------------------------
+    def destroy_expired(self, now: datetime | None = None, batch: int = 500) -> int:
+        """Destroy (or archive, per DESTRUCTION_POLICY) every job past its destruction time."""
+        now = now or utcnow()
+        archive = self.settings.DESTRUCTION_POLICY == "archive"
+        done = 0
+        seen: set[str] = set()
+        while True:
+            ids = [i for i in self.store.expired(now, batch, skip_archived=archive) if i not in seen]
+            if not ids:
+                return done
+            seen.update(ids)
+            for job_id in ids:
+                job = self.store.get(job_id)
+                if job is None:
+                    continue
+                try:
+                    if archive:
+                        if job.phase not in FINAL:
+                            if self.store.set_phase(job_id, Phase.ABORTED, ABORTABLE, end_time=now):
+                                self.manager.abort(job_id, self.store.get(job_id).manager_id)
+                        self.store.archive(job_id)
+                        files = JobFiles.of(self.settings.jobs_dir, job_id)
+                        files.remove_results()
+                    else:
+                        self._destroy(job)
+                    done += 1
+                except Exception:
+                    log.exception("job %s: destruction failed", job_id)
+
+
+def _report_time(value) -> datetime:
+    if value:
+        try:
+            return parse_instant(str(value), "time")
+        except BadRequest:
+            pass
+    return utcnow()

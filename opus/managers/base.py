@@ -1,0 +1,45 @@
+"""The Manager interface every execution back end implements, and the choice by settings."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+from ..errors import ConfigurationError
+
+#: Applies a wrapper-style report dict for a job (``JobList.apply_report``).
+ReportSink = Callable[[str, dict], None]
+
+
+class Manager(ABC):
+    """Runs QUEUED jobs, stops them on request, and reconciles what the database believes."""
+
+    name: str = "base"
+
+    @abstractmethod
+    def start(self, report: ReportSink) -> None:
+        """Start background work in this process (dispatching, reconciliation)."""
+
+    @abstractmethod
+    def wake(self) -> None:
+        """A job was queued or a slot was freed: look for work now."""
+
+    @abstractmethod
+    def abort(self, job_id: str, manager_id: str | None) -> None:
+        """Stop the job's processes (the phase has already been set by the caller)."""
+
+    @abstractmethod
+    def is_alive(self) -> bool:
+        """Whether the manager can run jobs (for VOSI availability)."""
+
+    def stop(self) -> None:
+        """Stop background work (tests, shutdown)."""
+
+
+def make_manager(settings, store, registry) -> Manager:
+    """The manager named by ``settings.MANAGER``."""
+    if settings.MANAGER == "local":
+        from .local import LocalManager
+
+        return LocalManager(settings, store, registry)
+    raise ConfigurationError(f"MANAGER: unknown manager {settings.MANAGER!r}; known: 'local'")

@@ -1,0 +1,226 @@
+"""The job wrapper: runs one job's script and reports to the server.
+
+Run as ``python -I -S wrapper.py <job dir>/job.json`` by the local manager (and by the SLURM batch
+script), so it uses the standard library only and starts fast.  It
+
+* runs ``bash script.sh`` in the job's work directory, in a process group of its own, with the
+  parameters given as environment variables and in ``parameters.json`` -- values are never parsed
+  as shell;
+* reports EXECUTING (in the background, so the script is not delayed), then COMPLETED, ERROR or
+  ABORTED to ``POST <callback>/handler/job_event`` with the job's HMAC token;
+* enforces executionDuration to the second: SIGTERM to the script's process group, SIGKILL after a
+  grace period, phase ABORTED with a message saying why;
+* on SIGTERM (an ABORT from the server) kills the script's group the same way;
+* collects the declared results from the work directory into the result area, with size and
+  SHA-256;
+* writes its final report to ``report.json`` before sending it, and retries the callback with
+  backoff while the server is away, so that no completion is lost.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import mimetypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Wrapper:
+    def __init__(self, spec_path: str):
+        self.spec_path = Path(spec_path)
+        self.spec = json.loads(self.spec_path.read_text())
+        self.root = self.spec_path.parent
+        self.work = self.root / "work"
+        self.results = self.root / "results"
+        self.proc: subprocess.Popen | None = None
+        self.killed_by_signal: int | None = None
+        self._sent_executing: threading.Thread | None = None
+
+    # ---- messages ----------------------------------------------------------------------------
+    def log(self, message: str) -> None:
+        with open(self.root / "wrapper.log", "a", encoding="utf-8") as f:
+            f.write(f"{now_iso()} {message}\n")
+
+    def post(self, report: dict, retry_seconds: float) -> bool:
+        """POST one report; retry on connection errors and 5xx with backoff for ``retry_seconds``."""
+        url = self.spec["callback_url"].rstrip("/") + "/handler/job_event"
+        body = json.dumps({**report, "job_id": self.spec["job_id"], "token": self.spec["token"]}).encode()
+        deadline = time.monotonic() + retry_seconds
+        delay = 0.2
+        while True:
+            req = urllib.request.Request(url, data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    resp.read()
+                return True
+            except urllib.error.HTTPError as exc:
+                if exc.code < 500:
+                    self.log(f"callback {report['phase']} refused: HTTP {exc.code} {exc.read()[:200]!r}")
+                    return False
+                error = f"HTTP {exc.code}"
+            except (urllib.error.URLError, OSError) as exc:
+                error = str(exc)
+            if time.monotonic() + delay > deadline:
+                self.log(f"callback {report['phase']} failed for good: {error}")
+                return False
+            self.log(f"callback {report['phase']} failed ({error}); retrying in {delay:.1f} s")
+            time.sleep(delay)
+            delay = min(delay * 2, 30)
+
+    def finish(self, report: dict) -> None:
+        if self._sent_executing is not None:
+            self._sent_executing.join()
+        report.setdefault("end_time", now_iso())
+        tmp = self.root / "report.json.tmp"
+        tmp.write_text(json.dumps(report))
+        os.replace(tmp, self.root / "report.json")
+        self.post(report, self.spec.get("retry_seconds", 900))
+
+    # ---- the script ----------------------------------------------------------------------------
+    def environment(self) -> dict:
+        env = {
+            "PATH": SAFE_PATH, "HOME": str(self.work), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+            "OPUS_JOB_ID": self.spec["job_id"], "OPUS_JOB_NAME": self.spec["jobname"],
+            "OPUS_WORK_DIR": str(self.work), "OPUS_RESULTS_DIR": str(self.results),
+            "OPUS_PARAMETERS": str(self.root / "parameters.json"), "TMPDIR": str(self.work),
+        }
+        for name, value in self.spec["environment"].items():
+            env[name] = value
+        return env
+
+    def kill_script(self, grace: float) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # also whatever the script left in its group
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+
+    def on_signal(self, signum, _frame) -> None:
+        self.killed_by_signal = signum
+        threading.Thread(target=self.kill_script, args=(self.spec.get("kill_grace", 2.0),), daemon=True).start()
+
+    def run(self) -> int:
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.results.mkdir(parents=True, exist_ok=True)
+        (self.root / "parameters.json").write_text(json.dumps(self.spec["parameters"], indent=1))
+        signal.signal(signal.SIGTERM, self.on_signal)
+        signal.signal(signal.SIGINT, self.on_signal)
+        start = now_iso()
+        self._sent_executing = threading.Thread(
+            target=self.post, args=({"phase": "EXECUTING", "start_time": start}, 60), daemon=True)
+        self._sent_executing.start()
+        duration = self.spec.get("execution_duration") or 0
+        with open(self.root / "stdout.log", "wb") as out, open(self.root / "stderr.log", "wb") as err:
+            try:
+                self.proc = subprocess.Popen(
+                    ["/bin/bash", str(self.root / "script.sh")], cwd=self.work, env=self.environment(),
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=err, process_group=0, close_fds=True)
+            except OSError as exc:
+                self.finish({"phase": "ERROR", "message": f"cannot start the job's script: {exc}"})
+                return 1
+            (self.root / "script.pgid").write_text(str(self.proc.pid))
+            try:
+                code = self.proc.wait(timeout=duration if duration > 0 else None)
+            except subprocess.TimeoutExpired:
+                self.kill_script(self.spec.get("kill_grace", 2.0))
+                self.finish({"phase": "ABORTED", "message":
+                             f"executionDuration of {duration} s exceeded: the job was stopped"})
+                return 1
+        if self.killed_by_signal is not None:
+            self.proc.wait()
+            self.finish({"phase": "ABORTED", "message":
+                         f"the job was stopped by signal {signal.Signals(self.killed_by_signal).name}"})
+            return 1
+        if code != 0:
+            why = f"exit status {code}" if code > 0 else f"killed by signal {signal.Signals(-code).name}"
+            self.finish({"phase": "ERROR", "message": f"the job's script failed ({why}){self.stderr_tail()}",
+                         "results": self.collect(strict=False)[0]})
+            return 1
+        found, missing = self.collect(strict=True)
+        if missing:
+            self.finish({"phase": "ERROR", "results": found,
+                         "message": "the job's script did not produce " + ", ".join(missing)})
+            return 1
+        self.finish({"phase": "COMPLETED", "results": found})
+        return 0
+
+    def stderr_tail(self) -> str:
+        try:
+            with open(self.root / "stderr.log", "rb") as f:
+                f.seek(max(0, os.path.getsize(self.root / "stderr.log") - 300))
+                lines = f.read().decode("utf-8", "replace").strip().splitlines()
+        except OSError:
+            return ""
+        return f": {lines[-1].strip()}" if lines else ""
+
+    # ---- results -----------------------------------------------------------------------------
+    def collect(self, strict: bool) -> tuple[list[dict], list[str]]:
+        found, missing = [], []
+        for spec in self.spec["generated"]:
+            pattern = spec["file"]
+            is_glob = any(c in pattern for c in "*?[")
+            matches = sorted(glob.glob(glob.escape(str(self.work)) + "/" + pattern)) if is_glob else \
+                ([str(self.work / pattern)] if (self.work / pattern).is_file() else [])
+            if not matches and not is_glob:
+                missing.append(f"{spec['name']} ({pattern})")
+            for path in matches:
+                src = Path(path)
+                if not src.is_file() or src.is_symlink():
+                    continue
+                dest = self.results / src.name
+                os.replace(src, dest)
+                digest = hashlib.sha256()
+                with open(dest, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        digest.update(block)
+                ctype = spec.get("content_type") or ""
+                if is_glob and (not ctype or ctype == "application/octet-stream"):
+                    ctype = mimetypes.guess_type(src.name)[0] or "application/octet-stream"
+                found.append({"result_id": src.name if is_glob else spec["name"], "file_name": src.name,
+                              "content_type": ctype or "application/octet-stream",
+                              "size": dest.stat().st_size, "sha256": digest.hexdigest()})
+        return found, (missing if strict else [])
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: wrapper.py <job dir>/job.json", file=sys.stderr)
+        return 2
+    wrapper = Wrapper(argv[1])
+    try:
+        return wrapper.run()
+    except Exception as exc:  # report anything unexpected rather than vanish silently
+        wrapper.log(f"wrapper failed: {exc!r}")
+        wrapper.finish({"phase": "ERROR", "message": f"the job wrapper failed: {exc}"})
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,153 @@
+"""Phase-change notifications across the processes of one server host.
+
+Every process that serves requests (each gunicorn worker, the development server) listens on a
+Linux abstract-namespace datagram socket and registers its name as an empty file in
+``<DATA_DIR>/run/events/``.  A process that commits a phase change wakes its own waiters directly
+and sends one datagram ``"<job_id> <phase>"`` to every registered peer, which wakes its waiters.
+A WAIT therefore ends as soon as the change is committed, whichever worker committed it, without
+any polling.  A peer that has died is noticed (ECONNREFUSED) and unregistered.
+
+PostgreSQL deployments on several hosts need LISTEN/NOTIFY instead (see the production issue);
+the ``Notifier`` interface (``publish``/``watch``/``subscribe``) stays the same.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class _Waiter:
+    __slots__ = ("event", "phase")
+
+    def __init__(self):
+        self.event = threading.Event()
+        self.phase: str | None = None
+
+    def wait(self, timeout: float) -> bool:
+        return self.event.wait(timeout)
+
+
+class Notifier:
+    """Wakes waiters and subscribers of this process and of its peers on one host."""
+
+    def __init__(self, run_dir: str | Path):
+        self.dir = Path(run_dir) / "events"
+        self._prefix = "opus-" + hashlib.sha1(str(self.dir.resolve()).encode()).hexdigest()[:12]
+        self._waiters: dict[str, set[_Waiter]] = {}
+        self._lock = threading.Lock()
+        self._subscribers: list[Callable[[str, str], None]] = []
+        self._sock: socket.socket | None = None
+        self._name: str | None = None
+        self._send_sock: socket.socket | None = None
+        self._pid = None
+
+    # ---- listening ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Register this process as a peer and start the listener thread (once per process)."""
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._name = f"{os.getpid()}-{secrets.token_hex(4)}"
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind("\0" + self._prefix + "-" + self._name)
+        self._sock = sock
+        (self.dir / self._name).touch()
+        threading.Thread(target=self._listen, args=(sock,), name="opus-notify", daemon=True).start()
+
+    def stop(self) -> None:
+        if self._name:
+            try:
+                (self.dir / self._name).unlink()
+            except FileNotFoundError:
+                pass
+        if self._sock:
+            self._sock.close()
+        self._sock = self._name = self._pid = None
+
+    def _listen(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                data = sock.recv(512)
+            except OSError:
+                return
+            try:
+                job_id, phase = data.decode("ascii").split(" ", 1)
+            except ValueError:
+                continue
+            self._deliver(job_id, phase)
+
+    # ---- publishing --------------------------------------------------------------------------
+    def publish(self, job_id: str, phase: str) -> None:
+        """Announce that ``job_id`` changed to ``phase`` (or "DELETED"), here and to every peer."""
+        self._deliver(job_id, phase)
+        try:
+            peers = os.listdir(self.dir)
+        except FileNotFoundError:
+            return
+        if not peers or (len(peers) == 1 and peers[0] == self._name):
+            return
+        if self._send_sock is None:
+            self._send_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self._send_sock.setblocking(False)
+        message = f"{job_id} {phase}".encode("ascii")
+        for peer in peers:
+            if peer == self._name:
+                continue
+            try:
+                self._send_sock.sendto(message, "\0" + self._prefix + "-" + peer)
+            except OSError as exc:
+                if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
+                    try:
+                        (self.dir / peer).unlink()
+                    except FileNotFoundError:
+                        pass
+                elif exc.errno == errno.EAGAIN:
+                    log.warning("notification to peer %s dropped: its queue is full", peer)
+                else:
+                    log.warning("notification to peer %s failed: %s", peer, exc)
+
+    def _deliver(self, job_id: str, phase: str) -> None:
+        with self._lock:
+            waiters = self._waiters.get(job_id)
+            if waiters:
+                for w in waiters:
+                    w.phase = phase
+                    w.event.set()
+        for callback in self._subscribers:
+            try:
+                callback(job_id, phase)
+            except Exception:  # a subscriber's bug must not stop notifications
+                log.exception("notification subscriber failed")
+
+    # ---- waiting -----------------------------------------------------------------------------
+    @contextmanager
+    def watch(self, job_id: str):
+        """Register interest in ``job_id`` *before* reading its state, then ``.wait(timeout)``."""
+        waiter = _Waiter()
+        with self._lock:
+            self._waiters.setdefault(job_id, set()).add(waiter)
+        try:
+            yield waiter
+        finally:
+            with self._lock:
+                group = self._waiters.get(job_id)
+                if group is not None:
+                    group.discard(waiter)
+                    if not group:
+                        del self._waiters[job_id]
+
+    def subscribe(self, callback: Callable[[str, str], None]) -> None:
+        """Call ``callback(job_id, phase)`` on every change seen by this process."""
+        self._subscribers.append(callback)

@@ -1,0 +1,74 @@
+"""Secrets and identities.
+
+The per-job callback token is HMAC-SHA256(server secret, job id): the wrapper proves it runs that
+job without the server storing a token per job.  The secret comes from SECRET_KEY, or is generated
+once into ``DATA_DIR/secret.key`` (mode 0600).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+
+@lru_cache(maxsize=8)
+def _file_secret(path: str) -> bytes:
+    p = Path(path)
+    try:
+        return p.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    p.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_hex(32).encode()
+    tmp = p.with_name(f".{p.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(value)
+    try:
+        os.link(tmp, p)  # atomic: if another process won the race, use its secret
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return p.read_bytes().strip()
+
+
+def server_secret(settings) -> bytes:
+    if settings.SECRET_KEY:
+        return settings.SECRET_KEY.encode()
+    return _file_secret(str(Path(settings.DATA_DIR) / "secret.key"))
+
+
+def job_token(settings, job_id: str) -> str:
+    """The callback token of one job."""
+    return hmac.new(server_secret(settings), f"job-event:{job_id}".encode(), hashlib.sha256).hexdigest()
+
+
+def check_job_token(settings, job_id: str, token: str) -> bool:
+    """Constant-time comparison of a presented token with the job's."""
+    return hmac.compare_digest(job_token(settings, job_id), str(token or ""))
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is calling: ``name`` None means anonymous."""
+
+    name: str | None = None
+    is_admin: bool = False
+
+    @property
+    def anonymous(self) -> bool:
+        return self.name is None
+
+
+ANONYMOUS = Identity()
+
+
+def can_access(identity: Identity, owner_id: str | None) -> bool:
+    """The one access rule for a job and everything under it."""
+    return identity.is_admin or owner_id is None or owner_id == identity.name

@@ -1,0 +1,128 @@
+"""create_app(settings): the bottle application, its plugins and error handling."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import bottle
+from bottle import Bottle, HTTPError, HTTPResponse, request
+
+from ..errors import ConfigurationError, OpusError
+from ..security import ANONYMOUS
+from ..services import Services
+from ..settings import Settings
+from . import uws_routes, vosi
+from .web import as_json, base_url, text, wants_json
+
+log = logging.getLogger(__name__)
+# Bodies of forms up to this size are parsed in memory; larger ones (uploads) spool to disk.
+bottle.BaseRequest.MEMFILE_MAX = 1024 * 1024
+
+
+class IdentityPlugin:
+    """Resolves the caller once per request into ``environ['opus.identity']``.
+
+    Anonymous for now; authentication plugs in here without touching the routes.
+    """
+
+    name = "opus_identity"
+    api = 2
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def apply(self, callback, route):
+        def wrapper(*args, **kwargs):
+            request.environ["opus.identity"] = ANONYMOUS
+            return callback(*args, **kwargs)
+
+        return wrapper
+
+
+class ErrorPlugin:
+    """Turns OpusError into its HTTP status with a plain-text (or JSON) message; logs the rest."""
+
+    name = "opus_errors"
+    api = 2
+
+    def apply(self, callback, route):
+        def wrapper(*args, **kwargs):
+            try:
+                return callback(*args, **kwargs)
+            except HTTPResponse:
+                raise
+            except OpusError as exc:
+                return error_response(exc.status, exc.message)
+            except ConfigurationError as exc:
+                log.error("configuration error: %s", exc)
+                return error_response(500, f"server configuration error: {exc}")
+
+        return wrapper
+
+
+def error_response(status: int, message: str) -> HTTPResponse:
+    if wants_json():
+        return as_json({"error": message, "status": status}, status)
+    return text(message + "\n", status)
+
+
+def create_app(settings: Settings, services: Services | None = None, start: bool = True) -> Bottle:
+    """The WSGI application for ``settings``.
+
+    Background work (notifications, the manager, maintenance) starts in the serving process:
+    at once when ``start`` is true, and again in any forked worker on its first request.
+    """
+    services = services or Services.build(settings)
+    app = Bottle(catchall=True)
+    app.config["json.enable"] = False
+    app.config["opus.services"] = services
+    app.install(ErrorPlugin())
+    app.install(IdentityPlugin(settings))
+
+    if start:
+        services.start()
+
+        @app.hook("before_request")
+        def _start_in_worker():
+            if services._started_pid != os.getpid():
+                services.start()
+
+    @app.get("/")
+    def index():
+        base = base_url(settings)
+        names = services.registry.names()
+        if wants_json():
+            return as_json({"jobDefinitions": [{"name": n, "href": f"{base}/rest/{n}"} for n in names]})
+        lines = ["OPUS: an IVOA UWS 1.1 job server", "", "Job lists:"]
+        lines += [f"  {base}/rest/{n}" for n in names]
+        lines += ["", f"VOSI: {base}/capabilities  {base}/availability", f"Job definitions: {base}/jdl"]
+        return text("\n".join(lines) + "\n")
+
+    @app.get("/jdl")
+    def jdl_list():
+        return as_json({"jobDefinitions": [
+            {"name": d.name, "description": d.description, "version": d.version} for d in services.registry.all()]})
+
+    @app.get("/jdl/<name>")
+    def jdl_get(name):
+        return as_json(services.registry.get(name).to_dict())
+
+    uws_routes.install(app, services)
+    vosi.install(app, services)
+
+    def _plain_error(err: HTTPError):
+        status = err.status_code
+        message = {404: "not found", 405: "method not allowed"}.get(status, err.body or err.status_line)
+        if status == 500:
+            log.error("unhandled error on %s %s: %s", request.method, request.path, err.exception,
+                      exc_info=err.exception)
+            message = "internal server error"
+        if status == 405:
+            err.set_header("Allow", err.headers.get("Allow", ""))
+        err.content_type = "text/plain; charset=UTF-8"
+        return f"{message}\n"
+
+    for code in (400, 404, 405, 413, 500):
+        app.error(code)(_plain_error)
+    return app

@@ -1,0 +1,154 @@
+"""UWS documents: XML exactly as ``uws-1.1.xsd`` wants it (CHECKLIST §2.9, §8) and the same
+resources as JSON.  Strings are built directly (not through a DOM) because job lists can be long
+and every GET renders one; the tests validate every document against the schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from xml.sax.saxutils import escape, quoteattr
+
+from ..timeutil import format_instant
+from ..uws import Job, JobRef, Parameter, Result
+
+UWS_NS = "http://www.ivoa.net/xml/UWS/v1.0"
+XLINK_NS = "http://www.w3.org/1999/xlink"
+XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+ROOT_NS = f'xmlns:uws="{UWS_NS}" xmlns:xlink="{XLINK_NS}" xmlns:xsi="{XSI_NS}"'
+HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n'
+
+
+def _instant(tag: str, value) -> str:
+    if value is None:
+        return f'<uws:{tag} xsi:nil="true"/>'
+    return f"<uws:{tag}>{format_instant(value)}</uws:{tag}>"
+
+
+def _text(value: str) -> str:
+    """XML-escape text, dropping characters XML 1.0 cannot carry."""
+    text = escape(value)
+    if any(ord(c) < 32 and c not in "\t\n\r" for c in text):
+        text = "".join(c for c in text if ord(c) >= 32 or c in "\t\n\r")
+    return text
+
+
+def parameter_value(job_url: str, p: Parameter) -> str:
+    """The value a client sees: uploads as the URL where OPUS serves them."""
+    if p.by_reference and p.value.startswith("param:"):
+        return f"{job_url}/parameters/{p.value[6:]}"
+    return p.value
+
+
+def result_url(job_url: str, r: Result) -> str:
+    return f"{job_url}/results/{r.result_id}"
+
+
+def _parameters_xml(job_url: str, params: Iterable[Parameter]) -> list[str]:
+    out = []
+    for p in params:
+        ref = ' byReference="true"' if p.by_reference else ""
+        post = ' isPost="true"' if p.is_post else ""
+        out.append(f"<uws:parameter id={quoteattr(p.name)}{ref}{post}>{_text(parameter_value(job_url, p))}"
+                   "</uws:parameter>")
+    return out
+
+
+def _results_xml(job_url: str, results: Iterable[Result]) -> list[str]:
+    out = []
+    for r in results:
+        size = f' size="{r.size}"' if r.size is not None else ""
+        out.append(f'<uws:result id={quoteattr(r.result_id)} xlink:type="simple" '
+                   f'xlink:href={quoteattr(result_url(job_url, r))}{size} mime-type={quoteattr(r.content_type)}/>')
+    return out
+
+
+def job_xml(job: Job, job_url: str) -> str:
+    parts = [HEAD, f'<uws:job {ROOT_NS} xmlns:opus="urn:opus" version="1.1">', f"<uws:jobId>{job.job_id}</uws:jobId>"]
+    if job.run_id is not None:
+        parts.append(f"<uws:runId>{_text(job.run_id)}</uws:runId>")
+    parts.append('<uws:ownerId xsi:nil="true"/>' if job.owner_id is None
+                 else f"<uws:ownerId>{_text(job.owner_id)}</uws:ownerId>")
+    parts.append(f"<uws:phase>{job.phase.value}</uws:phase>")
+    parts.append(_instant("quote", job.quote))
+    parts.append(f"<uws:creationTime>{format_instant(job.creation_time)}</uws:creationTime>")
+    parts.append(_instant("startTime", job.start_time))
+    parts.append(_instant("endTime", job.end_time))
+    parts.append(f"<uws:executionDuration>{job.execution_duration}</uws:executionDuration>")
+    parts.append(_instant("destruction", job.destruction_time))
+    params = _parameters_xml(job_url, job.parameters)
+    parts.append("<uws:parameters>" + "".join(params) + "</uws:parameters>" if params else "<uws:parameters/>")
+    results = _results_xml(job_url, job.results)
+    parts.append("<uws:results>" + "".join(results) + "</uws:results>" if results else "<uws:results/>")
+    if job.error is not None:
+        parts.append(f'<uws:errorSummary type="{job.error.type}" hasDetail="{"true" if job.error.has_detail else "false"}">'
+                     f"<uws:message>{_text(job.error.message)}</uws:message></uws:errorSummary>")
+    parts.append(f"<uws:jobInfo><opus:jobName>{_text(job.jobname)}</opus:jobName>"
+                 + (f"<opus:jobDefinitionVersion>{_text(job.jdl_version)}"
+                    "</opus:jobDefinitionVersion>" if job.jdl_version else "")
+                 + "</uws:jobInfo>")
+    parts.append("</uws:job>")
+    return "".join(parts)
+
+
+def joblist_xml(refs: Iterable[JobRef], url_of) -> str:
+    parts = [HEAD, f'<uws:jobs {ROOT_NS} version="1.1">']
+    for r in refs:
+        parts.append(f'<uws:jobref id="{r.job_id}" xlink:type="simple" xlink:href={quoteattr(url_of(r))}>'
+                     f"<uws:phase>{r.phase.value}</uws:phase>")
+        if r.run_id is not None:
+            parts.append(f"<uws:runId>{_text(r.run_id)}</uws:runId>")
+        parts.append('<uws:ownerId xsi:nil="true"/>' if r.owner_id is None
+                     else f"<uws:ownerId>{_text(r.owner_id)}</uws:ownerId>")
+        parts.append(f"<uws:creationTime>{format_instant(r.creation_time)}</uws:creationTime></uws:jobref>")
+    parts.append("</uws:jobs>")
+    return "".join(parts)
+
+
+def parameters_xml(job: Job, job_url: str) -> str:
+    return (HEAD + f"<uws:parameters {ROOT_NS}>" + "".join(_parameters_xml(job_url, job.parameters))
+            + "</uws:parameters>")
+
+
+def results_xml(job: Job, job_url: str) -> str:
+    return HEAD + f"<uws:results {ROOT_NS}>" + "".join(_results_xml(job_url, job.results)) + "</uws:results>"
+
+
+def error_votable(message: str) -> str:
+    """The /error document: a DALI error VOTable (CHECKLIST §6.6)."""
+    return (HEAD + '<VOTABLE xmlns="http://www.ivoa.net/xml/VOTable/v1.3" version="1.4">'
+            '<RESOURCE type="results"><INFO name="QUERY_STATUS" value="ERROR">'
+            f"{_text(message)}</INFO></RESOURCE></VOTABLE>")
+
+
+# ---- JSON ---------------------------------------------------------------------------------------------
+def _iso(value):
+    return format_instant(value) if value is not None else None
+
+
+def job_json(job: Job, job_url: str) -> dict:
+    return {
+        "jobId": job.job_id, "jobName": job.jobname, "runId": job.run_id, "ownerId": job.owner_id,
+        "phase": job.phase.value, "quote": _iso(job.quote), "creationTime": _iso(job.creation_time),
+        "startTime": _iso(job.start_time), "endTime": _iso(job.end_time),
+        "executionDuration": job.execution_duration, "destruction": _iso(job.destruction_time),
+        "parameters": parameters_json(job, job_url), "results": results_json(job, job_url),
+        "errorSummary": None if job.error is None else {
+            "type": job.error.type, "hasDetail": job.error.has_detail, "message": job.error.message},
+        "jobDefinitionVersion": job.jdl_version, "href": job_url,
+    }
+
+
+def parameters_json(job: Job, job_url: str) -> list[dict]:
+    return [{"id": p.name, "value": parameter_value(job_url, p), "byReference": p.by_reference}
+            for p in job.parameters]
+
+
+def results_json(job: Job, job_url: str) -> list[dict]:
+    return [{"id": r.result_id, "href": result_url(job_url, r), "size": r.size, "mimeType": r.content_type,
+             "sha256": r.sha256} for r in job.results]
+
+
+def joblist_json(refs: Iterable[JobRef], url_of) -> dict:
+    return {"jobs": [{"jobId": r.job_id, "jobName": r.jobname, "phase": r.phase.value, "runId": r.run_id,
+                      "ownerId": r.owner_id, "creationTime": _iso(r.creation_time), "href": url_of(r)}
+                     for r in refs]}

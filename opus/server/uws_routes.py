@@ -1,0 +1,246 @@
+"""The UWS 1.1 REST tree: ``/rest/<jobname>`` and ``/rest/<jobname>/<job-id>/...``.
+
+Each route parses, calls one JobList method, and renders (GUIDE: thin handlers).
+"""
+
+from __future__ import annotations
+
+import mimetypes
+
+from bottle import Bottle, HTTPResponse, request, static_file
+
+from ..errors import BadRequest, NotFound
+from ..jobfiles import JobFiles
+from ..timeutil import format_instant, parse_instant, parse_int
+from ..uws import parse_phase
+from . import render
+from .web import (as_json, base_url, callback_url, form_input, identity, query_values, see_other, single, text,
+                  wants_json, xml)
+
+JOB = "/rest/<jobname>/<job_id>"
+
+
+def install(app: Bottle, services) -> None:
+    settings = services.settings
+    jobs = services.joblist
+
+    def list_url(jobname: str) -> str:
+        return f"{base_url(settings)}/rest/{jobname}"
+
+    def job_url(jobname: str, job_id: str) -> str:
+        return f"{base_url(settings)}/rest/{jobname}/{job_id}"
+
+    def job_of(jobname, job_id):
+        return jobs.get(jobname, job_id, identity())
+
+    # ---- the job list ------------------------------------------------------------------------------
+    @app.get("/rest/<jobname>")
+    def job_list(jobname):
+        phases = [parse_phase(p) for p in query_values("PHASE")]
+        after = query_values("AFTER")
+        last = query_values("LAST")
+        if len(after) > 1 or len(last) > 1:
+            raise BadRequest("AFTER and LAST may be given once each")
+        refs = jobs.list(jobname, identity(), phases,
+                         parse_instant(after[0], "AFTER") if after else None,
+                         parse_int(last[0], "LAST", 1) if last else None)
+        base = list_url(jobname)
+
+        def url_of(ref):
+            return f"{base}/{ref.job_id}"
+
+        if wants_json():
+            return as_json(render.joblist_json(refs, url_of))
+        return xml(render.joblist_xml(refs, url_of))
+
+    @app.post("/rest/<jobname>")
+    def create_job(jobname):
+        fields, files = form_input(settings)
+        fields += [(k, v) for k, v in request.query.decode().allitems() if k.upper() == "PHASE"]
+        job = jobs.create(jobname, identity(), fields, files, callback_url(settings))
+        return see_other(job_url(jobname, job.job_id))
+
+    # ---- one job ---------------------------------------------------------------------------------------
+    @app.get(JOB)
+    def get_job(jobname, job_id):
+        waits = query_values("WAIT")
+        if waits:
+            seconds = min(parse_int(w, "WAIT") for w in waits)
+            phases = query_values("PHASE")
+            if len(phases) > 1:
+                raise BadRequest("PHASE may be given once with WAIT")
+            job = jobs.wait(jobname, job_id, identity(), seconds, parse_phase(phases[0]) if phases else None)
+        else:
+            job = job_of(jobname, job_id)
+        url = job_url(jobname, job_id)
+        if wants_json():
+            return as_json(render.job_json(job, url))
+        return xml(render.job_xml(job, url))
+
+    @app.delete(JOB)
+    def delete_job(jobname, job_id):
+        jobs.delete(jobname, job_id, identity())
+        return see_other(list_url(jobname))
+
+    @app.post(JOB)
+    def post_job(jobname, job_id):
+        fields, files = form_input(settings)
+        action = single(fields, "ACTION", required=False)
+        phase = single(fields, "PHASE", required=False)
+        rest = [(k, v) for k, v in fields if k.upper() not in ("ACTION", "PHASE")]
+        if action is not None:
+            if action.strip().upper() != "DELETE":
+                raise BadRequest(f"ACTION={action!r}: the only action is DELETE")
+            jobs.delete(jobname, job_id, identity())
+            return see_other(list_url(jobname))
+        if rest or files:
+            if not settings.PARAMETERS_AT_JOB_URL:
+                raise BadRequest("parameters are not accepted at the job URL here: POST them to "
+                                 f"{job_url(jobname, job_id)}/parameters")
+            jobs.set_parameters(jobname, job_id, identity(), rest, files)
+        if phase is not None:
+            _change_phase(jobname, job_id, phase)
+        elif not (rest or files):
+            raise BadRequest("nothing to do: send PHASE=RUN, PHASE=ABORT, ACTION=DELETE or parameters")
+        return see_other(job_url(jobname, job_id))
+
+    def _change_phase(jobname, job_id, value):
+        wanted = value.strip().upper()
+        if wanted == "RUN":
+            jobs.run(jobname, job_id, identity(), callback_url(settings))
+        elif wanted == "ABORT":
+            jobs.abort(jobname, job_id, identity())
+        else:
+            raise BadRequest(f"PHASE={value!r}: only RUN and ABORT can be asked for")
+
+    # ---- atomic children -------------------------------------------------------------------------------
+    @app.get(JOB + "/phase")
+    def get_phase(jobname, job_id):
+        return text(job_of(jobname, job_id).phase.value)
+
+    @app.post(JOB + "/phase")
+    def post_phase(jobname, job_id):
+        fields, _ = form_input(settings)
+        _change_phase(jobname, job_id, single(fields, "PHASE"))
+        return see_other(job_url(jobname, job_id))
+
+    @app.get(JOB + "/executionduration")
+    def get_duration(jobname, job_id):
+        return text(str(job_of(jobname, job_id).execution_duration))
+
+    @app.post(JOB + "/executionduration")
+    def post_duration(jobname, job_id):
+        fields, _ = form_input(settings)
+        jobs.set_execution_duration(jobname, job_id, identity(), single(fields, "EXECUTIONDURATION"))
+        return see_other(job_url(jobname, job_id))
+
+    @app.get(JOB + "/destruction")
+    def get_destruction(jobname, job_id):
+        return text(format_instant(job_of(jobname, job_id).destruction_time))
+
+    @app.post(JOB + "/destruction")
+    def post_destruction(jobname, job_id):
+        fields, _ = form_input(settings)
+        jobs.set_destruction(jobname, job_id, identity(), single(fields, "DESTRUCTION"))
+        return see_other(job_url(jobname, job_id))
+
+    @app.get(JOB + "/quote")
+    def get_quote(jobname, job_id):
+        return text(format_instant(job_of(jobname, job_id).quote))
+
+    @app.get(JOB + "/owner")
+    def get_owner(jobname, job_id):
+        return text(job_of(jobname, job_id).owner_id or "")
+
+    @app.get(JOB + "/error")
+    def get_error(jobname, job_id):
+        job = job_of(jobname, job_id)
+        if job.error is None:
+            raise NotFound(f"job {job_id} has no error")
+        return HTTPResponse(body=render.error_votable(job.error.message).encode(),
+                            headers={"Content-Type": "application/x-votable+xml; charset=UTF-8"})
+
+    # ---- parameters ---------------------------------------------------------------------------------------
+    @app.get(JOB + "/parameters")
+    def get_parameters(jobname, job_id):
+        job = job_of(jobname, job_id)
+        url = job_url(jobname, job_id)
+        if wants_json():
+            return as_json(render.parameters_json(job, url))
+        return xml(render.parameters_xml(job, url))
+
+    @app.post(JOB + "/parameters")
+    def post_parameters(jobname, job_id):
+        fields, files = form_input(settings)
+        jobs.set_parameters(jobname, job_id, identity(), fields, files)
+        return see_other(job_url(jobname, job_id))
+
+    @app.get(JOB + "/parameters/<name>")
+    def get_parameter(jobname, job_id, name):
+        job = job_of(jobname, job_id)
+        param = job.parameter(name)
+        if param is None:
+            raise NotFound(f"job {job_id} has no parameter {name!r}")
+        if param.by_reference and param.value.startswith("param:"):
+            files = JobFiles.of(settings.jobs_dir, job_id)
+            ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            return _file(files.uploads, name, ctype)
+        return text(param.value)
+
+    @app.put(JOB + "/parameters/<name>")
+    def put_parameter(jobname, job_id, name):
+        from ..joblist import Upload
+
+        if request.content_length > settings.MAX_UPLOAD_SIZE:
+            raise BadRequest("parameter value too large")
+        job = job_of(jobname, job_id)
+        current = job.parameter(name)
+        if current is not None and current.by_reference:
+            jobs.set_parameters(jobname, job_id, identity(), [], [Upload(name, request.body)])
+        else:
+            if request.content_length > settings.MAX_BODY_SIZE:
+                raise BadRequest(f"parameter value larger than {settings.MAX_BODY_SIZE} bytes")
+            try:
+                value = request.body.read().decode("utf-8")
+            except UnicodeDecodeError:
+                raise BadRequest("a parameter value must be UTF-8 text; upload files with multipart") from None
+            jobs.set_parameters(jobname, job_id, identity(), [(name, value)])
+        return see_other(job_url(jobname, job_id))
+
+    # ---- results and output ---------------------------------------------------------------------------------
+    @app.get(JOB + "/results")
+    def get_results(jobname, job_id):
+        job = job_of(jobname, job_id)
+        url = job_url(jobname, job_id)
+        if wants_json():
+            return as_json(render.results_json(job, url))
+        return xml(render.results_xml(job, url))
+
+    @app.get(JOB + "/results/<result_id>")
+    def get_result(jobname, job_id, result_id):
+        job = job_of(jobname, job_id)
+        result = job.result(result_id)
+        if result is None:
+            raise NotFound(f"job {job_id} has no result {result_id!r}")
+        return _file(JobFiles.of(settings.jobs_dir, job_id).results, result.file_name, result.content_type)
+
+    @app.get(JOB + "/stdout")
+    def get_stdout(jobname, job_id):
+        job_of(jobname, job_id)
+        return _file(JobFiles.of(settings.jobs_dir, job_id).root, "stdout.log", "text/plain", "stdout")
+
+    @app.get(JOB + "/stderr")
+    def get_stderr(jobname, job_id):
+        job_of(jobname, job_id)
+        return _file(JobFiles.of(settings.jobs_dir, job_id).root, "stderr.log", "text/plain", "stderr")
+
+
+def _file(root, name: str, content_type: str, what: str | None = None):
+    """Serve a file of the job's area (Range, HEAD, Last-Modified handled by bottle)."""
+    path = root / name
+    if not path.is_file():
+        raise NotFound(f"{what or name} is not available (yet)")
+    response = static_file(name, root=str(root), mimetype=content_type)
+    if response.status_code >= 400:
+        raise NotFound(f"{what or name} is not available")
+    return response

@@ -1,0 +1,83 @@
+"""VOSI availability and capabilities (CHECKLIST §9.2), readable anonymously, and the handler
+endpoint through which job wrappers report."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from bottle import Bottle, HTTPResponse, request
+
+from ..errors import BadRequest, Forbidden
+from ..security import check_job_token
+from ..timeutil import format_instant, utcnow
+from .render import HEAD
+from .web import as_json, base_url
+
+log = logging.getLogger(__name__)
+VOSI_AVAIL = "http://www.ivoa.net/xml/VOSIAvailability/v1.0"
+VOSI_CAPS = "http://www.ivoa.net/xml/VOSICapabilities/v1.0"
+XML = {"Content-Type": "text/xml; charset=UTF-8"}
+
+
+def install(app: Bottle, services) -> None:
+    settings = services.settings
+    up_since = utcnow()
+
+    @app.get("/availability")
+    def availability():
+        notes = []
+        ok = True
+        try:
+            services.store.ping()
+            notes.append("the database answers")
+        except Exception as exc:  # reported, not raised: availability must say why
+            ok = False
+            notes.append(f"the database does not answer: {type(exc).__name__}")
+        if services.manager.is_alive():
+            notes.append(f"the {services.manager.name} execution manager is ready")
+        else:
+            ok = False
+            notes.append(f"the {services.manager.name} execution manager is not available")
+        body = (HEAD + f'<vosi:availability xmlns:vosi="{VOSI_AVAIL}">'
+                f"<vosi:available>{'true' if ok else 'false'}</vosi:available>"
+                f"<vosi:upSince>{format_instant(up_since)}</vosi:upSince>"
+                + "".join(f"<vosi:note>{n}</vosi:note>" for n in notes) + "</vosi:availability>")
+        return HTTPResponse(body=body, headers=XML)
+
+    @app.get("/capabilities")
+    def capabilities():
+        base = base_url(settings)
+
+        def cap(standard: str, url: str, extra: str = "", use: str = "full") -> str:
+            return (f'<capability standardID="{standard}"><interface xsi:type="vs:ParamHTTP"{extra}>'
+                    f'<accessURL use="{use}">{url}</accessURL></interface></capability>')
+
+        parts = [HEAD, f'<vosi:capabilities xmlns:vosi="{VOSI_CAPS}" '
+                       'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+                       'xmlns:vs="http://www.ivoa.net/xml/VODataService/v1.1">',
+                 cap("ivo://ivoa.net/std/VOSI#capabilities", f"{base}/capabilities"),
+                 cap("ivo://ivoa.net/std/VOSI#availability", f"{base}/availability")]
+        for name in services.registry.names():
+            parts.append(cap("ivo://ivoa.net/std/UWS#rest-1.1", f"{base}/rest/{name}",
+                             ' role="std" version="1.1"', use="base"))
+        parts.append("</vosi:capabilities>")
+        return HTTPResponse(body="".join(parts), headers=XML)
+
+    @app.post("/handler/job_event")
+    def job_event():
+        """A job wrapper's report: JSON {job_id, token, phase, message?, results?, start_time?, end_time?}."""
+        if request.content_length > settings.MAX_BODY_SIZE:
+            raise BadRequest("report too large")
+        try:
+            report = json.loads(request.body.read() or b"{}")
+        except ValueError:
+            raise BadRequest("the report must be a JSON object") from None
+        if not isinstance(report, dict):
+            raise BadRequest("the report must be a JSON object")
+        job_id = str(report.get("job_id") or "")
+        if not job_id or not check_job_token(settings, job_id, report.get("token")):
+            raise Forbidden("invalid job token")
+        outcome = services.joblist.apply_report(job_id, report)
+        log.info("job %s: report %s %s", job_id, report.get("phase"), outcome)
+        return as_json({"job_id": job_id, "phase": report.get("phase"), "outcome": outcome})

@@ -1,0 +1,107 @@
+"""Request helpers shared by the routes: identity, input, URLs and responses."""
+
+from __future__ import annotations
+
+import json
+
+from bottle import HTTPResponse, request
+
+from ..errors import BadRequest, PayloadTooLarge
+from ..joblist import Upload
+from ..security import ANONYMOUS, Identity
+
+XML_TYPE = "text/xml; charset=UTF-8"
+TEXT_TYPE = "text/plain; charset=UTF-8"
+JSON_TYPE = "application/json"
+
+
+def identity() -> Identity:
+    """The caller, as resolved by the identity plugin."""
+    return request.environ.get("opus.identity", ANONYMOUS)
+
+
+def base_url(settings) -> str:
+    """The public base URL: BASE_URL, else scheme://Host/script-name of this request."""
+    if settings.BASE_URL:
+        return settings.BASE_URL.rstrip("/")
+    env = request.environ
+    host = env.get("HTTP_HOST") or f"{env.get('SERVER_NAME', 'localhost')}:{env.get('SERVER_PORT', '80')}"
+    return f"{env.get('wsgi.url_scheme', 'http')}://{host}{env.get('SCRIPT_NAME', '').rstrip('/')}"
+
+
+def callback_url(settings) -> str:
+    return settings.CALLBACK_URL or base_url(settings)
+
+
+def wants_json() -> bool:
+    accept = request.environ.get("HTTP_ACCEPT", "")
+    return "application/json" in accept and "xml" not in accept.split("application/json")[0]
+
+
+def query_items() -> list[tuple[str, str]]:
+    return list(request.query.decode().allitems())
+
+
+def query_values(name: str) -> list[str]:
+    """All values of a query parameter, its name matched case-insensitively (DALI)."""
+    upper = name.upper()
+    return [v for k, v in query_items() if k.upper() == upper]
+
+
+def _check_body_size(limit: int) -> None:
+    length = request.content_length
+    if length > limit:
+        raise PayloadTooLarge(f"request body of {length} bytes is larger than the limit of {limit} bytes")
+
+
+def form_input(settings) -> tuple[list[tuple[str, str]], list[Upload]]:
+    """The (name, value) fields and the uploaded files of a form POST (urlencoded or multipart)."""
+    ctype = request.content_type.split(";")[0].strip().lower()
+    multipart = ctype == "multipart/form-data"
+    _check_body_size(settings.MAX_UPLOAD_SIZE if multipart else settings.MAX_BODY_SIZE)
+    if ctype not in ("", "application/x-www-form-urlencoded", "multipart/form-data"):
+        raise BadRequest(f"unsupported Content-Type {request.content_type!r}: send "
+                         "application/x-www-form-urlencoded or multipart/form-data")
+    try:
+        fields = list(request.forms.decode().allitems())
+        files = [Upload(name, f.file, f.raw_filename or "") for name, f in request.files.allitems()]
+    except (UnicodeError, ValueError) as exc:
+        raise BadRequest(f"malformed form body: {exc}") from None
+    except Exception as exc:  # bottle raises HTTPError for broken multipart and over-long bodies
+        if getattr(exc, "status_code", None) == 413:
+            raise PayloadTooLarge("request body too large") from None
+        raise BadRequest(f"malformed request body: {exc}") from None
+    return fields, files
+
+
+def form_values(fields: list[tuple[str, str]], name: str) -> list[str]:
+    upper = name.upper()
+    return [v for k, v in fields if k.upper() == upper]
+
+
+def single(fields: list[tuple[str, str]], name: str, required: bool = True) -> str | None:
+    values = form_values(fields, name)
+    if len(values) > 1:
+        raise BadRequest(f"{name} given more than once")
+    if not values:
+        if required:
+            raise BadRequest(f"{name} is required")
+        return None
+    return values[0]
+
+
+def see_other(url: str) -> HTTPResponse:
+    """The 303 every state change answers with (absolute Location, CHECKLIST CLI-03/05)."""
+    return HTTPResponse(status=303, headers={"Location": url, "Content-Type": TEXT_TYPE}, body="")
+
+
+def xml(body: str) -> HTTPResponse:
+    return HTTPResponse(body=body.encode("utf-8"), headers={"Content-Type": XML_TYPE})
+
+
+def text(body: str, status: int = 200) -> HTTPResponse:
+    return HTTPResponse(status=status, body=body.encode("utf-8"), headers={"Content-Type": TEXT_TYPE})
+
+
+def as_json(data, status: int = 200) -> HTTPResponse:
+    return HTTPResponse(status=status, body=json.dumps(data).encode("utf-8"), headers={"Content-Type": JSON_TYPE})

@@ -1,0 +1,85 @@
+"""The objects one OPUS process works with, built once from the settings."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from dataclasses import dataclass
+
+from .jobdef import JobDefinitionRegistry
+from .joblist import JobList
+from .managers import Manager, make_manager
+from .notify import Notifier
+from .settings import Settings
+from .storage import JobStore, create_engine_for
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """Engine, store, definitions, notifier, manager and job list of one process."""
+
+    settings: Settings
+    store: JobStore
+    registry: JobDefinitionRegistry
+    notifier: Notifier
+    manager: Manager
+    joblist: JobList
+
+    @classmethod
+    def build(cls, settings: Settings) -> "Services":
+        engine = create_engine_for(settings.database_url)
+        notifier = Notifier(settings.run_dir)
+        store = JobStore(engine, on_change=notifier.publish)
+        registry = JobDefinitionRegistry(settings.JDL_DIR)
+        manager = make_manager(settings, store, registry)
+        joblist = JobList(settings, store, registry, manager, notifier)
+        services = cls(settings, store, registry, notifier, manager, joblist)
+        services._started_pid = None
+        services._stop = threading.Event()
+        return services
+
+    # ---- background work of a serving process --------------------------------------------------------
+    def start(self) -> None:
+        """Start listening for notifications, the manager and the maintenance task (once per process)."""
+        if self._started_pid == os.getpid():
+            return
+        self._started_pid = os.getpid()
+        self._stop.clear()
+        self.settings.jobs_dir.mkdir(parents=True, exist_ok=True)
+        self.notifier.start()
+        self.notifier.subscribe(self._on_change)
+        self.manager.start(self.joblist.apply_report)
+        if self.settings.MAINTENANCE_INTERVAL:
+            threading.Thread(target=self._maintenance, name="opus-maintenance", daemon=True).start()
+
+    def _on_change(self, job_id: str, phase: str) -> None:
+        if phase != "EXECUTING":
+            self.manager.wake()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.manager.stop()
+        self.notifier.stop()
+        self._started_pid = None
+
+    def _maintenance(self) -> None:
+        self.settings.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.settings.run_dir / "maintenance.lock", "a+") as lock:
+            while not self._stop.is_set():
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError:
+                    self._stop.wait(self.settings.MAINTENANCE_INTERVAL)
+            while not self._stop.is_set():
+                try:
+                    count = self.joblist.destroy_expired()
+                    if count:
+                        log.info("maintenance: %d expired job(s) destroyed", count)
+                except Exception:
+                    log.exception("maintenance failed; will retry")
+                self._stop.wait(self.settings.MAINTENANCE_INTERVAL)

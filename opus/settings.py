@@ -1,0 +1,135 @@
+"""Typed settings, loaded once from a Python settings file.
+
+The file named by ``OPUS_SETTINGS`` (or passed on the command line) is executed as plain Python;
+every UPPER_CASE name it defines must be one of the fields below (a typo is an error, not a silent
+default).  ``settings.example.py`` at the top of the repository documents each field.
+Nothing else in OPUS reads the environment for configuration: the ``Settings`` object is passed
+to ``create_app`` and to the command-line tools.
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from .errors import ConfigurationError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of an OPUS server, with its default."""
+
+    # Where OPUS keeps its state: the SQLite database (by default), job directories, secrets.
+    DATA_DIR: str = str(REPO_ROOT / "var")
+    # SQLAlchemy database URL; None means SQLite at DATA_DIR/opus.sqlite.
+    DATABASE_URL: str | None = None
+    # Directory holding one job definition per file (<name>.json).
+    JDL_DIR: str = str(REPO_ROOT / "jdl")
+    # Public base URL of the service (scheme://host[:port][/prefix]); None: taken from each request.
+    BASE_URL: str | None = None
+    # Base URL the job wrapper calls back (POST <CALLBACK_URL>/handler/job_event); None: BASE_URL,
+    # else the URL of the request that started the job.
+    CALLBACK_URL: str | None = None
+    # Execution manager: "local" (run on this host); "slurm" comes with the SLURM manager.
+    MANAGER: str = "local"
+    # Local manager: how many jobs may execute at once (the rest wait in QUEUED). 0: number of CPUs.
+    MAX_RUNNING_JOBS: int = 0
+    # executionDuration: used when a definition gives none; cap for any job (0: no cap).
+    DEFAULT_EXECUTION_DURATION: int = 3600
+    MAX_EXECUTION_DURATION: int = 86400
+    # Destruction: interval after creation (seconds) and the longest a client may ask for.
+    DESTRUCTION_INTERVAL: int = 30 * 86400
+    MAX_DESTRUCTION_INTERVAL: int = 365 * 86400
+    # What happens at destruction time: "delete" (job forgotten, 404) or "archive" (ARCHIVED phase,
+    # results deleted, metadata kept).
+    DESTRUCTION_POLICY: str = "delete"
+    # Seconds between runs of the in-server maintenance task (destruction sweep); 0 disables it
+    # (then run `opus maintenance` from cron).
+    MAINTENANCE_INTERVAL: int = 60
+    # Longest a blocking WAIT may hold a request (seconds); WAIT=-1 means this.
+    MAX_WAIT: int = 60
+    # Seconds a killed job's processes get between SIGTERM and SIGKILL.
+    KILL_GRACE: float = 2.0
+    # Job wrapper callbacks: how long (seconds) a wrapper keeps retrying when the server is away.
+    CALLBACK_RETRY_SECONDS: int = 900
+    # Accept job parameters POSTed to the job URL itself (UWS good practice; DALI forbids it).
+    PARAMETERS_AT_JOB_URL: bool = True
+    # Limits on request bodies and uploads (bytes).
+    MAX_BODY_SIZE: int = 1024 * 1024
+    MAX_UPLOAD_SIZE: int = 1024 * 1024 * 1024
+    # Secret for the per-job callback tokens (HMAC); None: generated once into DATA_DIR/secret.key.
+    SECRET_KEY: str | None = None
+    # Log level of the server (DEBUG, INFO, WARNING, ERROR).
+    LOG_LEVEL: str = "INFO"
+
+    extra: dict = field(default_factory=dict, compare=False, repr=False)
+
+    # ---- derived values -------------------------------------------------------------------
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL in use (SQLite in DATA_DIR by default)."""
+        return self.DATABASE_URL or f"sqlite:///{Path(self.DATA_DIR) / 'opus.sqlite'}"
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Directory holding one sub-directory per job."""
+        return Path(self.DATA_DIR) / "jobs"
+
+    @property
+    def run_dir(self) -> Path:
+        """Directory for sockets and locks shared by the processes of one server."""
+        return Path(self.DATA_DIR) / "run"
+
+    @property
+    def max_running_jobs(self) -> int:
+        return self.MAX_RUNNING_JOBS or (os.cpu_count() or 1)
+
+    def with_overrides(self, **values) -> "Settings":
+        """A copy with some fields replaced (validated like a settings file)."""
+        return _validated(replace(self, **values))
+
+
+_FIELDS = {f.name: f for f in fields(Settings) if f.name != "extra"}
+
+
+def _validated(s: Settings) -> Settings:
+    if s.DESTRUCTION_POLICY not in ("delete", "archive"):
+        raise ConfigurationError(f"DESTRUCTION_POLICY must be 'delete' or 'archive', not {s.DESTRUCTION_POLICY!r}")
+    if s.MANAGER not in ("local",):
+        raise ConfigurationError(f"MANAGER: unknown manager {s.MANAGER!r}; known: 'local'")
+    for name in ("MAX_WAIT", "DESTRUCTION_INTERVAL", "MAX_EXECUTION_DURATION", "MAINTENANCE_INTERVAL",
+                 "MAX_RUNNING_JOBS", "DEFAULT_EXECUTION_DURATION"):
+        if getattr(s, name) < 0:
+            raise ConfigurationError(f"{name} must be >= 0")
+    for name in ("BASE_URL", "CALLBACK_URL"):
+        value = getattr(s, name)
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ConfigurationError(f"{name} must be an http(s) URL, not {value!r}")
+    return s
+
+
+def load_settings(path: str | os.PathLike | None = None, **overrides) -> Settings:
+    """Load the settings file at ``path`` (default: ``$OPUS_SETTINGS``; none: all defaults)."""
+    path = path if path is not None else os.environ.get("OPUS_SETTINGS")
+    values: dict = {}
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigurationError(f"settings file {str(p)!r} does not exist")
+        namespace = runpy.run_path(str(p))
+        for name, value in namespace.items():
+            if not name.isupper() or name.startswith("_"):
+                continue
+            if name not in _FIELDS:
+                raise ConfigurationError(f"{p}: unknown setting {name!r}; see settings.example.py")
+            values[name] = value
+    values.update(overrides)
+    for name, value in values.items():
+        expected = _FIELDS[name].type
+        if "int" in expected and "float" not in expected and isinstance(value, bool):
+            raise ConfigurationError(f"{name} must be an integer")
+    return _validated(Settings(**values))

@@ -1,0 +1,82 @@
+"""Engines and schema migrations.
+
+One engine per process, built once (the original rebuilt it on every request).  SQLite runs in
+WAL mode with a busy timeout, and write transactions take the write lock at BEGIN so that two
+processes never deadlock upgrading a read lock.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sqlalchemy import create_engine, event, inspect
+from sqlalchemy.engine import Engine
+
+from ..errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def create_engine_for(url: str) -> Engine:
+    """An engine for ``url`` (sqlite:/// or postgresql+psycopg2://), tuned for OPUS."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                               pool_size=20, max_overflow=40)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_conn, _record):
+            # Let SQLAlchemy's "begin" event below issue BEGIN itself (pysqlite's own is deferred).
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):
+            mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+        return engine
+    if url.startswith("postgresql"):
+        try:
+            return create_engine(url, pool_size=10, max_overflow=40, pool_pre_ping=True)
+        except ImportError as exc:
+            raise ConfigurationError(f"DATABASE_URL {url!r}: driver missing ({exc}); pip install psycopg2-binary") from None
+    raise ConfigurationError(f"DATABASE_URL {url!r}: only sqlite:/// and postgresql+psycopg2:// are supported")
+
+
+def _alembic_config(engine: Engine):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def upgrade_schema(engine: Engine, revision: str = "head") -> None:
+    """Create or upgrade the schema to ``revision`` (Alembic)."""
+    from alembic import command
+
+    command.upgrade(_alembic_config(engine), revision)
+
+
+def schema_is_current(engine: Engine) -> bool:
+    """True when the database is at the newest migration."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_alembic_config(engine))
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return False
+        current = MigrationContext.configure(conn).get_current_heads()
+    return set(current) == set(script.get_heads())

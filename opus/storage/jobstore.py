@@ -1,0 +1,292 @@
+"""JobStore: the only code that reads and writes job rows.
+
+It returns plain domain objects (``opus.uws.Job``); callers never hold a session.  Every phase
+change is a compare-and-set (``UPDATE ... WHERE phase IN (allowed)``) whose row count says whether
+it happened, so an ABORT can never be overwritten by a late completion, nor the reverse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+
+from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from ..uws import ErrorSummary, Job, JobRef, Parameter, Phase, Result
+from .tables import jobs, parameters, results
+
+
+class DuplicateJobId(Exception):
+    """The job id is already taken (the caller draws another)."""
+
+
+def to_db_time(dt: datetime | None) -> datetime | None:
+    """Aware UTC -> naive UTC, truncated to milliseconds (what UWS prints)."""
+    if dt is None:
+        return None
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+    return dt.replace(microsecond=dt.microsecond - dt.microsecond % 1000)
+
+
+def from_db_time(dt: datetime | None) -> datetime | None:
+    return None if dt is None else dt.replace(tzinfo=timezone.utc)
+
+
+_JOB_FIELDS = {
+    "start_time", "end_time", "execution_duration", "destruction_time", "quote", "manager_id",
+    "callback_url", "run_id", "error", "jdl_version",
+}
+_REF_COLUMNS = (jobs.c.job_id, jobs.c.jobname, jobs.c.phase, jobs.c.run_id, jobs.c.owner_id,
+                jobs.c.creation_time)
+
+
+def _values(fields: dict) -> dict:
+    """Domain field values -> column values."""
+    unknown = set(fields) - _JOB_FIELDS
+    if unknown:
+        raise TypeError(f"not job fields: {sorted(unknown)}")
+    out = {}
+    for key, value in fields.items():
+        if key == "error":
+            err: ErrorSummary | None = value
+            out["error_type"] = err.type if err else None
+            out["error_message"] = err.message if err else None
+            out["error_has_detail"] = bool(err and err.has_detail)
+        elif isinstance(value, datetime):
+            out[key] = to_db_time(value)
+        else:
+            out[key] = value
+    return out
+
+
+class JobStore:
+    """Persistence of jobs, parameters and results on one SQLAlchemy engine."""
+
+    def __init__(self, engine: Engine, on_change: Callable[[str, str], None] | None = None):
+        self.engine = engine
+        self._sqlite = engine.dialect.name == "sqlite"
+        #: Called with (job_id, new phase or "DELETED") after each committed change.
+        self.on_change = on_change or (lambda job_id, phase: None)
+
+    # ---- transactions ------------------------------------------------------------------------
+    @contextmanager
+    def _write(self):
+        conn = self.engine.connect()
+        if self._sqlite:
+            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            conn.close()
+
+    # ---- create and read -----------------------------------------------------------------------
+    def create(self, job: Job) -> None:
+        """Insert a new job with its parameters; DuplicateJobId if the id is taken."""
+        row = {
+            "job_id": job.job_id, "jobname": job.jobname, "phase": job.phase.value,
+            "creation_time": to_db_time(job.creation_time), "owner_id": job.owner_id,
+            **_values({"run_id": job.run_id, "execution_duration": job.execution_duration,
+                       "destruction_time": job.destruction_time, "quote": job.quote,
+                       "jdl_version": job.jdl_version, "error": job.error}),
+        }
+        try:
+            with self._write() as conn:
+                conn.execute(insert(jobs), [row])
+                if job.parameters:
+                    conn.execute(insert(parameters), [self._param_row(job.job_id, p) for p in job.parameters])
+        except IntegrityError as exc:
+            if "job_id" in str(exc.orig) or "jobs" in str(exc.orig):
+                raise DuplicateJobId(job.job_id) from None
+            raise
+        self.on_change(job.job_id, job.phase.value)
+
+    @staticmethod
+    def _param_row(job_id: str, p: Parameter) -> dict:
+        return {"job_id": job_id, "name": p.name, "value": p.value, "by_reference": p.by_reference,
+                "is_post": p.is_post}
+
+    def get(self, job_id: str) -> Job | None:
+        """The job with its parameters and results, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.job_id == job_id)).mappings().first()
+            if row is None:
+                return None
+            params = conn.execute(
+                select(parameters.c.name, parameters.c.value, parameters.c.by_reference, parameters.c.is_post)
+                .where(parameters.c.job_id == job_id).order_by(parameters.c.name)).all()
+            res = conn.execute(
+                select(results.c.result_id, results.c.file_name, results.c.content_type, results.c.size,
+                       results.c.sha256).where(results.c.job_id == job_id).order_by(results.c.result_id)).all()
+        job = self._job(row)
+        job.parameters = [Parameter(*p) for p in params]
+        job.results = [Result(*r) for r in res]
+        return job
+
+    @staticmethod
+    def _job(row) -> Job:
+        error = None
+        if row["error_message"] is not None:
+            error = ErrorSummary(row["error_message"], row["error_type"] or "fatal", bool(row["error_has_detail"]))
+        return Job(
+            job_id=row["job_id"], jobname=row["jobname"], phase=Phase(row["phase"]),
+            creation_time=from_db_time(row["creation_time"]), execution_duration=row["execution_duration"],
+            destruction_time=from_db_time(row["destruction_time"]), run_id=row["run_id"],
+            owner_id=row["owner_id"], quote=from_db_time(row["quote"]),
+            start_time=from_db_time(row["start_time"]), end_time=from_db_time(row["end_time"]),
+            error=error, jdl_version=row["jdl_version"], manager_id=row["manager_id"],
+        )
+
+    def get_callback_url(self, job_id: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(jobs.c.callback_url).where(jobs.c.job_id == job_id)).scalar()
+
+    def get_phase(self, job_id: str) -> Phase | None:
+        with self.engine.connect() as conn:
+            value = conn.execute(select(jobs.c.phase).where(jobs.c.job_id == job_id)).scalar()
+        return None if value is None else Phase(value)
+
+    def list(self, jobname: str | None = None, phases: Iterable[Phase] = (), after: datetime | None = None,
+             last: int | None = None, owner_id: str | None = None, include_archived: bool = False) -> list[JobRef]:
+        """Job references, newest first, filtered by AND of the given criteria."""
+        query = select(*_REF_COLUMNS)
+        conds = []
+        if jobname is not None:
+            conds.append(jobs.c.jobname == jobname)
+        phases = list(phases)
+        if phases:
+            conds.append(jobs.c.phase.in_([p.value for p in phases]))
+        elif not include_archived:
+            conds.append(jobs.c.phase != Phase.ARCHIVED.value)
+        if after is not None:
+            conds.append(jobs.c.creation_time > to_db_time(after))
+        if owner_id is not None:
+            conds.append(jobs.c.owner_id == owner_id)
+        if conds:
+            query = query.where(and_(*conds))
+        query = query.order_by(jobs.c.creation_time.desc(), jobs.c.seq.desc())
+        if last is not None:
+            query = query.limit(last)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [JobRef(r[0], r[1], Phase(r[2]), r[3], r[4], from_db_time(r[5])) for r in rows]
+
+    # ---- compare-and-set updates ----------------------------------------------------------------
+    def set_phase(self, job_id: str, new: Phase, allowed_from: Iterable[Phase], **fields) -> bool:
+        """Move the job to ``new`` if it is in one of ``allowed_from``; True if it moved."""
+        allowed = [p.value for p in allowed_from]
+        with self._write() as conn:
+            count = conn.execute(
+                update(jobs).where(jobs.c.job_id == job_id, jobs.c.phase.in_(allowed))
+                .values(phase=new.value, **_values(fields))).rowcount
+        if count:
+            self.on_change(job_id, new.value)
+        return bool(count)
+
+    def complete(self, job_id: str, new: Phase, allowed_from: Iterable[Phase], found: Sequence[Result],
+                 **fields) -> bool:
+        """Like set_phase, recording ``found`` results in the same transaction."""
+        allowed = [p.value for p in allowed_from]
+        with self._write() as conn:
+            count = conn.execute(
+                update(jobs).where(jobs.c.job_id == job_id, jobs.c.phase.in_(allowed))
+                .values(phase=new.value, **_values(fields))).rowcount
+            if count and found:
+                conn.execute(delete(results).where(results.c.job_id == job_id))
+                conn.execute(insert(results), [
+                    {"job_id": job_id, "result_id": r.result_id, "file_name": r.file_name,
+                     "content_type": r.content_type, "size": r.size, "sha256": r.sha256} for r in found])
+        if count:
+            self.on_change(job_id, new.value)
+        return bool(count)
+
+    def update_job(self, job_id: str, in_phases: Iterable[Phase], **fields) -> bool:
+        """Set fields (not the phase) if the job is in one of ``in_phases``; True if it was."""
+        allowed = [p.value for p in in_phases]
+        with self._write() as conn:
+            count = conn.execute(update(jobs).where(jobs.c.job_id == job_id, jobs.c.phase.in_(allowed))
+                                 .values(**_values(fields))).rowcount
+        return bool(count)
+
+    def set_parameters(self, job_id: str, params: Sequence[Parameter], in_phases: Iterable[Phase]) -> bool:
+        """Add or replace parameters, only while the job is in ``in_phases`` (checked atomically)."""
+        allowed = [p.value for p in in_phases]
+        with self._write() as conn:
+            # A no-op UPDATE guarded by the phase takes the row's write lock and tells us the phase.
+            count = conn.execute(update(jobs).where(jobs.c.job_id == job_id, jobs.c.phase.in_(allowed))
+                                 .values(phase=jobs.c.phase)).rowcount
+            if not count:
+                return False
+            names = [p.name for p in params]
+            conn.execute(delete(parameters).where(parameters.c.job_id == job_id, parameters.c.name.in_(names)))
+            conn.execute(insert(parameters), [self._param_row(job_id, p) for p in params])
+        return True
+
+    def delete(self, job_id: str) -> bool:
+        """Forget the job and its rows; True if it existed."""
+        with self._write() as conn:
+            conn.execute(delete(results).where(results.c.job_id == job_id))
+            conn.execute(delete(parameters).where(parameters.c.job_id == job_id))
+            count = conn.execute(delete(jobs).where(jobs.c.job_id == job_id)).rowcount
+        if count:
+            self.on_change(job_id, "DELETED")
+        return bool(count)
+
+    def archive(self, job_id: str) -> bool:
+        """Move a finished job to ARCHIVED and drop its result rows, in one transaction."""
+        finals = [Phase.COMPLETED.value, Phase.ERROR.value, Phase.ABORTED.value]
+        with self._write() as conn:
+            count = conn.execute(update(jobs).where(jobs.c.job_id == job_id, jobs.c.phase.in_(finals))
+                                 .values(phase=Phase.ARCHIVED.value)).rowcount
+            if count:
+                conn.execute(delete(results).where(results.c.job_id == job_id))
+        if count:
+            self.on_change(job_id, Phase.ARCHIVED.value)
+        return bool(count)
+
+    # ---- queries for managers and maintenance -------------------------------------------------------
+    def expired(self, now: datetime, limit: int = 1000, skip_archived: bool = False) -> list[str]:
+        """Ids of jobs whose destruction time has passed (oldest first)."""
+        query = select(jobs.c.job_id).where(jobs.c.destruction_time <= to_db_time(now))
+        if skip_archived:
+            query = query.where(jobs.c.phase != Phase.ARCHIVED.value)
+        with self.engine.connect() as conn:
+            return list(conn.execute(query.order_by(jobs.c.destruction_time).limit(limit)).scalars())
+
+    def claimable(self, limit: int) -> list[str]:
+        """QUEUED jobs not yet handed to a manager, oldest first."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(
+                select(jobs.c.job_id).where(jobs.c.phase == Phase.QUEUED.value, jobs.c.manager_id.is_(None))
+                .order_by(jobs.c.seq).limit(limit)).scalars())
+
+    def claim(self, job_id: str, manager_id: str) -> bool:
+        """Mark a QUEUED job as taken by a manager (compare-and-set on manager_id)."""
+        with self._write() as conn:
+            return bool(conn.execute(
+                update(jobs).where(jobs.c.job_id == job_id, jobs.c.phase == Phase.QUEUED.value,
+                                   jobs.c.manager_id.is_(None)).values(manager_id=manager_id)).rowcount)
+
+    def running(self) -> list[tuple[str, str, Phase]]:
+        """(job_id, manager_id, phase) of every active job handed to a manager."""
+        active = [Phase.QUEUED.value, Phase.EXECUTING.value, Phase.SUSPENDED.value, Phase.HELD.value]
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(jobs.c.job_id, jobs.c.manager_id, jobs.c.phase)
+                                .where(jobs.c.phase.in_(active), jobs.c.manager_id.is_not(None))).all()
+        return [(r[0], r[1], Phase(r[2])) for r in rows]
+
+    def count_by_phase(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(jobs.c.phase, func.count()).group_by(jobs.c.phase)).all()
+        return {r[0]: r[1] for r in rows}
+
+    def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
+

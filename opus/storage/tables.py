@@ -1,0 +1,56 @@
+"""The database schema (SQLAlchemy Core).  Alembic migrations in ``migrations/`` create it.
+
+Instants are stored as naive UTC ``DateTime`` truncated to milliseconds (what UWS prints), so
+that ``AFTER=<a printed creationTime>`` never returns the job that printed it.  ``seq`` orders
+jobs created in the same millisecond.
+"""
+
+from sqlalchemy import (BigInteger, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, String,
+                        Table, Text)
+
+metadata = MetaData()
+
+jobs = Table(
+    "jobs", metadata,
+    Column("seq", Integer().with_variant(BigInteger(), "postgresql"), primary_key=True, autoincrement=True),
+    Column("job_id", String(32), nullable=False, unique=True),
+    Column("jobname", String(64), nullable=False),
+    Column("jdl_version", String(64)),
+    Column("run_id", String(64)),
+    Column("owner_id", String(255)),
+    Column("phase", String(16), nullable=False),
+    Column("creation_time", DateTime, nullable=False),
+    Column("start_time", DateTime),
+    Column("end_time", DateTime),
+    Column("execution_duration", Integer, nullable=False),
+    Column("destruction_time", DateTime),
+    Column("quote", DateTime),
+    Column("error_type", String(16)),
+    Column("error_message", Text),
+    Column("error_has_detail", Boolean, nullable=False, default=False),
+    Column("manager_id", String(64)),
+    Column("callback_url", String(512)),
+    Index("ix_jobs_jobname_created", "jobname", "creation_time", "seq"),
+    Index("ix_jobs_phase_created", "phase", "creation_time"),
+    Index("ix_jobs_destruction", "destruction_time"),
+    Index("ix_jobs_owner_created", "owner_id", "creation_time"),
+)
+
+parameters = Table(
+    "parameters", metadata,
+    Column("job_id", String(32), ForeignKey("jobs.job_id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("by_reference", Boolean, nullable=False, default=False),
+    Column("is_post", Boolean, nullable=False, default=False),
+)
+
+results = Table(
+    "results", metadata,
+    Column("job_id", String(32), ForeignKey("jobs.job_id", ondelete="CASCADE"), primary_key=True),
+    Column("result_id", String(255), primary_key=True),
+    Column("file_name", String(255), nullable=False),
+    Column("content_type", String(255), nullable=False),
+    Column("size", BigInteger),
+    Column("sha256", String(64)),
+)

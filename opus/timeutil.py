@@ -1,0 +1,65 @@
+"""UTC instants: parsing what clients send and printing what UWS requires.
+
+UWS 1.1 wants ISO 8601 with a 'T' and a 'Z' (UWS-74); clients send with or without 'Z' and with
+0 to 6 fractional digits (CLI-07, UWS-75).  A missing zone means UTC.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+from .errors import BadRequest
+
+_ISO = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})"
+    r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?"
+    r"(Z|[+-]\d{2}:?\d{2})?$"
+)
+
+
+def utcnow() -> datetime:
+    """The current instant, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+def parse_instant(text: str, what: str = "date") -> datetime:
+    """Parse an ISO 8601 instant into an aware UTC datetime, or raise BadRequest naming ``what``."""
+    value = (text or "").strip()
+    m = _ISO.match(value)
+    if not m:
+        raise BadRequest(f"{what}: {text!r} is not an ISO 8601 instant (e.g. 2030-01-01T00:00:00Z)")
+    year, month, day, hh, mm, ss, frac, zone = m.groups()
+    micro = int((frac or "0")[:6].ljust(6, "0"))
+    try:
+        dt = datetime(int(year), int(month), int(day), int(hh or 0), int(mm or 0), int(ss or 0), micro)
+    except ValueError as exc:
+        raise BadRequest(f"{what}: {text!r} is not a valid date ({exc})") from None
+    if zone in (None, "Z"):
+        return dt.replace(tzinfo=timezone.utc)
+    sign = 1 if zone[0] == "+" else -1
+    digits = zone[1:].replace(":", "")
+    from datetime import timedelta
+
+    offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+    return (dt - sign * offset).replace(tzinfo=timezone.utc)
+
+
+def format_instant(dt: datetime | None) -> str:
+    """Print an instant as UWS wants it: ``2024-05-01T12:00:00.000Z`` (empty string for None)."""
+    if dt is None:
+        return ""
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def parse_int(text: str, what: str, minimum: int | None = None) -> int:
+    """Parse a decimal integer or raise BadRequest naming ``what``."""
+    try:
+        value = int(str(text).strip())
+    except (TypeError, ValueError):
+        raise BadRequest(f"{what}: {text!r} is not an integer") from None
+    if minimum is not None and value < minimum:
+        raise BadRequest(f"{what}: must be an integer >= {minimum}, got {value}")
+    return value

@@ -1,0 +1,158 @@
+"""The UWS 1.1 domain: phases, the transition table, and the Job object.
+
+No HTTP, no SQL, no subprocess here: ``opus.joblist`` applies these rules through a JobStore and a
+Manager.  References are to ``shared/uws/CHECKLIST.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+
+from .errors import IllegalTransition
+
+
+class Phase(str, Enum):
+    """The ten UWS execution phases (UWS-41)."""
+
+    PENDING = "PENDING"
+    QUEUED = "QUEUED"
+    EXECUTING = "EXECUTING"
+    COMPLETED = "COMPLETED"
+    ERROR = "ERROR"
+    ABORTED = "ABORTED"
+    UNKNOWN = "UNKNOWN"
+    HELD = "HELD"
+    SUSPENDED = "SUSPENDED"
+    ARCHIVED = "ARCHIVED"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: Phases in which a WAIT may block (UWS-57).
+WAITABLE = frozenset({Phase.PENDING, Phase.QUEUED, Phase.EXECUTING})
+#: Phases of a job that has been committed to run and has not finished.
+ACTIVE = frozenset({Phase.QUEUED, Phase.EXECUTING, Phase.HELD, Phase.SUSPENDED})
+#: Phases after which nothing runs any more.
+FINAL = frozenset({Phase.COMPLETED, Phase.ERROR, Phase.ABORTED, Phase.ARCHIVED})
+
+#: The transition table (CHECKLIST §3): target phase -> phases it may be reached from.
+#: UNKNOWN may move anywhere (the server re-learns the state), as vollt allows.
+TRANSITIONS: dict[Phase, frozenset[Phase]] = {
+    Phase.QUEUED: frozenset({Phase.PENDING, Phase.HELD, Phase.UNKNOWN}),
+    Phase.EXECUTING: frozenset({Phase.QUEUED, Phase.HELD, Phase.SUSPENDED, Phase.UNKNOWN}),
+    Phase.COMPLETED: frozenset({Phase.EXECUTING, Phase.UNKNOWN}),
+    Phase.ERROR: frozenset({Phase.PENDING, Phase.QUEUED, Phase.EXECUTING, Phase.SUSPENDED, Phase.HELD,
+                            Phase.UNKNOWN}),
+    Phase.ABORTED: frozenset({Phase.PENDING, Phase.QUEUED, Phase.EXECUTING, Phase.HELD, Phase.SUSPENDED,
+                              Phase.UNKNOWN}),
+    Phase.HELD: frozenset({Phase.PENDING, Phase.QUEUED, Phase.EXECUTING, Phase.UNKNOWN}),
+    Phase.SUSPENDED: frozenset({Phase.EXECUTING, Phase.UNKNOWN}),
+    Phase.ARCHIVED: frozenset({Phase.COMPLETED, Phase.ERROR, Phase.ABORTED}),
+    Phase.UNKNOWN: frozenset(set(Phase) - {Phase.ARCHIVED, Phase.UNKNOWN}),
+    Phase.PENDING: frozenset(),
+}
+
+
+def allowed_sources(target: Phase) -> frozenset[Phase]:
+    """The phases from which ``target`` may be reached."""
+    return TRANSITIONS[target]
+
+
+def check_transition(current: Phase, target: Phase) -> None:
+    """Raise IllegalTransition (403) unless ``current`` -> ``target`` is in the table."""
+    if current not in TRANSITIONS[target]:
+        raise IllegalTransition(f"a job in phase {current.value} cannot go to {target.value}")
+
+
+def parse_phase(text: str, what: str = "PHASE") -> Phase:
+    """A phase from client input (exact, upper case, as the schema requires)."""
+    from .errors import BadRequest
+
+    try:
+        return Phase(text.strip())
+    except (ValueError, AttributeError):
+        raise BadRequest(f"{what}: {text!r} is not a UWS phase; expected one of "
+                         + ", ".join(p.value for p in Phase)) from None
+
+
+@dataclass
+class Parameter:
+    """One job parameter; ``by_reference`` values are URLs (uploads are served by OPUS)."""
+
+    name: str
+    value: str
+    by_reference: bool = False
+    is_post: bool = False
+
+
+@dataclass
+class Result:
+    """One result of a job, stored as a file in the job's result area."""
+
+    result_id: str
+    file_name: str
+    content_type: str = "application/octet-stream"
+    size: int | None = None
+    sha256: str | None = None
+
+
+@dataclass
+class ErrorSummary:
+    """The UWS errorSummary: a message, fatal or transient, with or without a detail document."""
+
+    message: str
+    type: str = "fatal"
+    has_detail: bool = True
+
+
+@dataclass
+class Job:
+    """A UWS job as the domain sees it: plain data, no database session behind it."""
+
+    job_id: str
+    jobname: str
+    phase: Phase
+    creation_time: datetime
+    execution_duration: int
+    destruction_time: datetime | None
+    run_id: str | None = None
+    owner_id: str | None = None
+    quote: datetime | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    error: ErrorSummary | None = None
+    parameters: list[Parameter] = field(default_factory=list)
+    results: list[Result] = field(default_factory=list)
+    jdl_version: str | None = None
+    manager_id: str | None = None
+
+    @property
+    def is_waitable(self) -> bool:
+        return self.phase in WAITABLE
+
+    def parameter(self, name: str) -> Parameter | None:
+        for p in self.parameters:
+            if p.name == name:
+                return p
+        return None
+
+    def result(self, result_id: str) -> Result | None:
+        for r in self.results:
+            if r.result_id == result_id:
+                return r
+        return None
+
+
+@dataclass
+class JobRef:
+    """What a job list shows of a job (UWS ShortJobDescription)."""
+
+    job_id: str
+    jobname: str
+    phase: Phase
+    run_id: str | None
+    owner_id: str | None
+    creation_time: datetime

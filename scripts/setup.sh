@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# Idempotent development set-up for OPUS on a Debian machine.
+#
+#   scripts/setup.sh           create .venv (if missing) and `pip install -e .`
+#   scripts/setup.sh --test    same with the [test] extras, plus the system
+#                              packages the tests need (PostgreSQL server)
+#
+# Works from any cwd.  Output is quiet; on failure the tail of the failing
+# command's log is printed.  A stamp file in .venv makes re-runs fast when
+# pyproject.toml/setup.py have not changed; OPUS_SETUP_FORCE=1 forces a
+# full re-install.
+set -euo pipefail
+
+WITH_TEST=0
+for arg in "$@"; do
+    case "$arg" in
+        --test) WITH_TEST=1 ;;
+        -h|--help)
+            sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+            exit 0 ;;
+        *) echo "setup.sh: unknown argument: $arg (usage: scripts/setup.sh [--test])" >&2; exit 2 ;;
+    esac
+done
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+VENV="$ROOT/.venv"
+PY="${PYTHON:-python3}"
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+
+log() { echo "setup: $*" >&2; }
+die() { echo "setup: ERROR: $*" >&2; exit 1; }
+
+# run_quiet DESCRIPTION CMD...: run CMD with output captured; show it on failure.
+run_quiet() {
+    local what="$1"; shift
+    local out rc=0
+    out="$(mktemp "${TMPDIR:-/tmp}/opus-setup.XXXXXX")"
+    "$@" >"$out" 2>&1 </dev/null || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        echo "setup: ERROR: $what failed (exit $rc): $*" >&2
+        echo "---- last 40 lines of output ----" >&2
+        tail -n 40 "$out" >&2
+        echo "---------------------------------" >&2
+        rm -f "$out"
+        exit "$rc"
+    fi
+    rm -f "$out"
+}
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo -n "$@"
+    else
+        die "need root to run: $* (run as root or install sudo)"
+    fi
+}
+
+APT_UPDATED=0
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install these packages by hand: $*"
+    export DEBIAN_FRONTEND=noninteractive
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        log "apt-get update"
+        run_quiet "apt-get update" as_root apt-get update -q
+        APT_UPDATED=1
+    fi
+    log "apt-get install $*"
+    run_quiet "apt-get install $*" as_root apt-get install -y -q --no-install-recommends "$@"
+}
+
+# ---------------------------------------------------------------- python
+command -v "$PY" >/dev/null 2>&1 || die "$PY not found (need Python >= 3.11)"
+"$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
+    || die "$PY is $("$PY" -V 2>&1); OPUS needs Python >= 3.11"
+
+if [ ! -x "$VENV/bin/python" ]; then
+    # Debian's system python needs python3-venv for ensurepip.
+    if ! "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        apt_install python3-venv
+    fi
+    rm -rf "$VENV"
+    log "creating $VENV"
+    run_quiet "creating the virtualenv" "$PY" -m venv "$VENV"
+    run_quiet "upgrading pip" "$VENV/bin/python" -m pip install -q --upgrade pip
+fi
+"$VENV/bin/python" -c 'import sys' 2>/dev/null \
+    || die "$VENV/bin/python does not run (stale venv?); remove $VENV and re-run"
+
+# ---------------------------------------------------------------- system packages for tests
+pg_bin_found() {
+    local d
+    for d in /usr/lib/postgresql/*/bin; do
+        [ -x "$d/pg_ctl" ] && [ -x "$d/initdb" ] && return 0
+    done
+    return 1
+}
+
+if [ "$WITH_TEST" -eq 1 ]; then
+    if ! pg_bin_found; then
+        apt_install postgresql
+        pg_bin_found || die "postgresql installed but no pg_ctl/initdb under /usr/lib/postgresql/*/bin"
+    fi
+    id postgres >/dev/null 2>&1 || [ "$(id -u)" -ne 0 ] \
+        || die "OS user 'postgres' missing (the postgresql package should have created it)"
+fi
+
+# ---------------------------------------------------------------- pip install -e
+if [ "$WITH_TEST" -eq 1 ]; then
+    TARGET='.[test]'
+else
+    TARGET='.'
+fi
+
+stamp_key() {  # stamp_key TARGET
+    {
+        echo "target=$1"
+        "$VENV/bin/python" -V 2>&1
+        local f
+        for f in pyproject.toml setup.py setup.cfg; do
+            if [ -f "$f" ]; then cat "$f"; fi
+        done
+    } | sha256sum | cut -d' ' -f1
+}
+
+installed_ok() {
+    # the distributions we need are present in the venv
+    "$VENV/bin/python" - "$WITH_TEST" <<'EOF' >/dev/null 2>&1
+import sys
+from importlib.metadata import version
+names = ["opus-uws"] + (["pytest", "pyvo"] if sys.argv[1] == "1" else [])
+for n in names:
+    version(n)
+EOF
+}
+
+STAMP="$VENV/.opus-setup-stamp-$([ "$WITH_TEST" -eq 1 ] && echo test || echo base)"
+KEY="$(stamp_key "$TARGET")"
+up_to_date() {
+    [ "${OPUS_SETUP_FORCE:-0}" != "1" ] || return 1
+    installed_ok || return 1
+    [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$KEY" ] && return 0
+    # an up-to-date [test] install also satisfies the plain one
+    [ "$WITH_TEST" -eq 0 ] && [ -f "$VENV/.opus-setup-stamp-test" ] \
+        && [ "$(cat "$VENV/.opus-setup-stamp-test")" = "$(stamp_key '.[test]')" ]
+}
+if up_to_date; then
+    log "venv up to date ($TARGET)"
+else
+    log "pip install -e '$TARGET'"
+    rm -f "$STAMP"
+    run_quiet "pip install -e '$TARGET'" "$VENV/bin/python" -m pip install -q -e "$TARGET"
+    installed_ok || die "pip install finished but opus-uws (or test extras) is not importable in $VENV"
+    echo "$KEY" >"$STAMP"
+fi
+
+log "ok ($VENV)"

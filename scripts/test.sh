@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Run the OPUS test suite: the one test command (README, CI).
+#
+#   scripts/test.sh [pytest args...]
+#
+# 1. scripts/setup.sh --test  (venv, editable install, PostgreSQL binaries)
+# 2. starts a throw-away PostgreSQL cluster in a temp dir (stopped on exit)
+#    and exports OPUS_TEST_PG_URL and OPUS_REQUIRE_PG=1
+# 3. runs .venv/bin/python -m pytest -rs [args]
+# 4. fails if pytest failed, collected no tests (exit 5), or SKIPPED any test
+#    (read from a JUnit XML report).  xfail/xpass are reported, not failures.
+#    For local runs only, OPUS_ALLOW_SKIPS=1 turns skips into a warning.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+say() { echo "test.sh: $*" >&2; }
+
+bash scripts/setup.sh --test
+
+WORK="$(mktemp -d /tmp/opus-test.XXXXXX)"
+chmod 711 "$WORK"   # the postgres OS user must reach $WORK/pg
+PGDIR="$WORK/pg"
+cleanup() {
+    local rc=$?
+    bash "$ROOT/scripts/pg-test-server.sh" stop "$PGDIR" || say "WARNING: could not stop the test PostgreSQL in $PGDIR"
+    rm -rf "$WORK"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+bash scripts/pg-test-server.sh start "$PGDIR" >/dev/null
+OPUS_TEST_PG_URL="$(bash scripts/pg-test-server.sh url "$PGDIR")"
+export OPUS_TEST_PG_URL
+export OPUS_REQUIRE_PG=1
+say "OPUS_TEST_PG_URL=$OPUS_TEST_PG_URL"
+
+JUNIT="$WORK/junit.xml"
+LOG="$WORK/pytest.log"
+export PYTHONUNBUFFERED=1
+
+set +e
+"$ROOT/.venv/bin/python" -m pytest -rs --junitxml="$JUNIT" -o junit_family=xunit2 "$@" 2>&1 | (trap "" INT; tee "$LOG")   # tee survives Ctrl-C: see pytest's report
+PYTEST_RC=${PIPESTATUS[0]}
+set -e
+
+# pytest's closing line, e.g. "==== 12 passed, 1 skipped in 3.21s ====" (ANSI colours stripped)
+SUMMARY="$(sed 's/\x1b\[[0-9;]*m//g' "$LOG" \
+    | grep -E '^=+ .*(passed|failed|error|errors|skipped|deselected|xfailed|xpassed|no tests ran).* in [0-9.]+s.* =+$' \
+    | tail -n 1 || true)"
+
+STATUS=0
+if [ "$PYTEST_RC" -eq 5 ]; then
+    say "FAIL: pytest collected no tests (exit 5)"
+    STATUS=1
+elif [ "$PYTEST_RC" -ne 0 ]; then
+    say "FAIL: pytest exited with $PYTEST_RC"
+    STATUS="$PYTEST_RC"
+fi
+
+if [ -s "$JUNIT" ]; then
+    # prints "<tests> <skipped>" on the first line, then one line per skipped/xfailed test
+    REPORT="$("$ROOT/.venv/bin/python" - "$JUNIT" <<'EOF'
+import sys
+import xml.etree.ElementTree as ET
+
+root = ET.parse(sys.argv[1]).getroot()
+skipped, xfailed, tests = [], [], 0
+for case in root.iter("testcase"):
+    tests += 1
+    name = "::".join(p for p in (case.get("classname", ""), case.get("name", "")) if p)
+    for sk in case.findall("skipped"):
+        msg = (sk.get("message") or "").strip().replace("\n", " ")
+        if sk.get("type") == "pytest.xfail":
+            xfailed.append(f"XFAIL   {name}: {msg}")
+        else:
+            skipped.append(f"SKIPPED {name}: {msg}")
+print(tests, len(skipped))
+for line in skipped + xfailed:
+    print(line)
+EOF
+    )" || { say "FAIL: could not parse the JUnit report $JUNIT"; REPORT="0 0"; STATUS=1; }
+    read -r N_TESTS N_SKIPPED <<<"$(head -n 1 <<<"$REPORT")"
+    DETAILS="$(tail -n +2 <<<"$REPORT")"
+    if [ -n "$DETAILS" ]; then
+        echo "$DETAILS" | sed 's/^/test.sh:   /' >&2
+    fi
+    if [ "$N_SKIPPED" -gt 0 ]; then
+        if [ "${OPUS_ALLOW_SKIPS:-0}" = "1" ] && [ "${CI:-}" != "true" ]; then
+            say "WARNING: $N_SKIPPED test(s) skipped (allowed by OPUS_ALLOW_SKIPS=1)"
+        else
+            say "FAIL: $N_SKIPPED test(s) were SKIPPED (listed above); every test must run"
+            [ "$STATUS" -ne 0 ] || STATUS=1
+        fi
+    fi
+    if [ "$N_TESTS" -eq 0 ] && [ "$STATUS" -eq 0 ]; then
+        say "FAIL: the JUnit report lists no tests"
+        STATUS=1
+    fi
+elif [ "$PYTEST_RC" -ne 5 ]; then
+    say "FAIL: pytest wrote no JUnit report ($JUNIT)"
+    [ "$STATUS" -ne 0 ] || STATUS=1
+fi
+
+# If we printed anything after pytest's closing line, repeat that line so it stays last.
+if [ "$STATUS" -ne 0 ] || [ -n "${DETAILS:-}" ] || [ "${N_SKIPPED:-0}" -gt 0 ]; then
+    [ -z "$SUMMARY" ] || echo "$SUMMARY"
+fi
+exit "$STATUS"

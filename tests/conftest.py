@@ -1,0 +1,130 @@
+"""Shared fixtures: settings in a temporary directory, the two databases, a live server.
+
+PostgreSQL tests use the server named by OPUS_TEST_PG_URL (scripts/test.sh starts one).  Without
+it they are skipped -- except when OPUS_REQUIRE_PG=1 (CI), where a missing server is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import pytest
+import requests
+from sqlalchemy import text
+
+from opus.services import Services
+from opus.settings import REPO_ROOT, load_settings
+from opus.storage import create_engine_for, upgrade_schema
+
+SHARED = (REPO_ROOT.parent / "shared").resolve()
+UWS_XSD = SHARED / "uws" / "uws-1.1-offline.xsd"
+
+
+def pg_url_or_skip() -> str:
+    url = os.environ.get("OPUS_TEST_PG_URL")
+    if not url:
+        if os.environ.get("OPUS_REQUIRE_PG") == "1":
+            pytest.fail("OPUS_REQUIRE_PG=1 but OPUS_TEST_PG_URL is not set")
+        pytest.skip("no PostgreSQL: set OPUS_TEST_PG_URL (scripts/test.sh does)")
+    return url
+
+
+def reset_postgres(url: str) -> None:
+    """Empty the test database: drop and recreate the public schema."""
+    engine = create_engine_for(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path) -> str:
+    """Each test using this runs once on SQLite and once on PostgreSQL, on an empty schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'opus.sqlite'}"
+    url = pg_url_or_skip()
+    reset_postgres(url)
+    return url
+
+
+def make_settings(tmp_path: Path, **overrides):
+    values = dict(DATA_DIR=str(tmp_path / "var"), MAINTENANCE_INTERVAL=0, KILL_GRACE=0.5,
+                  CALLBACK_RETRY_SECONDS=20)
+    values.update(overrides)
+    return load_settings(None, **values)
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return make_settings(tmp_path)
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class LiveServer:
+    """An OPUS app served over real HTTP in this process (the wrapper calls back to it)."""
+
+    def __init__(self, settings):
+        from opus.server import create_app
+
+        upgrade_schema(create_engine_for(settings.database_url))
+        self.httpd = make_server("127.0.0.1", 0, lambda e, s: self.app(e, s), server_class=_Server,
+                                 handler_class=_Quiet)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        self.settings = settings.with_overrides(CALLBACK_URL=self.url)
+        self.services = Services.build(self.settings)
+        self.app = create_app(self.settings, self.services)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.http = requests.Session()
+
+    def stop(self):
+        self.services.stop()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.services.store.engine.dispose()
+
+    # ---- conveniences for tests -------------------------------------------------------------------
+    def create(self, jobname="dummy", data=None, files=None, run=False) -> str:
+        data = dict(data or {})
+        if run:
+            data["PHASE"] = "RUN"
+        r = self.http.post(f"{self.url}/rest/{jobname}", data=data, files=files, allow_redirects=False)
+        assert r.status_code == 303, r.text
+        return r.headers["Location"]
+
+    def wait_final(self, job_url: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            phase = self.http.get(job_url + "/phase").text
+            if phase in ("COMPLETED", "ERROR", "ABORTED"):
+                return phase
+            self.http.get(job_url, params={"WAIT": 5})
+        raise AssertionError(f"{job_url} did not finish in {timeout} s (phase {phase})")
+
+
+@pytest.fixture
+def live(tmp_path):
+    server = LiveServer(make_settings(tmp_path))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def live_any_db(tmp_path, database_url):
+    server = LiveServer(make_settings(tmp_path, DATABASE_URL=database_url))
+    yield server
+    server.stop()
