@@ -59,6 +59,8 @@ def form_input(settings) -> tuple[list[tuple[str, str]], list[Upload]]:
     ctype = request.content_type.split(";")[0].strip().lower()
     multipart = ctype == "multipart/form-data"
     _check_body_size(settings.MAX_UPLOAD_SIZE if multipart else settings.MAX_BODY_SIZE)
+    if request.content_length == 0 and "chunked" not in request.environ.get("HTTP_TRANSFER_ENCODING", ""):
+        return [], []
     if ctype not in ("", "application/x-www-form-urlencoded", "multipart/form-data"):
         raise BadRequest(f"unsupported Content-Type {request.content_type!r}: send "
                          "application/x-www-form-urlencoded or multipart/form-data")
