@@ -1,0 +1,90 @@
+# OPUS settings file: copy it, edit it, and point OPUS_SETTINGS at the copy
+#   (or pass `opus --settings FILE ...`).
+#
+# The file is plain Python executed once at start-up.  Every UPPER_CASE name must be one of the
+# settings below (a misspelt name is an error, not a silently ignored line).  A setting left out
+# keeps the default shown here.  Lines starting with an underscore or in lower case are yours
+# (helpers, imports).
+
+# ---- Where things are ------------------------------------------------------------------------------
+# Directory for OPUS's state: the SQLite database (by default), one directory per job (uploads,
+# work directory, results, stdout/stderr), notification sockets and locks, and the generated
+# callback secret.  Default: the `var/` directory of the source tree.
+DATA_DIR = "/var/lib/opus"
+
+# SQLAlchemy database URL.  None: SQLite at DATA_DIR/opus.sqlite (the embedded default).
+# Production: PostgreSQL through psycopg2, e.g.
+#   DATABASE_URL = "postgresql+psycopg2://opus:secret@dbhost:5432/opus"
+# Create or upgrade the schema with `opus init` after changing it.
+DATABASE_URL = None
+
+# Directory of job definitions, one <name>.json per definition (see docs/job-definitions.md).
+# Default: the `jdl/` directory of the source tree.  Files are re-read when they change.
+JDL_DIR = "/etc/opus/jdl"
+
+# Public base URL of the service as clients reach it (scheme://host[:port][/prefix]).  Used in
+# Location headers and in every link of the UWS documents.  None: taken from each request's
+# Host header and script name (fine behind a proxy that passes Host unchanged).
+BASE_URL = None
+
+# Base URL the job wrapper posts its reports to (<CALLBACK_URL>/handler/job_event).  It must be
+# reachable from where jobs run.  None: BASE_URL, else the URL of the request that started the job.
+CALLBACK_URL = None
+
+# ---- Execution -----------------------------------------------------------------------------------------
+# Execution manager: "local" runs jobs on the server host (one dispatcher per host).
+MANAGER = "local"
+
+# How many jobs the local manager runs at once; the others wait in QUEUED.  0: one per CPU.
+MAX_RUNNING_JOBS = 0
+
+# executionDuration in seconds when a job definition gives none (0 = unlimited).
+DEFAULT_EXECUTION_DURATION = 3600
+
+# The longest executionDuration any job may have, in seconds; longer requests (and 0 =
+# unlimited) are lowered to this.  0: no cap.
+MAX_EXECUTION_DURATION = 86400
+
+# Seconds a stopped job's processes get between SIGTERM and SIGKILL (abort, time limit).
+KILL_GRACE = 2.0
+
+# How long (seconds) a job wrapper keeps retrying its final report while the server is away.
+# Jobs that finish during a longer outage are still recovered when the server starts again.
+CALLBACK_RETRY_SECONDS = 900
+
+# Secret for the per-job callback tokens (HMAC-SHA256).  None: a random secret is generated
+# once into DATA_DIR/secret.key (mode 0600).  Set it explicitly when several hosts share jobs.
+SECRET_KEY = None
+
+# ---- Job life ---------------------------------------------------------------------------------------------
+# Seconds from creation to a job's default destruction time (30 days).
+DESTRUCTION_INTERVAL = 30 * 86400
+
+# The furthest after creation (seconds) a client may move the destruction time (one year).
+MAX_DESTRUCTION_INTERVAL = 365 * 86400
+
+# What destruction does: "delete" (job, files and results forgotten; later requests get 404) or
+# "archive" (phase ARCHIVED, results deleted, metadata kept; listed only with PHASE=ARCHIVED).
+DESTRUCTION_POLICY = "delete"
+
+# Seconds between runs of the destruction sweep inside the server (one process per host runs
+# it).  0 disables it: then run `opus maintenance` from cron.
+MAINTENANCE_INTERVAL = 60
+
+# ---- Requests ---------------------------------------------------------------------------------------------
+# The longest a blocking `GET <job>?WAIT=n` is held, in seconds; WAIT=-1 means this.  Keep it
+# well under client timeouts (pyvo waits 600 s) and under gunicorn's worker timeout.
+MAX_WAIT = 60
+
+# Accept job parameters POSTed to the job URL itself (UWS good practice).  DALI services must
+# refuse them: set False, and clients POST to <job>/parameters instead.  PHASE and ACTION are
+# always accepted at the job URL.
+PARAMETERS_AT_JOB_URL = True
+
+# Largest request body for forms (bytes) and largest multipart upload (bytes); bigger: 413.
+MAX_BODY_SIZE = 1024 * 1024
+MAX_UPLOAD_SIZE = 1024 * 1024 * 1024
+
+# ---- Logging ------------------------------------------------------------------------------------------------
+# Log level: DEBUG, INFO, WARNING or ERROR.
+LOG_LEVEL = "INFO"
