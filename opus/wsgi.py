@@ -1,10 +1,27 @@
 """WSGI entry point for gunicorn and mod_wsgi: ``gunicorn -c gunicorn.conf.py opus.wsgi:application``.
 
-Settings come from the file named by ``OPUS_SETTINGS``.  The schema must be current
-(``opus init``); background work starts in each worker process.
+The settings file is named by ``OPUS_SETTINGS``: from the process environment (gunicorn,
+systemd), the app is built at import, so background work starts with the worker; from the WSGI
+environment (Apache's ``SetEnv``), it is built on the first request.  The schema must be current
+(``opus init``).
 """
+
+from __future__ import annotations
+
+import os
+import threading
 
 from .server import create_app
 from .settings import load_settings
 
-application = create_app(load_settings())
+_app = create_app(load_settings()) if os.environ.get("OPUS_SETTINGS") else None
+_lock = threading.Lock()
+
+
+def application(environ, start_response):
+    global _app
+    if _app is None:
+        with _lock:
+            if _app is None:
+                _app = create_app(load_settings(environ.get("OPUS_SETTINGS")))
+    return _app(environ, start_response)
