@@ -240,11 +240,16 @@ class JobList:
         self._destroy(job)
 
     def _destroy(self, job: Job) -> None:
+        files = JobFiles.of(self.settings.jobs_dir, job.job_id)
+        running = None
         if job.phase in ACTIVE or job.phase is Phase.PENDING:
             if self.store.set_phase(job.job_id, Phase.ABORTED, ABORTABLE, end_time=utcnow()):
-                self.manager.abort(job.job_id, self.store.get(job.job_id).manager_id)
+                running = self.store.get(job.job_id)
         self.store.delete(job.job_id)
-        JobFiles.of(self.settings.jobs_dir, job.job_id).remove()
+        files.remove()
+        if running is not None:
+            # Files the dying processes write meanwhile are removed once they are gone.
+            self.manager.abort(job.job_id, running.manager_id, then=files.remove)
 
     def set_execution_duration(self, jobname: str, job_id: str, identity: Identity, value: str) -> None:
         seconds = self.cap_duration(parse_int(value, "EXECUTIONDURATION", 0))

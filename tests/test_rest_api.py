@@ -7,6 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from opus.managers.local import _group_alive
+
 
 def test_create_answers_303_with_absolute_location(live):
     r = live.http.post(f"{live.url}/rest/dummy", data={"text": "a"}, allow_redirects=False)
@@ -218,9 +220,17 @@ def test_delete_executing_job_kills_it_and_removes_files(live):
     live.http.get(url, params={"WAIT": 10, "PHASE": "QUEUED"})
     job_id = url.rsplit("/", 1)[1]
     job_dir = live.settings.jobs_dir / job_id
+    deadline = time.monotonic() + 5
+    while not (job_dir / "script.pgid").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    pgid = int((job_dir / "script.pgid").read_text())
     assert live.http.delete(url, allow_redirects=False).status_code == 303
-    assert not job_dir.exists()
     assert live.http.get(url).status_code == 404
+    deadline = time.monotonic() + 5
+    while job_dir.exists() or _group_alive(pgid):
+        assert time.monotonic() < deadline, "files or processes of a deleted job remain"
+        time.sleep(0.05)
 
 
 def test_job_list_filters(live):

@@ -25,8 +25,11 @@ class Manager(ABC):
         """A job was queued or a slot was freed: look for work now."""
 
     @abstractmethod
-    def abort(self, job_id: str, manager_id: str | None) -> None:
-        """Stop the job's processes (the phase has already been set by the caller)."""
+    def abort(self, job_id: str, manager_id: str | None, then: Callable[[], None] | None = None) -> None:
+        """Stop the job's processes (the phase has already been set by the caller).
+
+        ``then`` is called once they are gone (e.g. to remove the job's files).
+        """
 
     @abstractmethod
     def is_alive(self) -> bool:

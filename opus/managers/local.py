@@ -173,8 +173,11 @@ class LocalManager(Manager):
         self._children[job_id] = proc
         self.store.update_job(job_id, list(Phase), manager_id=f"local:{proc.pid}")
         threading.Thread(target=self._reap, args=(job_id, proc), daemon=True).start()
-        # An ABORT that landed between claim and launch could not signal anything: do it now.
-        if self.store.get_phase(job_id) not in (Phase.QUEUED, Phase.EXECUTING):
+        # An ABORT or DELETE that landed between claim and launch could not signal anything: do it now.
+        phase = self.store.get_phase(job_id)
+        if phase is None:
+            self.abort(job_id, f"local:{proc.pid}", then=files.remove)
+        elif phase not in (Phase.QUEUED, Phase.EXECUTING):
             self.abort(job_id, f"local:{proc.pid}")
 
     def _callback_url(self, job_id: str) -> str:
@@ -227,9 +230,11 @@ class LocalManager(Manager):
         self._report(job_id, report)
 
     # ---- abort and reconciliation --------------------------------------------------------------------
-    def abort(self, job_id: str, manager_id: str | None) -> None:
+    def abort(self, job_id: str, manager_id: str | None, then=None) -> None:
         pid = _pid_of(manager_id)
         if pid is None:
+            if then is not None:
+                then()
             return  # not started yet: the dispatcher checks the phase after launching
         files = JobFiles.of(self.settings.jobs_dir, job_id)
         groups = [pid]
@@ -251,6 +256,11 @@ class LocalManager(Manager):
                     os.killpg(g, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     pass
+            if then is not None:
+                deadline = time.monotonic() + 2.0
+                while time.monotonic() < deadline and any(_group_alive(g) for g in groups):
+                    time.sleep(0.05)
+                then()
 
         threading.Thread(target=backstop, daemon=True).start()
 

@@ -127,8 +127,8 @@ class Wrapper:
         threading.Thread(target=self.kill_script, args=(self.spec.get("kill_grace", 2.0),), daemon=True).start()
 
     def run(self) -> int:
-        self.work.mkdir(parents=True, exist_ok=True)
-        self.results.mkdir(parents=True, exist_ok=True)
+        self.work.mkdir(exist_ok=True)
+        self.results.mkdir(exist_ok=True)
         (self.root / "parameters.json").write_text(json.dumps(self.spec["parameters"], indent=1))
         signal.signal(signal.SIGTERM, self.on_signal)
         signal.signal(signal.SIGINT, self.on_signal)
