@@ -21,7 +21,7 @@ from .jobfiles import JobFiles
 from .security import Identity, can_access
 from .storage.jobstore import DuplicateJobId
 from .timeutil import parse_instant, parse_int, utcnow
-from .uws import ACTIVE, FINAL, ErrorSummary, Job, JobRef, Parameter, Phase, Result, parse_phase
+from .uws import ACTIVE, FINAL, NOT_XML_CHAR, ErrorSummary, Job, JobRef, Parameter, Phase, Result, parse_phase
 
 log = logging.getLogger(__name__)
 PARAM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
@@ -67,6 +67,9 @@ class JobList:
         declared = {n.lower(): n for n in (*jobdef.parameters, *jobdef.used)}
         seen: set[str] = set()
         for raw_name, value in form:
+            if NOT_XML_CHAR.search(value):
+                raise BadRequest(f"{raw_name}: the value holds characters XML cannot carry; "
+                                 "send such content as a file (multipart upload)")
             upper = raw_name.strip().upper()
             if upper in CONTROL:
                 if upper in seen:

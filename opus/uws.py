@@ -6,6 +6,7 @@ Manager.  References are to ``shared/uws/CHECKLIST.md``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -30,6 +31,9 @@ class Phase(str, Enum):
     def __str__(self) -> str:
         return self.value
 
+
+#: Characters XML 1.0 cannot carry: values holding them are refused (UWS documents must parse).
+NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 #: Phases in which a WAIT may block (UWS-57).
 WAITABLE = frozenset({Phase.PENDING, Phase.QUEUED, Phase.EXECUTING})

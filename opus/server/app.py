@@ -73,6 +73,9 @@ def create_app(settings: Settings, services: Services | None = None, start: bool
     Background work (notifications, the manager, maintenance) starts in the serving process:
     at once when ``start`` is true, and again in any forked worker on its first request.
     """
+    if not logging.getLogger().handlers:  # under gunicorn/mod_wsgi: log to stderr, their error log
+        logging.basicConfig(format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("opus").setLevel(settings.LOG_LEVEL)
     services = services or Services.build(settings)
     app = Bottle(catchall=True)
     app.config["json.enable"] = False

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from xml.sax.saxutils import escape, quoteattr
 
 from ..timeutil import format_instant
-from ..uws import Job, JobRef, Parameter, Result
+from ..uws import NOT_XML_CHAR, Job, JobRef, Parameter, Result
 
 UWS_NS = "http://www.ivoa.net/xml/UWS/v1.0"
 XLINK_NS = "http://www.w3.org/1999/xlink"
@@ -25,11 +25,9 @@ def _instant(tag: str, value) -> str:
 
 
 def _text(value: str) -> str:
-    """XML-escape text, dropping characters XML 1.0 cannot carry."""
-    text = escape(value)
-    if any(ord(c) < 32 and c not in "\t\n\r" for c in text):
-        text = "".join(c for c in text if ord(c) >= 32 or c in "\t\n\r")
-    return text
+    """XML-escape text, dropping characters XML 1.0 cannot carry (input refuses them; this
+    guards server-made text such as a script's stderr in an error message)."""
+    return escape(NOT_XML_CHAR.sub("", value))
 
 
 def parameter_value(job_url: str, p: Parameter) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from email.utils import formatdate
 
 from bottle import Bottle, HTTPResponse, request
 
@@ -62,7 +63,9 @@ def install(app: Bottle, services) -> None:
             parts.append(cap("ivo://ivoa.net/std/UWS#rest-1.1", f"{base}/rest/{name}",
                              ' role="std" version="1.1"', use="base"))
         parts.append("</vosi:capabilities>")
-        return HTTPResponse(body="".join(parts), headers=XML)
+        changed = max([up_since.timestamp()] + [services.registry.directory.joinpath(f"{n}.json").stat().st_mtime
+                                                for n in services.registry.names()])
+        return HTTPResponse(body="".join(parts), headers={**XML, "Last-Modified": formatdate(changed, usegmt=True)})
 
     @app.post("/handler/job_event")
     def job_event():
