@@ -21,7 +21,7 @@ from .jobfiles import JobFiles
 from .security import Identity, can_access
 from .storage.jobstore import DuplicateJobId
 from .timeutil import parse_instant, parse_int, utcnow
-from .uws import ACTIVE, FINAL, NOT_XML_CHAR, ErrorSummary, Job, JobRef, Parameter, Phase, Result, parse_phase
+from .uws import FINAL, NOT_XML_CHAR, ErrorSummary, Job, JobRef, Parameter, Phase, Result
 
 log = logging.getLogger(__name__)
 PARAM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
@@ -47,6 +47,7 @@ class Submission:
     execution_duration: int | None = None
     destruction: datetime | None = None
     parameters: list[Parameter] | None = None
+    uploads: list[Upload] | None = None
 
 
 class JobList:
@@ -63,7 +64,7 @@ class JobList:
     def parse(self, jobdef: JobDefinition, form: Sequence[tuple[str, str]], uploads: Sequence[Upload] = (),
               allow_phase: bool = False) -> Submission:
         """Split form fields into control values (names case-insensitive) and checked parameters."""
-        sub = Submission(parameters=[])
+        sub = Submission(parameters=[], uploads=[])
         declared = {n.lower(): n for n in (*jobdef.parameters, *jobdef.used)}
         seen: set[str] = set()
         for raw_name, value in form:
@@ -104,6 +105,7 @@ class JobList:
                 raise BadRequest(f"parameter {name!r} given more than once")
             seen.add(name)
             sub.parameters.append(Parameter(name, f"param:{name}", by_reference=True))
+            sub.uploads.append(Upload(name, up.stream, up.filename))
         return sub
 
     def cap_duration(self, seconds: int) -> int:
@@ -134,8 +136,7 @@ class JobList:
         """Create a job (PENDING, or QUEUED when PHASE=RUN was sent)."""
         jobdef = self.registry.get(jobname)
         sub = self.parse(jobdef, form, uploads, allow_phase=True)
-        uploads = [Upload(p.name, u.stream, u.filename) for p, u in
-                   zip([p for p in sub.parameters if p.by_reference], uploads)]
+        uploads = sub.uploads
         now = utcnow()
         duration = sub.execution_duration
         if duration is None:
@@ -243,16 +244,18 @@ class JobList:
         self._destroy(job)
 
     def _destroy(self, job: Job) -> None:
+        """Forget the job, then stop its processes and remove its files.
+
+        Deleting first means waiters are woken once, by the deletion (404), never by an
+        intermediate ABORTED; a dispatcher launching the job meanwhile sees it gone and kills it.
+        """
         files = JobFiles.of(self.settings.jobs_dir, job.job_id)
-        running = None
-        if job.phase in ACTIVE or job.phase is Phase.PENDING:
-            if self.store.set_phase(job.job_id, Phase.ABORTED, ABORTABLE, end_time=utcnow()):
-                running = self.store.get(job.job_id)
+        manager_id = self.store.get_manager_id(job.job_id)
         self.store.delete(job.job_id)
         files.remove()
-        if running is not None:
+        if manager_id is not None and job.phase not in FINAL:
             # Files the dying processes write meanwhile are removed once they are gone.
-            self.manager.abort(job.job_id, running.manager_id, then=files.remove)
+            self.manager.abort(job.job_id, manager_id, then=files.remove)
 
     def set_execution_duration(self, jobname: str, job_id: str, identity: Identity, value: str) -> None:
         seconds = self.cap_duration(parse_int(value, "EXECUTIONDURATION", 0))
@@ -278,10 +281,8 @@ class JobList:
             raise IllegalTransition(f"job {job_id} is {job.phase.value}: parameters can only change while PENDING")
         if not sub.parameters and sub.run_id is None and sub.execution_duration is None and sub.destruction is None:
             raise BadRequest("no parameter given")
-        if uploads:
-            ups = [Upload(p.name, u.stream, u.filename) for p, u in
-                   zip([p for p in sub.parameters if p.by_reference], uploads)]
-            self._save_uploads(JobFiles.of(self.settings.jobs_dir, job_id), ups)
+        if sub.uploads:
+            self._save_uploads(JobFiles.of(self.settings.jobs_dir, job_id), sub.uploads)
         fields = {}
         if sub.run_id is not None:
             fields["run_id"] = sub.run_id

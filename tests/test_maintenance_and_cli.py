@@ -6,9 +6,7 @@ import json
 import subprocess
 import sys
 from datetime import timedelta
-from pathlib import Path
 
-import pytest
 
 from conftest import LiveServer, make_settings
 from opus.cli import main as opus_main

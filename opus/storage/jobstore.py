@@ -145,6 +145,10 @@ class JobStore:
         with self.engine.connect() as conn:
             return conn.execute(select(jobs.c.callback_url).where(jobs.c.job_id == job_id)).scalar()
 
+    def get_manager_id(self, job_id: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(jobs.c.manager_id).where(jobs.c.job_id == job_id)).scalar()
+
     def get_phase(self, job_id: str) -> Phase | None:
         with self.engine.connect() as conn:
             value = conn.execute(select(jobs.c.phase).where(jobs.c.job_id == job_id)).scalar()

@@ -1,0 +1,336 @@
+"""End-to-end tests against a real deployment: `opus init` + gunicorn (gthread) with two workers.
+
+They cover what only a multi-process server shows: WAIT woken across workers (opus.notify), the
+single dispatcher of the local manager, detached job wrappers that outlive a server restart, the
+process hygiene of time limits and ABORT, and shell-safe parameter passing.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import secrets
+import threading
+import time
+
+import pytest
+import requests
+
+from opus.settings import REPO_ROOT
+
+from gunicorn_server import GunicornServer, is_alive, live_group_members
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    """make_server(**settings) -> a started GunicornServer with 2 workers; stopped at the end."""
+    servers = []
+
+    def make(workers: int = 2, **settings) -> GunicornServer:
+        server = GunicornServer(tmp_path, workers=workers, **settings)
+        servers.append(server)
+        return server.start()
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+class Waiter(threading.Thread):
+    """One blocking GET on a connection of its own (Connection: close)."""
+
+    def __init__(self, server: GunicornServer, path: str):
+        super().__init__(daemon=True)
+        self.conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=90)
+        self.conn.connect()
+        self.port = self.conn.sock.getsockname()[1]
+        self.path = path
+        self.status: int | None = None
+        self.body = b""
+        self.ended: float | None = None
+        self.error: Exception | None = None
+
+    def run(self):
+        try:
+            self.conn.request("GET", self.path, headers={"Connection": "close", "Accept": "application/json"})
+            resp = self.conn.getresponse()
+            self.status, self.body = resp.status, resp.read()
+        except Exception as exc:  # reported by the test
+            self.error = exc
+        finally:
+            self.ended = time.monotonic()
+            self.conn.close()
+
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+
+def start_waiters_on_all_workers(server: GunicornServer, path: str, at_least: int = 8,
+                                 per_worker: int = 2, limit: int = 60) -> list[Waiter]:
+    """Start blocking requests until every worker holds at least ``per_worker`` of them."""
+    waiters: list[Waiter] = []
+    deadline = time.monotonic() + 10
+    while True:
+        while len(waiters) < at_least:
+            w = Waiter(server, path)
+            w.start()
+            waiters.append(w)
+            time.sleep(0.01)  # gives every worker a chance at the accept
+        # wait until each connection has been accepted by some worker
+        while True:
+            by_worker = server.connections_by_worker()
+            held = set().union(*by_worker.values())
+            if all(w.port in held for w in waiters if w.ended is None):
+                break
+            assert time.monotonic() < deadline, f"connections not accepted: {by_worker}"
+            time.sleep(0.02)
+        counts = {pid: sum(1 for w in waiters if w.port in ports) for pid, ports in by_worker.items()}
+        if len(counts) == server.workers and min(counts.values()) >= per_worker:
+            break
+        assert len(waiters) < limit, f"could not spread {len(waiters)} waiters over the workers: {counts}"
+        at_least = len(waiters) + 2
+    time.sleep(0.5)  # let every worker read its requests and register the waits
+    early = [w for w in waiters if w.ended is not None]
+    assert not early, f"{len(early)} WAIT request(s) returned before any change: {[w.status for w in early]}"
+    return waiters
+
+
+def job_path(job_url: str) -> str:
+    return "/" + job_url.split("/", 3)[3]
+
+
+# ---- 1. a job runs, WAIT returns on the change (SQLite and PostgreSQL) ------------------------------------
+def test_jobs_run_and_wait_returns_on_change(make_server, database_url):
+    server = make_server(database_url=database_url)
+    url = server.create("dummy", {"text": "hello gunicorn"}, run=True)
+    job = server.wait_for(url, "COMPLETED", timeout=20)
+    assert [r["id"] for r in job["results"]] == ["output"]
+    assert server.http.get(url + "/results/output").text == "hello gunicorn\n"
+
+    # EXECUTING -> COMPLETED: every WAIT=20, on whichever worker, ends when the job does (~1.5 s)
+    url = server.create("sleep", {"seconds": "1.5"}, run=True)
+    server.wait_for(url, "EXECUTING", timeout=10)
+    waiters = [Waiter(server, job_path(url) + "?WAIT=20") for _ in range(6)]
+    start = time.monotonic()
+    for w in waiters:
+        w.start()
+    for w in waiters:
+        w.join(25)
+    for w in waiters:
+        assert w.error is None and w.status == 200, (w.error, w.status, w.body)
+        assert w.json()["phase"] == "COMPLETED"
+        assert w.ended - start < 5, f"WAIT=20 took {w.ended - start:.1f} s: the change did not wake it"
+    assert server.http.get(url + "/results/done").text == "done\n"
+
+
+# ---- 2. WAIT across workers -------------------------------------------------------------------------------
+def test_wait_is_woken_across_workers(make_server):
+    server = make_server()
+
+    # PHASE=RUN posted on yet another connection wakes the waiters of both workers
+    url = server.create("sleep", {"seconds": "0.5"})
+    waiters = start_waiters_on_all_workers(server, job_path(url) + "?WAIT=30")
+    r = requests.post(url, data={"PHASE": "RUN"}, headers={"Connection": "close"}, allow_redirects=False)
+    assert r.status_code == 303, r.text
+    posted = time.monotonic()
+    for w in waiters:
+        w.join(35)
+    slow = sorted(round(w.ended - posted, 2) for w in waiters if w.ended - posted > 2)
+    assert not slow, f"{len(slow)} of {len(waiters)} WAIT requests were not woken by RUN: {slow}"
+    for w in waiters:
+        assert w.error is None and w.status == 200, (w.error, w.status, w.body)
+        assert w.json()["phase"] != "PENDING"
+    server.wait_for(url, "COMPLETED")
+
+    # WAIT with a PHASE the job is not in returns at once
+    url = server.create("sleep", {"seconds": "0.5"})
+    start = time.monotonic()
+    job = server.job(url, WAIT=30, PHASE="QUEUED")
+    assert job["phase"] == "PENDING" and time.monotonic() - start < 1
+
+    # DELETE on yet another connection wakes the waiters of both workers: the job is gone (404)
+    waiters = start_waiters_on_all_workers(server, job_path(url) + "?WAIT=30")
+    r = requests.delete(url, headers={"Connection": "close"}, allow_redirects=False)
+    assert r.status_code == 303, r.text
+    deleted = time.monotonic()
+    for w in waiters:
+        w.join(35)
+    slow = sorted(round(w.ended - deleted, 2) for w in waiters if w.ended - deleted > 2)
+    assert not slow, f"{len(slow)} of {len(waiters)} WAIT requests were not woken by DELETE: {slow}"
+    answers = [(w.status, w.json().get("phase") if w.status == 200 else None) for w in waiters]
+    assert all(w.error is None for w in waiters)
+    assert all(status == 404 for status, _ in answers), \
+        f"WAIT on a job being deleted must answer 404, got (status, phase) {answers}"
+
+
+def test_wait_is_capped_by_max_wait(make_server):
+    server = make_server(MAX_WAIT=2)
+    url = server.create("sleep", {"seconds": "0.5"})
+    for wait in ("-1", "30"):
+        start = time.monotonic()
+        job = server.job(url, WAIT=wait)
+        elapsed = time.monotonic() - start
+        assert job["phase"] == "PENDING"
+        assert 1.8 <= elapsed < 3.5, f"WAIT={wait} with MAX_WAIT=2 took {elapsed:.2f} s"
+
+
+# ---- 3. parameter values never reach a shell as code ------------------------------------------------------
+def test_parameter_values_are_not_shell_code(make_server):
+    server = make_server()
+    tag = secrets.token_hex(4)
+    values = [f"$(touch pwned-{tag})", f"'; touch pwned2-{tag} #", f"`touch pwned3-{tag}`",
+              f'"; touch pwned4-{tag}; echo "', f"x\ntouch pwned5-{tag}",
+              f"$HOME ${{IFS}} \\ * ~ ; | & pwned6-{tag}"]
+    urls = [server.create("dummy", {"text": v}, run=True) for v in values]
+    for value, url in zip(values, urls):
+        job = server.wait_for(url, "COMPLETED", timeout=20)
+        assert [p["value"] for p in job["parameters"] if p["id"] == "text"] == [value]
+        out = server.http.get(url + "/results/output")
+        assert out.status_code == 200
+        assert out.content.decode() == value + "\n"
+
+    found = []
+    for top in (server.data_dir, server.tmp_path, REPO_ROOT):
+        for dirpath, dirnames, filenames in os.walk(top):
+            dirnames[:] = [d for d in dirnames if d not in (".venv", ".git", "node_modules")]
+            found += [os.path.join(dirpath, f) for f in filenames + dirnames
+                      if tag in f or (top != REPO_ROOT and f.startswith("pwned"))]
+    assert not found, f"a parameter value was run as shell code: {found}"
+
+
+# ---- 4. time limit and ABORT leave no process behind ------------------------------------------------------
+def _running_sleep_job(server: GunicornServer, **data) -> tuple[str, str, int, int, int]:
+    """Start a sleep job and wait until its child runs: (url, id, child pid, wrapper pid, script pgid)."""
+    url = server.create("sleep", {"seconds": "60", **data}, run=True)
+    job_id = url.rsplit("/", 1)[1]
+    server.wait_for(url, "EXECUTING", timeout=10)
+    child_file = server.job_dir(job_id) / "work" / "child.pid"
+    deadline = time.monotonic() + 5
+    while not (child_file.is_file() and child_file.read_text().strip()
+               and (server.job_dir(job_id) / "script.pgid").is_file()):
+        assert time.monotonic() < deadline, "the sleep job did not write work/child.pid"
+        time.sleep(0.02)
+    child = int(child_file.read_text())
+    pgid = int((server.job_dir(job_id) / "script.pgid").read_text())
+    wrapper = server.wrapper_pid(job_id)
+    assert wrapper is not None, "no wrapper process found for the job"
+    assert is_alive(child) and is_alive(wrapper)
+    assert live_group_members(wrapper) and live_group_members(pgid)
+    return url, job_id, child, wrapper, pgid
+
+
+def _assert_all_gone(child: int, wrapper: int, pgid: int, within: float) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        left = {"sleep child": [child] if is_alive(child) else [],
+                "wrapper group": live_group_members(wrapper), "script group": live_group_members(pgid)}
+        if not any(left.values()):
+            return
+        assert time.monotonic() < deadline, f"processes left behind {within} s later: {left}"
+        time.sleep(0.05)
+
+
+def test_time_limit_and_abort_leave_no_process(make_server):
+    server = make_server()
+
+    # executionDuration exceeded
+    url, _, child, wrapper, pgid = _running_sleep_job(server, EXECUTIONDURATION="1")
+    start = time.monotonic()
+    job = server.wait_for(url, "ABORTED", timeout=10)
+    assert time.monotonic() - start < 3, f"ABORTED only {time.monotonic() - start:.1f} s after start"
+    assert "executionDuration" in (job["errorSummary"] or {}).get("message", ""), job["errorSummary"]
+    _assert_all_gone(child, wrapper, pgid, within=2)
+
+    # PHASE=ABORT on an executing job
+    url, _, child, wrapper, pgid = _running_sleep_job(server)
+    server.post_phase(url, "ABORT")
+    assert server.phase(url) == "ABORTED"
+    _assert_all_gone(child, wrapper, pgid, within=3)
+    time.sleep(0.3)  # the wrapper's own ABORTED report must not change anything
+    job = server.job(url)
+    assert job["phase"] == "ABORTED" and job["results"] == []
+
+
+# ---- 5. jobs survive a server restart ---------------------------------------------------------------------
+def _wait_until(condition, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.05)
+
+
+def test_jobs_survive_a_restart(make_server):
+    server = make_server(MAX_RUNNING_JOBS=1)
+    pending = server.create("dummy", {"text": "kept across restarts"})
+    running = server.create("sleep", {"seconds": "3"}, run=True)
+    run_id = running.rsplit("/", 1)[1]
+    server.wait_for(running, "EXECUTING", timeout=10)
+    queued = server.create("dummy", {"text": "queued before the restart"}, run=True)
+    time.sleep(0.3)
+    assert server.phase(queued) == "QUEUED"  # the only slot is taken
+    wrapper = server.wrapper_pid(run_id)
+    assert wrapper is not None
+
+    server.stop()
+    assert not (server.job_dir(run_id) / "report.json").exists(), "the job ended before the server stopped"
+    assert is_alive(wrapper), "the job's wrapper must outlive the server"
+    pgid = int((server.job_dir(run_id) / "script.pgid").read_text())
+    _wait_until(lambda: not live_group_members(pgid), "the job's script ends", timeout=10)
+    log = server.job_dir(run_id) / "wrapper.log"
+    _wait_until(lambda: log.is_file() and "retrying" in log.read_text(), "the wrapper's callback fails",
+                timeout=3)
+    assert (server.job_dir(run_id) / "report.json").is_file()
+    assert is_alive(wrapper), "the wrapper keeps retrying its callback"
+
+    server.start()
+    job = server.wait_for(running, "COMPLETED", timeout=20)
+    assert [r["id"] for r in job["results"]] == ["done"]
+    assert server.http.get(running + "/results/done").text == "done\n"
+    server.wait_for(queued, "COMPLETED", timeout=20)
+    assert server.http.get(queued + "/results/output").text == "queued before the restart\n"
+    job = server.job(pending)
+    assert job["phase"] == "PENDING"
+    assert [p["value"] for p in job["parameters"] if p["id"] == "text"] == ["kept across restarts"]
+    _wait_until(lambda: not live_group_members(wrapper), "the wrapper ends", timeout=5)
+
+
+def test_lost_callback_is_replayed_after_restart(make_server):
+    # The wrapper gives up its callback after 1 s: only the manager's replay of report.json can tell.
+    server = make_server(CALLBACK_RETRY_SECONDS=1)
+    url = server.create("sleep", {"seconds": "2.5"}, run=True)
+    job_id = url.rsplit("/", 1)[1]
+    server.wait_for(url, "EXECUTING", timeout=10)
+    wrapper = server.wrapper_pid(job_id)
+    assert wrapper is not None
+    server.stop()
+    assert not (server.job_dir(job_id) / "report.json").exists(), "the job ended before the server stopped"
+    _wait_until(lambda: not live_group_members(wrapper), "the wrapper gives up and ends", timeout=10)
+    assert "failed for good" in (server.job_dir(job_id) / "wrapper.log").read_text()
+
+    server.start()
+    job = server.wait_for(url, "COMPLETED", timeout=10)
+    assert [r["id"] for r in job["results"]] == ["done"]
+    assert server.http.get(url + "/results/done").text == "done\n"
+
+
+# ---- 6. MAX_RUNNING_JOBS ---------------------------------------------------------------------------------
+def test_max_running_jobs_runs_one_after_the_other(make_server):
+    server = make_server(MAX_RUNNING_JOBS=1)
+    first = server.create("sleep", {"seconds": "1"}, run=True)
+    second = server.create("sleep", {"seconds": "1"}, run=True)
+    seen = set()
+    deadline = time.monotonic() + 15
+    while True:
+        phases = (server.phase(first), server.phase(second))
+        seen.add(phases)
+        assert phases != ("EXECUTING", "EXECUTING"), "both jobs execute at once with MAX_RUNNING_JOBS=1"
+        if phases == ("COMPLETED", "COMPLETED"):
+            break
+        assert time.monotonic() < deadline, f"jobs did not finish: {phases}"
+        time.sleep(0.05)
+    assert ("EXECUTING", "QUEUED") in seen, seen
+    a, b = server.job(first), server.job(second)
+    assert b["startTime"] >= a["endTime"], (a["startTime"], a["endTime"], b["startTime"], b["endTime"])
