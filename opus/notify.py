@@ -99,22 +99,25 @@ class Notifier:
         if not peers or (len(peers) == 1 and peers[0] == self._name):
             return
         if self._send_sock is None:
-            self._send_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            self._send_sock.setblocking(False)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            # A peer's queue holds few datagrams (net.unix.max_dgram_qlen); its listener drains it
+            # at once, so wait briefly rather than drop a wake-up.
+            sock.settimeout(1.0)
+            self._send_sock = sock
         message = f"{job_id} {phase}".encode("ascii")
         for peer in peers:
             if peer == self._name:
                 continue
             try:
                 self._send_sock.sendto(message, "\0" + self._prefix + "-" + peer)
+            except TimeoutError:
+                log.warning("notification to peer %s dropped: its queue stayed full for 1 s", peer)
             except OSError as exc:
                 if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
                     try:
                         (self.dir / peer).unlink()
                     except FileNotFoundError:
                         pass
-                elif exc.errno == errno.EAGAIN:
-                    log.warning("notification to peer %s dropped: its queue is full", peer)
                 else:
                     log.warning("notification to peer %s failed: %s", peer, exc)
 

@@ -57,7 +57,8 @@ class Services:
             threading.Thread(target=self._maintenance, name="opus-maintenance", daemon=True).start()
 
     def _on_change(self, job_id: str, phase: str) -> None:
-        if phase != "EXECUTING":
+        # Work for the dispatcher: a job was queued, or one ended and freed a slot.
+        if phase not in ("EXECUTING", "PENDING", "HELD", "SUSPENDED", "UNKNOWN"):
             self.manager.wake()
 
     def stop(self) -> None:

@@ -88,16 +88,18 @@ def job_xml(job: Job, job_url: str) -> str:
     return "".join(parts)
 
 
-def joblist_xml(refs: Iterable[JobRef], url_of) -> str:
+def joblist_xml(refs: Iterable[JobRef], list_url: str) -> str:
+    """The job list; each jobref links to ``<list_url>/<job id>`` (ids are hex: no escaping)."""
+    base = escape(list_url, {'"': "&quot;"})
     parts = [HEAD, f'<uws:jobs {ROOT_NS} version="1.1">']
+    append = parts.append
     for r in refs:
-        parts.append(f'<uws:jobref id="{r.job_id}" xlink:type="simple" xlink:href={quoteattr(url_of(r))}>'
-                     f"<uws:phase>{r.phase.value}</uws:phase>")
-        if r.run_id is not None:
-            parts.append(f"<uws:runId>{_text(r.run_id)}</uws:runId>")
-        parts.append('<uws:ownerId xsi:nil="true"/>' if r.owner_id is None
-                     else f"<uws:ownerId>{_text(r.owner_id)}</uws:ownerId>")
-        parts.append(f"<uws:creationTime>{format_instant(r.creation_time)}</uws:creationTime></uws:jobref>")
+        run_id = "" if r.run_id is None else f"<uws:runId>{_text(r.run_id)}</uws:runId>"
+        owner = '<uws:ownerId xsi:nil="true"/>' if r.owner_id is None \
+            else f"<uws:ownerId>{_text(r.owner_id)}</uws:ownerId>"
+        append(f'<uws:jobref id="{r.job_id}" xlink:type="simple" xlink:href="{base}/{r.job_id}">'
+               f"<uws:phase>{r.phase.value}</uws:phase>{run_id}{owner}"
+               f"<uws:creationTime>{format_instant(r.creation_time)}</uws:creationTime></uws:jobref>")
     parts.append("</uws:jobs>")
     return "".join(parts)
 
@@ -146,7 +148,7 @@ def results_json(job: Job, job_url: str) -> list[dict]:
              "sha256": r.sha256} for r in job.results]
 
 
-def joblist_json(refs: Iterable[JobRef], url_of) -> dict:
+def joblist_json(refs: Iterable[JobRef], list_url: str) -> dict:
     return {"jobs": [{"jobId": r.job_id, "jobName": r.jobname, "phase": r.phase.value, "runId": r.run_id,
-                      "ownerId": r.owner_id, "creationTime": _iso(r.creation_time), "href": url_of(r)}
+                      "ownerId": r.owner_id, "creationTime": _iso(r.creation_time), "href": f"{list_url}/{r.job_id}"}
                      for r in refs]}

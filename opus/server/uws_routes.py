@@ -44,14 +44,9 @@ def install(app: Bottle, services) -> None:
         refs = jobs.list(jobname, identity(), phases,
                          parse_instant(after[0], "AFTER") if after else None,
                          parse_int(last[0], "LAST", 1) if last else None)
-        base = list_url(jobname)
-
-        def url_of(ref):
-            return f"{base}/{ref.job_id}"
-
         if wants_json():
-            return as_json(render.joblist_json(refs, url_of))
-        return xml(render.joblist_xml(refs, url_of))
+            return as_json(render.joblist_json(refs, list_url(jobname)))
+        return xml(render.joblist_xml(refs, list_url(jobname)))
 
     @app.post("/rest/<jobname>")
     def create_job(jobname):

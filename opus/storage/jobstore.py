@@ -7,6 +7,9 @@ it happened, so an ABORT can never be overwritten by a late completion, nor the 
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -17,6 +20,25 @@ from sqlalchemy.exc import IntegrityError
 
 from ..uws import ErrorSummary, Job, JobRef, Parameter, Phase, Result
 from .tables import jobs, parameters, results
+
+
+class _FileLock:
+    """An exclusive flock on a file, held for a with-block (a no-op without a path)."""
+
+    def __init__(self, path: str | None):
+        self.path = path
+        self.fd: int | None = None
+
+    def __enter__(self):
+        if self.path:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)  # closing releases the lock
+            self.fd = None
 
 
 class DuplicateJobId(Exception):
@@ -36,6 +58,7 @@ def from_db_time(dt: datetime | None) -> datetime | None:
     return None if dt is None else dt.replace(tzinfo=timezone.utc)
 
 
+_PHASES = {p.value: p for p in Phase}
 _JOB_FIELDS = {
     "start_time", "end_time", "execution_duration", "destruction_time", "quote", "manager_id",
     "callback_url", "run_id", "error", "jdl_version",
@@ -69,20 +92,29 @@ class JobStore:
     def __init__(self, engine: Engine, on_change: Callable[[str, str], None] | None = None):
         self.engine = engine
         self._sqlite = engine.dialect.name == "sqlite"
+        self._thread_lock = threading.Lock()
+        database = engine.url.database or ""
+        self._lock_path = f"{database}.writelock" if self._sqlite and database not in ("", ":memory:") else None
         #: Called with (job_id, new phase or "DELETED") after each committed change.
         self.on_change = on_change or (lambda job_id, phase: None)
 
     # ---- transactions ------------------------------------------------------------------------
     @contextmanager
     def _write(self):
-        conn = self.engine.connect()
         if self._sqlite:
-            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
-        try:
-            with conn.begin():
-                yield conn
-        finally:
-            conn.close()
+            # SQLite allows one writer; its busy handler sleeps with growing back-off, which leaves
+            # the lock idle under load.  Writers of this host queue on a lock file instead (threads
+            # of this process on a mutex first), and get the database the moment it is free.
+            with self._thread_lock, _FileLock(self._lock_path):
+                conn = self.engine.connect().execution_options(sqlite_begin="IMMEDIATE")
+                try:
+                    with conn.begin():
+                        yield conn
+                finally:
+                    conn.close()
+            return
+        with self.engine.begin() as conn:
+            yield conn
 
     # ---- create and read -----------------------------------------------------------------------
     def create(self, job: Job) -> None:
@@ -103,7 +135,7 @@ class JobStore:
             if "job_id" in str(exc.orig) or "jobs" in str(exc.orig):
                 raise DuplicateJobId(job.job_id) from None
             raise
-        self.on_change(job.job_id, job.phase.value)
+        # A new job is not announced: nobody can be waiting on it yet.
 
     @staticmethod
     def _param_row(job_id: str, p: Parameter) -> dict:
@@ -177,7 +209,9 @@ class JobStore:
             query = query.limit(last)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        return [JobRef(r[0], r[1], Phase(r[2]), r[3], r[4], from_db_time(r[5])) for r in rows]
+        phase_of = _PHASES.__getitem__
+        utc = timezone.utc
+        return [JobRef(r[0], r[1], phase_of(r[2]), r[3], r[4], r[5].replace(tzinfo=utc)) for r in rows]
 
     # ---- compare-and-set updates ----------------------------------------------------------------
     def set_phase(self, job_id: str, new: Phase, allowed_from: Iterable[Phase], **fields) -> bool:
