@@ -87,7 +87,7 @@ def test_a_lost_final_report_is_replayed(live):
     (files.results / "done.txt").write_text("done\n")
     files.report.write_text(json.dumps({"phase": "COMPLETED", "end_time": "2026-01-01T00:00:00Z", "results": [
         {"result_id": "done", "file_name": "done.txt", "content_type": "text/plain", "size": 5}]}))
-    live.services.manager._reconcile()  # what a (re)starting dispatcher does
+    live.services.manager.reconcile()  # what a (re)starting dispatcher does
     assert live.http.get(url + "/phase").text == "COMPLETED"
     assert live.http.get(url + "/results/done").text == "done\n"
 
@@ -98,7 +98,7 @@ def test_a_vanished_wrapper_without_report_is_an_error(live):
     store = live.services.store
     store.set_phase(job_id, Phase.QUEUED, [Phase.PENDING])
     store.set_phase(job_id, Phase.EXECUTING, [Phase.QUEUED], manager_id="local:999999999")
-    live.services.manager._reconcile()
+    live.services.manager.reconcile()
     assert live.http.get(url + "/phase").text == "ERROR"
     assert "without reporting" in live.http.get(url).text
 
@@ -110,7 +110,7 @@ def test_a_claimed_but_unlaunched_job_is_requeued(live):
     live.services.manager.stop()  # keep the dispatcher out of the way
     store.set_phase(job_id, Phase.QUEUED, [Phase.PENDING])
     store.claim(job_id, "local:starting")
-    live.services.manager._reconcile()
+    live.services.manager.reconcile()
     assert store.claimable(10) == [job_id]
 
 

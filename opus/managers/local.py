@@ -1,15 +1,13 @@
 """LocalManager: runs jobs on the server host, the embedded default.
 
-One process per server host dispatches (whichever worker holds ``run/local-manager.lock``; if it
-dies another takes over).  It starts the job wrapper for each QUEUED job, in a session of its own
-(so it survives a worker restart and can be killed as a group), up to MAX_RUNNING_JOBS at once.
+One process per server host dispatches (see ``DispatchingManager``).  It starts the job wrapper
+for each QUEUED job, in a session of its own (so it survives a worker restart and can be killed
+as a group), up to MAX_RUNNING_JOBS at once.
 Any process can abort a job: it signals the process groups recorded for it.
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
 import logging
 import os
 import signal
@@ -17,15 +15,12 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 from ..jobfiles import JobFiles
-from ..security import job_token
 from ..uws import Phase
-from .base import Manager, ReportSink
+from .dispatch import WRAPPER, DispatchingManager
 
 log = logging.getLogger(__name__)
-WRAPPER = Path(__file__).resolve().parent / "wrapper.py"
 STARTING = "local:starting"
 
 
@@ -58,81 +53,20 @@ def _group_alive(pgid: int) -> bool:
         return True
 
 
-class LocalManager(Manager):
+class LocalManager(DispatchingManager):
     name = "local"
 
     def __init__(self, settings, store, registry):
-        self.settings = settings
-        self.store = store
-        self.registry = registry
-        self._wake = threading.Event()
-        self._report: ReportSink | None = None
+        super().__init__(settings, store, registry)
         self._children: dict[str, subprocess.Popen] = {}
         self._adopted: dict[str, int] = {}
-        self._lock_file = None
-        self._started_pid: int | None = None
-        self._stopping = False
-
-    # ---- background ----------------------------------------------------------------------------
-    def start(self, report: ReportSink) -> None:
-        if self._started_pid == os.getpid():
-            return
-        self._started_pid = os.getpid()
-        self._report = report
-        self._stopping = False
-        threading.Thread(target=self._run, name="opus-local-manager", daemon=True).start()
-
-    def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-
-    def wake(self) -> None:
-        self._wake.set()
 
     def is_alive(self) -> bool:
         return WRAPPER.is_file()
 
-    def _try_lead(self) -> bool:
-        if self._lock_file is not None:
-            return True
-        self.settings.run_dir.mkdir(parents=True, exist_ok=True)
-        f = open(self.settings.run_dir / "local-manager.lock", "a+")
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.close()
-            return False
-        self._lock_file = f
-        log.info("process %d now dispatches local jobs", os.getpid())
-        return True
-
-    def _run(self) -> None:
-        while not self._stopping:
-            if self._try_lead():
-                break
-            self._wake.wait(2.0)
-            self._wake.clear()
-        if self._stopping:
-            return
-        try:
-            self._reconcile()
-        except Exception:
-            log.exception("local manager: reconciliation failed")
-        while not self._stopping:
-            self._wake.wait(1.0)
-            self._wake.clear()
-            try:
-                self._check_adopted()
-                self._dispatch()
-            except Exception:
-                log.exception("local manager: dispatch failed; retrying")
-                time.sleep(1.0)
-        if self._lock_file is not None:
-            self._lock_file.close()
-            self._lock_file = None
-
     # ---- dispatching ---------------------------------------------------------------------------
-    def _dispatch(self) -> None:
+    def tick(self) -> None:
+        self._check_adopted()
         running = len(self.store.running())
         free = self.settings.max_running_jobs - running
         if free <= 0:
@@ -147,25 +81,10 @@ class LocalManager(Manager):
                 self._report(job_id, {"phase": "ERROR", "message": f"the job could not be started: {exc}"})
 
     def _launch(self, job_id: str) -> None:
-        job = self.store.get(job_id)
-        if job is None:
+        prepared = self.prepare(job_id)
+        if prepared is None:
             return
-        jobdef = self.registry.get(job.jobname)
-        files = JobFiles.of(self.settings.jobs_dir, job_id)
-        files.work.mkdir(parents=True, exist_ok=True)
-        files.results.mkdir(parents=True, exist_ok=True)
-        files.script.write_text(jobdef.script)
-        environment, parameters = self._parameters(job, jobdef, files)
-        spec = {
-            "job_id": job_id, "jobname": job.jobname, "token": job_token(self.settings, job_id),
-            "callback_url": self._callback_url(job_id), "execution_duration": job.execution_duration,
-            "kill_grace": self.settings.KILL_GRACE, "retry_seconds": self.settings.CALLBACK_RETRY_SECONDS,
-            "environment": environment, "parameters": parameters,
-            "generated": [{"name": g.name, "file": g.file, "content_type": g.content_type}
-                          for g in jobdef.generated.values()],
-        }
-        files.spec.write_text(json.dumps(spec, indent=1))
-        os.chmod(files.spec, 0o600)
+        _job, _jobdef, files = prepared
         with open(files.wrapper_log, "ab") as logf:
             proc = subprocess.Popen([sys.executable, "-I", "-S", str(WRAPPER), str(files.spec)],
                                     stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, close_fds=True,
@@ -180,37 +99,6 @@ class LocalManager(Manager):
         elif phase not in (Phase.QUEUED, Phase.EXECUTING):
             self.abort(job_id, f"local:{proc.pid}")
 
-    def _callback_url(self, job_id: str) -> str:
-        s = self.settings
-        row_url = self.store.get_callback_url(job_id)
-        return s.CALLBACK_URL or s.BASE_URL or row_url or "http://127.0.0.1:8080"
-
-    @staticmethod
-    def _parameters(job, jobdef, files: JobFiles) -> tuple[dict, dict]:
-        """(environment for the script, parameters.json content): defaults filled in."""
-        values = {p.name: p for p in job.parameters}
-        environment: dict[str, str] = {}
-        everything: dict[str, str] = {}
-        for name, desc in jobdef.parameters.items():
-            p = values.get(name)
-            value = p.value if p is not None else desc.default
-            if value is not None:
-                environment[name] = value
-        for name, used in jobdef.used.items():
-            p = values.get(name)
-            if p is not None and p.by_reference and p.value.startswith("param:"):
-                environment[name] = str(files.upload(name))
-            elif p is not None:
-                environment[name] = p.value
-            elif used.default is not None:
-                environment[name] = used.default
-        for p in job.parameters:
-            everything[p.name] = str(files.upload(p.name)) if p.value.startswith("param:") and p.by_reference \
-                else p.value
-        for name, value in environment.items():
-            everything.setdefault(name, value)
-        return environment, everything
-
     def _reap(self, job_id: str, proc: subprocess.Popen) -> None:
         proc.wait()
         self._children.pop(job_id, None)
@@ -219,15 +107,8 @@ class LocalManager(Manager):
 
     def _after_exit(self, job_id: str) -> None:
         """The wrapper is gone: if the job still looks active, replay its report or mark it lost."""
-        phase = self.store.get_phase(job_id)
-        if phase is None or phase not in (Phase.QUEUED, Phase.EXECUTING):
-            return
-        files = JobFiles.of(self.settings.jobs_dir, job_id)
-        try:
-            report = json.loads(files.report.read_text())
-        except (OSError, ValueError):
-            report = {"phase": "ERROR", "message": "the job's wrapper process ended without reporting"}
-        self._report(job_id, report)
+        if self.store.get_phase(job_id) in (Phase.QUEUED, Phase.EXECUTING):
+            self.replay_or_fail(job_id, "the job's wrapper process ended without reporting")
 
     # ---- abort and reconciliation --------------------------------------------------------------------
     def abort(self, job_id: str, manager_id: str | None, then=None) -> None:
@@ -264,7 +145,7 @@ class LocalManager(Manager):
 
         threading.Thread(target=backstop, daemon=True).start()
 
-    def _reconcile(self) -> None:
+    def reconcile(self) -> None:
         """At take-over: wrappers started by an earlier process are adopted or their end replayed."""
         for job_id, manager_id, _phase in self.store.running():
             if job_id in self._children:

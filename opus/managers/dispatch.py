@@ -1,0 +1,169 @@
+"""DispatchingManager: what every manager that starts wrappers shares.
+
+One process per server host leads (it holds ``run/<name>-manager.lock``; if it dies another takes
+over): it reconciles at take-over, then loops, woken by notifications (a job queued, a slot
+freed) or by a timer.  ``prepare`` writes what the job wrapper needs into the job's directory.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+from ..jobfiles import JobFiles
+from ..security import job_token
+from .base import Manager, ReportSink
+
+log = logging.getLogger(__name__)
+WRAPPER = Path(__file__).resolve().parent / "wrapper.py"
+
+
+class DispatchingManager(Manager):
+    """Leader election, the dispatch loop, and the wrapper's job.json."""
+
+    #: Seconds between loop turns when nothing wakes the dispatcher.
+    tick_seconds = 1.0
+
+    def __init__(self, settings, store, registry):
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self._wake = threading.Event()
+        self._report: ReportSink | None = None
+        self._lock_file = None
+        self._started_pid: int | None = None
+        self._stopping = False
+
+    # ---- background ----------------------------------------------------------------------------
+    def start(self, report: ReportSink) -> None:
+        if self._started_pid == os.getpid():
+            return
+        self._started_pid = os.getpid()
+        self._report = report
+        self._stopping = False
+        threading.Thread(target=self._run, name=f"opus-{self.name}-manager", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    @property
+    def leading(self) -> bool:
+        return self._lock_file is not None
+
+    def _try_lead(self) -> bool:
+        if self._lock_file is not None:
+            return True
+        self.settings.run_dir.mkdir(parents=True, exist_ok=True)
+        f = open(self.settings.run_dir / f"{self.name}-manager.lock", "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            return False
+        self._lock_file = f
+        log.info("process %d now dispatches %s jobs", os.getpid(), self.name)
+        return True
+
+    def _run(self) -> None:
+        while not self._stopping:
+            if self._try_lead():
+                break
+            self._wake.wait(2.0)
+            self._wake.clear()
+        if self._stopping:
+            return
+        try:
+            self.reconcile()
+        except Exception:
+            log.exception("%s manager: reconciliation failed", self.name)
+        while not self._stopping:
+            self._wake.wait(self.tick_seconds)
+            self._wake.clear()
+            try:
+                self.tick()
+            except Exception:
+                log.exception("%s manager: dispatch failed; retrying", self.name)
+                time.sleep(1.0)
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    # ---- hooks -------------------------------------------------------------------------------------
+    def reconcile(self) -> None:
+        """Correct what the database believes about active jobs (at take-over, and as the subclass wants)."""
+
+    def tick(self) -> None:
+        """One turn of the dispatch loop."""
+
+    # ---- the wrapper's input -------------------------------------------------------------------------
+    def prepare(self, job_id: str):
+        """Write job.json and script.sh for the wrapper; returns (job, jobdef, files) or None if gone."""
+        job = self.store.get(job_id)
+        if job is None:
+            return None
+        jobdef = self.registry.get(job.jobname)
+        files = JobFiles.of(self.settings.jobs_dir, job_id)
+        files.work.mkdir(parents=True, exist_ok=True)
+        files.results.mkdir(parents=True, exist_ok=True)
+        files.script.write_text(jobdef.script)
+        environment, parameters = self._parameters(job, jobdef, files)
+        spec = {
+            "job_id": job_id, "jobname": job.jobname, "token": job_token(self.settings, job_id),
+            "callback_url": self._callback_url(job_id), "execution_duration": job.execution_duration,
+            "kill_grace": self.settings.KILL_GRACE, "retry_seconds": self.settings.CALLBACK_RETRY_SECONDS,
+            "environment": environment, "parameters": parameters,
+            "generated": [{"name": g.name, "file": g.file, "content_type": g.content_type}
+                          for g in jobdef.generated.values()],
+        }
+        tmp = files.root / "job.json.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(spec, f, indent=1)
+        os.replace(tmp, files.spec)
+        return job, jobdef, files
+
+    def _callback_url(self, job_id: str) -> str:
+        s = self.settings
+        return s.CALLBACK_URL or s.BASE_URL or self.store.get_callback_url(job_id) or "http://127.0.0.1:8080"
+
+    @staticmethod
+    def _parameters(job, jobdef, files: JobFiles) -> tuple[dict, dict]:
+        """(environment for the script, parameters.json content): defaults filled in."""
+        values = {p.name: p for p in job.parameters}
+        environment: dict[str, str] = {}
+        for name, desc in jobdef.parameters.items():
+            p = values.get(name)
+            value = p.value if p is not None else desc.default
+            if value is not None:
+                environment[name] = value
+        for name, used in jobdef.used.items():
+            p = values.get(name)
+            if p is not None and p.by_reference and p.value.startswith("param:"):
+                environment[name] = str(files.upload(name))
+            elif p is not None:
+                environment[name] = p.value
+            elif used.default is not None:
+                environment[name] = used.default
+        everything = {p.name: str(files.upload(p.name)) if p.by_reference and p.value.startswith("param:")
+                      else p.value for p in job.parameters}
+        for name, value in environment.items():
+            everything.setdefault(name, value)
+        return environment, everything
+
+    def replay_or_fail(self, job_id: str, why: str) -> None:
+        """The job's wrapper is gone: apply its saved report, or record the job as failed."""
+        files = JobFiles.of(self.settings.jobs_dir, job_id)
+        try:
+            report = json.loads(files.report.read_text())
+        except (OSError, ValueError):
+            report = {"phase": "ERROR", "message": why}
+        self._report(job_id, report)
