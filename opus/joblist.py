@@ -18,6 +18,7 @@ from typing import BinaryIO
 from .errors import BadRequest, Forbidden, IllegalTransition, NotFound, PayloadTooLarge
 from .jobdef import JobDefinition
 from .jobfiles import JobFiles
+from .managers.slurm_options import check_option, is_slurm_parameter
 from .security import Identity, can_access
 from .storage.jobstore import DuplicateJobId
 from .timeutil import parse_instant, parse_int, utcnow
@@ -89,6 +90,18 @@ class JobList:
                     sub.execution_duration = self.cap_duration(parse_int(value, "EXECUTIONDURATION", 0))
                 else:
                     sub.destruction = parse_instant(value, "DESTRUCTION")
+                continue
+            if is_slurm_parameter(raw_name):
+                option = raw_name.lower()[len("slurm_"):]
+                name = raw_name.lower()
+                if name in seen:
+                    raise BadRequest(f"{name} given more than once")
+                seen.add(name)
+                sub.parameters.append(Parameter(name, check_option(option, value, name)))
+                if option == "partition" and self.settings.SLURM_PARTITIONS and \
+                        value.strip() not in self.settings.SLURM_PARTITIONS:
+                    raise BadRequest(f"{name}: {value!r} is not one of the partitions offered here: "
+                                     + ", ".join(self.settings.SLURM_PARTITIONS))
                 continue
             name = declared.get(raw_name.lower(), raw_name)
             if not PARAM_NAME.match(name):

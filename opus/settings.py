@@ -34,7 +34,7 @@ class Settings:
     # Base URL the job wrapper calls back (POST <CALLBACK_URL>/handler/job_event); None: BASE_URL,
     # else the URL of the request that started the job.
     CALLBACK_URL: str | None = None
-    # Execution manager: "local" (run on this host); "slurm" comes with the SLURM manager.
+    # Execution manager: "local" (run on this host) or "slurm" (sbatch to a SLURM cluster).
     MANAGER: str = "local"
     # Local manager: how many jobs may execute at once (the rest wait in QUEUED). 0: number of CPUs.
     MAX_RUNNING_JOBS: int = 0
@@ -65,6 +65,28 @@ class Settings:
     SECRET_KEY: str | None = None
     # Log level of the server (DEBUG, INFO, WARNING, ERROR).
     LOG_LEVEL: str = "INFO"
+
+    # ---- SLURM manager ---------------------------------------------------------------------
+    # Directory holding sbatch, squeue and scancel ("" = found on PATH).
+    SLURM_BIN_DIR: str = ""
+    # Partition used when neither the definition nor the job names one (None: the cluster's default).
+    SLURM_PARTITION: str | None = None
+    # Partitions jobs may ask for with slurm_partition (empty: any valid name).
+    SLURM_PARTITIONS: tuple = ()
+    # Account charged when neither the definition nor the job names one.
+    SLURM_ACCOUNT: str | None = None
+    # Seconds added to executionDuration before rounding up to SLURM's whole minutes for --time
+    # (the wrapper stops the job to the second; --time is the backstop).
+    SLURM_TIME_MARGIN: int = 60
+    # Minutes between reconciliations (one squeue for all jobs; also done at start-up).
+    SLURM_RECONCILE_MINUTES: float = 5.0
+    # How often a transient sbatch failure (controller unreachable) is retried before ERROR.
+    SLURM_SUBMIT_RETRIES: int = 3
+    # jobcomp/filetxt log of the cluster (JobCompLoc), read at reconciliation for jobs that ended
+    # without a report; None: not used.
+    SLURM_JOBCOMP_LOG: str | None = None
+    # Python interpreter on the compute nodes that runs the job wrapper (None: this one).
+    SLURM_PYTHON: str | None = None
 
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -99,8 +121,10 @@ _FIELDS = {f.name: f for f in fields(Settings) if f.name != "extra"}
 def _validated(s: Settings) -> Settings:
     if s.DESTRUCTION_POLICY not in ("delete", "archive"):
         raise ConfigurationError(f"DESTRUCTION_POLICY must be 'delete' or 'archive', not {s.DESTRUCTION_POLICY!r}")
-    if s.MANAGER not in ("local",):
-        raise ConfigurationError(f"MANAGER: unknown manager {s.MANAGER!r}; known: 'local'")
+    if s.MANAGER not in ("local", "slurm"):
+        raise ConfigurationError(f"MANAGER: unknown manager {s.MANAGER!r}; known: 'local', 'slurm'")
+    if s.SLURM_RECONCILE_MINUTES <= 0:
+        raise ConfigurationError("SLURM_RECONCILE_MINUTES must be > 0")
     for name in ("MAX_WAIT", "DESTRUCTION_INTERVAL", "MAX_EXECUTION_DURATION", "MAINTENANCE_INTERVAL",
                  "MAX_RUNNING_JOBS", "DEFAULT_EXECUTION_DURATION"):
         if getattr(s, name) < 0:
@@ -128,6 +152,9 @@ def load_settings(path: str | os.PathLike | None = None, **overrides) -> Setting
                 raise ConfigurationError(f"{p}: unknown setting {name!r}; see settings.example.py")
             values[name] = value
     values.update(overrides)
+    for name in ("SLURM_PARTITIONS",):
+        if name in values:
+            values[name] = tuple(values[name])
     for name, value in values.items():
         expected = _FIELDS[name].type
         if "int" in expected and "float" not in expected and isinstance(value, bool):

@@ -12,6 +12,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from ..errors import BadRequest, ConfigurationError
+from ..managers.slurm_options import check_option
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 PARAM_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -121,6 +122,8 @@ class JobDefinition:
     parameters: dict[str, ParameterDescription] = field(default_factory=dict)
     used: dict[str, UsedDescription] = field(default_factory=dict)
     generated: dict[str, GeneratedDescription] = field(default_factory=dict)
+    #: Default SLURM resources (options of ``opus.managers.slurm_options``), e.g. {"mem": "2G"}.
+    slurm: dict[str, str] = field(default_factory=dict)
 
     # ---- construction -----------------------------------------------------------------------
     @classmethod
@@ -158,8 +161,14 @@ class JobDefinition:
             value = data.get(key)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise ConfigurationError(f"{ctx}: {key} must be a non-negative integer (seconds)")
+        slurm = {}
+        for option, value in (data.get("slurm") or {}).items():
+            try:
+                slurm[option] = check_option(option, str(value), f"slurm option {option!r}")
+            except BadRequest as exc:
+                raise ConfigurationError(f"{ctx}: {exc.message}") from None
         return cls(
-            name=name, script=script, description=str(data.get("description", "")),
+            slurm=slurm, name=name, script=script, description=str(data.get("description", "")),
             version=str(data.get("version", "1")), type=str(data.get("type", "")),
             subtype=str(data.get("subtype", "")), doculink=str(data.get("doculink", "")),
             contact_name=str(contact.get("name", "")), contact_email=str(contact.get("email", "")),
@@ -180,6 +189,7 @@ class JobDefinition:
             "parameters": {n: strip(asdict(p)) for n, p in self.parameters.items()},
             "used": {n: strip(asdict(u)) for n, u in self.used.items()},
             "generated": {n: strip(asdict(g)) for n, g in self.generated.items()},
+            "slurm": dict(self.slurm),
             "script": self.script,
         }
         for name, p in self.parameters.items():

@@ -45,4 +45,8 @@ def make_manager(settings, store, registry) -> Manager:
         from .local import LocalManager
 
         return LocalManager(settings, store, registry)
-    raise ConfigurationError(f"MANAGER: unknown manager {settings.MANAGER!r}; known: 'local'")
+    if settings.MANAGER == "slurm":
+        from .slurm import SlurmManager
+
+        return SlurmManager(settings, store, registry)
+    raise ConfigurationError(f"MANAGER: unknown manager {settings.MANAGER!r}; known: 'local', 'slurm'")

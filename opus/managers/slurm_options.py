@@ -1,0 +1,65 @@
+"""The SLURM resources a job may ask for, and their checks (an allow-list: never pasted raw).
+
+A job definition gives defaults (``"slurm": {"partition": "debug", "mem": "2G"}``); a job may
+override them with control parameters ``slurm_<option>`` (names case-insensitive).
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import BadRequest
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+_MEM = re.compile(r"^[1-9][0-9]{0,9}[KMGT]?$")
+
+
+def _name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError("letters, digits, '_', '.', '-' (at most 64)")
+    return value
+
+
+def _count(value: str) -> str:
+    if not value.isdigit() or not 1 <= int(value) <= 100000:
+        raise ValueError("a whole number from 1 to 100000")
+    return str(int(value))
+
+
+def _mem(value: str) -> str:
+    if not _MEM.match(value.upper()):
+        raise ValueError("a size such as 500M, 4G or 1024 (megabytes)")
+    return value.upper()
+
+
+#: option -> (sbatch flag, check)
+OPTIONS = {
+    "partition": ("--partition", _name),
+    "account": ("--account", _name),
+    "qos": ("--qos", _name),
+    "nodes": ("--nodes", _count),
+    "ntasks": ("--ntasks", _count),
+    "cpus_per_task": ("--cpus-per-task", _count),
+    "mem": ("--mem", _mem),
+}
+PREFIX = "slurm_"
+
+
+def is_slurm_parameter(name: str) -> bool:
+    return name.lower().startswith(PREFIX)
+
+
+def check_option(option: str, value: str, where: str) -> str:
+    """The normalised value of one option, or BadRequest naming it and what is allowed."""
+    if option not in OPTIONS:
+        raise BadRequest(f"{where}: unknown SLURM option; allowed: "
+                         + ", ".join(PREFIX + o for o in OPTIONS))
+    try:
+        return OPTIONS[option][1](str(value).strip())
+    except ValueError as exc:
+        raise BadRequest(f"{where}: {value!r} is not valid: {exc}") from None
+
+
+def sbatch_flags(options: dict[str, str]) -> list[str]:
+    """``--flag=value`` arguments for checked options, in a stable order."""
+    return [f"{OPTIONS[o][0]}={options[o]}" for o in OPTIONS if options.get(o)]
