@@ -32,7 +32,8 @@ BASE_URL = None
 CALLBACK_URL = None
 
 # ---- Execution -----------------------------------------------------------------------------------------
-# Execution manager: "local" runs jobs on the server host (one dispatcher per host).
+# Execution manager: "local" runs jobs on the server host (one dispatcher per host); "slurm"
+# submits them to a SLURM cluster with sbatch (see the SLURM section below and docs/slurm.md).
 MANAGER = "local"
 
 # How many jobs the local manager runs at once; the others wait in QUEUED.  0: one per CPU.
@@ -88,3 +89,36 @@ MAX_UPLOAD_SIZE = 1024 * 1024 * 1024
 # ---- Logging ------------------------------------------------------------------------------------------------
 # Log level: DEBUG, INFO, WARNING or ERROR.
 LOG_LEVEL = "INFO"
+
+# ---- SLURM (MANAGER = "slurm"; see docs/slurm.md) ------------------------------------------------------
+# The server host must be a SLURM submit host sharing DATA_DIR (and this OPUS installation) with
+# the compute nodes.
+# Directory holding sbatch, squeue and scancel; "" finds them on PATH.
+SLURM_BIN_DIR = ""
+
+# Partition for jobs whose definition and parameters name none (None: the cluster's default).
+SLURM_PARTITION = None
+
+# Partitions a job may ask for with the slurm_partition parameter; () allows any valid name.
+SLURM_PARTITIONS = ()
+
+# Account charged when neither the definition nor the job names one (None: the user's default).
+SLURM_ACCOUNT = None
+
+# Seconds added to executionDuration before rounding up to SLURM's whole minutes for --time.  The
+# wrapper stops the job to the second; --time is only the backstop.
+SLURM_TIME_MARGIN = 60
+
+# Minutes between reconciliations: one squeue for every job at once (also done at start-up).
+SLURM_RECONCILE_MINUTES = 5.0
+
+# Retries of an sbatch that failed for a transient reason (controller unreachable) before ERROR.
+SLURM_SUBMIT_RETRIES = 3
+
+# The cluster's jobcomp/filetxt log (JobCompLoc), readable by the server: how jobs that ended
+# without the wrapper's report ended (cancelled, time limit, node failure, out of memory).
+# None: squeue is asked instead.
+SLURM_JOBCOMP_LOG = None
+
+# Python interpreter on the compute nodes that runs the job wrapper (None: the server's own).
+SLURM_PYTHON = None
