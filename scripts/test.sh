@@ -5,7 +5,9 @@
 #
 # 1. scripts/setup.sh --test  (venv, editable install, PostgreSQL binaries)
 # 2. starts a throw-away PostgreSQL cluster in a temp dir (stopped on exit)
-#    and exports OPUS_TEST_PG_URL and OPUS_REQUIRE_PG=1
+#    and exports OPUS_TEST_PG_URL and OPUS_REQUIRE_PG=1; as root, installs and
+#    starts a single-node SLURM cluster (scripts/slurm-cluster.sh) with OPUS's
+#    epilog and exports OPUS_REQUIRE_SLURM=1
 # 3. runs .venv/bin/python -m pytest -rs [args]
 # 4. fails if pytest failed, collected no tests (exit 5), or SKIPPED any test
 #    (read from a JUnit XML report).  xfail/xpass are reported, not failures.
@@ -37,6 +39,24 @@ OPUS_TEST_PG_URL="$(bash scripts/pg-test-server.sh url "$PGDIR")"
 export OPUS_TEST_PG_URL
 export OPUS_REQUIRE_PG=1
 say "OPUS_TEST_PG_URL=$OPUS_TEST_PG_URL"
+
+# A real single-node SLURM cluster whose EpilogSlurmctld is OPUS's (tests/test_slurm.py).  The
+# epilog is installed outside the checkout so that slurmctld can always read and run it.
+if [ "$(id -u)" -eq 0 ]; then
+    install -D -m 0755 scripts/opus-slurm-epilog /usr/local/lib/opus/opus-slurm-epilog
+    export OPUS_SLURM_EPILOG=/usr/local/lib/opus/opus-slurm-epilog
+    if bash scripts/slurm-cluster.sh status >/dev/null 2>&1; then
+        if ! grep -q "^EpilogSlurmctld=$OPUS_SLURM_EPILOG\$" /etc/slurm/slurm.conf; then
+            bash scripts/slurm-cluster.sh restart >/dev/null
+        fi
+    else
+        bash scripts/slurm-cluster.sh start >/dev/null
+    fi
+    export OPUS_REQUIRE_SLURM=1
+    say "SLURM cluster ready (EpilogSlurmctld=$OPUS_SLURM_EPILOG)"
+else
+    say "not root: the SLURM cluster cannot be provisioned; SLURM tests will be skipped (and count as failures)"
+fi
 
 JUNIT="$WORK/junit.xml"
 LOG="$WORK/pytest.log"

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import pwd
+import re
 import shlex
 import subprocess
 import sys
@@ -61,6 +62,11 @@ END_MESSAGES = {
 HELD_REASONS = {"JobHeldUser", "JobHeldAdmin"}
 TRANSIENT = ("Unable to contact slurm controller", "Socket timed out", "Zero Bytes were transmitted",
              "Connection refused", "temporarily unavailable", "Slurm temporarily unable", "Communication")
+
+
+_JOBCOMP_ID = re.compile(r"^JobId=(\d+)\s")
+_JOBCOMP_STATE = re.compile(r"\sJobState=(\S+)")
+_JOBCOMP_EXIT = re.compile(r"\sExitCode=(\S+)")
 
 
 def slurm_id_of(manager_id: str | None) -> str | None:
@@ -211,10 +217,12 @@ class SlurmManager(DispatchingManager):
                 done = self.command("squeue", "-h", "-j", slurm_id, "-o", "%T", timeout=30)
             except (OSError, subprocess.TimeoutExpired):
                 return "ignored"
-            alive = done.stdout.strip()
-            if done.returncode == 0 and alive and phase_of(alive) not in (Phase.COMPLETED, Phase.ERROR, Phase.ABORTED):
+            seen = done.stdout.strip()
+            # While the epilog runs, squeue says COMPLETING: the job has ended.
+            if done.returncode == 0 and seen and seen != "COMPLETING" and \
+                    phase_of(seen) not in (Phase.COMPLETED, Phase.ERROR, Phase.ABORTED):
                 return "ignored"
-            state = alive or "FAILED"
+            state = seen if seen and seen != "COMPLETING" else "FAILED"
         self.job_ended(job_id, slurm_id, state, code or exit_code)
         return "applied"
 
@@ -301,7 +309,10 @@ class SlurmManager(DispatchingManager):
             log.warning("reconciliation: cannot read %s: %s", path, exc)
             return out
         for line in text.splitlines():
-            fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
-            if "JobId" in fields:
-                out[fields["JobId"]] = (fields.get("JobState", ""), fields.get("ExitCode", ""))
+            # Name= and WorkDir= may hold spaces: pick the fields by pattern, not by splitting.
+            job = _JOBCOMP_ID.match(line)
+            if job:
+                state = _JOBCOMP_STATE.search(line)
+                code = _JOBCOMP_EXIT.search(line)
+                out[job.group(1)] = (state.group(1) if state else "", code.group(1) if code else "")
         return out

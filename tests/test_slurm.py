@@ -1,0 +1,237 @@
+"""The SLURM manager against a real single-node SLURM cluster (scripts/slurm-cluster.sh).
+
+Without a cluster these tests are skipped, except when OPUS_REQUIRE_SLURM=1 (CI), where that is
+a failure.  The cluster's EpilogSlurmctld must be scripts/opus-slurm-epilog and its jobcomp log
+/var/log/slurm/jobcomp.log (what scripts/test.sh sets up).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import LiveServer, make_settings
+from opus.managers.slurm import SLURM_STATES, phase_of
+from opus.uws import Phase
+
+JOBCOMP = "/var/log/slurm/jobcomp.log"
+pytestmark = pytest.mark.slurm
+
+
+def _cluster_ready() -> str | None:
+    if not shutil.which("sinfo"):
+        return "no SLURM commands (run scripts/slurm-cluster.sh start)"
+    try:
+        done = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"sinfo failed: {exc}"
+    if done.returncode != 0 or not any(s.startswith(("idle", "mix", "alloc")) for s in done.stdout.split()):
+        return f"no usable SLURM node: {done.stdout.strip()} {done.stderr.strip()}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    problem = _cluster_ready()
+    if problem:
+        if os.environ.get("OPUS_REQUIRE_SLURM") == "1":
+            pytest.fail(f"OPUS_REQUIRE_SLURM=1 but {problem}")
+        pytest.skip(problem)
+
+
+@pytest.fixture
+def shared_dir():
+    """A DATA_DIR that slurmctld's epilog (running as SlurmUser) can traverse, like a shared FS."""
+    base = Path("/var/tmp/opus-slurm-tests")
+    base.mkdir(exist_ok=True)
+    base.chmod(0o755)
+    d = Path(tempfile.mkdtemp(dir=base))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _command_log_dir(tmp: Path) -> Path:
+    """sbatch/squeue/scancel wrappers that log each call, then run the real command."""
+    bindir = tmp / "bin"
+    bindir.mkdir()
+    for name in ("sbatch", "squeue", "scancel"):
+        real = shutil.which(name)
+        script = bindir / name
+        script.write_text(f'#!/bin/sh\necho "{name} $*" >> {tmp}/commands.log\nexec {real} "$@"\n')
+        script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return bindir
+
+
+@pytest.fixture
+def slurm(cluster, shared_dir):
+    bindir = _command_log_dir(shared_dir)
+    server = LiveServer(make_settings(shared_dir, MANAGER="slurm", SLURM_JOBCOMP_LOG=JOBCOMP,
+                                      SLURM_BIN_DIR=str(bindir), SLURM_RECONCILE_MINUTES=60,
+                                      CALLBACK_RETRY_SECONDS=2))
+    server.commands = lambda: (shared_dir / "commands.log").read_text().splitlines() \
+        if (shared_dir / "commands.log").exists() else []
+    yield server
+    server.stop()
+    subprocess.run(["scancel", "-u", "root", "-n", "opus-sleep"], capture_output=True)
+
+
+def wait_phase(server, url, phases, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        phase = server.http.get(url + "/phase").text
+        if phase in phases:
+            return phase
+        server.http.get(url, params={"WAIT": 2, "PHASE": phase})
+    raise AssertionError(f"{url} never reached {phases}; it is {phase}")
+
+
+def test_state_table_covers_the_issue_mapping():
+    assert phase_of("PENDING") is Phase.QUEUED and phase_of("RUNNING") is Phase.EXECUTING
+    assert phase_of("PENDING", "JobHeldUser") is Phase.HELD
+    assert phase_of("CANCELLED by 0") is Phase.ABORTED and phase_of("TIMEOUT") is Phase.ABORTED
+    for state in ("FAILED", "NODE_FAIL", "OUT_OF_MEMORY"):
+        assert SLURM_STATES[state] is Phase.ERROR
+    assert phase_of("COMPLETED") is Phase.COMPLETED and phase_of("SUSPENDED") is Phase.SUSPENDED
+
+
+def test_lifecycle_with_results_and_one_sbatch_no_polling(slurm):
+    t0 = time.monotonic()
+    url = slurm.create("dummy", {"text": "hello slurm"}, run=True)
+    assert time.monotonic() - t0 < 1.0  # RUN does not wait for sbatch
+    assert wait_phase(slurm, url, {"COMPLETED", "ERROR"}) == "COMPLETED"
+    assert slurm.http.get(url + "/results/output").text == "hello slurm\n"
+    xml = slurm.http.get(url).text
+    assert "<uws:startTime>" in xml and "<uws:endTime>" in xml
+    time.sleep(1.5)  # let the epilog's hint arrive: it must not cause a query either
+    commands = slurm.commands()
+    assert [c.split()[0] for c in commands] == ["squeue", "sbatch"] or [c.split()[0] for c in commands] == ["sbatch"]
+    sbatch = [c for c in commands if c.startswith("sbatch")][0]
+    assert "--comment=opus:" in sbatch and "--time=2" in sbatch  # 60 s + 60 s margin -> 2 minutes
+
+
+def test_failing_script_is_error_with_its_message(slurm):
+    url = slurm.create("fail", {"message": "no such observation"}, run=True)
+    assert wait_phase(slurm, url, {"COMPLETED", "ERROR"}) == "ERROR"
+    assert "no such observation" in slurm.http.get(url).text
+    assert slurm.http.get(url + "/stderr").text == "no such observation\n"
+
+
+def test_bad_partition_is_error_with_sbatch_words(slurm):
+    url = slurm.create("sleep", {"seconds": "0", "slurm_partition": "nosuchpartition"}, run=True)
+    assert wait_phase(slurm, url, {"ERROR", "COMPLETED"}) == "ERROR"
+    assert "invalid partition" in slurm.http.get(url).text.lower()
+
+
+def test_slurm_options_are_checked_at_creation(slurm):
+    for data in ({"slurm_partition": "a b"}, {"slurm_mem": "lots"}, {"slurm_nodes": "0"}, {"slurm_colour": "red"}):
+        r = slurm.http.post(f"{slurm.url}/rest/dummy", data=data, allow_redirects=False)
+        assert r.status_code == 400, data
+
+
+def test_execution_duration_exceeded(slurm):
+    url = slurm.create("sleep", {"seconds": "60", "EXECUTIONDURATION": "2"}, run=True)
+    assert wait_phase(slurm, url, {"ABORTED", "ERROR", "COMPLETED"}) == "ABORTED"
+    assert "executionDuration" in slurm.http.get(url).text
+
+
+def test_abort_running_and_queued_jobs(slurm):
+    cpus = int(subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True).stdout.split()[0])
+    busy = slurm.create("sleep", {"seconds": "60", "slurm_cpus_per_task": str(cpus)}, run=True)
+    assert wait_phase(slurm, busy, {"EXECUTING"}) == "EXECUTING"
+    queued = slurm.create("sleep", {"seconds": "60", "slurm_cpus_per_task": str(cpus)}, run=True)
+    deadline = time.monotonic() + 10
+    while "slurm:" not in str(slurm.services.store.get_manager_id(queued.rsplit("/", 1)[1])):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert slurm.http.get(queued + "/phase").text == "QUEUED"
+    for url in (queued, busy):
+        r = slurm.http.post(url + "/phase", data={"PHASE": "ABORT"}, allow_redirects=False)
+        assert r.status_code == 303
+        assert slurm.http.get(url + "/phase").text == "ABORTED"
+    slurm_ids = [slurm.services.store.get_manager_id(u.rsplit("/", 1)[1])[6:] for u in (busy, queued)]
+    deadline = time.monotonic() + 30
+    while True:
+        out = subprocess.run(["squeue", "-h", "-j", ",".join(slurm_ids), "-o", "%i"], capture_output=True,
+                             text=True).stdout.split()
+        if not out:
+            break
+        assert time.monotonic() < deadline, f"SLURM jobs {out} were not cancelled"
+        time.sleep(0.5)
+    assert sum(1 for c in slurm.commands() if c.startswith("scancel")) == 2
+
+
+def _wrapper_pid(job_dir: Path) -> int:
+    spec = str(job_dir / "job.json").encode()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if spec in cmdline and any(part.endswith(b"wrapper.py") for part in cmdline):
+                return int(entry)
+    raise AssertionError(f"no wrapper process for {job_dir}")
+
+
+def test_sigkilled_wrapper_is_reported_by_the_epilog(slurm):
+    """The wrapper cannot report a SIGKILL: the epilog's hint and the jobcomp log settle the job."""
+    url = slurm.create("sleep", {"seconds": "60"}, run=True)
+    assert wait_phase(slurm, url, {"EXECUTING"}) == "EXECUTING"
+    job_id = url.rsplit("/", 1)[1]
+    slurm_id = slurm.services.store.get_manager_id(job_id)[6:]
+    os.kill(_wrapper_pid(slurm.settings.jobs_dir / job_id), 9)
+    phase = wait_phase(slurm, url, {"ERROR", "ABORTED", "COMPLETED"}, timeout=30)
+    assert phase == "ERROR"
+    assert f"SLURM job {slurm_id}" in slurm.http.get(url).text  # the message comes from the epilog path
+    assert not any(c.startswith("squeue") for c in slurm.commands()[1:])  # no reconciliation needed
+
+
+def test_scancel_of_a_running_job_ends_it_aborted(slurm):
+    url = slurm.create("sleep", {"seconds": "60"}, run=True)
+    assert wait_phase(slurm, url, {"EXECUTING"}) == "EXECUTING"
+    slurm_id = slurm.services.store.get_manager_id(url.rsplit("/", 1)[1])[6:]
+    subprocess.run(["scancel", "--signal=KILL", slurm_id], check=True)
+    assert wait_phase(slurm, url, {"ERROR", "ABORTED", "COMPLETED"}, timeout=30) == "ABORTED"
+    assert "<uws:errorSummary" in slurm.http.get(url).text
+
+
+def test_fifty_jobs_at_once(slurm):
+    urls = [slurm.create("dummy", {"text": f"job {i}"}, run=True) for i in range(50)]
+    for i, url in enumerate(urls):
+        assert wait_phase(slurm, url, {"COMPLETED", "ERROR"}, timeout=180) == "COMPLETED"
+        assert slurm.http.get(url + "/results/output").text == f"job {i}\n"
+    commands = slurm.commands()
+    assert sum(1 for c in commands if c.startswith("sbatch")) == 50
+    assert sum(1 for c in commands if c.startswith("squeue")) <= 1  # the start-up reconciliation only
+
+
+def test_server_down_while_jobs_finish(cluster, shared_dir):
+    settings = make_settings(shared_dir, MANAGER="slurm", SLURM_JOBCOMP_LOG=JOBCOMP, CALLBACK_RETRY_SECONDS=1)
+    first = LiveServer(settings)
+    urls = [first.create("sleep", {"seconds": "2"}, run=True) for _ in range(3)]
+    cancelled = first.create("sleep", {"seconds": "60"}, run=True)
+    for url in urls + [cancelled]:
+        wait_phase(first, url, {"EXECUTING"})
+    ids = [u.rsplit("/", 1)[1] for u in urls]
+    cancelled_slurm = first.services.store.get_manager_id(cancelled.rsplit("/", 1)[1])[6:]
+    first.stop()
+    subprocess.run(["scancel", cancelled_slurm], check=True)
+    time.sleep(6)  # the jobs end; their callbacks and the epilog's find no server
+    second = LiveServer(settings)
+    try:
+        for job_id in ids:
+            url = f"{second.url}/rest/sleep/{job_id}"
+            assert wait_phase(second, url, {"COMPLETED", "ERROR", "ABORTED"}, timeout=30) == "COMPLETED"
+            assert second.http.get(url + "/results/done").text == "done\n"
+        url = f"{second.url}/rest/sleep/{cancelled.rsplit('/', 1)[1]}"
+        assert wait_phase(second, url, {"COMPLETED", "ERROR", "ABORTED"}, timeout=30) == "ABORTED"
+    finally:
+        second.stop()
