@@ -266,6 +266,7 @@ class JobList:
         manager_id = self.store.get_manager_id(job.job_id)
         self.store.delete(job.job_id)
         files.remove()
+        self.manager.discard(job.job_id)
         if manager_id is not None and job.phase not in FINAL:
             # Files the dying processes write meanwhile are removed once they are gone.
             self.manager.abort(job.job_id, manager_id, then=files.remove)
@@ -333,6 +334,7 @@ class JobList:
         if target not in (Phase.COMPLETED, Phase.ERROR, Phase.ABORTED):
             moved = self.store.set_phase(job_id, target, [current], )
             return "applied" if moved else "ignored"
+        self.manager.collect(job_id)  # results first: a job is never COMPLETED without them
         if current is Phase.QUEUED:  # the EXECUTING report was lost: record the start anyway
             self.store.set_phase(job_id, Phase.EXECUTING, [Phase.QUEUED], start_time=when)
         found = [Result(r["result_id"], r["file_name"], r.get("content_type") or "application/octet-stream",
@@ -371,6 +373,7 @@ class JobList:
                         self.store.archive(job_id)
                         files = JobFiles.of(self.settings.jobs_dir, job_id)
                         files.remove_results()
+                        self.manager.discard(job_id)
                     else:
                         self._destroy(job)
                     done += 1

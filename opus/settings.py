@@ -85,8 +85,19 @@ class Settings:
     # jobcomp/filetxt log of the cluster (JobCompLoc), read at reconciliation for jobs that ended
     # without a report; None: not used.
     SLURM_JOBCOMP_LOG: str | None = None
-    # Python interpreter on the compute nodes that runs the job wrapper (None: this one).
+    # Python interpreter on the compute nodes that runs the job wrapper (None: this one; with
+    # SLURM_REMOTE_DIR: "python3").
     SLURM_PYTHON: str | None = None
+    # Run SLURM commands on a login node through ssh (None: on this host).
+    SLURM_SSH_HOST: str | None = None
+    SLURM_SSH_USER: str | None = None
+    SLURM_SSH_PORT: int = 22
+    # Private key for ssh (None: ssh's defaults) and known_hosts file (None: ssh's defaults).
+    SLURM_SSH_KEY: str | None = None
+    SLURM_SSH_KNOWN_HOSTS: str | None = None
+    # With SLURM_SSH_HOST: the cluster-side directory for job directories when the cluster does
+    # not share DATA_DIR (files are copied both ways over ssh); None: DATA_DIR is shared.
+    SLURM_REMOTE_DIR: str | None = None
 
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -123,6 +134,8 @@ def _validated(s: Settings) -> Settings:
         raise ConfigurationError(f"DESTRUCTION_POLICY must be 'delete' or 'archive', not {s.DESTRUCTION_POLICY!r}")
     if s.MANAGER not in ("local", "slurm"):
         raise ConfigurationError(f"MANAGER: unknown manager {s.MANAGER!r}; known: 'local', 'slurm'")
+    if s.SLURM_REMOTE_DIR is not None and not s.SLURM_SSH_HOST:
+        raise ConfigurationError("SLURM_REMOTE_DIR needs SLURM_SSH_HOST (files are copied over ssh)")
     if s.SLURM_RECONCILE_MINUTES <= 0:
         raise ConfigurationError("SLURM_RECONCILE_MINUTES must be > 0")
     for name in ("MAX_WAIT", "DESTRUCTION_INTERVAL", "MAX_EXECUTION_DURATION", "MAINTENANCE_INTERVAL",

@@ -3,7 +3,8 @@
 #
 #   scripts/setup.sh           create .venv (if missing) and `pip install -e .`
 #   scripts/setup.sh --test    same with the [test] extras, plus the system
-#                              packages the tests need (PostgreSQL server)
+#                              packages the tests need (PostgreSQL server,
+#                              openssh-server; SLURM: scripts/slurm-cluster.sh)
 #
 # Works from any cwd.  Output is quiet; on failure the tail of the failing
 # command's log is printed.  A stamp file in .venv makes re-runs fast when
@@ -106,6 +107,10 @@ if [ "$WITH_TEST" -eq 1 ]; then
     fi
     id postgres >/dev/null 2>&1 || [ "$(id -u)" -ne 0 ] \
         || die "OS user 'postgres' missing (the postgresql package should have created it)"
+    # The SLURM manager's ssh mode is tested against a real sshd on 127.0.0.1.
+    if [ ! -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null 2>&1; then
+        apt_install openssh-server openssh-client
+    fi
 fi
 
 # ---------------------------------------------------------------- pip install -e

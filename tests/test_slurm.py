@@ -235,3 +235,74 @@ def test_server_down_while_jobs_finish(cluster, shared_dir):
         assert wait_phase(second, url, {"COMPLETED", "ERROR", "ABORTED"}, timeout=30) == "ABORTED"
     finally:
         second.stop()
+
+
+# ---- ssh mode: a real sshd on 127.0.0.1, no shared directory ------------------------------------------
+@pytest.fixture
+def sshd(cluster, shared_dir):
+    sshd_bin = shutil.which("sshd") or "/usr/sbin/sshd"
+    if not os.path.exists(sshd_bin):
+        if os.environ.get("OPUS_REQUIRE_SLURM") == "1":
+            pytest.fail("no sshd (Debian's openssh-server): scripts/test.sh installs it")
+        pytest.skip("no sshd (apt-get install openssh-server)")
+    d = shared_dir / "ssh"
+    d.mkdir()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "host_key")], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "user_key")], check=True)
+    (d / "authorized_keys").write_text((d / "user_key.pub").read_text())
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (d / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\nPidFile {d / 'sshd.pid'}\n"
+        f"AuthorizedKeysFile {d / 'authorized_keys'}\nPermitRootLogin prohibit-password\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n")
+    (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {(d / 'host_key.pub').read_text()}")
+    Path("/run/sshd").mkdir(exist_ok=True)
+    proc = subprocess.Popen([sshd_bin, "-D", "-e", "-f", str(d / "sshd_config")], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "sshd did not start"
+            time.sleep(0.1)
+    yield {"SLURM_SSH_HOST": "127.0.0.1", "SLURM_SSH_PORT": port, "SLURM_SSH_USER": "root",
+           "SLURM_SSH_KEY": str(d / "user_key"), "SLURM_SSH_KNOWN_HOSTS": str(d / "known_hosts")}
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_ssh_mode_without_shared_directory(cluster, shared_dir, sshd):
+    remote = shared_dir / "cluster-side"
+    remote.mkdir()
+    remote.chmod(0o755)
+    bindir = _command_log_dir(shared_dir)
+    server = LiveServer(make_settings(shared_dir / "server-side", MANAGER="slurm", SLURM_JOBCOMP_LOG=JOBCOMP,
+                                      SLURM_BIN_DIR=str(bindir), SLURM_REMOTE_DIR=str(remote), **sshd))
+    try:
+        url = server.create("copy", files={"infile": ("in.dat", b"remote bytes\n")}, run=True)
+        job_id = url.rsplit("/", 1)[1]
+        assert wait_phase(server, url, {"COMPLETED", "ERROR", "ABORTED"}) == "COMPLETED", server.http.get(url).text
+        assert server.http.get(url + "/results/copy").content == b"remote bytes\n"
+        assert server.http.get(url + "/results/size").text.strip() == "13"
+        # The job ran in the cluster-side copy and its results came back to the server's.
+        assert (remote / job_id / "results" / "copy.dat").is_file()
+        assert (server.settings.jobs_dir / job_id / "results" / "copy.dat").is_file()
+        assert str(remote / job_id / "uploads" / "infile") in (remote / job_id / "job.json").read_text()
+        # A failing job's message and stderr come back too.
+        failing = server.create("fail", {"message": "remote failure"}, run=True)
+        assert wait_phase(server, failing, {"COMPLETED", "ERROR"}) == "ERROR"
+        assert server.http.get(failing + "/stderr").text == "remote failure\n"
+        # DELETE removes both copies.
+        assert server.http.delete(url, allow_redirects=False).status_code == 303
+        deadline = time.monotonic() + 10
+        while (remote / job_id).exists():
+            assert time.monotonic() < deadline, "the cluster-side directory was not removed"
+            time.sleep(0.1)
+        assert (shared_dir / "commands.log").read_text().count("sbatch") == 2
+    finally:
+        server.stop()

@@ -38,6 +38,12 @@ class Manager(ABC):
     def stop(self) -> None:
         """Stop background work (tests, shutdown)."""
 
+    def collect(self, job_id: str) -> None:
+        """Bring the job's files home before its final report is applied (nothing to do when shared)."""
+
+    def discard(self, job_id: str) -> None:
+        """The job is destroyed or archived: remove what the manager keeps of it elsewhere."""
+
 
 def make_manager(settings, store, registry) -> Manager:
     """The manager named by ``settings.MANAGER``."""

@@ -105,8 +105,11 @@ class DispatchingManager(Manager):
         """One turn of the dispatch loop."""
 
     # ---- the wrapper's input -------------------------------------------------------------------------
-    def prepare(self, job_id: str):
-        """Write job.json and script.sh for the wrapper; returns (job, jobdef, files) or None if gone."""
+    def prepare(self, job_id: str, cluster_root: Path | None = None):
+        """Write job.json and script.sh for the wrapper; returns (job, jobdef, files) or None if gone.
+
+        ``cluster_root``: where the job directory will be when the wrapper runs, if not here.
+        """
         job = self.store.get(job_id)
         if job is None:
             return None
@@ -115,7 +118,8 @@ class DispatchingManager(Manager):
         files.work.mkdir(parents=True, exist_ok=True)
         files.results.mkdir(parents=True, exist_ok=True)
         files.script.write_text(jobdef.script)
-        environment, parameters = self._parameters(job, jobdef, files)
+        seen_from = JobFiles(Path(cluster_root)) if cluster_root is not None else files
+        environment, parameters = self._parameters(job, jobdef, seen_from)
         spec = {
             "job_id": job_id, "jobname": job.jobname, "token": job_token(self.settings, job_id),
             "callback_url": self._callback_url(job_id), "execution_duration": job.execution_duration,

@@ -20,6 +20,7 @@ import os
 import pwd
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import threading
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from ..jobfiles import JobFiles
 from ..uws import Phase
+from .cluster import ClusterAccess
 from .dispatch import WRAPPER, DispatchingManager
 from .slurm_options import sbatch_flags
 
@@ -90,13 +92,13 @@ class SlurmManager(DispatchingManager):
     def __init__(self, settings, store, registry):
         super().__init__(settings, store, registry)
         self._next_reconcile = 0.0
-        self.user = pwd.getpwuid(os.getuid()).pw_name
+        self.cluster = ClusterAccess(settings)
+        self.user = settings.SLURM_SSH_USER if settings.SLURM_SSH_HOST and settings.SLURM_SSH_USER \
+            else pwd.getpwuid(os.getuid()).pw_name
 
     # ---- commands -----------------------------------------------------------------------------
     def command(self, name: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        exe = os.path.join(self.settings.SLURM_BIN_DIR, name) if self.settings.SLURM_BIN_DIR else name
-        return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+        return self.cluster.run(name, *args, timeout=timeout)
 
     def is_alive(self) -> bool:
         try:
@@ -115,10 +117,10 @@ class SlurmManager(DispatchingManager):
             self.reconcile()
 
     # ---- submission ------------------------------------------------------------------------------
-    def sbatch_arguments(self, job, jobdef, files: JobFiles) -> list[str]:
+    def sbatch_arguments(self, job, jobdef, root) -> list[str]:
         """Every sbatch option of a job: fixed ones, then checked resources (never raw text)."""
-        args = ["--parsable", f"--job-name=opus-{job.jobname}", f"--chdir={files.root}",
-                f"--output={files.root / 'slurm.log'}", f"--error={files.root / 'slurm.log'}",
+        args = ["--parsable", f"--job-name=opus-{job.jobname}", f"--chdir={root}",
+                f"--output={root}/slurm.log", f"--error={root}/slurm.log",
                 f"--comment=opus:{job.job_id}", "--kill-on-invalid-dep=yes"]
         if job.execution_duration > 0:
             minutes = math.ceil((job.execution_duration + self.settings.SLURM_TIME_MARGIN) / 60)
@@ -130,25 +132,32 @@ class SlurmManager(DispatchingManager):
                 options[p.name[len("slurm_"):]] = p.value
         return args + sbatch_flags(options)
 
-    def batch_script(self, files: JobFiles) -> str:
-        python = self.settings.SLURM_PYTHON or sys.executable
+    def batch_script(self, root) -> str:
+        if self.cluster.copies_files:  # the wrapper travels with the job
+            python, wrapper = self.settings.SLURM_PYTHON or "python3", f"{root}/wrapper.py"
+        else:
+            python, wrapper = self.settings.SLURM_PYTHON or sys.executable, str(WRAPPER)
         return ("#!/bin/bash\n# OPUS job wrapper: parameters travel in job.json, never through this script.\n"
-                f"exec {shlex.quote(python)} -I -S {shlex.quote(str(WRAPPER))} {shlex.quote(str(files.spec))}\n")
+                f"exec {shlex.quote(python)} -I -S {shlex.quote(wrapper)} {shlex.quote(f'{root}/job.json')}\n")
 
     def submit(self, job_id: str) -> None:
+        local_root = JobFiles.of(self.settings.jobs_dir, job_id).root
+        root = self.cluster.job_root(local_root)
         try:
-            prepared = self.prepare(job_id)
+            prepared = self.prepare(job_id, root if self.cluster.copies_files else None)
+            if prepared is None:
+                return
+            job, jobdef, files = prepared
+            (files.root / "callback_url").write_text(self._callback_url(job_id))  # for the epilog: no secret
+            (files.root / "batch.sh").write_text(self.batch_script(root))
+            if self.cluster.copies_files:
+                shutil.copyfile(WRAPPER, files.root / "wrapper.py")
+                self.cluster.push(files.root)
         except Exception as exc:
             log.exception("job %s: cannot prepare", job_id)
             self._report(job_id, {"phase": "ERROR", "message": f"the job could not be prepared: {exc}"})
             return
-        if prepared is None:
-            return
-        job, jobdef, files = prepared
-        (files.root / "callback_url").write_text(self._callback_url(job_id))  # for the epilog: no secret
-        script = files.root / "batch.sh"
-        script.write_text(self.batch_script(files))
-        args = [*self.sbatch_arguments(job, jobdef, files), str(script)]
+        args = [*self.sbatch_arguments(job, jobdef, root), f"{root}/batch.sh"]
         error = ""
         for attempt in range(self.settings.SLURM_SUBMIT_RETRIES + 1):
             try:
@@ -181,6 +190,17 @@ class SlurmManager(DispatchingManager):
         elif phase not in (Phase.QUEUED, Phase.EXECUTING, Phase.HELD, Phase.SUSPENDED):
             self.abort(job_id, f"slurm:{slurm_id}")
 
+    # ---- files on the cluster -------------------------------------------------------------------------
+    def collect(self, job_id: str) -> None:
+        self.cluster.pull(JobFiles.of(self.settings.jobs_dir, job_id).root)
+
+    def discard(self, job_id: str) -> None:
+        if self.cluster.copies_files:
+            try:
+                self.cluster.remove(JobFiles.of(self.settings.jobs_dir, job_id).root)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                log.warning("job %s: cannot remove its directory on the cluster: %s", job_id, exc)
+
     # ---- abort --------------------------------------------------------------------------------------
     def abort(self, job_id: str, manager_id: str | None, then=None) -> None:
         slurm_id = slurm_id_of(manager_id)
@@ -206,6 +226,8 @@ class SlurmManager(DispatchingManager):
         if phase is None or phase in (Phase.COMPLETED, Phase.ERROR, Phase.ABORTED, Phase.ARCHIVED):
             return "already"
         files = JobFiles.of(self.settings.jobs_dir, job_id)
+        if self.cluster.copies_files:
+            self.collect(job_id)
         if files.report.is_file():
             self.job_ended(job_id, slurm_id, "")
             return "applied"
@@ -232,6 +254,10 @@ class SlurmManager(DispatchingManager):
         if phase is None or phase in (Phase.COMPLETED, Phase.ERROR, Phase.ABORTED, Phase.ARCHIVED):
             return
         files = JobFiles.of(self.settings.jobs_dir, job_id)
+        try:
+            self.collect(job_id)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.warning("job %s: cannot copy its files back: %s", job_id, exc)
         try:
             report = json.loads(files.report.read_text())
         except (OSError, ValueError):
