@@ -120,5 +120,18 @@ SLURM_SUBMIT_RETRIES = 3
 # None: squeue is asked instead.
 SLURM_JOBCOMP_LOG = None
 
-# Python interpreter on the compute nodes that runs the job wrapper (None: the server's own).
+# Python interpreter on the compute nodes that runs the job wrapper (None: the server's own;
+# with SLURM_REMOTE_DIR, "python3").
 SLURM_PYTHON = None
+
+# Server and cluster on different hosts (docs/slurm.md): run sbatch/squeue/scancel on a login
+# node through ssh.  None: on this host.
+SLURM_SSH_HOST = None
+SLURM_SSH_USER = None
+SLURM_SSH_PORT = 22
+# Private key (no passphrase) and known_hosts file for that ssh; None: ssh's own defaults.
+SLURM_SSH_KEY = None
+SLURM_SSH_KNOWN_HOSTS = None
+# Cluster-side directory for job directories when the cluster does not share DATA_DIR; files are
+# then copied both ways over ssh.  None: DATA_DIR is shared.  Needs SLURM_SSH_HOST.
+SLURM_REMOTE_DIR = None
