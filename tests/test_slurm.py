@@ -194,6 +194,22 @@ def test_sigkilled_wrapper_is_reported_by_the_epilog(slurm):
     assert not any(c.startswith("squeue") for c in slurm.commands()[1:])  # no reconciliation needed
 
 
+def test_forged_epilog_hints_change_nothing(slurm):
+    url = slurm.create("sleep", {"seconds": "30"}, run=True)
+    assert wait_phase(slurm, url, {"EXECUTING"}) == "EXECUTING"
+    job_id = url.rsplit("/", 1)[1]
+    slurm_id = slurm.services.store.get_manager_id(job_id)[6:]
+    for hint in ({"slurm_job_id": slurm_id}, {"slurm_job_id": str(int(slurm_id) + 1000)}, {"slurm_job_id": "x"}):
+        r = slurm.http.post(f"{slurm.url}/handler/job_event",
+                            json={"event": "slurm_end", "job_id": job_id, "exit_code": "0:9", **hint})
+        assert r.status_code == 200 and r.json()["outcome"] == "ignored", r.text
+    r = slurm.http.post(f"{slurm.url}/handler/job_event", json={"event": "slurm_end", "job_id": "f" * 16,
+                                                                "slurm_job_id": slurm_id})
+    assert r.status_code == 404
+    assert slurm.http.get(url + "/phase").text == "EXECUTING"
+    slurm.http.post(url + "/phase", data={"PHASE": "ABORT"})
+
+
 def test_scancel_of_a_running_job_ends_it_aborted(slurm):
     url = slurm.create("sleep", {"seconds": "60"}, run=True)
     assert wait_phase(slurm, url, {"EXECUTING"}) == "EXECUTING"
