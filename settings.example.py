@@ -86,6 +86,33 @@ PARAMETERS_AT_JOB_URL = True
 MAX_BODY_SIZE = 1024 * 1024
 MAX_UPLOAD_SIZE = 1024 * 1024 * 1024
 
+# ---- Identity (SECURITY.md) ----------------------------------------------------------------------------
+# Users and their tokens are managed with `opus user ...` or the admin API (/admin/users); `opus
+# init` creates the first admin and prints its token once.  There is no default password.
+#
+# Requests without credentials act as the anonymous user (True) or get 401 (False).  The
+# embedded default is True so that OPUS is easy to try; set False on a public server.
+ALLOW_ANONYMOUS = True
+
+# Accepted credentials: HTTP Basic "name:token", and "Authorization: Bearer <token>".
+AUTH_BASIC = True
+AUTH_BEARER = True
+
+# Trust the REMOTE_USER that the front end sets (Apache authentication under mod_wsgi, or a proxy
+# that authenticates and sets it).  Only when clients cannot reach OPUS except through that
+# front end: whoever can set REMOTE_USER can be anyone.
+AUTH_REMOTE_USER = False
+
+# Job definitions that a REMOTE_USER without a stored user may use ("*": all).
+REMOTE_USER_JOBDEFS = ("*",)
+
+# Job definitions the anonymous user may use ("*": all; (): none).
+ANONYMOUS_JOBDEFS = ("*",)
+
+# Unfinished jobs (PENDING to EXECUTING) a user may have at once, unless the user has a limit of
+# its own; 0: no limit.  Anonymous callers share one such limit.
+DEFAULT_MAX_ACTIVE_JOBS = 0
+
 # ---- Logging ------------------------------------------------------------------------------------------------
 # Log level: DEBUG, INFO, WARNING or ERROR.
 LOG_LEVEL = "INFO"

@@ -54,7 +54,9 @@ class Submission:
 class JobList:
     """The jobs of every job definition, as UWS sees them."""
 
-    def __init__(self, settings, store, registry, manager, notifier):
+    def __init__(self, settings, store, registry, manager, notifier, active_jobs=None):
+        #: Counts a caller's unfinished jobs (for the quota); None: no quotas.
+        self.active_jobs = active_jobs
         self.settings = settings
         self.store = store
         self.registry = registry
@@ -148,6 +150,12 @@ class JobList:
                uploads: Sequence[Upload] = (), callback_url: str | None = None) -> Job:
         """Create a job (PENDING, or QUEUED when PHASE=RUN was sent)."""
         jobdef = self.registry.get(jobname)
+        if not identity.may_use(jobname):
+            raise Forbidden(f"you may not use the job definition {jobname!r}")
+        if identity.max_active_jobs and self.active_jobs is not None and \
+                self.active_jobs(identity.name) >= identity.max_active_jobs:
+            raise Forbidden(f"you already have {identity.max_active_jobs} unfinished job(s), your limit: "
+                            "wait for some to finish or delete some")
         sub = self.parse(jobdef, form, uploads, allow_phase=True)
         uploads = sub.uploads
         now = utcnow()
@@ -200,8 +208,9 @@ class JobList:
              after: datetime | None = None, last: int | None = None) -> list[JobRef]:
         if jobname is not None:
             self.registry.get(jobname)
-        owner = None if identity.is_admin else identity.name
-        return self.store.list(jobname, phases, after, last, owner_id=owner)
+        if identity.is_admin:
+            return self.store.list(jobname, phases, after, last)
+        return self.store.list(jobname, phases, after, last, owner_id=identity.name, filter_owner=True)
 
     def wait(self, jobname: str, job_id: str, identity: Identity, seconds: int, phase: Phase | None) -> Job:
         """GET with WAIT: block until the phase changes, at most ``seconds`` (-1: the server maximum)."""
@@ -226,6 +235,8 @@ class JobList:
     # ---- control -------------------------------------------------------------------------------------
     def run(self, jobname: str, job_id: str, identity: Identity, callback_url: str | None = None) -> None:
         job = self.get(jobname, job_id, identity)
+        if not identity.may_use(jobname):
+            raise Forbidden(f"you may not use the job definition {jobname!r}")
         if job.phase in (Phase.QUEUED, Phase.EXECUTING):
             return  # RUN is idempotent (CHECKLIST §6.2)
         if job.phase not in (Phase.PENDING, Phase.HELD):

@@ -56,19 +56,28 @@ def check_job_token(settings, job_id: str, token: str) -> bool:
 
 @dataclass(frozen=True)
 class Identity:
-    """Who is calling: ``name`` None means anonymous."""
+    """Who is calling: ``name`` None means anonymous.  ``jobdefs``: names allowed, "*" all;
+    ``max_active_jobs``: 0 or None for no limit."""
 
     name: str | None = None
     is_admin: bool = False
+    jobdefs: frozenset = frozenset({"*"})
+    max_active_jobs: int | None = None
 
     @property
     def anonymous(self) -> bool:
         return self.name is None
+
+    def may_use(self, jobname: str) -> bool:
+        return self.is_admin or "*" in self.jobdefs or jobname in self.jobdefs
 
 
 ANONYMOUS = Identity()
 
 
 def can_access(identity: Identity, owner_id: str | None) -> bool:
-    """The one access rule for a job and everything under it."""
-    return identity.is_admin or owner_id is None or owner_id == identity.name
+    """The one access rule for a job and everything under it: its owner, or an admin.
+
+    Anonymous jobs (no owner) belong to anonymous callers; signed-in users do not see them.
+    """
+    return identity.is_admin or owner_id == identity.name

@@ -8,12 +8,14 @@ import os
 import threading
 from dataclasses import dataclass
 
+from .auth import Authenticator
 from .jobdef import JobDefinitionRegistry
 from .joblist import JobList
 from .managers import Manager, make_manager
 from .notify import Notifier
 from .settings import Settings
 from .storage import JobStore, create_engine_for
+from .storage.userstore import UserStore
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,8 @@ class Services:
     notifier: Notifier
     manager: Manager
     joblist: JobList
+    users: UserStore
+    auth: Authenticator
 
     @classmethod
     def build(cls, settings: Settings) -> "Services":
@@ -36,8 +40,9 @@ class Services:
         store = JobStore(engine, on_change=notifier.publish)
         registry = JobDefinitionRegistry(settings.JDL_DIR)
         manager = make_manager(settings, store, registry)
-        joblist = JobList(settings, store, registry, manager, notifier)
-        services = cls(settings, store, registry, notifier, manager, joblist)
+        users = UserStore(engine)
+        joblist = JobList(settings, store, registry, manager, notifier, active_jobs=users.active_jobs)
+        services = cls(settings, store, registry, notifier, manager, joblist, users, Authenticator(settings, users))
         services._started_pid = None
         services._stop = threading.Event()
         return services

@@ -66,6 +66,23 @@ class Settings:
     # Log level of the server (DEBUG, INFO, WARNING, ERROR).
     LOG_LEVEL: str = "INFO"
 
+    # ---- identity (SECURITY.md) -------------------------------------------------------------------
+    # Requests without credentials act as the anonymous user (True), or get 401 (False).
+    ALLOW_ANONYMOUS: bool = True
+    # Accepted credentials: HTTP Basic name:token; Authorization: Bearer <token>.
+    AUTH_BASIC: bool = True
+    AUTH_BEARER: bool = True
+    # Trust REMOTE_USER set by the front end (Apache/mod_wsgi authentication, a proxy that sets it).
+    # Only when nothing else can reach OPUS: anyone who can set it can be anyone.
+    AUTH_REMOTE_USER: bool = False
+    # Job definitions a REMOTE_USER without a stored user may use ("*": all).
+    REMOTE_USER_JOBDEFS: tuple = ("*",)
+    # Job definitions the anonymous user may use ("*": all; (): none).
+    ANONYMOUS_JOBDEFS: tuple = ("*",)
+    # Unfinished jobs a user may have at once unless the user has a limit of its own (0: no limit);
+    # it applies to the anonymous user as a whole.
+    DEFAULT_MAX_ACTIVE_JOBS: int = 0
+
     # ---- SLURM manager ---------------------------------------------------------------------
     # Directory holding sbatch, squeue and scancel ("" = found on PATH).
     SLURM_BIN_DIR: str = ""
@@ -165,7 +182,7 @@ def load_settings(path: str | os.PathLike | None = None, **overrides) -> Setting
                 raise ConfigurationError(f"{p}: unknown setting {name!r}; see settings.example.py")
             values[name] = value
     values.update(overrides)
-    for name in ("SLURM_PARTITIONS",):
+    for name in ("SLURM_PARTITIONS", "ANONYMOUS_JOBDEFS", "REMOTE_USER_JOBDEFS"):
         if name in values:
             values[name] = tuple(values[name])
     for name, value in values.items():

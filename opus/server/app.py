@@ -9,10 +9,10 @@ import bottle
 from bottle import Bottle, HTTPError, HTTPResponse, request
 
 from ..errors import ConfigurationError, OpusError
-from ..security import ANONYMOUS
+from ..auth import CHALLENGE
 from ..services import Services
 from ..settings import Settings
-from . import uws_routes, vosi
+from . import admin_routes, uws_routes, vosi
 from .web import as_json, base_url, text, wants_json
 
 log = logging.getLogger(__name__)
@@ -21,20 +21,22 @@ bottle.BaseRequest.MEMFILE_MAX = 1024 * 1024
 
 
 class IdentityPlugin:
-    """Resolves the caller once per request into ``environ['opus.identity']``.
-
-    Anonymous for now; authentication plugs in here without touching the routes.
-    """
+    """Resolves the caller once per request into ``environ['opus.identity']`` (401 on bad
+    credentials).  Routes declared with ``opus_public=True`` (VOSI, the wrapper callback, the
+    OpenAPI document) are served to anyone and resolve no identity."""
 
     name = "opus_identity"
     api = 2
 
-    def __init__(self, settings: Settings):
-        self.settings = settings
+    def __init__(self, auth):
+        self.auth = auth
 
     def apply(self, callback, route):
+        if route.config.get("opus_public"):
+            return callback
+
         def wrapper(*args, **kwargs):
-            request.environ["opus.identity"] = ANONYMOUS
+            request.environ["opus.identity"] = self.auth.identify(request.environ)
             return callback(*args, **kwargs)
 
         return wrapper
@@ -62,9 +64,10 @@ class ErrorPlugin:
 
 
 def error_response(status: int, message: str) -> HTTPResponse:
-    if wants_json():
-        return as_json({"error": message, "status": status}, status)
-    return text(message + "\n", status)
+    response = as_json({"error": message, "status": status}, status) if wants_json() else text(message + "\n", status)
+    if status == 401:
+        response.set_header("WWW-Authenticate", CHALLENGE)
+    return response
 
 
 def create_app(settings: Settings, services: Services | None = None, start: bool = True) -> Bottle:
@@ -81,7 +84,7 @@ def create_app(settings: Settings, services: Services | None = None, start: bool
     app.config["json.enable"] = False
     app.config["opus.services"] = services
     app.install(ErrorPlugin())
-    app.install(IdentityPlugin(settings))
+    app.install(IdentityPlugin(services.auth))
 
     if start:
         services.start()
@@ -113,6 +116,7 @@ def create_app(settings: Settings, services: Services | None = None, start: bool
 
     uws_routes.install(app, services)
     vosi.install(app, services)
+    admin_routes.install(app, services)
 
     def _plain_error(err: HTTPError):
         status = err.status_code

@@ -25,7 +25,7 @@ def install(app: Bottle, services) -> None:
     settings = services.settings
     up_since = utcnow()
 
-    @app.get("/availability")
+    @app.get("/availability", opus_public=True)
     def availability():
         notes = []
         ok = True
@@ -46,7 +46,7 @@ def install(app: Bottle, services) -> None:
                 + "".join(f"<vosi:note>{n}</vosi:note>" for n in notes) + "</vosi:availability>")
         return HTTPResponse(body=body, headers=XML)
 
-    @app.get("/capabilities")
+    @app.get("/capabilities", opus_public=True)
     def capabilities():
         base = base_url(settings)
 
@@ -67,7 +67,7 @@ def install(app: Bottle, services) -> None:
                                                 for n in services.registry.names()])
         return HTTPResponse(body="".join(parts), headers={**XML, "Last-Modified": formatdate(changed, usegmt=True)})
 
-    @app.post("/handler/job_event")
+    @app.post("/handler/job_event", opus_public=True)
     def job_event():
         """A job wrapper's report: JSON {job_id, token, phase, message?, results?, start_time?, end_time?}."""
         if request.content_length > settings.MAX_BODY_SIZE:

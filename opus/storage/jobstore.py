@@ -187,7 +187,8 @@ class JobStore:
         return None if value is None else Phase(value)
 
     def list(self, jobname: str | None = None, phases: Iterable[Phase] = (), after: datetime | None = None,
-             last: int | None = None, owner_id: str | None = None, include_archived: bool = False) -> list[JobRef]:
+             last: int | None = None, owner_id: str | None = None, include_archived: bool = False,
+             filter_owner: bool = False) -> list[JobRef]:
         """Job references, newest first, filtered by AND of the given criteria."""
         query = select(*_REF_COLUMNS)
         conds = []
@@ -200,8 +201,8 @@ class JobStore:
             conds.append(jobs.c.phase != Phase.ARCHIVED.value)
         if after is not None:
             conds.append(jobs.c.creation_time > to_db_time(after))
-        if owner_id is not None:
-            conds.append(jobs.c.owner_id == owner_id)
+        if filter_owner or owner_id is not None:
+            conds.append(jobs.c.owner_id.is_(None) if owner_id is None else jobs.c.owner_id == owner_id)
         if conds:
             query = query.where(and_(*conds))
         query = query.order_by(jobs.c.creation_time.desc(), jobs.c.seq.desc())

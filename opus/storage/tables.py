@@ -54,3 +54,18 @@ results = Table(
     Column("size", BigInteger),
     Column("sha256", String(64)),
 )
+
+users = Table(
+    "users", metadata,
+    Column("name", String(64), primary_key=True),
+    # Public half of the token ("<token_id>.<secret>"): finds the user of a Bearer token.
+    Column("token_id", String(32), nullable=False, unique=True),
+    # PBKDF2-SHA256 of the whole token; the token itself is never stored.
+    Column("token_hash", String(255), nullable=False),
+    Column("is_admin", Boolean, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("max_active_jobs", Integer),
+    # Space-separated job definition names the user may use; "*" for all.
+    Column("jobdefs", Text, nullable=False),
+    Column("created", DateTime, nullable=False),
+)

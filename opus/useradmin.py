@@ -1,0 +1,94 @@
+"""User administration: what `opus user ...` and the admin REST API both call."""
+
+from __future__ import annotations
+
+from .errors import BadRequest, Forbidden, NotFound
+from .storage.userstore import UserExists, UserStore
+from .timeutil import utcnow
+from .users import User, check_user_name, new_token, parse_jobdefs
+
+
+class UserAdmin:
+    def __init__(self, users: UserStore):
+        self.users = users
+
+    def add(self, name: str, admin: bool = False, jobdefs="*", max_active_jobs: int | None = None) -> tuple[User, str]:
+        """Create a user; returns it with its token (shown once, never stored)."""
+        check_user_name(name)
+        token, token_id, token_hash = new_token()
+        user = User(name=name, is_admin=bool(admin), enabled=True, max_active_jobs=_limit(max_active_jobs),
+                    jobdefs=parse_jobdefs(jobdefs) or {"*"}, token_id=token_id, token_hash=token_hash,
+                    created=utcnow())
+        try:
+            self.users.add(user)
+        except UserExists:
+            raise BadRequest(f"user {name!r} exists already") from None
+        return user, token
+
+    def get(self, name: str) -> User:
+        user = self.users.get(name)
+        if user is None:
+            raise NotFound(f"no user {name!r}")
+        return user
+
+    def list(self) -> list[User]:
+        return self.users.all()
+
+    def update(self, name: str, *, enabled: bool | None = None, admin: bool | None = None, jobdefs=None,
+               grant=None, revoke=None, max_active_jobs=...) -> User:
+        user = self.get(name)
+        fields: dict = {}
+        if enabled is not None:
+            fields["enabled"] = bool(enabled)
+        if admin is not None:
+            fields["is_admin"] = bool(admin)
+        if (enabled is False or admin is False) and user.is_admin and self.users.count_admins() <= 1:
+            raise Forbidden(f"{name!r} is the last enabled admin: make another admin first")
+        allowed = set(user.jobdefs)
+        if jobdefs is not None:
+            allowed = parse_jobdefs(jobdefs)
+        if grant:
+            allowed |= parse_jobdefs(grant)
+        if revoke:
+            allowed -= parse_jobdefs(revoke)
+        if allowed != user.jobdefs:
+            fields["jobdefs"] = allowed
+        if max_active_jobs is not ...:
+            fields["max_active_jobs"] = _limit(max_active_jobs)
+        if fields:
+            self.users.update(name, **fields)
+        return self.get(name)
+
+    def new_token(self, name: str) -> str:
+        """Replace the user's token (the old one stops working at once); returns the new one."""
+        self.get(name)
+        token, token_id, token_hash = new_token()
+        self.users.update(name, token_id=token_id, token_hash=token_hash)
+        return token
+
+    def delete(self, name: str) -> None:
+        user = self.get(name)
+        if user.is_admin and user.enabled and self.users.count_admins() <= 1:
+            raise Forbidden(f"{name!r} is the last enabled admin: make another admin first")
+        self.users.delete(name)
+
+    def ensure_admin(self) -> tuple[User, str] | None:
+        """Create the first admin ("admin") when there is none; returns it with its token."""
+        if self.users.count_admins():
+            return None
+        name = "admin"
+        while self.users.get(name) is not None:
+            name += "_"
+        return self.add(name, admin=True)
+
+
+def _limit(value) -> int | None:
+    if value in (None, "", "none"):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise BadRequest(f"maxActiveJobs: {value!r} is not an integer") from None
+    if number < 0:
+        raise BadRequest("maxActiveJobs must be >= 0")
+    return number
