@@ -86,6 +86,12 @@ PARAMETERS_AT_JOB_URL = True
 MAX_BODY_SIZE = 1024 * 1024
 MAX_UPLOAD_SIZE = 1024 * 1024 * 1024
 
+# Most parameters in one request (more: 400), and the longest parameter value in characters
+# (longer: 413).  Values reach jobs as environment variables, which Linux caps at 128 KiB: send
+# larger content as a file upload.
+MAX_PARAMETERS = 200
+MAX_PARAMETER_VALUE = 100_000
+
 # ---- Identity (SECURITY.md) ----------------------------------------------------------------------------
 # Users and their tokens are managed with `opus user ...` or the admin API (/admin/users); `opus
 # init` creates the first admin and prints its token once.  There is no default password.

@@ -70,7 +70,12 @@ class JobList:
         sub = Submission(parameters=[], uploads=[])
         declared = {n.lower(): n for n in (*jobdef.parameters, *jobdef.used)}
         seen: set[str] = set()
+        if len(form) + len(uploads) > self.settings.MAX_PARAMETERS:
+            raise BadRequest(f"too many parameters: at most {self.settings.MAX_PARAMETERS} per request")
         for raw_name, value in form:
+            if len(value) > self.settings.MAX_PARAMETER_VALUE:
+                raise PayloadTooLarge(f"{raw_name}: values are limited to {self.settings.MAX_PARAMETER_VALUE} "
+                                      "characters; send larger content as a file upload")
             if NOT_XML_CHAR.search(value):
                 raise BadRequest(f"{raw_name}: the value holds characters XML cannot carry; "
                                  "send such content as a file (multipart upload)")

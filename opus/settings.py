@@ -61,6 +61,11 @@ class Settings:
     # Limits on request bodies and uploads (bytes).
     MAX_BODY_SIZE: int = 1024 * 1024
     MAX_UPLOAD_SIZE: int = 1024 * 1024 * 1024
+    # Most parameters one request may carry, and the longest parameter value in characters (a
+    # value reaches the job as an environment variable, which Linux caps at 128 KiB; send larger
+    # content as a file upload).
+    MAX_PARAMETERS: int = 200
+    MAX_PARAMETER_VALUE: int = 100_000
     # Secret for the per-job callback tokens (HMAC); None: generated once into DATA_DIR/secret.key.
     SECRET_KEY: str | None = None
     # Log level of the server (DEBUG, INFO, WARNING, ERROR).

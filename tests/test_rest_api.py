@@ -354,3 +354,18 @@ def test_destruction_in_the_past_destroys_the_job(live):
     live.http.post(url + "/destruction", data={"DESTRUCTION": past})
     assert live.services.joblist.destroy_expired() == 1
     assert live.http.get(url).status_code == 404
+
+
+def test_parameter_count_and_value_size_limits(tmp_path):
+    from conftest import LiveServer, make_settings
+
+    server = LiveServer(make_settings(tmp_path, MAX_PARAMETERS=5, MAX_PARAMETER_VALUE=100))
+    try:
+        r = server.http.post(f"{server.url}/rest/dummy", data={f"p{i}": "x" for i in range(6)}, allow_redirects=False)
+        assert r.status_code == 400 and "too many" in r.text
+        r = server.http.post(f"{server.url}/rest/dummy", data={"text": "x" * 101}, allow_redirects=False)
+        assert r.status_code == 413 and "file upload" in r.text
+        assert server.http.post(f"{server.url}/rest/dummy", data={"text": "x" * 100},
+                                allow_redirects=False).status_code == 303
+    finally:
+        server.stop()
