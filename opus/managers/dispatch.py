@@ -74,11 +74,11 @@ class DispatchingManager(Manager):
         return True
 
     def _run(self) -> None:
+        # A follower retries the lock every 2 s, not on each notification (those wake the leader).
         while not self._stopping:
             if self._try_lead():
                 break
-            self._wake.wait(2.0)
-            self._wake.clear()
+            time.sleep(2.0)
         if self._stopping:
             return
         try:
