@@ -86,9 +86,9 @@ PARAMETERS_AT_JOB_URL = True
 MAX_BODY_SIZE = 1024 * 1024
 MAX_UPLOAD_SIZE = 1024 * 1024 * 1024
 
-# Most parameters in one request (more: 400), and the longest parameter value in characters
-# (longer: 413).  Values reach jobs as environment variables, which Linux caps at 128 KiB: send
-# larger content as a file upload.
+# Most parameters in one request (more: 400), and the longest parameter value in UTF-8 bytes
+# (longer: 413; at most 130000).  Values reach jobs as environment variables, which Linux caps at
+# 128 KiB: send larger content as a file upload.
 MAX_PARAMETERS = 200
 MAX_PARAMETER_VALUE = 100_000
 

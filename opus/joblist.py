@@ -7,6 +7,7 @@ JobStore, runs jobs through a Manager and blocks WAIT requests on the Notifier.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
 import time
@@ -73,9 +74,10 @@ class JobList:
         if len(form) + len(uploads) > self.settings.MAX_PARAMETERS:
             raise BadRequest(f"too many parameters: at most {self.settings.MAX_PARAMETERS} per request")
         for raw_name, value in form:
-            if len(value) > self.settings.MAX_PARAMETER_VALUE:
+            if len(value) > self.settings.MAX_PARAMETER_VALUE or \
+                    len(value.encode()) > self.settings.MAX_PARAMETER_VALUE:
                 raise PayloadTooLarge(f"{raw_name}: values are limited to {self.settings.MAX_PARAMETER_VALUE} "
-                                      "characters; send larger content as a file upload")
+                                      "bytes; send larger content as a file upload")
             if NOT_XML_CHAR.search(value):
                 raise BadRequest(f"{raw_name}: the value holds characters XML cannot carry; "
                                  "send such content as a file (multipart upload)")
@@ -143,12 +145,17 @@ class JobList:
         limit = self.settings.MAX_UPLOAD_SIZE
         for up in uploads:
             size = 0
-            with open(files.upload(up.name), "wb") as out:
-                for block in iter(lambda: up.stream.read(1 << 20), b""):
-                    size += len(block)
-                    if size > limit:
-                        raise PayloadTooLarge(f"upload {up.name!r} is larger than {limit} bytes")
-                    out.write(block)
+            tmp = files.uploads / f".{up.name}.{secrets.token_hex(4)}.part"
+            try:
+                with open(tmp, "wb") as out:
+                    for block in iter(lambda: up.stream.read(1 << 20), b""):
+                        size += len(block)
+                        if size > limit:
+                            raise PayloadTooLarge(f"upload {up.name!r} is larger than {limit} bytes")
+                        out.write(block)
+                os.replace(tmp, files.upload(up.name))  # a refused upload leaves the previous one intact
+            finally:
+                tmp.unlink(missing_ok=True)
 
     # ---- creation and reading ----------------------------------------------------------------------
     def create(self, jobname: str, identity: Identity, form: Sequence[tuple[str, str]],
@@ -330,11 +337,18 @@ class JobList:
 
     # ---- reports from the job wrapper (callbacks, replays) ---------------------------------------------------
     def apply_report(self, job_id: str, report: dict) -> str:
-        """Apply a wrapper report; returns "applied", "already" or "ignored" (idempotent)."""
+        """Apply a wrapper report; returns "applied", "already" or "ignored" (idempotent).
+
+        A wrapper reports only EXECUTING, COMPLETED, ERROR or ABORTED; the report is checked in
+        full before anything moves.
+        """
         try:
             target = Phase(str(report.get("phase", "")))
         except ValueError:
             raise BadRequest(f"phase {report.get('phase')!r} is not a UWS phase") from None
+        if target not in REPORTABLE:
+            raise BadRequest(f"a job report may say EXECUTING, COMPLETED, ERROR or ABORTED, not {target.value}")
+        found = _results_of(report) if target is not Phase.EXECUTING else []
         current = self.store.get_phase(job_id)
         if current is None:
             raise NotFound(f"no job {job_id!r}")
@@ -347,17 +361,9 @@ class JobList:
             moved = self.store.set_phase(job_id, Phase.EXECUTING, [Phase.QUEUED, Phase.HELD, Phase.SUSPENDED,
                                                                     Phase.UNKNOWN], start_time=when)
             return "applied" if moved else "ignored"
-        if target not in (Phase.COMPLETED, Phase.ERROR, Phase.ABORTED):
-            moved = self.store.set_phase(job_id, target, [current], )
-            return "applied" if moved else "ignored"
         self.manager.collect(job_id)  # results first: a job is never COMPLETED without them
         if current is Phase.QUEUED:  # the EXECUTING report was lost: record the start anyway
             self.store.set_phase(job_id, Phase.EXECUTING, [Phase.QUEUED], start_time=when)
-        found = [Result(r["result_id"], r["file_name"], r.get("content_type") or "application/octet-stream",
-                        r.get("size"), r.get("sha256")) for r in report.get("results") or []]
-        for r in found:
-            if "/" in r.file_name or r.file_name.startswith("."):
-                raise BadRequest(f"result file name {r.file_name!r} is not allowed")
         fields: dict = {"end_time": when}
         if target is not Phase.COMPLETED:
             fields["error"] = ErrorSummary(str(report.get("message") or "the job failed")[:4000], "fatal", True)
@@ -395,6 +401,37 @@ class JobList:
                     done += 1
                 except Exception:
                     log.exception("job %s: destruction failed", job_id)
+
+
+REPORTABLE = frozenset({Phase.EXECUTING, Phase.COMPLETED, Phase.ERROR, Phase.ABORTED})
+RESULT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,254}$")
+
+
+def _results_of(report: dict) -> list[Result]:
+    """The results a report declares, each checked (names that stay in the result directory)."""
+    raw = report.get("results") or []
+    if not isinstance(raw, list):
+        raise BadRequest("'results' must be a list")
+    found = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise BadRequest("each result must be an object")
+        rid, fname = item.get("result_id"), item.get("file_name")
+        for what, value in (("result_id", rid), ("file_name", fname)):
+            if not isinstance(value, str) or not RESULT_NAME.match(value) or value in (".", ".."):
+                raise BadRequest(f"result {what} {value!r} is not a plain file name")
+        size = item.get("size")
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+            raise BadRequest(f"result size {size!r} is not a byte count")
+        ctype, digest = item.get("content_type"), item.get("sha256")
+        if ctype is not None and (not isinstance(ctype, str) or len(ctype) > 255):
+            raise BadRequest("result content_type must be a short string")
+        if digest is not None and (not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest)):
+            raise BadRequest("result sha256 must be 64 hex digits")
+        found.append(Result(rid, fname, ctype or "application/octet-stream", size, digest))
+    if len({r.result_id for r in found}) != len(found):
+        raise BadRequest("result ids must be unique")
+    return found
 
 
 def _report_time(value) -> datetime:

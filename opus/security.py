@@ -11,13 +11,22 @@ import hashlib
 import hmac
 import os
 import secrets
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 
+_SECRET_LOCK = threading.Lock()
+
+
 @lru_cache(maxsize=8)
 def _file_secret(path: str) -> bytes:
+    with _SECRET_LOCK:
+        return _read_or_make_secret(path)
+
+
+def _read_or_make_secret(path: str) -> bytes:
     p = Path(path)
     try:
         return p.read_bytes().strip()
@@ -25,7 +34,7 @@ def _file_secret(path: str) -> bytes:
         pass
     p.parent.mkdir(parents=True, exist_ok=True)
     value = secrets.token_hex(32).encode()
-    tmp = p.with_name(f".{p.name}.{os.getpid()}")
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.{threading.get_ident()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(value)

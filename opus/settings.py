@@ -61,7 +61,7 @@ class Settings:
     # Limits on request bodies and uploads (bytes).
     MAX_BODY_SIZE: int = 1024 * 1024
     MAX_UPLOAD_SIZE: int = 1024 * 1024 * 1024
-    # Most parameters one request may carry, and the longest parameter value in characters (a
+    # Most parameters one request may carry, and the longest parameter value in bytes (a
     # value reaches the job as an environment variable, which Linux caps at 128 KiB; send larger
     # content as a file upload).
     MAX_PARAMETERS: int = 200
@@ -156,6 +156,9 @@ def _validated(s: Settings) -> Settings:
         raise ConfigurationError(f"DESTRUCTION_POLICY must be 'delete' or 'archive', not {s.DESTRUCTION_POLICY!r}")
     if s.MANAGER not in ("local", "slurm"):
         raise ConfigurationError(f"MANAGER: unknown manager {s.MANAGER!r}; known: 'local', 'slurm'")
+    if not 0 < s.MAX_PARAMETER_VALUE <= 130_000:
+        raise ConfigurationError("MAX_PARAMETER_VALUE must be 1 to 130000 bytes (Linux caps an environment "
+                                 "variable at 128 KiB)")
     if s.SLURM_REMOTE_DIR is not None and not s.SLURM_SSH_HOST:
         raise ConfigurationError("SLURM_REMOTE_DIR needs SLURM_SSH_HOST (files are copied over ssh)")
     if s.SLURM_RECONCILE_MINUTES <= 0:

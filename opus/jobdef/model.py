@@ -16,6 +16,8 @@ from ..managers.slurm_options import check_option
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 PARAM_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_INTEGER = re.compile(r"^[+-]?[0-9]+$")
+_NUMBER = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
 TYPES = ("string", "int", "long", "float", "double", "boolean", "anyURI", "dateTime", "file")
 #: Parameter names that would change how the script's shell or loader behaves if exported.
 RESERVED_NAMES = frozenset({
@@ -48,17 +50,18 @@ class ParameterDescription:
         where = f"parameter {self.name!r}"
         number: float | None = None
         if self.type in ("int", "long"):
-            try:
-                number = int(value.strip())
-            except ValueError:
-                raise BadRequest(f"{where}: {value!r} is not an integer") from None
+            if not _INTEGER.match(value.strip()):
+                raise BadRequest(f"{where}: {value!r} is not an integer")
+            number = int(value.strip())
+            bits = 31 if self.type == "int" else 63
+            if not -(2 ** bits) <= number < 2 ** bits:
+                raise BadRequest(f"{where}: {value} does not fit a {bits + 1}-bit {self.type}")
         elif self.type in ("float", "double"):
-            try:
-                number = float(value.strip())
-            except ValueError:
-                raise BadRequest(f"{where}: {value!r} is not a number") from None
-            if math.isnan(number):
-                raise BadRequest(f"{where}: NaN is not allowed")
+            if not _NUMBER.match(value.strip()):
+                raise BadRequest(f"{where}: {value!r} is not a number")
+            number = float(value.strip())
+            if math.isinf(number):
+                raise BadRequest(f"{where}: {value!r} is out of range")
         elif self.type == "boolean":
             if value.strip().lower() not in ("true", "false", "1", "0", "yes", "no"):
                 raise BadRequest(f"{where}: {value!r} is not a boolean (true or false)")

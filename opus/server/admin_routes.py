@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 
-from bottle import Bottle, request
+from bottle import Bottle
 
 from ..errors import BadRequest, Forbidden, Unauthorized
 from ..useradmin import UserAdmin
-from .web import as_json, identity
+from .web import as_json, identity, read_body
 
 
 def _require_admin() -> None:
@@ -28,9 +28,7 @@ def _require_admin() -> None:
 
 
 def _body(settings) -> dict:
-    if request.content_length > settings.MAX_BODY_SIZE:
-        raise BadRequest("request body too large")
-    raw = request.body.read()
+    raw = read_body(settings.MAX_BODY_SIZE)
     if not raw:
         return {}
     try:

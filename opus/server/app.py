@@ -12,7 +12,7 @@ from ..errors import ConfigurationError, OpusError
 from ..auth import CHALLENGE
 from ..services import Services
 from ..settings import Settings
-from . import admin_routes, uws_routes, vosi
+from . import admin_routes, openapi, uws_routes, vosi
 from .web import as_json, base_url, text, wants_json
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,7 @@ def create_app(settings: Settings, services: Services | None = None, start: bool
     uws_routes.install(app, services)
     vosi.install(app, services)
     admin_routes.install(app, services)
+    openapi.install(app, services)
 
     def _plain_error(err: HTTPError):
         status = err.status_code

@@ -27,7 +27,7 @@ def _instant(tag: str, value) -> str:
 def _text(value: str) -> str:
     """XML-escape text, dropping characters XML 1.0 cannot carry (input refuses them; this
     guards server-made text such as a script's stderr in an error message)."""
-    return escape(NOT_XML_CHAR.sub("", value))
+    return escape(NOT_XML_CHAR.sub("", value), {"\r": "&#13;"})
 
 
 def parameter_value(job_url: str, p: Parameter) -> str:

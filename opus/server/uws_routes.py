@@ -13,7 +13,7 @@ from ..errors import BadRequest, NotFound
 from ..jobfiles import JobFiles
 from ..timeutil import format_instant, parse_instant, parse_int
 from ..uws import parse_phase
-from . import render
+from . import render, web
 from .web import (as_json, base_url, callback_url, form_input, identity, query_values, see_other, single, text,
                   wants_json, xml)
 
@@ -186,17 +186,14 @@ def install(app: Bottle, services) -> None:
     def put_parameter(jobname, job_id, name):
         from ..joblist import Upload
 
-        if request.content_length > settings.MAX_UPLOAD_SIZE:
-            raise BadRequest("parameter value too large")
         job = job_of(jobname, job_id)
         current = job.parameter(name)
         if current is not None and current.by_reference:
+            web._check_body_size(settings.MAX_UPLOAD_SIZE)
             jobs.set_parameters(jobname, job_id, identity(), [], [Upload(name, request.body)])
         else:
-            if request.content_length > settings.MAX_BODY_SIZE:
-                raise BadRequest(f"parameter value larger than {settings.MAX_BODY_SIZE} bytes")
             try:
-                value = request.body.read().decode("utf-8")
+                value = web.read_body(settings.MAX_BODY_SIZE).decode("utf-8")
             except UnicodeDecodeError:
                 raise BadRequest("a parameter value must be UTF-8 text; upload files with multipart") from None
             jobs.set_parameters(jobname, job_id, identity(), [(name, value)])

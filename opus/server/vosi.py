@@ -7,13 +7,13 @@ import json
 import logging
 from email.utils import formatdate
 
-from bottle import Bottle, HTTPResponse, request
+from bottle import Bottle, HTTPResponse
 
 from ..errors import BadRequest, Forbidden, NotFound
 from ..security import check_job_token
 from ..timeutil import format_instant, utcnow
 from .render import HEAD
-from .web import as_json, base_url
+from .web import as_json, base_url, read_body
 
 log = logging.getLogger(__name__)
 VOSI_AVAIL = "http://www.ivoa.net/xml/VOSIAvailability/v1.0"
@@ -70,10 +70,8 @@ def install(app: Bottle, services) -> None:
     @app.post("/handler/job_event", opus_public=True)
     def job_event():
         """A job wrapper's report: JSON {job_id, token, phase, message?, results?, start_time?, end_time?}."""
-        if request.content_length > settings.MAX_BODY_SIZE:
-            raise BadRequest("report too large")
         try:
-            report = json.loads(request.body.read() or b"{}")
+            report = json.loads(read_body(settings.MAX_BODY_SIZE) or b"{}")
         except ValueError:
             raise BadRequest("the report must be a JSON object") from None
         if not isinstance(report, dict):

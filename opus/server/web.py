@@ -49,9 +49,21 @@ def query_values(name: str) -> list[str]:
 
 
 def _check_body_size(limit: int) -> None:
+    """413 for a body over ``limit``: by its Content-Length, or (chunked) by what arrived."""
     length = request.content_length
+    if length < 0:  # chunked: bottle has spooled it (to disk when large); measure it
+        body = request.body
+        body.seek(0, 2)
+        length = body.tell()
+        body.seek(0)
     if length > limit:
         raise PayloadTooLarge(f"request body of {length} bytes is larger than the limit of {limit} bytes")
+
+
+def read_body(limit: int) -> bytes:
+    """The raw body, or 413 when it is over ``limit`` bytes."""
+    _check_body_size(limit)
+    return request.body.read(limit + 1)
 
 
 def form_input(settings) -> tuple[list[tuple[str, str]], list[Upload]]:

@@ -1,0 +1,389 @@
+"""The access matrix: every route of the application x every kind of caller.
+
+Callers: the job's owner, another signed-in user, an anonymous caller, an admin, and a caller with
+a wrong token.  For each route the table says what an allowed caller gets; who is allowed follows
+from the route's kind:
+
+* ``public``    VOSI and the OpenAPI document: anyone, whatever credentials it sends;
+* ``callback``  the wrapper callback: public, but only the job's HMAC token counts (403 without);
+* ``signed_in`` any authenticated caller (anonymous ones too when ALLOW_ANONYMOUS);
+* ``job``       a job and everything under it: its owner and admins; 403 for anyone else;
+* ``admin``     admins only: 403 for users, 401 for anonymous callers.
+
+Wrong credentials are always a 401, and anonymous callers get 401 when ALLOW_ANONYMOUS is False.
+Every refused request must change nothing and show nothing of the owner's (a secret parameter
+value, the owner's name, the owner's job ids in lists, the job's callback token).
+
+The table is checked against ``app.routes``: a route added without a row fails the test.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import LiveServer, make_settings
+
+from opus.security import job_token, server_secret
+from opus.storage.userstore import UserStore
+from opus.useradmin import UserAdmin
+
+JOB = "/rest/<jobname>/<job_id>"
+ROLES = ("alice", "bob", "anonymous", "root", "wrong")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One request of the matrix.  ``path`` may hold {job} (the job's path) and {victim}."""
+
+    method: str
+    rule: str
+    kind: str
+    path: str
+    ok: int = 200            # status for an allowed caller
+    job: str = "done"        # job rows: the owner's "done" (COMPLETED), "error" (ERROR) or "pending" job
+    fresh: bool = False      # changes the job: allowed callers act on a fresh PENDING job of the owner
+    data: dict | None = None
+    json: dict | None = None
+    body: bytes | None = None
+    params: dict | None = None
+    accept: str = ""            # an Accept header (the JSON representations)
+    fresh_victim: bool = False  # admin rows that change a user: allowed callers act on a fresh user
+    has_secret: bool = False    # an allowed caller's answer must show the owner's secret (positive control)
+
+
+ROWS = [
+    # ---- public -----------------------------------------------------------------------------------
+    Row("GET", "/availability", "public", "/availability"),
+    Row("GET", "/capabilities", "public", "/capabilities"),
+    Row("GET", "/openapi.json", "public", "/openapi.json"),
+    Row("POST", "/handler/job_event", "callback", "/handler/job_event", ok=403),
+    # ---- any signed-in caller ------------------------------------------------------------------------
+    Row("GET", "/", "signed_in", "/"),
+    Row("GET", "/jdl", "signed_in", "/jdl"),
+    Row("GET", "/jdl/<name>", "signed_in", "/jdl/dummy"),
+    Row("GET", "/rest/<jobname>", "signed_in", "/rest/dummy"),
+    Row("GET", "/rest/<jobname>", "signed_in", "/rest/dummy", params={"PHASE": "COMPLETED"}),
+    Row("GET", "/rest/<jobname>", "signed_in", "/rest/dummy", accept="application/json"),
+    Row("POST", "/rest/<jobname>", "signed_in", "/rest/dummy", ok=303, data={"text": "mine"}),
+    # ---- one job and its children --------------------------------------------------------------------
+    Row("GET", JOB, "job", "{job}", has_secret=True),
+    Row("GET", JOB, "job", "{job}", accept="application/json", has_secret=True),
+    Row("GET", JOB, "job", "{job}", job="pending", params={"WAIT": "1", "PHASE": "QUEUED"}, has_secret=True),
+    Row("DELETE", JOB, "job", "{job}", ok=303, job="pending", fresh=True),
+    Row("POST", JOB, "job", "{job}", ok=303, job="pending", fresh=True, data={"PHASE": "ABORT"}),
+    Row("POST", JOB, "job", "{job}", ok=303, job="pending", fresh=True, data={"ACTION": "DELETE"}),
+    Row("POST", JOB, "job", "{job}", ok=303, job="pending", fresh=True, data={"text": "changed"}),
+    Row("POST", JOB, "job", "{job}", ok=403, data={"text": "changed"}),
+    Row("GET", JOB + "/phase", "job", "{job}/phase"),
+    Row("POST", JOB + "/phase", "job", "{job}/phase", ok=303, job="pending", fresh=True, data={"PHASE": "RUN"}),
+    Row("POST", JOB + "/phase", "job", "{job}/phase", ok=303, job="pending", fresh=True, data={"PHASE": "ABORT"}),
+    Row("POST", JOB + "/phase", "job", "{job}/phase", ok=403, data={"PHASE": "RUN"}),
+    Row("GET", JOB + "/executionduration", "job", "{job}/executionduration"),
+    Row("POST", JOB + "/executionduration", "job", "{job}/executionduration", ok=303, job="pending", fresh=True,
+        data={"EXECUTIONDURATION": "30"}),
+    Row("POST", JOB + "/executionduration", "job", "{job}/executionduration", ok=403, data={"EXECUTIONDURATION": "30"}),
+    Row("GET", JOB + "/destruction", "job", "{job}/destruction"),
+    Row("POST", JOB + "/destruction", "job", "{job}/destruction", ok=303, job="pending", fresh=True,
+        data={"DESTRUCTION": "2031-01-01T00:00:00Z"}),
+    Row("GET", JOB + "/quote", "job", "{job}/quote"),
+    Row("GET", JOB + "/owner", "job", "{job}/owner"),
+    Row("GET", JOB + "/error", "job", "{job}/error", job="error", has_secret=True),
+    Row("GET", JOB + "/error", "job", "{job}/error", ok=404),
+    Row("GET", JOB + "/parameters", "job", "{job}/parameters", has_secret=True),
+    Row("GET", JOB + "/parameters", "job", "{job}/parameters", accept="application/json", has_secret=True),
+    Row("POST", JOB + "/parameters", "job", "{job}/parameters", ok=303, job="pending", fresh=True,
+        data={"text": "changed"}),
+    Row("POST", JOB + "/parameters", "job", "{job}/parameters", ok=403, data={"text": "changed"}),
+    Row("GET", JOB + "/parameters/<name>", "job", "{job}/parameters/text", has_secret=True),
+    Row("GET", JOB + "/parameters/<name>", "job", "{job}/parameters/nosuch", ok=404),
+    Row("PUT", JOB + "/parameters/<name>", "job", "{job}/parameters/text", ok=303, job="pending", fresh=True,
+        body=b"changed"),
+    Row("PUT", JOB + "/parameters/<name>", "job", "{job}/parameters/text", ok=403, body=b"changed"),
+    Row("GET", JOB + "/results", "job", "{job}/results"),
+    Row("GET", JOB + "/results/<result_id>", "job", "{job}/results/output", has_secret=True),
+    Row("GET", JOB + "/results/<result_id>", "job", "{job}/results/nosuch", ok=404),
+    Row("GET", JOB + "/stdout", "job", "{job}/stdout"),
+    Row("GET", JOB + "/stderr", "job", "{job}/stderr", job="error", has_secret=True),
+    # ---- the admin API -----------------------------------------------------------------------------------
+    Row("GET", "/admin/users", "admin", "/admin/users"),
+    Row("POST", "/admin/users", "admin", "/admin/users", ok=201, json={"name": "{new}"}),
+    Row("GET", "/admin/users/<name>", "admin", "/admin/users/{victim}"),
+    Row("PATCH", "/admin/users/<name>", "admin", "/admin/users/{victim}", json={"enabled": False, "admin": True},
+        fresh_victim=True),
+    Row("DELETE", "/admin/users/<name>", "admin", "/admin/users/{victim}", fresh_victim=True),
+    Row("POST", "/admin/users/<name>/token", "admin", "/admin/users/{victim}/token", fresh_victim=True),
+]
+
+CHANGES = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def basic(name, token):
+    return {"Authorization": "Basic " + base64.b64encode(f"{name}:{token}".encode()).decode()}
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass
+class World:
+    server: LiveServer
+    allow_anonymous: bool
+    owner: str                         # "alice" or "anonymous"
+    headers: dict[str, dict] = field(default_factory=dict)
+    admin: UserAdmin | None = None
+    secret: str = ""
+    jobs: dict[str, str] = field(default_factory=dict)   # kind -> job path
+    owner_ids: set[str] = field(default_factory=set)     # every job id the owner has
+    tokens: list[str] = field(default_factory=list)      # callback tokens of the owner's jobs
+    victims: int = 0
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def owner_name(self) -> str | None:
+        return None if self.owner == "anonymous" else self.owner
+
+    def create(self, jobname: str, data: dict, run: bool = False) -> str:
+        data = dict(data, PHASE="RUN") if run else data
+        r = requests.post(f"{self.url}/rest/{jobname}", data=data, headers=self.headers[self.owner],
+                          allow_redirects=False)
+        assert r.status_code == 303, r.text
+        path = r.headers["Location"][len(self.url):]
+        job_id = path.rsplit("/", 1)[1]
+        self.owner_ids.add(job_id)
+        self.tokens.append(job_token(self.server.settings, job_id))
+        return path
+
+    def wait_final(self, path: str) -> str:
+        for _ in range(60):
+            r = requests.get(f"{self.url}{path}", params={"WAIT": 5}, headers=self.headers["root"],
+                             allow_redirects=False)
+            phase = r.text.split("<uws:phase>")[1].split("<")[0]
+            if phase in ("COMPLETED", "ERROR", "ABORTED"):
+                return phase
+        raise AssertionError(f"{path} did not finish")
+
+    def new_victim(self) -> str:
+        self.victims += 1
+        name = f"victim{self.victims}"
+        self.admin.add(name)
+        return name
+
+
+def make_world(tmp_path: Path, allow_anonymous: bool, owner: str) -> World:
+    server = LiveServer(make_settings(tmp_path, ALLOW_ANONYMOUS=allow_anonymous, MAX_RUNNING_JOBS=4))
+    # Create the server secret before any thread needs it: its first creation is not thread-safe
+    # (see test_security_inputs.py::test_the_server_secret_is_created_safely_by_concurrent_threads).
+    server_secret(server.settings)
+    admin = UserAdmin(UserStore(server.services.store.engine))
+    tokens = {}
+    for name, kwargs in (("root", {"admin": True}), ("alice", {}), ("bob", {})):
+        _, tokens[name] = admin.add(name, **kwargs)
+    world = World(server, allow_anonymous, owner, admin=admin, secret=f"TOPSECRET-{secrets.token_hex(8)}")
+    world.headers = {
+        "alice": basic("alice", tokens["alice"]),
+        "bob": bearer(tokens["bob"]),
+        "anonymous": {},
+        "root": bearer(tokens["root"]),
+        "wrong": basic("alice", tokens["alice"][:-4] + "AAAA"),
+    }
+    world.admin.add("victim")
+    world.jobs["done"] = world.create("dummy", {"text": world.secret}, run=True)
+    world.jobs["error"] = world.create("fail", {"message": world.secret}, run=True)
+    world.jobs["pending"] = world.create("dummy", {"text": world.secret})
+    assert world.wait_final(world.jobs["done"]) == "COMPLETED"
+    assert world.wait_final(world.jobs["error"]) == "ERROR"
+    return world
+
+
+def allowed(world: World, row: Row, role: str) -> bool:
+    """May ``role`` act on this row's resource (whatever the job's phase then says)?"""
+    if row.kind == "public":
+        return True
+    if row.kind == "callback":
+        return False  # nobody's credentials replace the job's token
+    if role == "wrong" or (role == "anonymous" and not world.allow_anonymous):
+        return False
+    if row.kind == "signed_in":
+        return True
+    if row.kind == "admin":
+        return role == "root"
+    return role in ("root", world.owner)
+
+
+def expected(world: World, row: Row, role: str) -> int:
+    if allowed(world, row, role):
+        return row.ok
+    if row.kind == "callback":
+        return 403
+    if role == "wrong" or (role == "anonymous" and (not world.allow_anonymous or row.kind == "admin")):
+        return 401
+    return 403
+
+
+def job_state(world: World, path: str) -> tuple:
+    """Everything about a job that a refused request must leave alone (as an admin sees it)."""
+    root = world.headers["root"]
+    job = requests.get(f"{world.url}{path}", headers={**root, "Accept": "application/json"})
+    if job.status_code == 404:
+        return ("gone",)
+    assert job.status_code == 200, job.text
+    data = job.json()
+    job_dir = world.server.settings.jobs_dir / path.rsplit("/", 1)[1]
+    files = sorted((str(p.relative_to(job_dir)), p.stat().st_size) for p in job_dir.rglob("*") if p.is_file()) \
+        if job_dir.exists() else []
+    return data, files
+
+
+def users_state(world: World) -> list:
+    return sorted((u.name, u.is_admin, u.enabled, sorted(u.jobdefs), u.token_hash, u.max_active_jobs)
+                  for u in world.admin.list())
+
+
+def all_job_ids(world: World) -> set[str]:
+    return {ref.job_id for ref in world.server.services.store.list(None)}
+
+
+def perform(world: World, row: Row, role: str) -> tuple[requests.Response, str, object]:
+    """Send the row's request as ``role``; returns the response, a description and the state the
+    request must not have changed when it is refused (with a function to read it again)."""
+    is_allowed = allowed(world, row, role)
+    job_path = ""
+    victim = "victim"
+    if row.kind == "job":
+        job_path = world.create("dummy", {"text": world.secret}) if row.fresh and is_allowed else world.jobs[row.job]
+    if row.kind == "admin" and row.fresh_victim and is_allowed:
+        victim = world.new_victim()
+    path = row.path.format(job=job_path, victim=victim)
+    body_json = None
+    if row.json is not None:
+        body_json = json.loads(json.dumps(row.json).replace("{new}", f"new{secrets.token_hex(4)}"))
+    if row.kind == "callback":
+        body_json = {"job_id": world.jobs["pending"][-16:], "phase": "COMPLETED", "results": []}
+    if row.kind == "job":
+        reader = lambda: job_state(world, job_path)
+    elif row.kind == "admin":
+        reader = lambda: users_state(world)
+    elif row.kind == "callback":
+        reader = lambda: job_state(world, world.jobs["pending"])
+    else:
+        reader = lambda: sorted(all_job_ids(world))
+    before = reader() if row.method in CHANGES else None
+    headers = {**world.headers[role], **({"Accept": row.accept} if row.accept else {})}
+    r = requests.request(row.method, f"{world.url}{path}", headers=headers,
+                         data=row.body if row.body is not None else row.data, json=body_json, params=row.params,
+                         allow_redirects=False, timeout=30)
+    return r, f"{role} -> {row.method} {path} {row.data or body_json or row.params or row.body or ''} {row.accept}", \
+        (before, reader)
+
+
+def check_matrix(world: World) -> list[str]:
+    problems = []
+    owner_name = world.owner_name()
+    done_token = json.loads((world.server.settings.jobs_dir / world.jobs["done"][-16:] / "job.json").read_text())["token"]
+    assert done_token in world.tokens
+    secret_key = (Path(world.server.settings.DATA_DIR) / "secret.key").read_text().strip()
+    for row in ROWS:
+        for role in ROLES:
+            want = expected(world, row, role)
+            r, what, (before, reader) = perform(world, row, role)
+            body = r.text
+            if r.status_code != want:
+                problems.append(f"{what}: HTTP {r.status_code}, expected {want}: {body.strip()[:120]!r}")
+            is_allowed = allowed(world, row, role)
+            # Never: a callback token or the server secret, whoever asks.
+            for token in world.tokens:
+                if token in body or token in str(r.headers):
+                    problems.append(f"{what}: the answer shows a job's callback token")
+            if secret_key in body:
+                problems.append(f"{what}: the answer shows the server secret")
+            sees_owner = role in ("root", world.owner)
+            if not sees_owner:
+                if world.secret in body:
+                    problems.append(f"{what}: the answer shows the owner's secret parameter value")
+                if owner_name and owner_name in body:
+                    problems.append(f"{what}: the answer names the owner {owner_name!r}")
+                if row.kind != "job":
+                    leaked = [j for j in world.owner_ids if j in body or j in r.headers.get("Location", "")]
+                    if leaked:
+                        problems.append(f"{what}: the answer lists the owner's job(s) {leaked}")
+            if row.kind == "admin" and role != "root" and "victim" in body:
+                problems.append(f"{what}: the answer shows user data to a non-admin")
+            # Positive controls: the checks above look for things that are really there.
+            if row.has_secret and sees_owner and r.status_code == 200 and world.secret not in body:
+                problems.append(f"{what}: the allowed caller does not see the secret: the leak check is blind")
+            if row.kind == "signed_in" and row.path == "/rest/dummy" and row.method == "GET" \
+                    and r.status_code == 200 and sees_owner and world.jobs["done"][-16:] not in body:
+                problems.append(f"{what}: the owner's job list lacks the owner's job: the list check is blind")
+            # A refused request changes nothing.
+            if row.method in CHANGES and (not is_allowed or row.ok >= 400):
+                after = reader()
+                if after != before:
+                    problems.append(f"{what}: refused with {r.status_code} but changed {before!r} -> {after!r}")
+            # An allowed creation belongs to its caller (anonymous jobs to anonymous callers).
+            if row.kind == "signed_in" and row.method == "POST" and r.status_code == 303:
+                job_url = r.headers["Location"]
+                owner = requests.get(job_url + "/owner", headers=world.headers[role]).text
+                if owner != ("" if role == "anonymous" else role):
+                    problems.append(f"{what}: the new job's owner is {owner!r}")
+                if role != "root":
+                    for other in ("alice", "bob", "anonymous"):
+                        if other == role or (other == "anonymous" and not world.allow_anonymous):
+                            continue
+                        status = requests.get(job_url, headers=world.headers[other]).status_code
+                        if status != 403:
+                            problems.append(f"{what}: {other} gets {status} on the new job, expected 403")
+    return problems
+
+
+def test_the_table_covers_every_route(tmp_path):
+    server = LiveServer(make_settings(tmp_path))
+    try:
+        routes = {(r.method, r.rule) for r in server.app.routes}
+    finally:
+        server.stop()
+    table = {(row.method, row.rule) for row in ROWS}
+    assert not routes - table, f"routes without a row in the access matrix: {sorted(routes - table)}"
+    assert not table - routes, f"rows for routes that do not exist: {sorted(table - routes)}"
+
+
+@pytest.mark.parametrize("allow_anonymous,owner", [(False, "alice"), (True, "anonymous"), (True, "alice")],
+                         ids=["signed-in-only", "anonymous-owner", "anonymous-allowed-user-owner"])
+def test_access_matrix(tmp_path, allow_anonymous, owner):
+    world = make_world(tmp_path, allow_anonymous, owner)
+    try:
+        routes = {(r.method, r.rule) for r in world.server.app.routes}
+        assert routes <= {(row.method, row.rule) for row in ROWS}, "see test_the_table_covers_every_route"
+        problems = check_matrix(world)
+    finally:
+        world.server.stop()
+    assert not problems, f"{len(problems)} problem(s):\n" + "\n".join(problems)
+
+
+def test_refused_callers_learn_nothing_from_unknown_jobs(tmp_path):
+    """403 for someone else's job, 404 for no job at all: but the 404 must not depend on the
+    caller, and a non-owner's WAIT must not block (it would show that the job is active)."""
+    world = make_world(tmp_path, False, "alice")
+    try:
+        import time
+
+        url = f"{world.url}{world.jobs['pending']}"
+        start = time.monotonic()
+        r = requests.get(url, params={"WAIT": 5}, headers=world.headers["bob"])
+        assert r.status_code == 403 and time.monotonic() - start < 2
+        for role in ("alice", "bob", "root"):
+            r = requests.get(f"{world.url}/rest/dummy/0123456789abcdef", headers=world.headers[role])
+            assert r.status_code == 404, (role, r.status_code)
+            r = requests.get(f"{world.url}/rest/fail{world.jobs['done'][len('/rest/dummy'):]}",
+                             headers=world.headers[role])
+            assert r.status_code == 404, (role, r.status_code)  # a job is only under its own definition
+    finally:
+        world.server.stop()
