@@ -68,13 +68,20 @@ class JobFiles:
         return self.root / "script.pgid"
 
     def upload(self, name: str) -> Path:
-        return self.uploads / name
+        return self.uploads / _plain(name)
 
     def result(self, file_name: str) -> Path:
-        return self.results / file_name
+        return self.results / _plain(file_name)
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def remove_results(self) -> None:
         shutil.rmtree(self.results, ignore_errors=True)
+
+
+def _plain(name: str) -> str:
+    """A file name that stays in its directory (callers validate names; this is the last guard)."""
+    if not name or "/" in name or "\0" in name or name in (".", ".."):
+        raise ValueError(f"{name!r} is not a plain file name")
+    return name

@@ -331,7 +331,8 @@ def test_accepted_values_survive_the_uws_documents(server):
 
 
 # ---- path traversal ------------------------------------------------------------------------------------------------
-TRAVERSAL_NAMES = ["../x", "..%2fx", "..\\x", "/etc/passwd", "a/b", ".", "..", "../../../../tmp/" + CANARY,
+# An absolute target under /tmp, never a system file: a regression must not damage the machine.
+TRAVERSAL_NAMES = ["../x", "..%2fx", "..\\x", f"/tmp/{CANARY}-absolute", "a/b", ".", "..", "../../../../tmp/" + CANARY,
                    "uploads/../x", "p_file/../../x", "", " ", "x\x00y", "~", "$HOME", "*"]
 
 
@@ -370,7 +371,8 @@ def test_path_traversal_is_refused(server, tmp_path):
             r = requests.post(pending, data={name: "evil"}, allow_redirects=False)
             check(f"job URL, parameter named {name!r}", r.status_code, r.content, (400,))
     # Upload file names are never used: a job made with them keeps its file under the part's name.
-    for filename in ("../x", "/etc/passwd", "..", ".", "a/b", f"../../../../tmp/{CANARY}", "~/.bashrc"):
+    for filename in ("../x", f"/tmp/{CANARY}-absolute-file", "..", ".", "a/b", f"../../../../tmp/{CANARY}",
+                     "~/.bashrc"):
         r = requests.post(f"{server.url}/rest/types", files={"p_file": (filename, b"evil " + filename.encode())},
                           allow_redirects=False)
         check(f"upload file name {filename!r}", r.status_code, r.content, (303, 400))
@@ -430,6 +432,7 @@ def test_path_traversal_is_refused(server, tmp_path):
     assert job_ids(server) == ids, "a refused request created a job"
     assert (job_dir / "job.json").is_file() and server.settings.jobs_dir.is_dir()
     assert not written_outside_jobs(server, tmp_path, before, tree(tmp_path))
+    assert not any(Path(f"/tmp/{CANARY}{suffix}").exists() for suffix in ("-absolute", "-absolute-file", ""))
     assert not any(p.name in ("x", "evil") for p in tmp_path.rglob("*"))
     assert not canaries(tmp_path)
 
