@@ -26,7 +26,7 @@ from .timeutil import parse_instant, parse_int, utcnow
 from .uws import FINAL, NOT_XML_CHAR, ErrorSummary, Job, JobRef, Parameter, Phase, Result
 
 log = logging.getLogger(__name__)
-PARAM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
+PARAM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}\Z")
 CONTROL = {"PHASE", "RUNID", "EXECUTIONDURATION", "DESTRUCTION"}
 ABORTABLE = frozenset({Phase.PENDING, Phase.QUEUED, Phase.EXECUTING, Phase.HELD, Phase.SUSPENDED, Phase.UNKNOWN})
 
@@ -404,7 +404,7 @@ class JobList:
 
 
 REPORTABLE = frozenset({Phase.EXECUTING, Phase.COMPLETED, Phase.ERROR, Phase.ABORTED})
-RESULT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,254}$")
+RESULT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,254}\Z")
 
 
 def _results_of(report: dict) -> list[Result]:

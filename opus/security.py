@@ -60,7 +60,9 @@ def job_token(settings, job_id: str) -> str:
 
 def check_job_token(settings, job_id: str, token: str) -> bool:
     """Constant-time comparison of a presented token with the job's."""
-    return hmac.compare_digest(job_token(settings, job_id), str(token or ""))
+    if not isinstance(token, str):
+        return False
+    return hmac.compare_digest(job_token(settings, job_id).encode(), token.encode("utf-8", "surrogatepass"))
 
 
 @dataclass(frozen=True)

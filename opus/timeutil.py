@@ -55,12 +55,17 @@ def format_instant(dt: datetime | None) -> str:
             f"{dt.microsecond // 1000:03d}Z")
 
 
-def parse_int(text: str, what: str, minimum: int | None = None) -> int:
-    """Parse a decimal integer or raise BadRequest naming ``what``."""
-    try:
-        value = int(str(text).strip())
-    except (TypeError, ValueError):
-        raise BadRequest(f"{what}: {text!r} is not an integer") from None
+INT32_MAX = 2 ** 31 - 1
+
+
+def parse_int(text: str, what: str, minimum: int | None = None, maximum: int = INT32_MAX) -> int:
+    """Parse a decimal integer (ASCII digits) or raise BadRequest naming ``what``."""
+    value_text = str(text).strip()
+    if not re.fullmatch(r"[+-]?[0-9]{1,19}", value_text):
+        raise BadRequest(f"{what}: {text!r} is not an integer")
+    value = int(value_text)
     if minimum is not None and value < minimum:
         raise BadRequest(f"{what}: must be an integer >= {minimum}, got {value}")
+    if value > maximum:
+        raise BadRequest(f"{what}: must be at most {maximum}, got {value}")
     return value

@@ -85,10 +85,12 @@ class UserAdmin:
 def _limit(value) -> int | None:
     if value in (None, "", "none"):
         return None
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise BadRequest(f"maxActiveJobs: {value!r} is not an integer")
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise BadRequest(f"maxActiveJobs: {value!r} is not an integer") from None
-    if number < 0:
-        raise BadRequest("maxActiveJobs must be >= 0")
+    if not 0 <= number <= 2 ** 31 - 1:
+        raise BadRequest("maxActiveJobs must be from 0 to 2147483647")
     return number

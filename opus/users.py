@@ -17,7 +17,7 @@ from datetime import datetime
 
 from .errors import BadRequest
 
-USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,63}$")
+USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,63}\Z")
 ITERATIONS = 200_000
 
 
@@ -88,6 +88,6 @@ def parse_jobdefs(value) -> set[str]:
     items = value if isinstance(value, (list, tuple, set)) else re.split(r"[,\s]+", str(value or ""))
     out = {str(i).strip() for i in items if str(i).strip()}
     for name in out:
-        if name != "*" and not re.match(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$", name):
+        if name != "*" and not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,63}", name):
             raise BadRequest(f"job definition name {name!r} is not valid")
     return out

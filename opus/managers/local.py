@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 
+from ..errors import OpusError
 from ..jobfiles import JobFiles
 from ..uws import Phase
 from .dispatch import WRAPPER, DispatchingManager
@@ -77,8 +78,13 @@ class LocalManager(DispatchingManager):
             try:
                 self._launch(job_id)
             except Exception as exc:
+                if self.store.get_phase(job_id) is None:
+                    continue  # deleted while it was being started: nothing to report
                 log.exception("job %s: cannot start", job_id)
-                self._report(job_id, {"phase": "ERROR", "message": f"the job could not be started: {exc}"})
+                try:
+                    self._report(job_id, {"phase": "ERROR", "message": f"the job could not be started: {exc}"})
+                except OpusError:
+                    pass  # deleted meanwhile
 
     def _launch(self, job_id: str) -> None:
         prepared = self.prepare(job_id)

@@ -10,8 +10,8 @@ import re
 
 from ..errors import BadRequest
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
-_MEM = re.compile(r"^[1-9][0-9]{0,9}[KMGT]?$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}\Z")
+_MEM = re.compile(r"^[1-9][0-9]{0,9}[KMGT]?\Z")
 
 
 def _name(value: str) -> str:

@@ -29,6 +29,17 @@ MULTIPART = "multipart/form-data"
 OCTETS = "application/octet-stream"
 
 
+STRING = {"type": "string"}
+
+
+def _obj(properties: dict, **extra) -> dict:
+    return {"type": "object", "properties": properties, **extra}
+
+
+def _array(items: dict) -> dict:
+    return {"type": "array", "items": items}
+
+
 def _ref(kind: str, name: str) -> dict:
     return {"$ref": f"#/components/{kind}/{name}"}
 
@@ -38,7 +49,8 @@ def _schema(name: str) -> dict:
 
 
 def _errors(*codes: int) -> dict:
-    names = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 413: "PayloadTooLarge"}
+    names = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
+             413: "PayloadTooLarge"}
     return {str(code): _ref("responses", names[code]) for code in codes}
 
 
@@ -75,6 +87,7 @@ def _file_responses(description: str, content_type: str = "*/*") -> dict:
                 "headers": {"Content-Range": _ref("headers", "ContentRange")},
                 "content": any_body},
         "304": {"description": "Not modified since `If-Modified-Since`"},
+        "416": {"description": "The `Range` asked for lies beyond the end of the file"},
     }
 
 
@@ -125,7 +138,8 @@ def _path_param(name: str, description: str, schema: dict | None = None) -> dict
 
 
 def _query(name: str, description: str, schema: dict, **extra) -> dict:
-    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema, **extra}
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema,
+            **extra}
 
 
 def _job_paths(settings, jobname: dict) -> dict:
@@ -150,17 +164,18 @@ def _job_paths(settings, jobname: dict) -> dict:
         "/rest/{jobname}": {
             "parameters": [jobname],
             "get": _op("listJobs", "The job list of a job definition", tag, {
-                **_xml_or_json("`<uws:jobs>`, newest first; ARCHIVED jobs only with PHASE=ARCHIVED", "JobList"),
+                **_xml_or_json("`<uws:jobs>`, newest first; ARCHIVED jobs only with PHASE=ARCHIVED",
+                               "JobList"),
                 **_errors(400, 401, 403, 404)}, parameters=[
                 _query("PHASE", "Only jobs in these phases (repeatable: union)",
-                       {"type": "array", "items": {"type": "string", "enum": PHASES}}, style="form", explode=True),
+                       _array({"type": "string", "enum": PHASES}), style="form", explode=True),
                 _query("AFTER", "Only jobs created strictly after this instant (ISO 8601)",
                        {"type": "string", "format": "date-time"}),
                 _query("LAST", "Only the newest n jobs", {"type": "integer", "minimum": 1}),
             ]),
             "post": _op("createJob", "Create a job", tag, {
                 **_see_other("The job is created; `Location` is its URL"), **change_errors},
-                parameters=[_query("PHASE", "RUN: start the job at once", {"type": "string", "enum": ["RUN"]})],
+                parameters=[_query("PHASE", "RUN: start the job at once", {**STRING, "enum": ["RUN"]})],
                 body=_form_body(settings, control, multipart=True, body_required=False, description=(
                     "The job's parameters (see `GET /jdl/{name}`) and the control parameters; a multipart "
                     "file part becomes a by-reference parameter.")),
@@ -168,7 +183,8 @@ def _job_paths(settings, jobname: dict) -> dict:
         },
         J: {
             "parameters": job,
-            "get": _op("getJob", "The job", tag, {**_xml_or_json("`<uws:job>`", "Job"), **_errors(400), **std_errors},
+            "get": _op("getJob", "The job", tag,
+                       {**_xml_or_json("`<uws:job>`", "Job"), **_errors(400), **std_errors},
                        parameters=[
                            _query("WAIT", "Block until the phase changes, at most this many seconds "
                                   "(-1: the server's maximum)", {"type": "integer", "minimum": -1}),
@@ -206,8 +222,8 @@ def _job_paths(settings, jobname: dict) -> dict:
                        {**_text("An ISO 8601 instant"), **std_errors}),
             "post": _op("postDestruction", "Change the destruction instant", tag, {
                 **_see_other("Done; `Location` is the job"), **change_errors},
-                body=_form_body(settings, {"DESTRUCTION": {"type": "string", "format": "date-time"}}, ["DESTRUCTION"],
-                                other_fields=False)),
+                body=_form_body(settings, {"DESTRUCTION": {**STRING, "format": "date-time"}},
+                                ["DESTRUCTION"], other_fields=False)),
         },
         J + "/quote": {
             "parameters": job,
@@ -287,11 +303,12 @@ def _admin_paths() -> dict:
             "get": _op("getUser", "One user", tag, {**_ok("The user", {JSON: {"schema": _schema("User")}}),
                                                     **_errors(401, 403, 404)}),
             "patch": _op("changeUser", "Change a user", tag, {
-                **_ok("The changed user", {JSON: {"schema": _schema("User")}}), **_errors(400, 401, 403, 404)},
+                **_ok("The changed user", {JSON: {"schema": _schema("User")}}),
+                **_errors(400, 401, 403, 404)},
                 body=_json_body("UserChange", required=False),
                 description="403 when the change would leave no enabled admin."),
             "delete": _op("deleteUser", "Delete a user", tag, {
-                **_ok("Deleted", {JSON: {"schema": {"type": "object", "properties": {"deleted": {"type": "string"}}}}}),
+                **_ok("Deleted", {JSON: {"schema": _obj({"deleted": STRING})}}),
                 **_errors(401, 403, 404)}),
         },
         "/admin/users/{name}/token": {
@@ -341,8 +358,8 @@ def _components(settings) -> dict:
                                   **{"WWW-Authenticate": {"schema": {"type": "string"}}}),
             "Forbidden": error("Not allowed to this caller, or illegal in the job's phase"),
             "NotFound": error("No such job definition, job, child resource, result or user"),
-            "MethodNotAllowed": error("The resource exists but not with this method (`Allow` lists those it has)",
-                                      Allow={"schema": {"type": "string"}}),
+            "MethodNotAllowed": error("The resource exists but not with this method "
+                                      "(`Allow` lists those it has)", Allow={"schema": STRING}),
             "PayloadTooLarge": error(f"A body over {settings.MAX_BODY_SIZE} bytes or an upload over "
                                      f"{settings.MAX_UPLOAD_SIZE} bytes"),
         },
@@ -363,12 +380,12 @@ def _components(settings) -> dict:
                 "ownerId": nullable_str, "phase": _schema("Phase"), "quote": instant, "creationTime": instant,
                 "startTime": instant, "endTime": instant, "executionDuration": {"type": "integer"},
                 "destruction": instant, "parameters": _schema("Parameters"), "results": _schema("Results"),
-                "errorSummary": {"oneOf": [{"type": "null"}, {"type": "object", "properties": {
-                    "type": {"type": "string"}, "hasDetail": {"type": "boolean"}, "message": {"type": "string"}}}]},
+                "errorSummary": {"oneOf": [{"type": "null"}, _obj({
+                    "type": STRING, "hasDetail": {"type": "boolean"}, "message": STRING})]},
                 "jobDefinitionVersion": nullable_str, "href": {"type": "string"}}},
-            "JobDefinition": {"type": "object", "description": "A job definition (the JSON of `jdl/<name>.json`)",
-                              "properties": {"name": {"type": "string"}, "description": nullable_str,
-                                             "version": nullable_str, "parameters": {"type": "object"}}},
+            "JobDefinition": _obj({"name": STRING, "description": nullable_str, "version": nullable_str,
+                                   "parameters": {"type": "object"}},
+                                  description="A job definition (the JSON of `jdl/<name>.json`)"),
             "User": {"type": "object", "properties": {
                 "name": {"type": "string"}, "roles": {"type": "array", "items": {"type": "string"}},
                 "enabled": {"type": "boolean"}, "maxActiveJobs": {"type": ["integer", "null"]},
@@ -381,18 +398,16 @@ def _components(settings) -> dict:
                 "properties": {
                     "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"},
                     "admin": {"type": "boolean"}, "enabled": {"type": "boolean"},
-                    "jobDefinitions": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+                    "jobDefinitions": {"oneOf": [STRING, _array(STRING)],
                                        "description": "`*` (all) or a list of names"},
-                    "grant": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
-                    "revoke": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+                    "grant": {"oneOf": [STRING, _array(STRING)]},
+                    "revoke": {"oneOf": [STRING, _array(STRING)]},
                     "maxActiveJobs": {"type": ["integer", "null"], "minimum": 0}}},
-            "JobEvent": {"type": "object", "description": "A job wrapper's report, signed with the job's token",
-                         "properties": {
-                             "job_id": {"type": "string"}, "token": {"type": "string"}, "phase": _schema("Phase"),
-                             "message": {"type": "string"}, "results": {"type": "array"},
-                             "start_time": {"type": "string"}, "end_time": {"type": "string"},
-                             "event": {"type": "string", "enum": ["slurm_end"]},
-                             "slurm_job_id": {"type": "string"}, "exit_code": {"type": "string"}}},
+            "JobEvent": _obj({
+                "job_id": STRING, "token": STRING, "phase": _schema("Phase"), "message": STRING,
+                "results": {"type": "array"}, "start_time": STRING, "end_time": STRING,
+                "event": {**STRING, "enum": ["slurm_end"]}, "slurm_job_id": STRING, "exit_code": STRING},
+                description="A job wrapper's report, signed with the job's token"),
         },
     }
 
@@ -412,17 +427,15 @@ def build_document(services, base: str) -> dict:
     paths = {
         "/": {"get": _op("index", "What this server offers", "Service", {
             **_ok("The job lists (JSON with `Accept: application/json`)", {
-                TEXT: {"schema": {"type": "string"}},
-                JSON: {"schema": {"type": "object", "properties": {"jobDefinitions": {"type": "array", "items": {
-                    "type": "object", "properties": {"name": {"type": "string"}, "href": {"type": "string"}}}}}}}}),
+                TEXT: {"schema": STRING},
+                JSON: {"schema": _obj({"jobDefinitions": _array(_obj({"name": STRING, "href": STRING}))})}}),
             **_errors(401)})},
         "/openapi.json": {"get": _op("openapi", "This document", "Service", _ok(
-            "The OpenAPI document", {JSON: {"schema": {"type": "object"}}}), public=True, description=anyone)},
+            "The OpenAPI document", {JSON: {"schema": {"type": "object"}}}),
+            public=True, description=anyone)},
         "/jdl": {"get": _op("listJobDefinitions", "The job definitions", "Service", {
-            **_ok("Name, description and version of each", {JSON: {"schema": {
-                "type": "object", "properties": {"jobDefinitions": {"type": "array", "items": {
-                    "type": "object", "properties": {"name": {"type": "string"}, "description": {"type": "string"},
-                                                     "version": {"type": "string"}}}}}}}}),
+            **_ok("Name, description and version of each", {JSON: {"schema": _obj({"jobDefinitions": _array(
+                _obj({"name": STRING, "description": STRING, "version": STRING}))})}}),
             **_errors(401)})},
         "/jdl/{name}": {
             "parameters": [_path_param("name", "A job definition's name", jobname_schema)],
@@ -430,9 +443,9 @@ def build_document(services, base: str) -> dict:
                 **_ok("The definition", {JSON: {"schema": _schema("JobDefinition")}}), **_errors(401, 404)})},
         **_job_paths(settings, jobname),
         "/availability": {"get": _op("availability", "VOSI availability", "VOSI", _ok(
-            "`<vosi:availability>`", {XML: {"schema": {"type": "string"}}}), public=True, description=anyone)},
+            "`<vosi:availability>`", {XML: {"schema": STRING}}), public=True, description=anyone)},
         "/capabilities": {"get": _op("capabilities", "VOSI capabilities", "VOSI", _ok(
-            "`<vosi:capabilities>`", {XML: {"schema": {"type": "string"}}}), public=True, description=anyone)},
+            "`<vosi:capabilities>`", {XML: {"schema": STRING}}), public=True, description=anyone)},
         "/handler/job_event": {"post": _op("jobEvent", "A job wrapper's report (internal)", "Internal", {
             **_ok("The report's outcome", {JSON: {"schema": {"type": "object", "properties": {
                 "job_id": {"type": "string"}, "phase": {}, "event": {"type": "string"},
@@ -448,14 +461,14 @@ def build_document(services, base: str) -> dict:
             "title": "OPUS: an IVOA UWS 1.1 job server",
             "version": "1.1",
             "description": (
-                "The UWS 1.1 REST interface of OPUS, with its VOSI resources, the job definitions and the "
-                "admin API. Every state change answers 303 with an absolute `Location`. Errors are plain text, "
-                "or JSON `{error, status}` with `Accept: application/json`. A method a resource does not have "
-                "answers 405 with `Allow`."),
+                "The UWS 1.1 REST interface of OPUS, with its VOSI resources, the job definitions and "
+                "the admin API. Every state change answers 303 with an absolute `Location`. Errors are "
+                "plain text, or JSON `{error, status}` with `Accept: application/json`. A method a "
+                "resource does not have answers 405 with `Allow`."),
         },
         "servers": [{"url": base}],
         "security": security,
-        "tags": [{"name": "UWS"}, {"name": "VOSI"}, {"name": "Service"}, {"name": "Admin"}, {"name": "Internal"}],
+        "tags": [{"name": n} for n in ("UWS", "VOSI", "Service", "Admin", "Internal")],
         "paths": paths,
         "components": _components(settings),
     }

@@ -233,6 +233,8 @@ def _file(root, name: str, content_type: str, what: str | None = None):
     if not path.is_file():
         raise NotFound(f"{what or name} is not available (yet)")
     response = static_file(name, root=str(root), mimetype=content_type)
+    if response.status_code == 416:  # a Range beyond the file: say so
+        return response
     if response.status_code >= 400:
         raise NotFound(f"{what or name} is not available")
     return response

@@ -70,8 +70,9 @@ def install(app: Bottle, services) -> None:
     @app.post("/handler/job_event", opus_public=True)
     def job_event():
         """A job wrapper's report: JSON {job_id, token, phase, message?, results?, start_time?, end_time?}."""
+        body = read_body(settings.MAX_BODY_SIZE)
         try:
-            report = json.loads(read_body(settings.MAX_BODY_SIZE) or b"{}")
+            report = json.loads(body or b"{}")
         except ValueError:
             raise BadRequest("the report must be a JSON object") from None
         if not isinstance(report, dict):

@@ -48,9 +48,17 @@ def query_values(name: str) -> list[str]:
     return [v for k, v in query_items() if k.upper() == upper]
 
 
+def content_length() -> int:
+    """The Content-Length (-1 when absent, i.e. chunked); 400 when it is not a number."""
+    try:
+        return request.content_length
+    except ValueError:
+        raise BadRequest(f"malformed Content-Length {request.environ.get('CONTENT_LENGTH')!r}") from None
+
+
 def _check_body_size(limit: int) -> None:
     """413 for a body over ``limit``: by its Content-Length, or (chunked) by what arrived."""
-    length = request.content_length
+    length = content_length()
     if length < 0:  # chunked: bottle has spooled it (to disk when large); measure it
         body = request.body
         body.seek(0, 2)
@@ -71,7 +79,7 @@ def form_input(settings) -> tuple[list[tuple[str, str]], list[Upload]]:
     ctype = request.content_type.split(";")[0].strip().lower()
     multipart = ctype == "multipart/form-data"
     _check_body_size(settings.MAX_UPLOAD_SIZE if multipart else settings.MAX_BODY_SIZE)
-    if request.content_length == 0 and "chunked" not in request.environ.get("HTTP_TRANSFER_ENCODING", ""):
+    if content_length() == 0 and "chunked" not in request.environ.get("HTTP_TRANSFER_ENCODING", ""):
         return [], []
     if ctype not in ("", "application/x-www-form-urlencoded", "multipart/form-data"):
         raise BadRequest(f"unsupported Content-Type {request.content_type!r}: send "
