@@ -706,6 +706,11 @@ def print_table(rows: list[dict], results: dict, meta: dict) -> None:
         print(f"run_to_completed: n={r['repetitions']}; POST PHASE=RUN p50 {r['post_run']['p50_ms']:.1f} ms"
               + (f"; EXECUTING first seen p50 {ex['p50_ms']:.1f} ms ({r['executing_seen_in']}/{r['repetitions']})"
                  if ex else "; EXECUTING never observed (the job finished between two answers)"))
+    print_server_log(meta)
+
+
+def print_server_log(meta: dict) -> None:
+    """The warnings and errors found in the server's log, if any, then a blank line."""
     found = meta.get("server_log") or {}
     if found.get("notifications_dropped") or found.get("error_lines"):
         print(f"server log: {found.get('notifications_dropped', 0)} 'notification dropped' warning(s), "

@@ -1007,11 +1007,7 @@ def print_table(rows: list[dict], results: dict, meta: dict) -> None:
         for key, label in labels.items():
             if key in info["segments_ms"] and info["segments_ms"][key]:
                 print(f"    {label:<44} {_seg(info['segments_ms'][key])}")
-    found = meta.get("server_log") or {}
-    if found.get("notifications_dropped") or found.get("error_lines"):
-        print(f"server log: {found.get('notifications_dropped', 0)} 'notification dropped' warning(s), "
-              f"{found.get('error_lines', 0)} error line(s)")
-    print()
+    R.print_server_log(meta)
 
 
 # ---- main --------------------------------------------------------------------------------------------------

@@ -75,13 +75,19 @@ def test_in_server_maintenance_runs_on_schedule(tmp_path):
         server.stop()
 
 
-def test_a_lost_final_report_is_replayed(live):
-    """A wrapper that wrote report.json but whose callback never arrived: the manager applies it."""
+def _executing_under_a_dead_wrapper(live) -> tuple[str, str]:
+    """A job the database believes EXECUTING under a wrapper process that no longer exists."""
     url = live.create("sleep", data={"seconds": "0"})
     job_id = url.rsplit("/", 1)[1]
     store = live.services.store
     store.set_phase(job_id, Phase.QUEUED, [Phase.PENDING])
     store.set_phase(job_id, Phase.EXECUTING, [Phase.QUEUED], manager_id="local:999999999")
+    return url, job_id
+
+
+def test_a_lost_final_report_is_replayed(live):
+    """A wrapper that wrote report.json but whose callback never arrived: the manager applies it."""
+    url, job_id = _executing_under_a_dead_wrapper(live)
     files = JobFiles.of(live.settings.jobs_dir, job_id)
     files.results.mkdir(parents=True)
     (files.results / "done.txt").write_text("done\n")
@@ -93,11 +99,7 @@ def test_a_lost_final_report_is_replayed(live):
 
 
 def test_a_vanished_wrapper_without_report_is_an_error(live):
-    url = live.create("sleep", data={"seconds": "0"})
-    job_id = url.rsplit("/", 1)[1]
-    store = live.services.store
-    store.set_phase(job_id, Phase.QUEUED, [Phase.PENDING])
-    store.set_phase(job_id, Phase.EXECUTING, [Phase.QUEUED], manager_id="local:999999999")
+    url, job_id = _executing_under_a_dead_wrapper(live)
     live.services.manager.reconcile()
     assert live.http.get(url + "/phase").text == "ERROR"
     assert "without reporting" in live.http.get(url).text

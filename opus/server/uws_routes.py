@@ -189,7 +189,7 @@ def install(app: Bottle, services) -> None:
         job = job_of(jobname, job_id)
         current = job.parameter(name)
         if current is not None and current.by_reference:
-            web._check_body_size(settings.MAX_UPLOAD_SIZE)
+            web.check_body_size(settings.MAX_UPLOAD_SIZE)
             jobs.set_parameters(jobname, job_id, identity(), [], [Upload(name, request.body)])
         else:
             try:

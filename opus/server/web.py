@@ -56,7 +56,7 @@ def content_length() -> int:
         raise BadRequest(f"malformed Content-Length {request.environ.get('CONTENT_LENGTH')!r}") from None
 
 
-def _check_body_size(limit: int) -> None:
+def check_body_size(limit: int) -> None:
     """413 for a body over ``limit``: by its Content-Length, or (chunked) by what arrived."""
     length = content_length()
     if length < 0:  # chunked: bottle has spooled it (to disk when large); measure it
@@ -70,7 +70,7 @@ def _check_body_size(limit: int) -> None:
 
 def read_body(limit: int) -> bytes:
     """The raw body, or 413 when it is over ``limit`` bytes."""
-    _check_body_size(limit)
+    check_body_size(limit)
     return request.body.read(limit + 1)
 
 
@@ -78,7 +78,7 @@ def form_input(settings) -> tuple[list[tuple[str, str]], list[Upload]]:
     """The (name, value) fields and the uploaded files of a form POST (urlencoded or multipart)."""
     ctype = request.content_type.split(";")[0].strip().lower()
     multipart = ctype == "multipart/form-data"
-    _check_body_size(settings.MAX_UPLOAD_SIZE if multipart else settings.MAX_BODY_SIZE)
+    check_body_size(settings.MAX_UPLOAD_SIZE if multipart else settings.MAX_BODY_SIZE)
     if content_length() == 0 and "chunked" not in request.environ.get("HTTP_TRANSFER_ENCODING", ""):
         return [], []
     if ctype not in ("", "application/x-www-form-urlencoded", "multipart/form-data"):
