@@ -181,13 +181,17 @@ class SlurmManager(DispatchingManager):
         self._report(job_id, {"phase": "ERROR", "message": f"SLURM refused the job: {error}"})
 
     def _submitted(self, job_id: str, slurm_id: str) -> None:
-        self.store.update_job(job_id, list(Phase), manager_id=f"slurm:{slurm_id}")
+        # Recorded unless the job was aborted meanwhile (compare-and-set): an ABORT that lands later
+        # reads this id and cancels the SLURM job itself, so every SLURM job is cancelled exactly once.
+        recorded = self.store.update_job(job_id, [p for p in Phase if p is not Phase.ABORTED],
+                                         manager_id=f"slurm:{slurm_id}")
         log.info("job %s: submitted as SLURM job %s", job_id, slurm_id)
-        # An ABORT or DELETE that landed while sbatch ran could not cancel anything: do it now.
         phase = self.store.get_phase(job_id)
         if phase is None:
+            # Deleted while sbatch ran (or just after): cancel, then remove what the job wrote.
             self.abort(job_id, f"slurm:{slurm_id}", then=JobFiles.of(self.settings.jobs_dir, job_id).remove)
-        elif phase not in (Phase.QUEUED, Phase.EXECUTING, Phase.HELD, Phase.SUSPENDED):
+        elif not recorded:
+            # Aborted while sbatch ran: nobody else knows this SLURM id.
             self.abort(job_id, f"slurm:{slurm_id}")
 
     # ---- files on the cluster -------------------------------------------------------------------------
