@@ -44,9 +44,29 @@ class ParameterDescription:
     unit: str = ""
     ucd: str = ""
     utype: str = ""
+    #: How many values: "1" (default), "N" (at most N), "M..N", "M..*" or "*" (any number).
+    multiplicity: str = "1"
+
+    @property
+    def multiple(self) -> bool:
+        return multiplicity_range(self.multiplicity)[1] != 1
 
     def check(self, value: str) -> str:
-        """Return the value if it fits this description, else raise BadRequest naming the parameter."""
+        """Return the value if it fits this description, else raise BadRequest naming the parameter.
+
+        A multi-valued parameter's value is a whitespace-separated list; each item is checked and
+        the list is returned with single spaces.
+        """
+        if not self.multiple:
+            return self._check_one(value)
+        items = value.split()
+        low, high = multiplicity_range(self.multiplicity)
+        if len(items) < max(low, 1 if self.required else 0) or (high is not None and len(items) > high):
+            raise BadRequest(f"parameter {self.name!r}: {len(items)} value(s) given; it takes "
+                             f"{describe_multiplicity(self.multiplicity)} (separated by spaces)")
+        return " ".join(self._check_one(item) for item in items)
+
+    def _check_one(self, value: str) -> str:
         where = f"parameter {self.name!r}"
         number: float | None = None
         if self.type in ("int", "long"):
@@ -93,7 +113,8 @@ class UsedDescription:
     multiplicity: str = "1"
     default: str | None = None
     required: bool = True
-    url: str = ""  # template with $ID to resolve an identifier
+    #: URL template with ``$ID`` resolving an identifier to a file to fetch ("" = the script resolves it).
+    url: str = ""
 
 
 @dataclass
@@ -105,6 +126,20 @@ class GeneratedDescription:
     content_type: str = "application/octet-stream"
     description: str = ""
     role: str = ""
+    #: None: required unless ``file`` is a glob pattern; True for a pattern: at least one file.
+    required: bool | None = None
+    #: ObsCore metadata of the product (dataproduct_type, calib_level, obs_collection, ...).
+    obscore: dict[str, str] = field(default_factory=dict)
+    #: Names of the inputs (``used``) this result is derived from (provenance wasDerivedFrom).
+    derived_from: list[str] = field(default_factory=list)
+
+    @property
+    def is_pattern(self) -> bool:
+        return any(c in self.file for c in "*?[")
+
+    @property
+    def is_required(self) -> bool:
+        return (not self.is_pattern) if self.required is None else self.required
 
 
 @dataclass
@@ -151,6 +186,11 @@ class JobDefinition:
             if uname in params:
                 raise ConfigurationError(f"{ctx}: {uname!r} is both a parameter and an input")
             used[uname] = UsedDescription(name=uname, **_known(ctx, uname, udata or {}, UsedDescription))
+            _check_multiplicity(ctx, uname, used[uname].multiplicity)
+            template = used[uname].url
+            if template and not (template.startswith(("http://", "https://")) and "$ID" in template):
+                raise ConfigurationError(f"{ctx}: input {uname!r}: url must be an http(s) URL template "
+                                         "holding $ID")
         generated = {}
         for gname, gdata in (data.get("generated") or {}).items():
             if not NAME_RE.match(gname):
@@ -159,7 +199,19 @@ class JobDefinition:
             gdata.setdefault("file", gname)
             if "/" in gdata["file"] or gdata["file"].startswith("."):
                 raise ConfigurationError(f"{ctx}: result {gname!r}: file must be a name in the work directory")
-            generated[gname] = GeneratedDescription(name=gname, **_known(ctx, gname, gdata, GeneratedDescription))
+            gen = GeneratedDescription(name=gname, **_known(ctx, gname, gdata, GeneratedDescription))
+            if not isinstance(gen.obscore, dict) or not all(
+                    isinstance(k, str) and isinstance(v, (str, int, float)) for k, v in gen.obscore.items()):
+                raise ConfigurationError(f"{ctx}: result {gname!r}: obscore must map names to values")
+            gen.obscore = {k: str(v) for k, v in gen.obscore.items()}
+            gen.derived_from = [str(u) for u in gen.derived_from or []]
+            unknown = [u for u in gen.derived_from if u not in used]
+            if unknown:
+                raise ConfigurationError(f"{ctx}: result {gname!r}: derived_from names unknown input(s) "
+                                         f"{unknown}; inputs are {sorted(used)}")
+            if gen.required is not None and not isinstance(gen.required, bool):
+                raise ConfigurationError(f"{ctx}: result {gname!r}: required must be true or false")
+            generated[gname] = gen
         for key in ("executionDuration", "quote"):
             value = data.get(key)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
@@ -197,6 +249,11 @@ class JobDefinition:
         }
         for name, p in self.parameters.items():
             out["parameters"][name]["required"] = p.required
+        for name, u in self.used.items():
+            out["used"][name]["required"] = u.required
+        for name, g in self.generated.items():
+            if g.required is not None:
+                out["generated"][name]["required"] = g.required
         return out
 
     # ---- checks on submitted values ----------------------------------------------------------
@@ -212,6 +269,33 @@ class JobDefinition:
         return missing
 
 
+_MULTIPLICITY = re.compile(r"^(?:\*|([0-9]{1,6})|([0-9]{1,6})\.\.([0-9]{1,6}|\*))\Z")
+
+
+def multiplicity_range(text: str) -> tuple[int, int | None]:
+    """(minimum, maximum or None) of a multiplicity: "1", "N", "M..N", "M..*" or "*"."""
+    m = _MULTIPLICITY.match(text or "1")
+    if not m:
+        raise ValueError(f"multiplicity {text!r}: use 1, N, M..N, M..* or *")
+    if text == "*":
+        return 0, None
+    if m.group(1) is not None:
+        return 0, int(m.group(1))
+    low, high = int(m.group(2)), m.group(3)
+    if high == "*":
+        return low, None
+    if int(high) < low or int(high) == 0:
+        raise ValueError(f"multiplicity {text!r}: the maximum is below the minimum")
+    return low, int(high)
+
+
+def describe_multiplicity(text: str) -> str:
+    low, high = multiplicity_range(text)
+    if high is None:
+        return f"at least {low} value(s)" if low else "any number of values"
+    return f"between {low} and {high} values" if low else f"at most {high} value(s)"
+
+
 def _check_name(ctx: str, name: str) -> None:
     if not PARAM_NAME_RE.match(name):
         raise ConfigurationError(f"{ctx}: parameter name {name!r}: a letter or '_', then letters, digits, '_'")
@@ -219,6 +303,13 @@ def _check_name(ctx: str, name: str) -> None:
         raise ConfigurationError(f"{ctx}: parameter name {name!r} is reserved (it would change the job's environment)")
     if name.upper() in CONTROL_PARAMETERS:
         raise ConfigurationError(f"{ctx}: {name!r} is a UWS control parameter name")
+
+
+def _check_multiplicity(ctx: str, name: str, text) -> None:
+    try:
+        multiplicity_range(str(text))
+    except ValueError as exc:
+        raise ConfigurationError(f"{ctx}: {name!r}: {exc}") from None
 
 
 def _known(ctx: str, name: str, data: dict, cls) -> dict:
@@ -238,6 +329,7 @@ def _parameter(ctx: str, name: str, data: dict) -> ParameterDescription:
         data["default"] = str(data["default"]).lower() if isinstance(data["default"], bool) else str(data["default"])
     data["options"] = [str(o) for o in data.get("options") or []]
     desc = ParameterDescription(name=name, **data)
+    _check_multiplicity(ctx, name, desc.multiplicity)
     if desc.default is not None:
         try:
             desc.check(desc.default)

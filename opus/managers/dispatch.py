@@ -125,7 +125,8 @@ class DispatchingManager(Manager):
             "callback_url": self._callback_url(job_id), "execution_duration": job.execution_duration,
             "kill_grace": self.settings.KILL_GRACE, "retry_seconds": self.settings.CALLBACK_RETRY_SECONDS,
             "environment": environment, "parameters": parameters,
-            "generated": [{"name": g.name, "file": g.file, "content_type": g.content_type}
+            "generated": [{"name": g.name, "file": g.file, "content_type": g.content_type,
+                           "required": g.is_required}
                           for g in jobdef.generated.values()],
         }
         tmp = files.root / "job.json.tmp"

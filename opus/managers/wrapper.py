@@ -189,7 +189,7 @@ class Wrapper:
             is_glob = any(c in pattern for c in "*?[")
             matches = sorted(glob.glob(glob.escape(str(self.work)) + "/" + pattern)) if is_glob else \
                 ([str(self.work / pattern)] if (self.work / pattern).is_file() else [])
-            if not matches and not is_glob:
+            if not matches and spec.get("required", not is_glob):
                 missing.append(f"{spec['name']} ({pattern})")
             for path in matches:
                 src = Path(path)
