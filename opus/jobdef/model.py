@@ -169,6 +169,8 @@ class JobDefinition:
         """Build from the JSON form; raise ConfigurationError with the offending field."""
         if not isinstance(data, dict):
             raise ConfigurationError("a job definition must be a JSON object")
+        # Written for clients alongside the model (the job list's URL, the control parameters): not part of it.
+        data = {k: v for k, v in data.items() if k not in ("accessURL", "controlParameters")}
         name = data.get("name")
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise ConfigurationError(f"job definition name {name!r}: letters, digits, '_', '-', '.'")

@@ -97,6 +97,8 @@ class Wrapper:
             "OPUS_JOB_ID": self.spec["job_id"], "OPUS_JOB_NAME": self.spec["jobname"],
             "OPUS_WORK_DIR": str(self.work), "OPUS_RESULTS_DIR": str(self.results),
             "OPUS_PARAMETERS": str(self.root / "parameters.json"), "TMPDIR": str(self.work),
+            # The Python running this wrapper (OPUS's own environment): scripts run Python code with it.
+            "OPUS_PYTHON": sys.executable,
         }
         for name, value in self.spec["environment"].items():
             env[name] = value
