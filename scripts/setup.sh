@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent development set-up for OPUS on a Debian machine.
 #
-#   scripts/setup.sh           create .venv (if missing) and `pip install -e .`
-#   scripts/setup.sh --test    same with the [test] extras, plus the system
+#   scripts/setup.sh           create .venv (if missing) and `pip install -e .[science]`
+#                              (science: what the example job gammapy_maps needs)
+#   scripts/setup.sh --test    same with the [test,science] extras, plus the system
 #                              packages the tests need (PostgreSQL server,
 #                              openssh-server; SLURM: scripts/slurm-cluster.sh)
 #
@@ -17,7 +18,7 @@ for arg in "$@"; do
     case "$arg" in
         --test) WITH_TEST=1 ;;
         -h|--help)
-            sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
             exit 0 ;;
         *) echo "setup.sh: unknown argument: $arg (usage: scripts/setup.sh [--test])" >&2; exit 2 ;;
     esac
@@ -115,9 +116,9 @@ fi
 
 # ---------------------------------------------------------------- pip install -e
 if [ "$WITH_TEST" -eq 1 ]; then
-    TARGET='.[test]'
+    TARGET='.[test,science]'
 else
-    TARGET='.'
+    TARGET='.[science]'
 fi
 
 stamp_key() {  # stamp_key TARGET
@@ -136,7 +137,7 @@ installed_ok() {
     "$VENV/bin/python" - "$WITH_TEST" <<'EOF' >/dev/null 2>&1
 import sys
 from importlib.metadata import version
-names = ["opus-uws"] + (["pytest", "pyvo"] if sys.argv[1] == "1" else [])
+names = ["opus-uws", "astropy", "numpy", "matplotlib"] + (["pytest", "pyvo"] if sys.argv[1] == "1" else [])
 for n in names:
     version(n)
 EOF
@@ -148,9 +149,9 @@ up_to_date() {
     [ "${OPUS_SETUP_FORCE:-0}" != "1" ] || return 1
     installed_ok || return 1
     [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$KEY" ] && return 0
-    # an up-to-date [test] install also satisfies the plain one
+    # an up-to-date [test,science] install also satisfies the plain one
     [ "$WITH_TEST" -eq 0 ] && [ -f "$VENV/.opus-setup-stamp-test" ] \
-        && [ "$(cat "$VENV/.opus-setup-stamp-test")" = "$(stamp_key '.[test]')" ]
+        && [ "$(cat "$VENV/.opus-setup-stamp-test")" = "$(stamp_key '.[test,science]')" ]
 }
 if up_to_date; then
     log "venv up to date ($TARGET)"
@@ -158,7 +159,7 @@ else
     log "pip install -e '$TARGET'"
     rm -f "$STAMP"
     run_quiet "pip install -e '$TARGET'" "$VENV/bin/python" -m pip install -q -e "$TARGET"
-    installed_ok || die "pip install finished but opus-uws (or test extras) is not importable in $VENV"
+    installed_ok || die "pip install finished but opus-uws (or its extras) is not importable in $VENV"
     echo "$KEY" >"$STAMP"
 fi
 

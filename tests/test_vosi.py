@@ -116,7 +116,7 @@ def test_capabilities_list_a_uws_endpoint_per_job_definition(live):
     root = capabilities(live)
     uws_caps = [c for c in root if c.get("standardID") == UWS_STD]
     urls = sorted(c.find("interface/accessURL").text for c in uws_caps)
-    assert FILES_IN_JDL_DIR == ["copy", "dummy", "fail", "sleep", "types"]
+    assert FILES_IN_JDL_DIR == ["copy", "dummy", "fail", "gammapy_maps", "sleep", "types"]
     assert urls == [f"{live.url}/rest/{name}" for name in FILES_IN_JDL_DIR]
     assert sorted(live.services.registry.names()) == FILES_IN_JDL_DIR
     for cap in uws_caps:
