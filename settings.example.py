@@ -92,6 +92,22 @@ MAX_UPLOAD_SIZE = 1024 * 1024 * 1024
 MAX_PARAMETERS = 200
 MAX_PARAMETER_VALUE = 100_000
 
+# ---- Parameters and inputs (docs/job-definitions.md) -------------------------------------------------
+# A parameter the job definition does not declare is refused with 400, naming the ones it has.
+# True: accept and ignore such names instead (for generic clients that send extra ones, e.g.
+# RESPONSEFORMAT or MAXREC).
+IGNORE_UNKNOWN_PARAMETERS = False
+# Hosts whose http(s) URLs clients may give as job inputs, against server-side request forgery:
+# "data.example.org" (exactly), ".example.org" (the domain and its sub-domains), "*" (any host whose
+# addresses are all public: never loopback, private or link-local).  Empty: clients cannot give URLs
+# (they upload files).  The hosts of the definitions' URL templates ($ID) are always allowed.  URL
+# inputs are fetched by the job wrapper before the script starts, not inside the request: with
+# SLURM, the compute nodes need to reach these hosts.
+INPUT_URL_HOSTS = ()
+# Fetching one URL input: at most this many seconds and bytes; beyond, the job ends in ERROR.
+INPUT_URL_TIMEOUT = 300
+INPUT_URL_MAX_SIZE = 1024 * 1024 * 1024
+
 # ---- Identity (SECURITY.md) ----------------------------------------------------------------------------
 # Users and their tokens are managed with `opus user ...` or the admin API (/admin/users); `opus
 # init` creates the first admin and prints its token once.  There is no default password.

@@ -47,6 +47,12 @@ class MethodNotAllowed(OpusError):
     status = 405
 
 
+class Conflict(OpusError):
+    """A request that contradicts the current state, e.g. a version that already exists (409)."""
+
+    status = 409
+
+
 class PayloadTooLarge(OpusError):
     """A request body or upload larger than the configured limit (413)."""
 

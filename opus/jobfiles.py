@@ -1,6 +1,9 @@
 """Where a job's files live: ``<DATA_DIR>/jobs/<job_id>/``.
 
-    uploads/<param>     uploaded parameter files (served at parameters/<param>)
+    uploads/<param>     uploaded parameter files (served at parameters/<param>), and inputs fetched
+                        from URLs by the wrapper (<param>, or <param>.<n> for several)
+    inputs.json         each upload's client file name, size and SHA-256
+    fetched.json        each fetched input's URL, size, SHA-256 and content type (written by the wrapper)
     work/               the script's working directory
     results/<file>      collected results (served at results/<id>)
     stdout.log, stderr.log   the script's output
@@ -66,6 +69,14 @@ class JobFiles:
     @property
     def script_pgid(self) -> Path:
         return self.root / "script.pgid"
+
+    @property
+    def inputs_record(self) -> Path:
+        return self.root / "inputs.json"
+
+    @property
+    def fetched_record(self) -> Path:
+        return self.root / "fetched.json"
 
     def upload(self, name: str) -> Path:
         return self.uploads / _plain(name)

@@ -6,6 +6,8 @@ JobStore, runs jobs through a Manager and blocks WAIT requests on the Notifier.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import re
@@ -18,6 +20,8 @@ from typing import BinaryIO
 
 from .errors import BadRequest, Forbidden, IllegalTransition, NotFound, PayloadTooLarge
 from .jobdef import JobDefinition
+from .jobdef.model import multiplicity_range
+from .inputs import InputResolver
 from .jobfiles import JobFiles
 from .managers.slurm_options import check_option, is_slurm_parameter
 from .security import Identity, can_access
@@ -63,6 +67,7 @@ class JobList:
         self.registry = registry
         self.manager = manager
         self.notifier = notifier
+        self.inputs = InputResolver(settings)
 
     # ---- input parsing -------------------------------------------------------------------------
     def parse(self, jobdef: JobDefinition, form: Sequence[tuple[str, str]], uploads: Sequence[Upload] = (),
@@ -71,6 +76,7 @@ class JobList:
         sub = Submission(parameters=[], uploads=[])
         declared = {n.lower(): n for n in (*jobdef.parameters, *jobdef.used)}
         seen: set[str] = set()
+        values: dict[str, list[str]] = {}
         if len(form) + len(uploads) > self.settings.MAX_PARAMETERS:
             raise BadRequest(f"too many parameters: at most {self.settings.MAX_PARAMETERS} per request")
         for raw_name, value in form:
@@ -112,23 +118,47 @@ class JobList:
                     raise BadRequest(f"{name}: {value!r} is not one of the partitions offered here: "
                                      + ", ".join(self.settings.SLURM_PARTITIONS))
                 continue
-            name = declared.get(raw_name.lower(), raw_name)
-            if not PARAM_NAME.match(name):
-                raise BadRequest(f"parameter name {raw_name!r}: use letters, digits, '_', '.', '-' (at most 64)")
-            if name in seen:
-                raise BadRequest(f"parameter {name!r} given more than once")
+            name = declared.get(raw_name.lower())
+            if name is None:
+                if self.settings.IGNORE_UNKNOWN_PARAMETERS:
+                    continue
+                raise BadRequest(self._unknown(jobdef, raw_name))
+            if name in seen and not self._multiple(jobdef, name):
+                raise BadRequest(f"parameter {name!r} given more than once (it takes one value)")
             seen.add(name)
-            sub.parameters.append(Parameter(name, jobdef.check_value(name, value)))
+            values.setdefault(name, []).append(value)
+        for name, given in values.items():
+            if name in jobdef.parameters:
+                sub.parameters.append(Parameter(name, jobdef.check_value(name, " ".join(given))))
+            else:
+                sub.parameters.append(self.inputs.check(jobdef.used[name], given))
         for up in uploads:
-            name = declared.get(up.name.lower(), up.name)
-            if not PARAM_NAME.match(name):
-                raise BadRequest(f"upload name {up.name!r}: use letters, digits, '_', '.', '-' (at most 64)")
+            name = declared.get(up.name.lower())
+            if name is None:
+                if self.settings.IGNORE_UNKNOWN_PARAMETERS:
+                    continue
+                raise BadRequest(self._unknown(jobdef, up.name, "upload"))
+            if name in jobdef.parameters and jobdef.parameters[name].type != "file":
+                raise BadRequest(f"parameter {name!r} is a {jobdef.parameters[name].type}, not a file: "
+                                 "send it as a form value, not as a file")
             if name in seen:
                 raise BadRequest(f"parameter {name!r} given more than once")
             seen.add(name)
             sub.parameters.append(Parameter(name, f"param:{name}", by_reference=True))
             sub.uploads.append(Upload(name, up.stream, up.filename))
         return sub
+
+    @staticmethod
+    def _multiple(jobdef: JobDefinition, name: str) -> bool:
+        desc = jobdef.parameters.get(name) or jobdef.used.get(name)
+        return multiplicity_range(desc.multiplicity)[1] != 1
+
+    @staticmethod
+    def _unknown(jobdef: JobDefinition, raw_name: str, what: str = "parameter") -> str:
+        known = sorted((*jobdef.parameters, *jobdef.used), key=str.lower)
+        return (f"{what} {raw_name[:64]!r}: job definition {jobdef.name!r} has no such parameter; "
+                + (f"its parameters are {', '.join(known)}" if known else "it takes no parameters")
+                + "; control parameters: RUNID, EXECUTIONDURATION, DESTRUCTION, PHASE and slurm_* options")
 
     def cap_duration(self, seconds: int) -> int:
         cap = self.settings.MAX_EXECUTION_DURATION
@@ -143,8 +173,10 @@ class JobList:
     def _save_uploads(self, files: JobFiles, uploads: Sequence[Upload]) -> None:
         files.uploads.mkdir(parents=True, exist_ok=True)
         limit = self.settings.MAX_UPLOAD_SIZE
+        saved = {}
         for up in uploads:
             size = 0
+            digest = hashlib.sha256()
             tmp = files.uploads / f".{up.name}.{secrets.token_hex(4)}.part"
             try:
                 with open(tmp, "wb") as out:
@@ -152,10 +184,20 @@ class JobList:
                         size += len(block)
                         if size > limit:
                             raise PayloadTooLarge(f"upload {up.name!r} is larger than {limit} bytes")
+                        digest.update(block)
                         out.write(block)
                 os.replace(tmp, files.upload(up.name))  # a refused upload leaves the previous one intact
             finally:
                 tmp.unlink(missing_ok=True)
+            saved[up.name] = {"file_name": up.filename[:255], "size": size, "sha256": digest.hexdigest()}
+        try:
+            record = json.loads(files.inputs_record.read_text())
+        except (OSError, ValueError):
+            record = {}
+        record.update(saved)
+        tmp = files.root / f".inputs.{secrets.token_hex(4)}.tmp"
+        tmp.write_text(json.dumps(record, indent=1))
+        os.replace(tmp, files.inputs_record)
 
     # ---- creation and reading ----------------------------------------------------------------------
     def create(self, jobname: str, identity: Identity, form: Sequence[tuple[str, str]],
@@ -170,6 +212,10 @@ class JobList:
                             "wait for some to finish or delete some")
         sub = self.parse(jobdef, form, uploads, allow_phase=True)
         uploads = sub.uploads
+        given = {p.name for p in sub.parameters}
+        # Defaults filled in: the job's parameter list shows every value the script will receive.
+        sub.parameters += [Parameter(n, d.default) for n, d in jobdef.parameters.items()
+                           if d.default is not None and n not in given]
         now = utcnow()
         duration = sub.execution_duration
         if duration is None:
@@ -218,8 +264,8 @@ class JobList:
 
     def list(self, jobname: str | None, identity: Identity, phases: Iterable[Phase] = (),
              after: datetime | None = None, last: int | None = None) -> list[JobRef]:
-        if jobname is not None:
-            self.registry.get(jobname)
+        if jobname is not None and not self.registry.known(jobname):
+            raise NotFound(f"no job definition named {jobname[:64]!r}")
         if identity.is_admin:
             return self.store.list(jobname, phases, after, last)
         return self.store.list(jobname, phases, after, last, owner_id=identity.name, filter_owner=True)
@@ -253,7 +299,7 @@ class JobList:
             return  # RUN is idempotent (CHECKLIST §6.2)
         if job.phase not in (Phase.PENDING, Phase.HELD):
             raise IllegalTransition(f"job {job_id} is {job.phase.value}: it cannot be run again")
-        self._queue(job, self.registry.get(jobname), callback_url)
+        self._queue(job, self.registry.get(jobname, job.jdl_version), callback_url)
 
     def _queue(self, job: Job, jobdef: JobDefinition, callback_url: str | None) -> None:
         present = {p.name for p in job.parameters}
@@ -312,7 +358,7 @@ class JobList:
                        uploads: Sequence[Upload] = ()) -> None:
         """Add or change parameters (and RUNID/EXECUTIONDURATION/DESTRUCTION) while PENDING."""
         job = self.get(jobname, job_id, identity)
-        jobdef = self.registry.get(jobname)
+        jobdef = self.registry.get(jobname, job.jdl_version)
         sub = self.parse(jobdef, form, uploads)
         if job.phase is not Phase.PENDING:
             raise IllegalTransition(f"job {job_id} is {job.phase.value}: parameters can only change while PENDING")

@@ -66,6 +66,16 @@ class Settings:
     # content as a file upload).
     MAX_PARAMETERS: int = 200
     MAX_PARAMETER_VALUE: int = 100_000
+    # A parameter the job definition does not declare: refused with 400 (False), or accepted and
+    # ignored (True: for generic clients that send extra names such as RESPONSEFORMAT).
+    IGNORE_UNKNOWN_PARAMETERS: bool = False
+    # Hosts whose http(s) URLs clients may give as job inputs ("data.example.org", ".example.org"
+    # for a domain, "*" for any host with public addresses); empty: no client URLs.  Hosts of the
+    # definitions' own URL templates are always allowed.  The job wrapper fetches them.
+    INPUT_URL_HOSTS: tuple[str, ...] = ()
+    # Fetching one URL input: at most this many seconds and bytes.
+    INPUT_URL_TIMEOUT: int = 300
+    INPUT_URL_MAX_SIZE: int = 1024 * 1024 * 1024
     # Secret for the per-job callback tokens (HMAC); None: generated once into DATA_DIR/secret.key.
     SECRET_KEY: str | None = None
     # Log level of the server (DEBUG, INFO, WARNING, ERROR).

@@ -7,6 +7,7 @@ it they are skipped -- except when OPUS_REQUIRE_PG=1 (CI), where a missing serve
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -57,6 +58,12 @@ def make_settings(tmp_path: Path, **overrides):
     values = dict(DATA_DIR=str(tmp_path / "var"), MAINTENANCE_INTERVAL=0, KILL_GRACE=0.5,
                   CALLBACK_RETRY_SECONDS=20)
     values.update(overrides)
+    if "JDL_DIR" not in overrides:
+        # A copy: proposals, validations and deletions made by tests never touch the checkout's jdl/.
+        jdl = tmp_path / "jdl-copy"
+        if not jdl.exists():
+            shutil.copytree(REPO_ROOT / "jdl", jdl)
+        values["JDL_DIR"] = str(jdl)
     return load_settings(None, **values)
 
 

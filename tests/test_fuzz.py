@@ -65,7 +65,7 @@ from opus.storage.userstore import UserStore
 from opus.useradmin import UserAdmin
 from opus.uws import Phase as UwsPhase
 
-FAST_JOBS = ("dummy", "fail")
+FAST_JOBS = ("dummy", "fail", "copy")
 ADMIN = "fuzzadmin"
 #: Examples (requests) per random round; with the edges, the total must reach MIN_REQUESTS.
 SCALE = float(os.environ.get("OPUS_FUZZ_SCALE", "1"))
@@ -146,7 +146,7 @@ class FuzzServer:
         """Real jobs in several phases, for the fuzz to aim at."""
         live = self.live
         ids = [live.create("dummy"), live.create("fail", {"status": "7"}),
-               live.create("dummy", {"text": "uploaded"}, files={"infile": ("x.fits", b"SIMPLE  =    T")})]
+               live.create("copy", files={"infile": ("x.fits", b"SIMPLE  =    T")})]
         done = [live.create("dummy", run=True), live.create("fail", run=True)]
         for url in done:
             live.wait_final(url)
@@ -339,7 +339,7 @@ class RawRequests:
             "/rest/<jobname>/<job_id>/results/<result_id>/<x>", "//rest//dummy"]
         pool = server.pool
         self.real = {
-            "jobname": list(FAST_JOBS) + ["sleep", "copy", "nosuch", "DUMMY", "dummy.json", ".dummy"],
+            "jobname": list(FAST_JOBS) + ["sleep", "nosuch", "DUMMY", "dummy.json", ".dummy"],
             "job_id": [job_id for _, job_id in pool],
             "name": ["text", "TEXT", "message", "status", "infile", "nosuch", ADMIN, "alice"],
             "result_id": ["output", "stdout", "nosuch"],

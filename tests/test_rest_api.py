@@ -156,9 +156,11 @@ def test_body_too_large_is_413(tmp_path):
 def test_parameters_update_while_pending_only(live):
     url = live.create(data={"text": "one"})
     r = live.http.post(url + "/parameters", data={"text": "two", "extra": "e"}, allow_redirects=False)
+    assert r.status_code == 400 and "'extra': job definition 'dummy' has no such parameter" in r.text
+    assert live.http.get(url + "/parameters/text").text == "one"  # nothing of a refused update applied
+    r = live.http.post(url + "/parameters", data={"text": "two"}, allow_redirects=False)
     assert r.status_code == 303 and r.headers["Location"] == url
     assert live.http.get(url + "/parameters/text").text == "two"
-    assert live.http.get(url + "/parameters/extra").text == "e"
     r = live.http.put(url + "/parameters/text", data="three".encode(), allow_redirects=False)
     assert r.status_code == 303
     assert live.http.get(url + "/parameters/text").text == "three"

@@ -216,7 +216,7 @@ def test_accepted_values_survive_the_uws_documents(server):
         got = root.find("uws:parameters/uws:parameter[@id='p_string']", ns).text or ""
         if got != value:
             problems.append(f"sent {value!r}, the job document says {got!r}")
-        got = ET.fromstring(requests.get(url + "/parameters").content).find("uws:parameter", ns).text or ""
+        got = ET.fromstring(requests.get(url + "/parameters").content).find("uws:parameter[@id='p_string']", ns).text or ""
         if got != value:
             problems.append(f"sent {value!r}, the parameters document says {got!r}")
     assert not problems, "\n".join(problems)
@@ -272,7 +272,7 @@ def test_path_traversal_is_refused(server, tmp_path):
             new_id = r.headers["Location"].rsplit("/", 1)[1]
             stored = sorted(str(p.relative_to(server.settings.jobs_dir / new_id))
                             for p in (server.settings.jobs_dir / new_id).rglob("*"))
-            if stored != ["uploads", "uploads/p_file"]:
+            if stored != ["inputs.json", "uploads", "uploads/p_file"]:
                 problems.append(f"upload file name {filename!r}: the job's area holds {stored}")
             ids.add(new_id)
     # Names in URLs, sent exactly as written.

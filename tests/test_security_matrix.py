@@ -8,6 +8,9 @@ from the route's kind:
 * ``callback``  the wrapper callback: public, but only the job's HMAC token counts (403 without);
 * ``signed_in`` any authenticated caller (anonymous ones too when ALLOW_ANONYMOUS);
 * ``job``       a job and everything under it: its owner and admins; 403 for anyone else;
+* ``user``      signed-in users (never anonymous callers: 401);
+* ``proposal``  a proposed job definition: the user who proposed it (alice) and admins; 403 for
+                other users, 401 for anonymous callers;
 * ``admin``     admins only: 403 for users, 401 for anonymous callers.
 
 Wrong credentials are always a 401, and anonymous callers get 401 when ALLOW_ANONYMOUS is False.
@@ -22,12 +25,13 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import LiveServer, make_settings
+from conftest import REPO_ROOT, LiveServer, make_settings
 
 from opus.security import job_token, server_secret
 from opus.storage.userstore import UserStore
@@ -55,6 +59,7 @@ class Row:
     accept: str = ""            # an Accept header (the JSON representations)
     fresh_victim: bool = False  # admin rows that change a user: allowed callers act on a fresh user
     has_secret: bool = False    # an allowed caller's answer must show the owner's secret (positive control)
+    fresh_jdl: str = ""         # "proposal"/"live": allowed callers act on a fresh proposal or definition {jdl}
 
 
 ROWS = [
@@ -67,6 +72,19 @@ ROWS = [
     Row("GET", "/", "signed_in", "/"),
     Row("GET", "/jdl", "signed_in", "/jdl"),
     Row("GET", "/jdl/<name>", "signed_in", "/jdl/dummy"),
+    Row("GET", "/jdl/<name>", "signed_in", "/jdl/dummy", params={"format": "json"}),
+    Row("GET", "/jdl/<name>/versions", "signed_in", "/jdl/dummy/versions"),
+    # ---- job definitions: proposals and their administration ----------------------------------------------
+    Row("GET", "/jdl/proposals", "user", "/jdl/proposals"),
+    Row("POST", "/jdl", "user", "/jdl", ok=201, json={"name": "{new}", "script": "true\n", "version": "1"}),
+    Row("GET", "/jdl/proposals/<name>", "proposal", "/jdl/proposals/propdef"),
+    Row("DELETE", "/jdl/proposals/<name>", "proposal", "/jdl/proposals/{jdl}", ok=303, fresh_jdl="proposal"),
+    Row("POST", "/jdl/proposals/<name>", "proposal", "/jdl/proposals/{jdl}", ok=303, fresh_jdl="proposal",
+        data={"ACTION": "DELETE"}),
+    Row("POST", "/jdl/proposals/<name>/validate", "admin", "/jdl/proposals/{jdl}/validate", ok=303,
+        fresh_jdl="proposal"),
+    Row("DELETE", "/jdl/<name>", "admin", "/jdl/{jdl}", ok=303, fresh_jdl="live"),
+    Row("POST", "/jdl/<name>", "admin", "/jdl/{jdl}", ok=303, fresh_jdl="live", data={"ACTION": "DELETE"}),
     Row("GET", "/rest/<jobname>", "signed_in", "/rest/dummy"),
     Row("GET", "/rest/<jobname>", "signed_in", "/rest/dummy", params={"PHASE": "COMPLETED"}),
     Row("GET", "/rest/<jobname>", "signed_in", "/rest/dummy", accept="application/json"),
@@ -171,6 +189,18 @@ class World:
                 return phase
         raise AssertionError(f"{path} did not finish")
 
+    def new_jdl(self, live: bool) -> str:
+        """A fresh definition proposed by alice (and made live if ``live``)."""
+        from opus.jobdef import JobDefinition
+
+        self.victims += 1
+        name = f"fresh{self.victims}"
+        registry = self.server.services.registry
+        registry.propose(JobDefinition.from_dict({"name": name, "script": "true\n", "version": "1"}), "alice")
+        if live:
+            registry.validate(name)
+        return name
+
     def new_victim(self) -> str:
         self.victims += 1
         name = f"victim{self.victims}"
@@ -179,7 +209,10 @@ class World:
 
 
 def make_world(tmp_path: Path, allow_anonymous: bool, owner: str) -> World:
-    server = LiveServer(make_settings(tmp_path, ALLOW_ANONYMOUS=allow_anonymous, MAX_RUNNING_JOBS=4))
+    jdl = tmp_path / "jdl"
+    shutil.copytree(REPO_ROOT / "jdl", jdl)
+    server = LiveServer(make_settings(tmp_path, ALLOW_ANONYMOUS=allow_anonymous, MAX_RUNNING_JOBS=4,
+                                      JDL_DIR=str(jdl)))
     # Create the server secret before any thread needs it: its first creation is not thread-safe
     # (see test_security_inputs.py::test_the_server_secret_is_created_safely_by_concurrent_threads).
     server_secret(server.settings)
@@ -196,6 +229,10 @@ def make_world(tmp_path: Path, allow_anonymous: bool, owner: str) -> World:
         "wrong": basic("alice", tokens["alice"][:-4] + "AAAA"),
     }
     world.admin.add("victim")
+    from opus.jobdef import JobDefinition
+
+    server.services.registry.propose(JobDefinition.from_dict(
+        {"name": "propdef", "script": "true\n", "version": "1", "description": "a proposal"}), "alice")
     world.jobs["done"] = world.create("dummy", {"text": world.secret}, run=True)
     world.jobs["error"] = world.create("fail", {"message": world.secret}, run=True)
     world.jobs["pending"] = world.create("dummy", {"text": world.secret})
@@ -216,6 +253,10 @@ def allowed(world: World, row: Row, role: str) -> bool:
         return True
     if row.kind == "admin":
         return role == "root"
+    if row.kind == "user":
+        return role != "anonymous"
+    if row.kind == "proposal":
+        return role in ("root", "alice")
     return role in ("root", world.owner)
 
 
@@ -224,7 +265,7 @@ def expected(world: World, row: Row, role: str) -> int:
         return row.ok
     if row.kind == "callback":
         return 403
-    if role == "wrong" or (role == "anonymous" and (not world.allow_anonymous or row.kind == "admin")):
+    if role == "wrong" or (role == "anonymous" and (not world.allow_anonymous or row.kind != "job")):
         return 401
     return 403
 
@@ -248,6 +289,12 @@ def users_state(world: World) -> list:
                   for u in world.admin.list())
 
 
+def jdl_state(world: World) -> tuple:
+    registry = world.server.services.registry
+    return (registry.names(), sorted(p["name"] for p in registry.proposals()),
+            {n: registry.versions(n) for n in registry.names()})
+
+
 def all_job_ids(world: World) -> set[str]:
     return {ref.job_id for ref in world.server.services.store.list(None)}
 
@@ -262,7 +309,11 @@ def perform(world: World, row: Row, role: str) -> tuple[requests.Response, str, 
         job_path = world.create("dummy", {"text": world.secret}) if row.fresh and is_allowed else world.jobs[row.job]
     if row.kind == "admin" and row.fresh_victim and is_allowed:
         victim = world.new_victim()
-    path = row.path.format(job=job_path, victim=victim)
+    jdl = "propdef"
+    if row.fresh_jdl:
+        jdl = world.new_jdl(live=row.fresh_jdl == "live") if is_allowed else ("dummy" if row.fresh_jdl == "live"
+                                                                             else "propdef")
+    path = row.path.format(job=job_path, victim=victim, jdl=jdl)
     body_json = None
     if row.json is not None:
         body_json = json.loads(json.dumps(row.json).replace("{new}", f"new{secrets.token_hex(4)}"))
@@ -270,6 +321,8 @@ def perform(world: World, row: Row, role: str) -> tuple[requests.Response, str, 
         body_json = {"job_id": world.jobs["pending"][-16:], "phase": "COMPLETED", "results": []}
     if row.kind == "job":
         reader = lambda: job_state(world, job_path)
+    elif row.path.startswith("/jdl"):
+        reader = lambda: jdl_state(world)
     elif row.kind == "admin":
         reader = lambda: users_state(world)
     elif row.kind == "callback":

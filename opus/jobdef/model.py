@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 
 from ..errors import BadRequest, ConfigurationError
 from ..managers.slurm_options import check_option
@@ -235,17 +235,24 @@ class JobDefinition:
 
     def to_dict(self) -> dict:
         """The JSON form (the inverse of from_dict)."""
-        def strip(d: dict) -> dict:
-            return {k: v for k, v in d.items() if k != "name" and v not in (None, "", [], {})}
+        def strip(obj) -> dict:
+            """The fields that differ from their defaults (so "" survives where the default is None)."""
+            out = {}
+            for f in fields(obj):
+                value = getattr(obj, f.name)
+                default = f.default_factory() if f.default_factory is not MISSING else f.default
+                if f.name != "name" and value != default:
+                    out[f.name] = value
+            return out
 
         out = {
             "name": self.name, "description": self.description, "version": self.version,
             "type": self.type, "subtype": self.subtype, "doculink": self.doculink,
             "contact": {"name": self.contact_name, "email": self.contact_email},
             "executionDuration": self.execution_duration, "quote": self.quote,
-            "parameters": {n: strip(asdict(p)) for n, p in self.parameters.items()},
-            "used": {n: strip(asdict(u)) for n, u in self.used.items()},
-            "generated": {n: strip(asdict(g)) for n, g in self.generated.items()},
+            "parameters": {n: strip(p) for n, p in self.parameters.items()},
+            "used": {n: strip(u) for n, u in self.used.items()},
+            "generated": {n: strip(g) for n, g in self.generated.items()},
             "slurm": dict(self.slurm),
             "script": self.script,
         }
@@ -330,6 +337,11 @@ def _parameter(ctx: str, name: str, data: dict) -> ParameterDescription:
     if data.get("default") is not None:
         data["default"] = str(data["default"]).lower() if isinstance(data["default"], bool) else str(data["default"])
     data["options"] = [str(o) for o in data.get("options") or []]
+    for bound in ("min", "max"):
+        value = data.get(bound)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or math.isnan(value) or math.isinf(value)):
+            raise ConfigurationError(f"{ctx}: parameter {name!r}: {bound} must be a number, not {value!r}")
     desc = ParameterDescription(name=name, **data)
     _check_multiplicity(ctx, name, desc.multiplicity)
     if desc.default is not None:

@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+from ..inputs import InputResolver
+from ..jobdef.model import multiplicity_range
 from ..jobfiles import JobFiles
 from ..security import job_token
 from .base import Manager, ReportSink
@@ -33,6 +35,7 @@ class DispatchingManager(Manager):
         self.settings = settings
         self.store = store
         self.registry = registry
+        self.inputs = InputResolver(settings)
         self._wake = threading.Event()
         self._report: ReportSink | None = None
         self._lock_file = None
@@ -113,18 +116,20 @@ class DispatchingManager(Manager):
         job = self.store.get(job_id)
         if job is None:
             return None
-        jobdef = self.registry.get(job.jobname)
+        jobdef = self.registry.get(job.jobname, job.jdl_version)
         files = JobFiles.of(self.settings.jobs_dir, job_id)
         files.work.mkdir(parents=True, exist_ok=True)
         files.results.mkdir(parents=True, exist_ok=True)
         files.script.write_text(jobdef.script)
         seen_from = JobFiles(Path(cluster_root)) if cluster_root is not None else files
-        environment, parameters = self._parameters(job, jobdef, seen_from)
+        environment, parameters, fetches = self._parameters(job, jobdef, files, seen_from)
         spec = {
             "job_id": job_id, "jobname": job.jobname, "token": job_token(self.settings, job_id),
             "callback_url": self._callback_url(job_id), "execution_duration": job.execution_duration,
             "kill_grace": self.settings.KILL_GRACE, "retry_seconds": self.settings.CALLBACK_RETRY_SECONDS,
             "environment": environment, "parameters": parameters,
+            "fetch": [vars(f) for f in fetches], "fetch_hosts": self.inputs.fetch_hosts(jobdef),
+            "fetch_timeout": self.settings.INPUT_URL_TIMEOUT, "fetch_max_size": self.settings.INPUT_URL_MAX_SIZE,
             "generated": [{"name": g.name, "file": g.file, "content_type": g.content_type,
                            "required": g.is_required}
                           for g in jobdef.generated.values()],
@@ -140,9 +145,8 @@ class DispatchingManager(Manager):
         s = self.settings
         return s.CALLBACK_URL or s.BASE_URL or self.store.get_callback_url(job_id) or "http://127.0.0.1:8080"
 
-    @staticmethod
-    def _parameters(job, jobdef, files: JobFiles) -> tuple[dict, dict]:
-        """(environment for the script, parameters.json content): defaults filled in."""
+    def _parameters(self, job, jobdef, files: JobFiles, seen_from: JobFiles) -> tuple[dict, dict, list]:
+        """(environment for the script, parameters.json content, inputs to fetch): defaults filled in."""
         values = {p.name: p for p in job.parameters}
         environment: dict[str, str] = {}
         for name, desc in jobdef.parameters.items():
@@ -150,19 +154,15 @@ class DispatchingManager(Manager):
             value = p.value if p is not None else desc.default
             if value is not None:
                 environment[name] = value
-        for name, used in jobdef.used.items():
-            p = values.get(name)
-            if p is not None and p.by_reference and p.value.startswith("param:"):
-                environment[name] = str(files.upload(name))
-            elif p is not None:
-                environment[name] = p.value
-            elif used.default is not None:
-                environment[name] = used.default
-        everything = {p.name: str(files.upload(p.name)) if p.by_reference and p.value.startswith("param:")
-                      else p.value for p in job.parameters}
-        for name, value in environment.items():
-            everything.setdefault(name, value)
-        return environment, everything
+        inputs, fetches = self.inputs.plan(jobdef, values, files, seen_from)
+        environment.update(inputs)
+        everything: dict = {p.name: p.value for p in job.parameters}
+        everything.update(environment)
+        for name, value in list(everything.items()):
+            desc = jobdef.parameters.get(name) or jobdef.used.get(name)
+            if desc is not None and multiplicity_range(desc.multiplicity)[1] != 1:
+                everything[name] = value.split()
+        return environment, everything, fetches
 
     def replay_or_fail(self, job_id: str, why: str) -> None:
         """The job's wrapper is gone: apply its saved report, or record the job as failed."""

@@ -135,6 +135,14 @@ class Wrapper:
         self._sent_executing = threading.Thread(
             target=self.post, args=({"phase": "EXECUTING", "start_time": start}, 60), daemon=True)
         self._sent_executing.start()
+        if self.spec.get("fetch"):
+            failure = self.fetch_inputs()
+            if failure:
+                self.finish({"phase": "ERROR", "message": failure})
+                return 1
+            if self.killed_by_signal is not None:
+                self.finish({"phase": "ABORTED", "message": "the job was stopped while its inputs were fetched"})
+                return 1
         duration = self.spec.get("execution_duration") or 0
         with open(self.root / "stdout.log", "wb") as out, open(self.root / "stderr.log", "wb") as err:
             try:
@@ -210,6 +218,100 @@ class Wrapper:
                               "content_type": ctype or "application/octet-stream",
                               "size": dest.stat().st_size, "sha256": digest.hexdigest()})
         return found, (missing if strict else [])
+
+
+    # ---- inputs given as URLs ---------------------------------------------------------------------
+    def fetch_inputs(self) -> str:
+        """Download every URL input; "" when all arrived, else the error message for the job."""
+        import hashlib
+
+        done = []
+        for item in self.spec["fetch"]:
+            path = Path(item["path"])
+            try:
+                size, digest, ctype = fetch(item["url"], path, self.spec.get("fetch_hosts", []),
+                                            self.spec.get("fetch_timeout", 300),
+                                            self.spec.get("fetch_max_size", 1 << 30), hashlib.sha256())
+            except (OSError, ValueError) as exc:
+                path.unlink(missing_ok=True)
+                path.with_name(f".{path.name}.part").unlink(missing_ok=True)
+                return f"input {item['name']!r}: cannot fetch {item['url']}: {exc}"
+            self.log(f"fetched {item['url']} for {item['name']}: {size} bytes")
+            done.append({"name": item["name"], "url": item["url"], "file": path.name, "size": size,
+                         "sha256": digest, "content_type": ctype})
+        (self.root / "fetched.json").write_text(json.dumps(done, indent=1))
+        return ""
+
+
+def host_allowed(host: str, allowed: list[str]) -> bool:
+    """The server's rule (opus.inputs.host_allowed), plus: with "*", every address must be public."""
+    import ipaddress
+
+    host = host.lower().rstrip(".")
+    for entry in allowed:
+        entry = entry.lower().rstrip(".")
+        if entry == host or (entry.startswith(".") and host.endswith(entry)):
+            return True
+    if "*" not in allowed:
+        return False
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host.strip("[]"), None)}
+    except OSError:
+        return False
+    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_global for a in addresses)
+
+
+def fetch(url: str, path: Path, allowed: list[str], timeout: float, max_size: int, digest) -> tuple[int, str, str]:
+    """Stream ``url`` into ``path``, following at most 5 redirects, each to an allowed host."""
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urljoin
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    deadline = time.monotonic() + timeout
+    for _hop in range(6):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"only http and https URLs are fetched, not {url[:200]!r}")
+        if not host_allowed(parts.hostname, allowed):
+            raise ValueError(f"host {parts.hostname!r} is not allowed (INPUT_URL_HOSTS)")
+        request = urllib.request.Request(url, headers={"User-Agent": "OPUS job wrapper"})
+        try:
+            response = opener.open(request, timeout=max(1.0, deadline - time.monotonic()))
+        except urllib.error.HTTPError as exc:
+            if exc.code in (301, 302, 303, 307, 308) and exc.headers.get("Location"):
+                url = urljoin(url, exc.headers["Location"])
+                continue
+            raise ValueError(f"HTTP {exc.code} {exc.reason}") from None
+        with response:
+            length = response.headers.get("Content-Length")
+            if length and length.isdigit() and int(length) > max_size:
+                raise ValueError(f"it is {length} bytes, more than the limit of {max_size}")
+            size = 0
+            tmp = path.with_name(f".{path.name}.part")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as out:
+                while True:
+                    if time.monotonic() > deadline:
+                        raise ValueError(f"not complete after {timeout:g} s")
+                    block = response.read(1 << 20)
+                    if not block:
+                        break
+                    size += len(block)
+                    if size > max_size:
+                        out.close()
+                        tmp.unlink(missing_ok=True)
+                        raise ValueError(f"more than the limit of {max_size} bytes")
+                    digest.update(block)
+                    out.write(block)
+            os.replace(tmp, path)
+            ctype = (response.headers.get("Content-Type") or "application/octet-stream").split(";")[0].strip()
+            return size, digest.hexdigest(), ctype
+    raise ValueError("more than 5 redirects")
 
 
 def _http_post(url, body: bytes) -> tuple[int, bytes]:

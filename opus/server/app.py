@@ -12,7 +12,7 @@ from ..errors import ConfigurationError, OpusError
 from ..auth import CHALLENGE
 from ..services import Services
 from ..settings import Settings
-from . import admin_routes, openapi, uws_routes, vosi
+from . import admin_routes, jdl_routes, openapi, uws_routes, vosi
 from .web import as_json, base_url, text, wants_json
 
 log = logging.getLogger(__name__)
@@ -105,16 +105,8 @@ def create_app(settings: Settings, services: Services | None = None, start: bool
         lines += ["", f"VOSI: {base}/capabilities  {base}/availability", f"Job definitions: {base}/jdl"]
         return text("\n".join(lines) + "\n")
 
-    @app.get("/jdl")
-    def jdl_list():
-        return as_json({"jobDefinitions": [
-            {"name": d.name, "description": d.description, "version": d.version} for d in services.registry.all()]})
-
-    @app.get("/jdl/<name>")
-    def jdl_get(name):
-        return as_json(services.registry.get(name).to_dict())
-
     uws_routes.install(app, services)
+    jdl_routes.install(app, services)
     vosi.install(app, services)
     admin_routes.install(app, services)
     openapi.install(app, services)

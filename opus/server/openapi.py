@@ -11,6 +11,7 @@ from __future__ import annotations
 from bottle import Bottle
 
 from ..uws import Phase
+from . import openapi_jdl
 from .web import as_json, base_url
 
 OPENAPI_VERSION = "3.1.0"
@@ -360,6 +361,7 @@ def _components(settings) -> dict:
             "NotFound": error("No such job definition, job, child resource, result or user"),
             "MethodNotAllowed": error("The resource exists but not with this method "
                                       "(`Allow` lists those it has)", Allow={"schema": STRING}),
+            "Conflict": error("The request contradicts the current state (a version that exists already)"),
             "PayloadTooLarge": error(f"A body over {settings.MAX_BODY_SIZE} bytes or an upload over "
                                      f"{settings.MAX_UPLOAD_SIZE} bytes"),
         },
@@ -433,14 +435,7 @@ def build_document(services, base: str) -> dict:
         "/openapi.json": {"get": _op("openapi", "This document", "Service", _ok(
             "The OpenAPI document", {JSON: {"schema": {"type": "object"}}}),
             public=True, description=anyone)},
-        "/jdl": {"get": _op("listJobDefinitions", "The job definitions", "Service", {
-            **_ok("Name, description and version of each", {JSON: {"schema": _obj({"jobDefinitions": _array(
-                _obj({"name": STRING, "description": STRING, "version": STRING}))})}}),
-            **_errors(401)})},
-        "/jdl/{name}": {
-            "parameters": [_path_param("name", "A job definition's name", jobname_schema)],
-            "get": _op("getJobDefinition", "One job definition", "Service", {
-                **_ok("The definition", {JSON: {"schema": _schema("JobDefinition")}}), **_errors(401, 404)})},
+        **openapi_jdl.paths(jobname_schema),
         **_job_paths(settings, jobname),
         "/availability": {"get": _op("availability", "VOSI availability", "VOSI", _ok(
             "`<vosi:availability>`", {XML: {"schema": STRING}}), public=True, description=anyone)},

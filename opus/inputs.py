@@ -1,0 +1,141 @@
+"""Inputs (a definition's ``used`` entities): uploaded files, URLs and identifiers.
+
+A client gives an input as
+
+* a file (multipart upload): saved at creation, streamed to disk and hashed;
+* an ``http``/``https`` URL: checked against ``INPUT_URL_HOSTS`` at creation, fetched by the job
+  wrapper before the script starts (never inside the request), with a timeout and a size limit;
+* an identifier: when the definition gives a URL template (``url`` with ``$ID``), the template's URL
+  is fetched the same way; otherwise the script receives the identifier and resolves it itself.
+
+A multi-valued input (``multiplicity``) takes several URLs or identifiers separated by spaces; the
+script then receives the paths separated by spaces.  The script always sees a fetched or uploaded
+input as a local file whose path is in the input's environment variable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
+
+from .errors import BadRequest
+from .jobdef.model import JobDefinition, UsedDescription, describe_multiplicity, multiplicity_range
+from .jobfiles import JobFiles
+from .uws import Parameter
+
+_HTTP = re.compile(r"^https?://", re.IGNORECASE)
+_IDENTIFIER = re.compile(r"^[^\s\x00-\x1f]{1,1024}\Z")
+
+
+def host_allowed(host: str, allowed: tuple[str, ...] | list[str]) -> bool:
+    """Whether ``host`` matches the allow-list: exact names, ``.suffix`` domains or ``*``.
+
+    ``*`` admits any host whose address is public; the job wrapper checks the resolved addresses.
+    A literal private, loopback or link-local address is only admitted when listed exactly.
+    """
+    host = host.lower().rstrip(".")
+    for entry in allowed:
+        entry = entry.lower().rstrip(".")
+        if entry == host or (entry.startswith(".") and host.endswith(entry)):
+            return True
+    if "*" in allowed:
+        try:
+            return ipaddress.ip_address(host.strip("[]")).is_global
+        except ValueError:
+            return True  # a name: its addresses are checked when it is fetched
+    return False
+
+
+@dataclass
+class Fetch:
+    """One file the wrapper downloads before the script starts."""
+
+    name: str
+    url: str
+    path: str
+
+
+class InputResolver:
+    """Checks inputs at creation and plans their fetching when the job is prepared."""
+
+    def __init__(self, settings):
+        self.settings = settings
+
+    def check(self, used: UsedDescription, given: list[str]) -> Parameter:
+        """The parameter for input ``used`` given as form values (URLs or identifiers)."""
+        where = f"input {used.name!r}"
+        items = [item for value in given for item in value.split()]
+        low, high = multiplicity_range(used.multiplicity)
+        if len(items) < max(low, 1) or (high is not None and len(items) > high):
+            raise BadRequest(f"{where}: {len(items)} value(s) given; it takes "
+                             f"{describe_multiplicity(used.multiplicity) if high != 1 else 'one value'}")
+        for item in items:
+            if _HTTP.match(item):
+                self.check_url(where, item)
+            elif not _IDENTIFIER.match(item):
+                raise BadRequest(f"{where}: {item[:80]!r} is neither an http(s) URL nor an identifier")
+        by_reference = all(_HTTP.match(item) for item in items)
+        return Parameter(used.name, " ".join(items), by_reference=by_reference)
+
+    def check_url(self, where: str, url: str) -> None:
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            raise BadRequest(f"{where}: {url[:200]!r} is not a valid URL") from None
+        if not parts.hostname:
+            raise BadRequest(f"{where}: {url[:200]!r} names no host")
+        if parts.username or parts.password:
+            raise BadRequest(f"{where}: URLs with a user name or password are refused (they would be stored "
+                             "and shown as the job's parameter)")
+        allowed = self.settings.INPUT_URL_HOSTS
+        if not allowed:
+            raise BadRequest(f"{where}: this server fetches no URLs given by clients (INPUT_URL_HOSTS is "
+                             "empty): upload the file instead")
+        if not host_allowed(parts.hostname, allowed):
+            raise BadRequest(f"{where}: host {parts.hostname!r} is not one this server fetches from; "
+                             "allowed: " + ", ".join(allowed))
+
+    # ---- at preparation ------------------------------------------------------------------------------
+    def plan(self, jobdef: JobDefinition, values: dict[str, Parameter], files: JobFiles,
+             seen_from: JobFiles) -> tuple[dict[str, str], list[Fetch]]:
+        """(environment values for the inputs, files to fetch); paths as the wrapper will see them."""
+        environment: dict[str, str] = {}
+        fetches: list[Fetch] = []
+        for name, used in jobdef.used.items():
+            p = values.get(name)
+            if p is None:
+                if used.default is not None:
+                    environment[name] = used.default
+                continue
+            if p.by_reference and p.value.startswith("param:"):
+                environment[name] = str(seen_from.upload(name))
+                continue
+            items = p.value.split()
+            shown = []
+            for index, item in enumerate(items, 1):
+                file_name = name if len(items) == 1 else f"{name}.{index}"
+                if _HTTP.match(item):
+                    url = item
+                elif used.url:
+                    url = used.url.replace("$ID", quote(item, safe=""))
+                else:
+                    shown.append(item)  # an identifier the script resolves itself
+                    continue
+                files.upload(file_name)  # checks the name
+                fetches.append(Fetch(name, url, str(seen_from.upload(file_name))))
+                shown.append(str(seen_from.upload(file_name)))
+            environment[name] = " ".join(shown)
+        return environment, fetches
+
+    def fetch_hosts(self, jobdef: JobDefinition) -> list[str]:
+        """The hosts the wrapper may fetch from (and be redirected to) for this definition."""
+        hosts = list(self.settings.INPUT_URL_HOSTS)
+        for used in jobdef.used.values():
+            if used.url:
+                host = urlsplit(used.url.replace("$ID", "x")).hostname
+                if host and host not in hosts:
+                    hosts.append(host)
+        return hosts

@@ -1,0 +1,184 @@
+"""The registry of job definitions over HTTP: /jdl...
+
+    GET    /jdl                                  the live definitions the caller may use (JSON)
+    GET    /jdl/<name>?format=&version=          one definition: votable (default), wadl or json
+    GET    /jdl/<name>/versions                  its kept versions (JSON)
+    DELETE /jdl/<name>                           admin: stop offering it (its last version is kept)
+    POST   /jdl                                  propose a definition or a new version: the document as
+                                                 the body (JSON, VOTable, WADL) or a multipart "file"
+    GET    /jdl/proposals                        pending proposals (admins: all; users: their own)
+    GET    /jdl/proposals/<name>?format=         one proposal (admins, or the user who proposed it)
+    DELETE /jdl/proposals/<name>                 withdraw (the proposer) or reject (an admin)
+    POST   /jdl/proposals/<name>/validate        admin: make it live, keeping the version it replaces
+
+Browsers' forms may use POST with ``ACTION=DELETE`` instead of DELETE.
+"""
+
+from __future__ import annotations
+
+from bottle import Bottle, HTTPResponse, request
+
+from ..errors import BadRequest, ConfigurationError, Forbidden, NotFound, Unauthorized
+from ..jobdef import control
+from ..jobdef.formats import CONTENT_TYPES, FORMATS, read_definition, write_definition
+from .web import as_json, base_url, check_body_size, form_input, identity, read_body, see_other
+
+MAX_DEFINITION_SIZE = 1024 * 1024
+
+
+def _require_admin(what: str) -> None:
+    who = identity()
+    if who.anonymous:
+        raise Unauthorized(f"{what} needs an admin's credentials")
+    if not who.is_admin:
+        raise Forbidden(f"{what} is for admins only")
+
+
+def _format() -> str:
+    fmt = (request.query.get("format") or "votable").strip().lower()
+    fmt = {"vot": "votable", "xml": "votable"}.get(fmt, fmt)
+    if fmt not in FORMATS:
+        raise BadRequest(f"format {fmt[:32]!r}: use one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def _document(jobdef, settings, fmt: str) -> HTTPResponse:
+    access_url = f"{base_url(settings)}/rest/{jobdef.name}"
+    body = write_definition(jobdef, fmt, access_url=access_url, control=control.parameters(settings))
+    ctype = CONTENT_TYPES[fmt]
+    ctype += "; charset=UTF-8" if fmt == "json" else ""
+    ext = {"votable": "vot", "wadl": "wadl", "json": "json"}[fmt]
+    return HTTPResponse(body, status=200, headers={
+        "Content-Type": ctype, "Content-Disposition": f'inline; filename="{jobdef.name}.{ext}"'})
+
+
+def _summary(jobdef, base: str) -> dict:
+    return {"name": jobdef.name, "version": jobdef.version, "description": jobdef.description,
+            "type": jobdef.type, "subtype": jobdef.subtype, "href": f"{base}/jdl/{jobdef.name}",
+            "jobs": f"{base}/rest/{jobdef.name}"}
+
+
+def _uploaded_definition(settings):
+    """The proposed document: a multipart part "file", or the request body itself."""
+    ctype = request.content_type.split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
+        check_body_size(MAX_DEFINITION_SIZE + 64 * 1024)
+        fields, files = form_input(settings)
+        parts = [f for f in files if f.name == "file"]
+        if len(parts) != 1:
+            raise BadRequest("send the definition as one multipart part named 'file'")
+        data = parts[0].stream.read(MAX_DEFINITION_SIZE + 1)
+        filename = parts[0].filename
+        fmt = next((v for k, v in fields if k.lower() == "format"), None)
+    else:
+        data = read_body(MAX_DEFINITION_SIZE)
+        filename, fmt = "", request.query.get("format") or None
+    if len(data) > MAX_DEFINITION_SIZE:
+        raise BadRequest(f"a job definition is at most {MAX_DEFINITION_SIZE} bytes")
+    if not data.strip():
+        raise BadRequest("no job definition sent: send it as the body or as a multipart part named 'file'")
+    try:
+        return read_definition(data, fmt.strip().lower() if fmt else None, content_type=ctype, filename=filename)
+    except ConfigurationError as exc:
+        raise BadRequest(f"invalid job definition: {exc}") from None
+
+
+def install(app: Bottle, services) -> None:
+    settings = services.settings
+    registry = services.registry
+
+    @app.get("/jdl")
+    def jdl_list():
+        who = identity()
+        base = base_url(settings)
+        return as_json({"jobDefinitions": [_summary(d, base) for d in registry.all() if who.may_use(d.name)]})
+
+    @app.get("/jdl/proposals")
+    def proposals():
+        who = identity()
+        if who.anonymous:
+            raise Unauthorized("sign in to see proposed job definitions")
+        base = base_url(settings)
+        return as_json({"proposals": [
+            {**p, "href": f"{base}/jdl/proposals/{p['name']}"} for p in registry.proposals()
+            if who.is_admin or p.get("proposer") == who.name]})
+
+    @app.post("/jdl")
+    def propose():
+        who = identity()
+        if who.anonymous:
+            raise Unauthorized("sign in to propose a job definition")
+        jobdef = _uploaded_definition(settings)
+        meta = registry.propose(jobdef, who.name)
+        url = f"{base_url(settings)}/jdl/proposals/{jobdef.name}"
+        response = as_json({**meta, "href": url, "status": "proposed: an admin validates it"}, 201)
+        response.set_header("Location", url)
+        return response
+
+    def _own_proposal(name: str):
+        who = identity()
+        if who.anonymous:
+            raise Unauthorized("sign in to see proposed job definitions")
+        jobdef, meta = registry.proposal(name)
+        if not who.is_admin and meta.get("proposer") != who.name:
+            raise Forbidden(f"the proposal {name!r} is someone else's")
+        return jobdef, meta
+
+    @app.get("/jdl/proposals/<name>")
+    def proposal(name):
+        fmt = _format()
+        jobdef, _meta = _own_proposal(name)
+        return _document(jobdef, settings, fmt)
+
+    @app.route("/jdl/proposals/<name>", method=["DELETE", "POST"])
+    def withdraw(name):
+        if request.method == "POST":
+            _action_delete()
+        _own_proposal(name)
+        registry.withdraw(name)
+        return see_other(f"{base_url(settings)}/jdl/proposals")
+
+    @app.post("/jdl/proposals/<name>/validate")
+    def validate(name):
+        _require_admin("validating a job definition")
+        jobdef = registry.validate(name)
+        return see_other(f"{base_url(settings)}/jdl/{jobdef.name}")
+
+    @app.get("/jdl/<name>")
+    def jdl_get(name):
+        fmt = _format()
+        version = request.query.get("version") or None
+        jobdef = registry.get(name, version)
+        if version is not None and jobdef.version != version:
+            raise NotFound(f"no version {version[:64]!r} of the job definition {name!r}")
+        return _document(jobdef, settings, fmt)
+
+    @app.get("/jdl/<name>/versions")
+    def jdl_versions(name):
+        if not registry.known(name):
+            raise NotFound(f"no job definition named {name[:64]!r}")
+        try:
+            live = registry.get(name).version
+        except NotFound:
+            live = None
+        base = base_url(settings)
+        versions = registry.versions(name)
+        if live is not None and live not in {v["version"] for v in versions}:
+            versions.append({"version": live, "kept": None})
+        return as_json({"name": name, "live": live, "versions": [
+            {**v, "live": v["version"] == live, "href": f"{base}/jdl/{name}?version={v['version']}"}
+            for v in versions]})
+
+    @app.route("/jdl/<name>", method=["DELETE", "POST"])
+    def jdl_delete(name):
+        if request.method == "POST":
+            _action_delete()
+        _require_admin("deleting a job definition")
+        registry.delete(name)
+        return see_other(f"{base_url(settings)}/jdl")
+
+    def _action_delete() -> None:
+        fields, _files = form_input(settings)
+        actions = [v.strip().upper() for k, v in fields if k.upper() == "ACTION"]
+        if actions != ["DELETE"]:
+            raise BadRequest("POST here needs ACTION=DELETE")
