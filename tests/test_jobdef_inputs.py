@@ -38,7 +38,9 @@ EXTRA = {
     },
     "missing": {
         "name": "missing", "version": "1", "script": "echo partial > a.txt\n",
-        "generated": {"a": {"file": "a.txt"}, "b": {"file": "b.txt", "description": "never written"},
+        "generated": {"a": {"file": "a.txt", "role": "log", "obscore": {"dataproduct_type": "text",
+                                                                       "calib_level": 0}},
+                      "b": {"file": "b.txt", "description": "never written"},
                       "extras": {"file": "*.png", "required": True}},
     },
 }
@@ -247,3 +249,6 @@ def test_missing_required_results_end_in_error_naming_them(server):
     text = server.http.get(url + "/error").text
     assert "b (b.txt)" in text and "extras (*.png)" in text and "a (a.txt)" not in text
     assert server.http.get(url + "/results/a").text == "partial\n"  # what was produced stays readable
+    results = server.http.get(url + "/results", headers={"Accept": "application/json"}).json()
+    assert [(r["id"], r["role"], r["obscore"]) for r in results] == \
+        [("a", "log", {"dataproduct_type": "text", "calib_level": "0"})]

@@ -7,6 +7,7 @@ description fields, parameters (``InputParams``), used entities (``Used``) and g
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import re
 from dataclasses import MISSING, dataclass, field, fields
@@ -270,6 +271,15 @@ class JobDefinition:
         """Check one submitted value for a known parameter (unknown names pass unchanged)."""
         desc = self.parameters.get(name)
         return desc.check(value) if desc is not None else value
+
+    def result_description(self, result_id: str, file_name: str) -> GeneratedDescription | None:
+        """The declared result a published result comes from (by name, or by its pattern)."""
+        if result_id in self.generated:
+            return self.generated[result_id]
+        for gen in self.generated.values():
+            if gen.is_pattern and fnmatch.fnmatchcase(file_name, gen.file):
+                return gen
+        return None
 
     def missing_required(self, present: set[str]) -> list[str]:
         """Names of required parameters and inputs that have no value and no default."""

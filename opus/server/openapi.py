@@ -338,7 +338,9 @@ def _components(settings) -> dict:
         "id": {"type": "string"}, "value": {"type": "string"}, "byReference": {"type": "boolean"}}}
     result = {"type": "object", "properties": {
         "id": {"type": "string"}, "href": {"type": "string"}, "size": {"type": ["integer", "null"]},
-        "mimeType": nullable_str, "sha256": nullable_str}}
+        "mimeType": nullable_str, "sha256": nullable_str, "name": {"type": "string"},
+        "description": {"type": "string"}, "role": {"type": "string"},
+        "obscore": {"type": "object", "additionalProperties": {"type": "string"}}}}
     return {
         "securitySchemes": {
             "basicAuth": {"type": "http", "scheme": "basic",

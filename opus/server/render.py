@@ -125,13 +125,13 @@ def _iso(value):
     return format_instant(value) if value is not None else None
 
 
-def job_json(job: Job, job_url: str) -> dict:
+def job_json(job: Job, job_url: str, jobdef=None) -> dict:
     return {
         "jobId": job.job_id, "jobName": job.jobname, "runId": job.run_id, "ownerId": job.owner_id,
         "phase": job.phase.value, "quote": _iso(job.quote), "creationTime": _iso(job.creation_time),
         "startTime": _iso(job.start_time), "endTime": _iso(job.end_time),
         "executionDuration": job.execution_duration, "destruction": _iso(job.destruction_time),
-        "parameters": parameters_json(job, job_url), "results": results_json(job, job_url),
+        "parameters": parameters_json(job, job_url), "results": results_json(job, job_url, jobdef),
         "errorSummary": None if job.error is None else {
             "type": job.error.type, "hasDetail": job.error.has_detail, "message": job.error.message},
         "jobDefinitionVersion": job.jdl_version, "href": job_url,
@@ -143,9 +143,17 @@ def parameters_json(job: Job, job_url: str) -> list[dict]:
             for p in job.parameters]
 
 
-def results_json(job: Job, job_url: str) -> list[dict]:
-    return [{"id": r.result_id, "href": result_url(job_url, r), "size": r.size, "mimeType": r.content_type,
-             "sha256": r.sha256} for r in job.results]
+def results_json(job: Job, job_url: str, jobdef=None) -> list[dict]:
+    """The results; with the job's definition, each with its description, role and ObsCore metadata."""
+    out = []
+    for r in job.results:
+        item = {"id": r.result_id, "href": result_url(job_url, r), "size": r.size, "mimeType": r.content_type,
+                "sha256": r.sha256}
+        desc = jobdef.result_description(r.result_id, r.file_name) if jobdef is not None else None
+        if desc is not None:
+            item.update(name=desc.name, description=desc.description, role=desc.role, obscore=desc.obscore)
+        out.append(item)
+    return out
 
 
 def joblist_json(refs: Iterable[JobRef], list_url: str) -> dict:

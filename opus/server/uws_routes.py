@@ -9,7 +9,7 @@ import mimetypes
 
 from bottle import Bottle, HTTPResponse, request, static_file
 
-from ..errors import BadRequest, NotFound
+from ..errors import BadRequest, ConfigurationError, NotFound
 from ..jobfiles import JobFiles
 from ..timeutil import format_instant, parse_instant, parse_int
 from ..uws import parse_phase
@@ -32,6 +32,13 @@ def install(app: Bottle, services) -> None:
 
     def job_of(jobname, job_id):
         return jobs.get(jobname, job_id, identity())
+
+    def jobdef_of(job):
+        """The definition version the job was made with; None if it is gone or broken."""
+        try:
+            return services.registry.get(job.jobname, job.jdl_version)
+        except (NotFound, ConfigurationError):
+            return None
 
     # ---- the job list ------------------------------------------------------------------------------
     @app.get("/rest/<jobname>")
@@ -69,7 +76,7 @@ def install(app: Bottle, services) -> None:
             job = job_of(jobname, job_id)
         url = job_url(jobname, job_id)
         if wants_json():
-            return as_json(render.job_json(job, url))
+            return as_json(render.job_json(job, url, jobdef_of(job)))
         return xml(render.job_xml(job, url))
 
     @app.delete(JOB)
@@ -205,7 +212,7 @@ def install(app: Bottle, services) -> None:
         job = job_of(jobname, job_id)
         url = job_url(jobname, job_id)
         if wants_json():
-            return as_json(render.results_json(job, url))
+            return as_json(render.results_json(job, url, jobdef_of(job)))
         return xml(render.results_xml(job, url))
 
     @app.get(JOB + "/results/<result_id>")
