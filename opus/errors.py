@@ -53,6 +53,12 @@ class Conflict(OpusError):
     status = 409
 
 
+class Gone(OpusError):
+    """A resource that existed and was removed for good, e.g. the file of a deleted job's entity (410)."""
+
+    status = 410
+
+
 class PayloadTooLarge(OpusError):
     """A request body or upload larger than the configured limit (413)."""
 

@@ -16,16 +16,22 @@ input as a local file whose path is in the input's environment variable.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+import shutil
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-from .errors import BadRequest
+from .errors import BadRequest, Forbidden, NotFound
 from .jobdef.model import JobDefinition, UsedDescription, describe_multiplicity, multiplicity_range
 from .jobfiles import JobFiles
+from .storage.entitystore import read_json, write_json
+from .security import can_access
 from .uws import Parameter
 
 _HTTP = re.compile(r"^https?://", re.IGNORECASE)
+#: An entity of this server's result store, by URL: <base>/store/<id>[/<file name>] or <base>/store?ID=<id>.
+_STORE = re.compile(r"^/store(?:/([0-9a-f]{16})(?:/[^/?#]*)?|\?ID=([0-9a-f]{16}))\Z")
 _IDENTIFIER = re.compile(r"^[^\s\x00-\x1f]{1,1024}\Z")
 
 
@@ -48,6 +54,10 @@ def host_allowed(host: str, allowed: tuple[str, ...] | list[str]) -> bool:
     return False
 
 
+class InputError(Exception):
+    """An input that cannot be provided to the job (it then ends in ERROR with this message)."""
+
+
 @dataclass
 class Fetch:
     """One file the wrapper downloads before the script starts."""
@@ -60,11 +70,27 @@ class Fetch:
 class InputResolver:
     """Checks inputs at creation and plans their fetching when the job is prepared."""
 
-    def __init__(self, settings):
+    def __init__(self, settings, entities=None):
         self.settings = settings
+        self.entities = entities
 
-    def check(self, used: UsedDescription, given: list[str]) -> Parameter:
-        """The parameter for input ``used`` given as form values (URLs or identifiers)."""
+    def store_entity(self, url: str, base: str | None) -> str | None:
+        """The entity id if ``url`` names an entity of this server's store (``base`` is its URL)."""
+        bases = {b.rstrip("/") for b in (base, self.settings.BASE_URL) if b}
+        for b in bases:
+            if url.startswith(b + "/store"):
+                m = _STORE.match(url[len(b):])
+                if m:
+                    return m.group(1) or m.group(2)
+        return None
+
+    def check(self, used: UsedDescription, given: list[str], identity=None, base: str | None = None,
+              links: dict | None = None) -> Parameter:
+        """The parameter for input ``used`` given as form values (URLs or identifiers).
+
+        URLs of this server's store are checked like any access to the entity and recorded in
+        ``links`` ({input name: {url: entity id}}): the job uses that entity, nothing is fetched.
+        """
         where = f"input {used.name!r}"
         items = [item for value in given for item in value.split()]
         low, high = multiplicity_range(used.multiplicity)
@@ -72,7 +98,18 @@ class InputResolver:
             raise BadRequest(f"{where}: {len(items)} value(s) given; it takes "
                              f"{describe_multiplicity(used.multiplicity) if high != 1 else 'one value'}")
         for item in items:
-            if _HTTP.match(item):
+            entity_id = self.store_entity(item, base) if self.entities is not None else None
+            if entity_id is not None:
+                entity = self.entities.get(entity_id)
+                if entity is None:
+                    raise NotFound(f"{where}: no entity {entity_id} in this server's store")
+                if identity is not None and not can_access(identity, entity.owner_id):
+                    raise Forbidden(f"{where}: the entity {entity_id} belongs to someone else")
+                if not entity.available:
+                    raise BadRequest(f"{where}: the entity {entity_id} no longer has a file (its job was deleted)")
+                if links is not None:
+                    links.setdefault(used.name, {})[item] = entity_id
+            elif _HTTP.match(item):
                 self.check_url(where, item)
             elif not _IDENTIFIER.match(item):
                 raise BadRequest(f"{where}: {item[:80]!r} is neither an http(s) URL nor an identifier")
@@ -101,9 +138,15 @@ class InputResolver:
     # ---- at preparation ------------------------------------------------------------------------------
     def plan(self, jobdef: JobDefinition, values: dict[str, Parameter], files: JobFiles,
              seen_from: JobFiles) -> tuple[dict[str, str], list[Fetch]]:
-        """(environment values for the inputs, files to fetch); paths as the wrapper will see them."""
+        """(environment values for the inputs, files to fetch); paths as the wrapper will see them.
+
+        Inputs that are entities of this store are linked into the job's uploads now (a hard link,
+        or a copy across file systems) and recorded in ``linked.json``.
+        """
         environment: dict[str, str] = {}
         fetches: list[Fetch] = []
+        links = read_json(files.store_links, {})
+        linked: dict[str, list[str]] = {}
         for name, used in jobdef.used.items():
             p = values.get(name)
             if p is None:
@@ -117,6 +160,11 @@ class InputResolver:
             shown = []
             for index, item in enumerate(items, 1):
                 file_name = name if len(items) == 1 else f"{name}.{index}"
+                entity_id = links.get(name, {}).get(item)
+                if entity_id is not None:
+                    self._link(name, entity_id, files.upload(file_name), linked)
+                    shown.append(str(seen_from.upload(file_name)))
+                    continue
                 if _HTTP.match(item):
                     url = item
                 elif used.url:
@@ -128,7 +176,25 @@ class InputResolver:
                 fetches.append(Fetch(name, url, str(seen_from.upload(file_name))))
                 shown.append(str(seen_from.upload(file_name)))
             environment[name] = " ".join(shown)
+        if linked:
+            write_json(files.linked_record, linked)
         return environment, fetches
+
+    def _link(self, name: str, entity_id: str, dest, linked: dict[str, list[str]]) -> None:
+        entity = self.entities.get(entity_id) if self.entities is not None else None
+        if entity is None or not entity.available:
+            raise InputError(f"input {name!r}: the entity {entity_id} no longer has a file (its job was deleted)")
+        source = self.settings.jobs_dir / entity.location
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.unlink(missing_ok=True)
+        try:
+            os.link(source, dest)
+        except OSError:
+            try:
+                shutil.copyfile(source, dest)
+            except OSError as exc:
+                raise InputError(f"input {name!r}: cannot read the entity {entity_id}: {exc}") from None
+        linked.setdefault(name, []).append(entity_id)
 
     def fetch_hosts(self, jobdef: JobDefinition) -> list[str]:
         """The hosts the wrapper may fetch from (and be redirected to) for this definition."""

@@ -4,6 +4,8 @@
                         from URLs by the wrapper (<param>, or <param>.<n> for several)
     inputs.json         each upload's client file name, size and SHA-256
     fetched.json        each fetched input's URL, size, SHA-256 and content type (written by the wrapper)
+    store_links.json    /store URLs given as inputs, as checked at creation: {input: {url: entity id}}
+    linked.json         the entities linked into uploads/ when the job started: {input: [entity ids]}
     work/               the script's working directory
     results/<file>      collected results (served at results/<id>)
     stdout.log, stderr.log   the script's output
@@ -77,6 +79,14 @@ class JobFiles:
     @property
     def fetched_record(self) -> Path:
         return self.root / "fetched.json"
+
+    @property
+    def linked_record(self) -> Path:
+        return self.root / "linked.json"
+
+    @property
+    def store_links(self) -> Path:
+        return self.root / "store_links.json"
 
     def upload(self, name: str) -> Path:
         return self.uploads / _plain(name)

@@ -25,6 +25,7 @@ from .inputs import InputResolver
 from .jobfiles import JobFiles
 from .managers.slurm_options import check_option, is_slurm_parameter
 from .security import Identity, can_access
+from .storage.entitystore import EntityStore, read_json, write_json
 from .storage.jobstore import DuplicateJobId
 from .timeutil import parse_instant, parse_int, utcnow
 from .uws import FINAL, NOT_XML_CHAR, ErrorSummary, Job, JobRef, Parameter, Phase, Result
@@ -54,6 +55,8 @@ class Submission:
     destruction: datetime | None = None
     parameters: list[Parameter] | None = None
     uploads: list[Upload] | None = None
+    #: Inputs given as entities of this server's store: {input name: {url: entity id}}.
+    links: dict | None = None
 
 
 class JobList:
@@ -67,13 +70,17 @@ class JobList:
         self.registry = registry
         self.manager = manager
         self.notifier = notifier
-        self.inputs = InputResolver(settings)
+        self.entities = EntityStore(store)
+        self.inputs = InputResolver(settings, self.entities)
 
     # ---- input parsing -------------------------------------------------------------------------
     def parse(self, jobdef: JobDefinition, form: Sequence[tuple[str, str]], uploads: Sequence[Upload] = (),
-              allow_phase: bool = False) -> Submission:
-        """Split form fields into control values (names case-insensitive) and checked parameters."""
-        sub = Submission(parameters=[], uploads=[])
+              allow_phase: bool = False, identity: Identity | None = None, base: str | None = None) -> Submission:
+        """Split form fields into control values (names case-insensitive) and checked parameters.
+
+        ``base``: this server's URL as the client sees it (recognises inputs given as /store URLs).
+        """
+        sub = Submission(parameters=[], uploads=[], links={})
         declared = {n.lower(): n for n in (*jobdef.parameters, *jobdef.used)}
         seen: set[str] = set()
         values: dict[str, list[str]] = {}
@@ -131,7 +138,7 @@ class JobList:
             if name in jobdef.parameters:
                 sub.parameters.append(Parameter(name, jobdef.check_value(name, " ".join(given))))
             else:
-                sub.parameters.append(self.inputs.check(jobdef.used[name], given))
+                sub.parameters.append(self.inputs.check(jobdef.used[name], given, identity, base, sub.links))
         for up in uploads:
             name = declared.get(up.name.lower())
             if name is None:
@@ -170,7 +177,19 @@ class JobList:
         latest = creation + timedelta(seconds=self.settings.MAX_DESTRUCTION_INTERVAL)
         return min(wanted, latest)
 
+    @staticmethod
+    def _save_links(files: JobFiles, links: dict | None) -> None:
+        if not links:
+            return
+        files.root.mkdir(parents=True, exist_ok=True)
+        record = read_json(files.store_links, {})
+        for name, urls in links.items():
+            record.setdefault(name, {}).update(urls)
+        write_json(files.store_links, record)
+
     def _save_uploads(self, files: JobFiles, uploads: Sequence[Upload]) -> None:
+        if not uploads:
+            return
         files.uploads.mkdir(parents=True, exist_ok=True)
         limit = self.settings.MAX_UPLOAD_SIZE
         saved = {}
@@ -201,7 +220,7 @@ class JobList:
 
     # ---- creation and reading ----------------------------------------------------------------------
     def create(self, jobname: str, identity: Identity, form: Sequence[tuple[str, str]],
-               uploads: Sequence[Upload] = (), callback_url: str | None = None) -> Job:
+               uploads: Sequence[Upload] = (), callback_url: str | None = None, base: str | None = None) -> Job:
         """Create a job (PENDING, or QUEUED when PHASE=RUN was sent)."""
         jobdef = self.registry.get(jobname)
         if not identity.may_use(jobname):
@@ -210,7 +229,7 @@ class JobList:
                 self.active_jobs(identity.name) >= identity.max_active_jobs:
             raise Forbidden(f"you already have {identity.max_active_jobs} unfinished job(s), your limit: "
                             "wait for some to finish or delete some")
-        sub = self.parse(jobdef, form, uploads, allow_phase=True)
+        sub = self.parse(jobdef, form, uploads, allow_phase=True, identity=identity, base=base)
         uploads = sub.uploads
         given = {p.name for p in sub.parameters}
         # Defaults filled in: the job's parameter list shows every value the script will receive.
@@ -231,9 +250,10 @@ class JobList:
         for _attempt in range(5):
             job.job_id = secrets.token_hex(8)
             files = JobFiles.of(self.settings.jobs_dir, job.job_id)
-            if uploads:
+            if uploads or sub.links:
                 try:
                     self._save_uploads(files, uploads)
+                    self._save_links(files, sub.links)
                 except BaseException:
                     files.remove()
                     raise
@@ -241,7 +261,7 @@ class JobList:
                 self.store.create(job)
                 break
             except DuplicateJobId:
-                if uploads:
+                if uploads or sub.links:
                     files.remove()
         else:  # pragma: no cover - 5 collisions of 64 random bits
             raise RuntimeError("could not draw a unique job id")
@@ -355,17 +375,17 @@ class JobList:
             raise NotFound(f"no job {job_id!r}")
 
     def set_parameters(self, jobname: str, job_id: str, identity: Identity, form: Sequence[tuple[str, str]],
-                       uploads: Sequence[Upload] = ()) -> None:
+                       uploads: Sequence[Upload] = (), base: str | None = None) -> None:
         """Add or change parameters (and RUNID/EXECUTIONDURATION/DESTRUCTION) while PENDING."""
         job = self.get(jobname, job_id, identity)
         jobdef = self.registry.get(jobname, job.jdl_version)
-        sub = self.parse(jobdef, form, uploads)
+        sub = self.parse(jobdef, form, uploads, identity=identity, base=base)
         if job.phase is not Phase.PENDING:
             raise IllegalTransition(f"job {job_id} is {job.phase.value}: parameters can only change while PENDING")
         if not sub.parameters and sub.run_id is None and sub.execution_duration is None and sub.destruction is None:
             raise BadRequest("no parameter given")
-        if sub.uploads:
-            self._save_uploads(JobFiles.of(self.settings.jobs_dir, job_id), sub.uploads)
+        self._save_uploads(JobFiles.of(self.settings.jobs_dir, job_id), sub.uploads)
+        self._save_links(JobFiles.of(self.settings.jobs_dir, job_id), sub.links)
         fields = {}
         if sub.run_id is not None:
             fields["run_id"] = sub.run_id
@@ -413,8 +433,17 @@ class JobList:
         fields: dict = {"end_time": when}
         if target is not Phase.COMPLETED:
             fields["error"] = ErrorSummary(str(report.get("message") or "the job failed")[:4000], "fatal", True)
+        also = None
+        job = self.store.get(job_id)
+        if job is not None:
+            files = JobFiles.of(self.settings.jobs_dir, job_id)
+            uploaded = {p.name for p in job.parameters if p.by_reference and p.value == f"param:{p.name}"}
+            rows, uses = self.entities.plan_completion(
+                job, found, {n: v for n, v in read_json(files.inputs_record, {}).items() if n in uploaded},
+                read_json(files.fetched_record, []), read_json(files.linked_record, {}))
+            also = lambda conn: self.entities.record(conn, rows, uses)  # noqa: E731
         moved = self.store.complete(job_id, target, [Phase.EXECUTING, Phase.SUSPENDED, Phase.HELD, Phase.UNKNOWN],
-                                    found, **fields)
+                                    found, also=also, **fields)
         return "applied" if moved else "ignored"
 
     # ---- maintenance -------------------------------------------------------------------------------------

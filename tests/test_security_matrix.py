@@ -128,6 +128,11 @@ ROWS = [
     Row("GET", JOB + "/results/<result_id>", "job", "{job}/results/nosuch", ok=404),
     Row("GET", JOB + "/stdout", "job", "{job}/stdout"),
     Row("GET", JOB + "/stderr", "job", "{job}/stderr", job="error", has_secret=True),
+    # ---- the result store: an entity follows its job's owner ---------------------------------------------
+    Row("GET", "/store", "job", "/store", params={"ID": "{entity}"}, has_secret=True),
+    Row("GET", "/store/<entity_id:re:[0-9a-f]{16}>", "job", "/store/{entity}"),
+    Row("GET", "/store/<entity_id:re:[0-9a-f]{16}>/<file_name>", "job", "/store/{entity}/output.txt",
+        has_secret=True),
     # ---- the admin API -----------------------------------------------------------------------------------
     Row("GET", "/admin/users", "admin", "/admin/users"),
     Row("POST", "/admin/users", "admin", "/admin/users", ok=201, json={"name": "{new}"}),
@@ -161,6 +166,7 @@ class World:
     owner_ids: set[str] = field(default_factory=set)     # every job id the owner has
     tokens: list[str] = field(default_factory=list)      # callback tokens of the owner's jobs
     victims: int = 0
+    entity: str = ""                                      # the entity of the owner's "done" job's result
 
     @property
     def url(self) -> str:
@@ -238,6 +244,7 @@ def make_world(tmp_path: Path, allow_anonymous: bool, owner: str) -> World:
     world.jobs["pending"] = world.create("dummy", {"text": world.secret})
     assert world.wait_final(world.jobs["done"]) == "COMPLETED"
     assert world.wait_final(world.jobs["error"]) == "ERROR"
+    (world.entity,) = [e.entity_id for e in server.services.joblist.entities.generated_by([world.jobs["done"][-16:]])]
     return world
 
 
@@ -313,7 +320,8 @@ def perform(world: World, row: Row, role: str) -> tuple[requests.Response, str, 
     if row.fresh_jdl:
         jdl = world.new_jdl(live=row.fresh_jdl == "live") if is_allowed else ("dummy" if row.fresh_jdl == "live"
                                                                              else "propdef")
-    path = row.path.format(job=job_path, victim=victim, jdl=jdl)
+    path = row.path.format(job=job_path, victim=victim, jdl=jdl, entity=world.entity)
+    params = {k: v.format(entity=world.entity) for k, v in row.params.items()} if row.params else None
     body_json = None
     if row.json is not None:
         body_json = json.loads(json.dumps(row.json).replace("{new}", f"new{secrets.token_hex(4)}"))
@@ -332,7 +340,7 @@ def perform(world: World, row: Row, role: str) -> tuple[requests.Response, str, 
     before = reader() if row.method in CHANGES else None
     headers = {**world.headers[role], **({"Accept": row.accept} if row.accept else {})}
     r = requests.request(row.method, f"{world.url}{path}", headers=headers,
-                         data=row.body if row.body is not None else row.data, json=body_json, params=row.params,
+                         data=row.body if row.body is not None else row.data, json=body_json, params=params,
                          allow_redirects=False, timeout=30)
     return r, f"{role} -> {row.method} {path} {row.data or body_json or row.params or row.body or ''} {row.accept}", \
         (before, reader)

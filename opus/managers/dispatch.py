@@ -18,6 +18,7 @@ from pathlib import Path
 from ..inputs import InputResolver
 from ..jobdef.model import multiplicity_range
 from ..jobfiles import JobFiles
+from ..storage.entitystore import EntityStore
 from ..security import job_token
 from .base import Manager, ReportSink
 
@@ -35,7 +36,7 @@ class DispatchingManager(Manager):
         self.settings = settings
         self.store = store
         self.registry = registry
-        self.inputs = InputResolver(settings)
+        self.inputs = InputResolver(settings, EntityStore(store))
         self._wake = threading.Event()
         self._report: ReportSink | None = None
         self._lock_file = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from bottle import Bottle
 
 from ..uws import Phase
-from . import openapi_jdl
+from . import openapi_jdl, openapi_store
 from .web import as_json, base_url
 
 OPENAPI_VERSION = "3.1.0"
@@ -340,7 +340,8 @@ def _components(settings) -> dict:
         "id": {"type": "string"}, "href": {"type": "string"}, "size": {"type": ["integer", "null"]},
         "mimeType": nullable_str, "sha256": nullable_str, "name": {"type": "string"},
         "description": {"type": "string"}, "role": {"type": "string"},
-        "obscore": {"type": "object", "additionalProperties": {"type": "string"}}}}
+        "obscore": {"type": "object", "additionalProperties": {"type": "string"}},
+        "entity": {"type": "string"}, "store": {"type": "string"}}}
     return {
         "securitySchemes": {
             "basicAuth": {"type": "http", "scheme": "basic",
@@ -363,6 +364,7 @@ def _components(settings) -> dict:
             "NotFound": error("No such job definition, job, child resource, result or user"),
             "MethodNotAllowed": error("The resource exists but not with this method "
                                       "(`Allow` lists those it has)", Allow={"schema": STRING}),
+            "Gone": error("Removed for good: the file of a deleted job's entity"),
             "Conflict": error("The request contradicts the current state (a version that exists already)"),
             "PayloadTooLarge": error(f"A body over {settings.MAX_BODY_SIZE} bytes or an upload over "
                                      f"{settings.MAX_UPLOAD_SIZE} bytes"),
@@ -438,6 +440,7 @@ def build_document(services, base: str) -> dict:
             "The OpenAPI document", {JSON: {"schema": {"type": "object"}}}),
             public=True, description=anyone)},
         **openapi_jdl.paths(jobname_schema),
+        **openapi_store.paths(),
         **_job_paths(settings, jobname),
         "/availability": {"get": _op("availability", "VOSI availability", "VOSI", _ok(
             "`<vosi:availability>`", {XML: {"schema": STRING}}), public=True, description=anyone)},

@@ -125,13 +125,16 @@ def _iso(value):
     return format_instant(value) if value is not None else None
 
 
-def job_json(job: Job, job_url: str, jobdef=None) -> dict:
+iso = _iso  # for other modules
+
+
+def job_json(job: Job, job_url: str, jobdef=None, entities: dict | None = None) -> dict:
     return {
         "jobId": job.job_id, "jobName": job.jobname, "runId": job.run_id, "ownerId": job.owner_id,
         "phase": job.phase.value, "quote": _iso(job.quote), "creationTime": _iso(job.creation_time),
         "startTime": _iso(job.start_time), "endTime": _iso(job.end_time),
         "executionDuration": job.execution_duration, "destruction": _iso(job.destruction_time),
-        "parameters": parameters_json(job, job_url), "results": results_json(job, job_url, jobdef),
+        "parameters": parameters_json(job, job_url), "results": results_json(job, job_url, jobdef, entities),
         "errorSummary": None if job.error is None else {
             "type": job.error.type, "hasDetail": job.error.has_detail, "message": job.error.message},
         "jobDefinitionVersion": job.jdl_version, "href": job_url,
@@ -143,12 +146,15 @@ def parameters_json(job: Job, job_url: str) -> list[dict]:
             for p in job.parameters]
 
 
-def results_json(job: Job, job_url: str, jobdef=None) -> list[dict]:
-    """The results; with the job's definition, each with its description, role and ObsCore metadata."""
+def results_json(job: Job, job_url: str, jobdef=None, entities: dict | None = None) -> list[dict]:
+    """The results; with the job's definition, each with its description, role and ObsCore metadata;
+    with ``entities`` ({result id: (entity id, store URL)}), its entity in the result store."""
     out = []
     for r in job.results:
         item = {"id": r.result_id, "href": result_url(job_url, r), "size": r.size, "mimeType": r.content_type,
                 "sha256": r.sha256}
+        if entities and r.result_id in entities:
+            item["entity"], item["store"] = entities[r.result_id]
         desc = jobdef.result_description(r.result_id, r.file_name) if jobdef is not None else None
         if desc is not None:
             item.update(name=desc.name, description=desc.description, role=desc.role, obscore=desc.obscore)

@@ -33,6 +33,14 @@ def install(app: Bottle, services) -> None:
     def job_of(jobname, job_id):
         return jobs.get(jobname, job_id, identity())
 
+    def entities_of(job):
+        """{result id: (entity id, store URL)} of a finished job's results."""
+        if not job.results:
+            return {}
+        base = base_url(settings)
+        return {e.role: (e.entity_id, f"{base}/store/{e.entity_id}/{e.file_name}")
+                for e in jobs.entities.generated_by([job.job_id])}
+
     def jobdef_of(job):
         """The definition version the job was made with; None if it is gone or broken."""
         try:
@@ -59,7 +67,7 @@ def install(app: Bottle, services) -> None:
     def create_job(jobname):
         fields, files = form_input(settings)
         fields += [(k, v) for k, v in request.query.decode().allitems() if k.upper() == "PHASE"]
-        job = jobs.create(jobname, identity(), fields, files, callback_url(settings))
+        job = jobs.create(jobname, identity(), fields, files, callback_url(settings), base=base_url(settings))
         return see_other(job_url(jobname, job.job_id))
 
     # ---- one job ---------------------------------------------------------------------------------------
@@ -76,7 +84,7 @@ def install(app: Bottle, services) -> None:
             job = job_of(jobname, job_id)
         url = job_url(jobname, job_id)
         if wants_json():
-            return as_json(render.job_json(job, url, jobdef_of(job)))
+            return as_json(render.job_json(job, url, jobdef_of(job), entities_of(job)))
         return xml(render.job_xml(job, url))
 
     @app.delete(JOB)
@@ -99,7 +107,7 @@ def install(app: Bottle, services) -> None:
             if not settings.PARAMETERS_AT_JOB_URL:
                 raise BadRequest("parameters are not accepted at the job URL here: POST them to "
                                  f"{job_url(jobname, job_id)}/parameters")
-            jobs.set_parameters(jobname, job_id, identity(), rest, files)
+            jobs.set_parameters(jobname, job_id, identity(), rest, files, base=base_url(settings))
         if phase is not None:
             _change_phase(jobname, job_id, phase)
         elif not (rest or files):
@@ -174,7 +182,7 @@ def install(app: Bottle, services) -> None:
     @app.post(JOB + "/parameters")
     def post_parameters(jobname, job_id):
         fields, files = form_input(settings)
-        jobs.set_parameters(jobname, job_id, identity(), fields, files)
+        jobs.set_parameters(jobname, job_id, identity(), fields, files, base=base_url(settings))
         return see_other(job_url(jobname, job_id))
 
     @app.get(JOB + "/parameters/<name>")
@@ -203,7 +211,7 @@ def install(app: Bottle, services) -> None:
                 value = web.read_body(settings.MAX_BODY_SIZE).decode("utf-8")
             except UnicodeDecodeError:
                 raise BadRequest("a parameter value must be UTF-8 text; upload files with multipart") from None
-            jobs.set_parameters(jobname, job_id, identity(), [(name, value)])
+            jobs.set_parameters(jobname, job_id, identity(), [(name, value)], base=base_url(settings))
         return see_other(job_url(jobname, job_id))
 
     # ---- results and output ---------------------------------------------------------------------------------
@@ -212,7 +220,7 @@ def install(app: Bottle, services) -> None:
         job = job_of(jobname, job_id)
         url = job_url(jobname, job_id)
         if wants_json():
-            return as_json(render.results_json(job, url, jobdef_of(job)))
+            return as_json(render.results_json(job, url, jobdef_of(job), entities_of(job)))
         return xml(render.results_xml(job, url))
 
     @app.get(JOB + "/results/<result_id>")

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from ..uws import ErrorSummary, Job, JobRef, Parameter, Phase, Result
-from .tables import jobs, parameters, results
+from .tables import entities, jobs, parameters, results, used
 
 
 class _FileLock:
@@ -227,8 +227,9 @@ class JobStore:
         return bool(count)
 
     def complete(self, job_id: str, new: Phase, allowed_from: Iterable[Phase], found: Sequence[Result],
-                 **fields) -> bool:
-        """Like set_phase, recording ``found`` results in the same transaction."""
+                 also: Callable | None = None, **fields) -> bool:
+        """Like set_phase, recording ``found`` results in the same transaction (and ``also(conn)``,
+        e.g. the job's entities, when the phase moved)."""
         allowed = [p.value for p in allowed_from]
         with self._write() as conn:
             count = conn.execute(
@@ -239,6 +240,8 @@ class JobStore:
                 conn.execute(insert(results), [
                     {"job_id": job_id, "result_id": r.result_id, "file_name": r.file_name,
                      "content_type": r.content_type, "size": r.size, "sha256": r.sha256} for r in found])
+            if count and also is not None:
+                also(conn)
         if count:
             self.on_change(job_id, new.value)
         return bool(count)
@@ -271,6 +274,11 @@ class JobStore:
             conn.execute(delete(results).where(results.c.job_id == job_id))
             conn.execute(delete(parameters).where(parameters.c.job_id == job_id))
             count = conn.execute(delete(jobs).where(jobs.c.job_id == job_id)).rowcount
+            if count:
+                # Its files go: its entities stay (other jobs' provenance names them), without a file.
+                conn.execute(update(entities).where(entities.c.location.like(f"{job_id}/%"))
+                             .values(location=None))
+                conn.execute(delete(used).where(used.c.job_id == job_id))
         if count:
             self.on_change(job_id, "DELETED")
         return bool(count)
@@ -283,6 +291,8 @@ class JobStore:
                                  .values(phase=Phase.ARCHIVED.value)).rowcount
             if count:
                 conn.execute(delete(results).where(results.c.job_id == job_id))
+                conn.execute(update(entities).where(entities.c.location.like(f"{job_id}/results/%"))
+                             .values(location=None))
         if count:
             self.on_change(job_id, Phase.ARCHIVED.value)
         return bool(count)

@@ -69,3 +69,36 @@ users = Table(
     Column("jobdefs", Text, nullable=False),
     Column("created", DateTime, nullable=False),
 )
+
+# Every input and result is an entity (IVOA provenance).  Entities outlive their jobs' rows: when a job
+# is destroyed its results' files go, their rows stay with ``location`` NULL so that the provenance of
+# jobs that used them still names them.
+entities = Table(
+    "entities", metadata,
+    Column("entity_id", String(32), primary_key=True),
+    Column("sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("content_type", String(255), nullable=False),
+    Column("file_name", String(255), nullable=False),
+    Column("owner_id", String(255)),
+    # The job that generated it (None: an input that came from outside), the result's name there.
+    Column("generated_by", String(32)),
+    Column("role", String(255), nullable=False),
+    Column("jobname", String(64)),
+    # Path under DATA_DIR/jobs ("<job id>/results/<file>"); None once the file is gone.
+    Column("location", String(512)),
+    # Where an outside input came from (its URL), if known.
+    Column("source", Text),
+    Column("created", DateTime, nullable=False),
+    Index("ix_entities_sha256", "sha256"),
+    Index("ix_entities_generated_by", "generated_by"),
+)
+
+# Which job used which entity, in which role (the input's name).
+used = Table(
+    "used", metadata,
+    Column("job_id", String(32), primary_key=True),
+    Column("role", String(64), primary_key=True),
+    Column("entity_id", String(32), primary_key=True),
+    Index("ix_used_entity", "entity_id"),
+)

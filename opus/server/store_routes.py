@@ -1,0 +1,86 @@
+"""The result store: every input and result of every job, by entity id.
+
+    GET /store?ID=<id>                the entity's file (its content type, Content-Length, ranges)
+    GET /store/<id>/<file name>       the same, under its own file name
+    GET /store/<id>                   what is known of it (JSON): checksum, size, type, origin, users
+
+Access follows the jobs': an entity belongs to the owner of the job it came in with; its owner
+and admins may read it.  An entity whose job was deleted keeps its record (provenance still names
+it) but not its file: 410 Gone.
+"""
+
+from __future__ import annotations
+
+import re
+
+from bottle import Bottle, request, static_file
+
+from ..errors import BadRequest, Forbidden, Gone, NotFound
+from ..security import can_access
+from .render import iso
+from .web import as_json, base_url, identity
+
+ENTITY_ID = "<entity_id:re:[0-9a-f]{16}>"
+
+
+def install(app: Bottle, services) -> None:
+    settings = services.settings
+    store = services.joblist.entities
+
+    def entity_of(entity_id: str):
+        entity = store.get(entity_id)
+        if entity is None:
+            raise NotFound(f"no entity {entity_id!r} in the store")
+        if not can_access(identity(), entity.owner_id):
+            raise Forbidden(f"the entity {entity_id} belongs to someone else")
+        return entity
+
+    def serve(entity):
+        if not entity.available:
+            raise Gone(f"the file of entity {entity.entity_id} was deleted with its job")
+        response = static_file(entity.location, root=str(settings.jobs_dir), mimetype=entity.content_type,
+                               download=False)
+        if response.status_code >= 400 and response.status_code != 416:
+            raise Gone(f"the file of entity {entity.entity_id} is no longer there")
+        safe = re.sub(r"[^A-Za-z0-9._+-]", "_", entity.file_name) or "file"
+        response.set_header("Content-Disposition", f'inline; filename="{safe}"')
+        response.set_header("Digest", f"sha-256={entity.sha256}")
+        return response
+
+    @app.get("/store")
+    def by_query():
+        ids = [v for k, v in request.query.allitems() if k.upper() == "ID"]
+        if len(ids) != 1:
+            raise BadRequest("give one ID: /store?ID=<entity id>")
+        entity_id = ids[0].strip()
+        if len(entity_id) != 16 or any(c not in "0123456789abcdef" for c in entity_id):
+            raise BadRequest(f"ID {entity_id[:40]!r}: an entity id is 16 hexadecimal digits")
+        return serve(entity_of(entity_id))
+
+    @app.get(f"/store/{ENTITY_ID}/<file_name>")
+    def by_name(entity_id, file_name):
+        entity = entity_of(entity_id)
+        if file_name != entity.file_name:
+            raise NotFound(f"the entity {entity_id} is called {entity.file_name!r}")
+        return serve(entity)
+
+    @app.get(f"/store/{ENTITY_ID}")
+    def describe(entity_id):
+        entity = entity_of(entity_id)
+        base = base_url(settings)
+        who = identity()
+        users = []
+        for job_id, _role, _eid in store.users_of([entity_id]):
+            job = services.store.get(job_id)
+            if job is not None and can_access(who, job.owner_id):
+                users.append({"jobId": job_id, "jobName": job.jobname, "href": f"{base}/rest/{job.jobname}/{job_id}"})
+        return as_json({
+            "id": entity.entity_id, "fileName": entity.file_name, "contentType": entity.content_type,
+            "size": entity.size, "sha256": entity.sha256, "owner": entity.owner_id, "role": entity.role,
+            "created": iso(entity.created), "available": entity.available, "source": entity.source,
+            "href": f"{base}/store/{entity.entity_id}/{entity.file_name}",
+            "generatedBy": None if entity.generated_by is None else {
+                "jobId": entity.generated_by, "jobName": entity.jobname,
+                "href": f"{base}/rest/{entity.jobname}/{entity.generated_by}"},
+            "usedBy": users,
+        })
