@@ -1,4 +1,4 @@
-"""The ``opus`` command: serve, init, maintenance, check."""
+"""The ``opus`` command: serve, init, maintenance, check, user, jdl."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from . import jdl_cli
 from .errors import ConfigurationError
 from .settings import load_settings
 
@@ -146,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         p = actions.add_parser(name, help=text)
         p.add_argument("name")
         p.add_argument("jobdefs_list", nargs="+", metavar="jobdef")
+    jdl_cli.add_parser(sub)
     setp = actions.add_parser("set", help="change a user's limit or role")
     setp.add_argument("name")
     setp.add_argument("--max-jobs", type=int, default=None)
@@ -158,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     handler = {"serve": _serve, "init": _init, "maintenance": _maintenance, "check": _check,
-               "user": _user}[args.command]
+               "user": _user, "jdl": jdl_cli.run}[args.command]
     try:
         return handler(settings, args)
     except ConfigurationError as exc:

@@ -151,3 +151,32 @@ def test_anonymous_callers_cannot_propose_and_a_proposal_can_be_withdrawn(reg):
     assert r.status_code == 303
     assert reg.services.registry.proposals() == []
     assert reg.as_["root"].post(f"{reg.url}/jdl/proposals/versioned/validate").status_code == 404
+
+
+def test_the_command_line_manages_the_registry(tmp_path, capsys):
+    import shutil
+
+    from conftest import REPO_ROOT
+
+    from opus.cli import main
+
+    jdl = tmp_path / "jdl"
+    shutil.copytree(REPO_ROOT / "jdl", jdl)
+    settings = tmp_path / "s.py"
+    settings.write_text(f"JDL_DIR = {str(jdl)!r}\nDATA_DIR = {str(tmp_path / 'var')!r}\n")
+    opus = lambda *a: main(["--settings", str(settings), "jdl", *a])  # noqa: E731
+    assert opus("convert", str(REPO_ROOT / "tests/data/gammapy_maps_slide.vot"), "--to", "json") == 0
+    assert json.loads(capsys.readouterr().out)["name"] == "gammapy_maps"
+    assert opus("show", "dummy", "--format", "json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    doc["version"] = "9"
+    (tmp_path / "new.json").write_text(json.dumps(doc))
+    assert opus("propose", str(tmp_path / "new.json")) == 0
+    assert opus("propose", str(tmp_path / "new.json")) == 0  # replaces the pending proposal
+    assert opus("validate", "dummy") == 0
+    assert opus("propose", str(tmp_path / "new.json")) == 1
+    assert "version '9' of 'dummy' is live" in capsys.readouterr().err
+    assert opus("versions", "dummy") == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["1.0", "9"]
+    assert opus("delete", "dummy") == 0 and not (jdl / "dummy.json").exists()
+    assert opus("show", "nosuch") == 1

@@ -1,0 +1,75 @@
+"""``opus jdl ...``: the job definition registry from the command line (for admins on the server)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .errors import ConfigurationError, OpusError
+
+
+def add_parser(sub) -> None:
+    jdl = sub.add_parser("jdl", help="job definitions: list, show, convert, propose, validate, delete")
+    actions = jdl.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="the live definitions and their versions")
+    show = actions.add_parser("show", help="print a definition (VOTable, WADL or JSON)")
+    show.add_argument("name")
+    show.add_argument("--format", default="json", choices=("json", "votable", "wadl"))
+    show.add_argument("--version", default=None, help="a kept version (default: the live one)")
+    convert = actions.add_parser("convert", help="convert a definition file to another format (stdout)")
+    convert.add_argument("file")
+    convert.add_argument("--to", required=True, choices=("json", "votable", "wadl"))
+    propose = actions.add_parser("propose", help="propose a definition file (any format) for validation")
+    propose.add_argument("file")
+    propose.add_argument("--as", dest="proposer", default="admin", help="recorded as its proposer")
+    actions.add_parser("proposals", help="the proposals waiting for validation")
+    for name, text in (("validate", "make a proposal live (the version it replaces is kept)"),
+                       ("withdraw", "drop a proposal"), ("delete", "stop offering a definition (kept as a version)"),
+                       ("versions", "the kept versions of a definition")):
+        actions.add_parser(name, help=text).add_argument("name")
+
+
+def run(settings, args) -> int:
+    from .jobdef import JobDefinitionRegistry
+    from .jobdef.formats import read_definition, write_definition
+
+    registry = JobDefinitionRegistry(settings.JDL_DIR)
+    try:
+        if args.action == "list":
+            for d in registry.all():
+                print(f"{d.name:24} {d.version:10} {d.description[:60]}")
+        elif args.action == "show":
+            jobdef = registry.get(args.name, args.version)
+            sys.stdout.write(write_definition(jobdef, args.format).decode())
+        elif args.action == "convert":
+            data = Path(args.file).read_bytes()
+            jobdef = read_definition(data, filename=args.file)
+            sys.stdout.write(write_definition(jobdef, args.to).decode())
+        elif args.action == "propose":
+            path = Path(args.file)
+            meta = registry.propose(read_definition(path.read_bytes(), filename=path.name), args.proposer)
+            print(f"proposed {meta['name']} version {meta['version']}: `opus jdl validate {meta['name']}` "
+                  "makes it live")
+        elif args.action == "proposals":
+            for p in registry.proposals():
+                print(json.dumps(p))
+        elif args.action == "validate":
+            jobdef = registry.validate(args.name)
+            print(f"{jobdef.name} version {jobdef.version} is live")
+        elif args.action == "withdraw":
+            registry.withdraw(args.name)
+            print(f"the proposal {args.name} is withdrawn")
+        elif args.action == "delete":
+            jobdef = registry.delete(args.name)
+            print(f"{jobdef.name} is no longer offered; version {jobdef.version} is kept")
+        elif args.action == "versions":
+            for v in registry.versions(args.name):
+                print(f"{v['version']:10} kept {v['kept']}")
+    except OSError as exc:
+        print(f"opus: {exc}", file=sys.stderr)
+        return 2
+    except (OpusError, ConfigurationError) as exc:
+        print(f"opus: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return 1
+    return 0
