@@ -306,6 +306,10 @@ class JobList:
                 if remaining <= 0 or not waiter.wait(remaining):
                     break
                 waiter.event.clear()
+                if waiter.phase is None:  # woken to re-check (a notification channel came back)
+                    if self.store.get_phase(job_id) is start_phase:
+                        continue
+                    break
                 if waiter.phase == "DELETED" or waiter.phase != start_phase.value:
                     break
         return self.get(jobname, job_id, identity)

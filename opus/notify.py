@@ -7,8 +7,8 @@ and sends one datagram ``"<job_id> <phase>"`` to every registered peer, which wa
 A WAIT therefore ends as soon as the change is committed, whichever worker committed it, without
 any polling.  A peer that has died is noticed (ECONNREFUSED) and unregistered.
 
-PostgreSQL deployments on several hosts need LISTEN/NOTIFY instead (see the production issue);
-the ``Notifier`` interface (``publish``/``watch``/``subscribe``) stays the same.
+With PostgreSQL, ``opus.notify_pg.PgNotifier`` adds LISTEN/NOTIFY on top of this, so that wake-ups
+also cross hosts; the interface (``publish``/``watch``/``subscribe``) is the same.
 """
 
 from __future__ import annotations

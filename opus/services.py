@@ -13,6 +13,7 @@ from .jobdef import JobDefinitionRegistry
 from .joblist import JobList
 from .managers import Manager, make_manager
 from .notify import Notifier
+from .notify_pg import PgNotifier
 from .settings import Settings
 from .storage import JobStore, create_engine_for
 from .storage.userstore import UserStore
@@ -36,7 +37,9 @@ class Services:
     @classmethod
     def build(cls, settings: Settings) -> "Services":
         engine = create_engine_for(settings.database_url)
-        notifier = Notifier(settings.run_dir)
+        # PostgreSQL may be shared by several hosts: its LISTEN/NOTIFY carries wake-ups between them.
+        notifier = PgNotifier(settings.run_dir, engine) if engine.dialect.name == "postgresql" \
+            else Notifier(settings.run_dir)
         store = JobStore(engine, on_change=notifier.publish)
         registry = JobDefinitionRegistry(settings.JDL_DIR)
         manager = make_manager(settings, store, registry)

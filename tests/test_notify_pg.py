@@ -1,0 +1,77 @@
+"""Wake-ups across instances that share one PostgreSQL (LISTEN/NOTIFY): two servers with their own
+DATA_DIR (as two hosts would have), a job run on one, its WAIT on the other."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from conftest import LiveServer, make_settings, pg_url_or_skip, reset_postgres
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def two_instances(tmp_path):
+    url = pg_url_or_skip()
+    reset_postgres(url)
+    a = LiveServer(make_settings(tmp_path / "a", DATABASE_URL=url))
+    b = LiveServer(make_settings(tmp_path / "b", DATABASE_URL=url, MAX_RUNNING_JOBS=0))
+    for server in (a, b):
+        assert server.services.notifier.listening.wait(10), "the LISTEN connection did not come up"
+    yield a, b
+    b.stop()
+    a.stop()
+
+
+def test_a_wait_on_one_instance_ends_when_the_other_completes_the_job(two_instances):
+    a, b = two_instances
+    url_a = a.create("sleep", {"seconds": "1"})
+    job_id = url_a.rsplit("/", 1)[1]
+    url_b = f"{b.url}/rest/sleep/{job_id}"
+    assert b.http.get(url_b + "/phase").text == "PENDING"
+    seen = {}
+
+    def waiter():
+        start = time.monotonic()
+        r = b.http.get(url_b, params={"WAIT": 30, "PHASE": "PENDING"})
+        seen["pending"] = (time.monotonic() - start, r.text.split("<uws:phase>")[1].split("<")[0])
+        start = time.monotonic()
+        while True:
+            r = b.http.get(url_b, params={"WAIT": 30})
+            phase = r.text.split("<uws:phase>")[1].split("<")[0]
+            if phase in ("COMPLETED", "ERROR", "ABORTED"):
+                break
+        seen["final"] = (time.monotonic() - start, phase)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.5)  # the waiter is blocked on instance b
+    ended = time.monotonic()
+    a.http.post(url_a + "/phase", data={"PHASE": "RUN"})  # instance a runs it (b runs nothing)
+    t.join(40)
+    assert seen["pending"][1] != "PENDING" and seen["pending"][0] < 5
+    assert seen["final"][1] == "COMPLETED"
+    assert seen["final"][0] < 5, "the WAIT on b should end at the completion, not at its timeout"
+    assert time.monotonic() - ended < 10
+
+
+def test_the_listener_comes_back_after_its_connection_is_killed(two_instances):
+    from sqlalchemy import text
+
+    a, b = two_instances
+    with a.services.store.engine.begin() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"))
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and b.services.notifier.listening.is_set():
+        time.sleep(0.05)
+    assert b.services.notifier.listening.wait(15), "the listener did not reconnect"
+    url_a = a.create("dummy", {"text": "x"})
+    job_id = url_a.rsplit("/", 1)[1]
+    t0 = time.monotonic()
+    threading.Timer(0.5, lambda: a.http.post(url_a + "/phase", data={"PHASE": "RUN"})).start()
+    r = b.http.get(f"{b.url}/rest/dummy/{job_id}", params={"WAIT": 20, "PHASE": "PENDING"})
+    assert "<uws:phase>PENDING</uws:phase>" not in r.text
+    assert time.monotonic() - t0 < 5
