@@ -283,12 +283,15 @@ class JobList:
         return job
 
     def list(self, jobname: str | None, identity: Identity, phases: Iterable[Phase] = (),
-             after: datetime | None = None, last: int | None = None) -> list[JobRef]:
+             after: datetime | None = None, last: int | None = None, stream: bool = False):
+        """The caller's jobs (an admin's: everyone's), newest first; with ``stream``, an iterator
+        reading the database in batches (for long lists)."""
         if jobname is not None and not self.registry.known(jobname):
             raise NotFound(f"no job definition named {jobname[:64]!r}")
+        read = self.store.iter_list if stream else self.store.list
         if identity.is_admin:
-            return self.store.list(jobname, phases, after, last)
-        return self.store.list(jobname, phases, after, last, owner_id=identity.name, filter_owner=True)
+            return read(jobname, phases, after, last)
+        return read(jobname, phases, after, last, owner_id=identity.name, filter_owner=True)
 
     def wait(self, jobname: str, job_id: str, identity: Identity, seconds: int, phase: Phase | None) -> Job:
         """GET with WAIT: block until the phase changes, at most ``seconds`` (-1: the server maximum)."""

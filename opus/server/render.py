@@ -5,7 +5,7 @@ and every GET renders one; the tests validate every document against the schema.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from xml.sax.saxutils import escape, quoteattr
 
 from ..timeutil import format_instant
@@ -90,6 +90,11 @@ def job_xml(job: Job, job_url: str) -> str:
 
 def joblist_xml(refs: Iterable[JobRef], list_url: str) -> str:
     """The job list; each jobref links to ``<list_url>/<job id>`` (ids are hex: no escaping)."""
+    return "".join(joblist_xml_chunks(refs, list_url))
+
+
+def joblist_xml_chunks(refs: Iterable[JobRef], list_url: str, per_chunk: int = 1000) -> Iterator[str]:
+    """The job list in pieces of ``per_chunk`` jobrefs, for streaming long lists."""
     base = escape(list_url, {'"': "&quot;"})
     parts = [HEAD, f'<uws:jobs {ROOT_NS} version="1.1">']
     append = parts.append
@@ -100,8 +105,11 @@ def joblist_xml(refs: Iterable[JobRef], list_url: str) -> str:
         append(f'<uws:jobref id="{r.job_id}" xlink:type="simple" xlink:href="{base}/{r.job_id}">'
                f"<uws:phase>{r.phase.value}</uws:phase>{run_id}{owner}"
                f"<uws:creationTime>{format_instant(r.creation_time)}</uws:creationTime></uws:jobref>")
+        if len(parts) >= per_chunk:
+            yield "".join(parts)
+            parts.clear()
     parts.append("</uws:jobs>")
-    return "".join(parts)
+    yield "".join(parts)
 
 
 def parameters_xml(job: Job, job_url: str) -> str:
@@ -163,6 +171,25 @@ def results_json(job: Job, job_url: str, jobdef=None, entities: dict | None = No
 
 
 def joblist_json(refs: Iterable[JobRef], list_url: str) -> dict:
-    return {"jobs": [{"jobId": r.job_id, "jobName": r.jobname, "phase": r.phase.value, "runId": r.run_id,
-                      "ownerId": r.owner_id, "creationTime": _iso(r.creation_time), "href": f"{list_url}/{r.job_id}"}
-                     for r in refs]}
+    return {"jobs": [_jobref_json(r, list_url) for r in refs]}
+
+
+def _jobref_json(r: JobRef, list_url: str) -> dict:
+    return {"jobId": r.job_id, "jobName": r.jobname, "phase": r.phase.value, "runId": r.run_id,
+            "ownerId": r.owner_id, "creationTime": _iso(r.creation_time), "href": f"{list_url}/{r.job_id}"}
+
+
+def joblist_json_chunks(refs: Iterable[JobRef], list_url: str, per_chunk: int = 1000) -> Iterator[str]:
+    """``joblist_json`` as JSON text in pieces, for streaming long lists."""
+    import json
+
+    parts = ['{"jobs": [']
+    first = True
+    for r in refs:
+        parts.append(("" if first else ", ") + json.dumps(_jobref_json(r, list_url)))
+        first = False
+        if len(parts) >= per_chunk:
+            yield "".join(parts)
+            parts.clear()
+    parts.append("]}")
+    yield "".join(parts)

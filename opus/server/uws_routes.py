@@ -20,6 +20,10 @@ from .web import (as_json, base_url, callback_url, form_input, identity, query_v
 JOB = "/rest/<jobname>/<job_id>"
 
 
+#: Job lists longer than this (LAST above it, or no LAST) are streamed rather than built in memory.
+STREAM_ABOVE = 1000
+
+
 def install(app: Bottle, services) -> None:
     settings = services.settings
     jobs = services.joblist
@@ -56,12 +60,20 @@ def install(app: Bottle, services) -> None:
         last = query_values("LAST")
         if len(after) > 1 or len(last) > 1:
             raise BadRequest("AFTER and LAST may be given once each")
-        refs = jobs.list(jobname, identity(), phases,
-                         parse_instant(after[0], "AFTER") if after else None,
-                         parse_int(last[0], "LAST", 1) if last else None)
+        limit = parse_int(last[0], "LAST", 1) if last else None
+        # Long lists are streamed from a database cursor: memory stays bounded at any size.
+        stream = limit is None or limit > STREAM_ABOVE
+        refs = jobs.list(jobname, identity(), phases, parse_instant(after[0], "AFTER") if after else None,
+                         limit, stream=stream)
+        if not stream:
+            if wants_json():
+                return as_json(render.joblist_json(refs, list_url(jobname)))
+            return xml(render.joblist_xml(refs, list_url(jobname)))
         if wants_json():
-            return as_json(render.joblist_json(refs, list_url(jobname)))
-        return xml(render.joblist_xml(refs, list_url(jobname)))
+            chunks, ctype = render.joblist_json_chunks(refs, list_url(jobname)), web.JSON_TYPE
+        else:
+            chunks, ctype = render.joblist_xml_chunks(refs, list_url(jobname)), web.XML_TYPE
+        return HTTPResponse((c.encode("utf-8") for c in chunks), status=200, headers={"Content-Type": ctype})
 
     @app.post("/rest/<jobname>")
     def create_job(jobname):

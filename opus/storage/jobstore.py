@@ -10,7 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
@@ -20,6 +20,10 @@ from sqlalchemy.exc import IntegrityError
 
 from ..uws import ErrorSummary, Job, JobRef, Parameter, Phase, Result
 from .tables import entities, jobs, parameters, results, used
+
+
+def _ref(r) -> JobRef:
+    return JobRef(r[0], r[1], _PHASES[r[2]], r[3], r[4], r[5].replace(tzinfo=timezone.utc))
 
 
 class _FileLock:
@@ -190,6 +194,24 @@ class JobStore:
              last: int | None = None, owner_id: str | None = None, include_archived: bool = False,
              filter_owner: bool = False) -> list[JobRef]:
         """Job references, newest first, filtered by AND of the given criteria."""
+        query = self._list_query(jobname, phases, after, last, owner_id, include_archived, filter_owner)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [_ref(r) for r in rows]
+
+    def iter_list(self, jobname: str | None = None, phases: Iterable[Phase] = (), after: datetime | None = None,
+                  last: int | None = None, owner_id: str | None = None, filter_owner: bool = False,
+                  batch: int = 2000) -> Iterator[JobRef]:
+        """Like ``list``, streamed from a server-side cursor ``batch`` rows at a time: memory stays
+        bounded however many jobs there are."""
+        query = self._list_query(jobname, phases, after, last, owner_id, False, filter_owner)
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=batch).execute(query)
+            for rows in result.partitions():
+                yield from (_ref(r) for r in rows)
+
+    @staticmethod
+    def _list_query(jobname, phases, after, last, owner_id, include_archived, filter_owner):
         query = select(*_REF_COLUMNS)
         conds = []
         if jobname is not None:
@@ -208,11 +230,7 @@ class JobStore:
         query = query.order_by(jobs.c.creation_time.desc(), jobs.c.seq.desc())
         if last is not None:
             query = query.limit(last)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        phase_of = _PHASES.__getitem__
-        utc = timezone.utc
-        return [JobRef(r[0], r[1], phase_of(r[2]), r[3], r[4], r[5].replace(tzinfo=utc)) for r in rows]
+        return query
 
     # ---- compare-and-set updates ----------------------------------------------------------------
     def set_phase(self, job_id: str, new: Phase, allowed_from: Iterable[Phase], **fields) -> bool:
