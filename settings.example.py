@@ -135,9 +135,16 @@ ANONYMOUS_JOBDEFS = ("*",)
 # its own; 0: no limit.  Anonymous callers share one such limit.
 DEFAULT_MAX_ACTIVE_JOBS = 0
 
-# ---- Logging ------------------------------------------------------------------------------------------------
-# Log level: DEBUG, INFO, WARNING or ERROR.
+# ---- Logging and metrics ------------------------------------------------------------------------------------
+# Log level: DEBUG, INFO, WARNING or ERROR.  Every line ends with the request's id (X-Request-ID)
+# and the job's id, "-" outside requests (docs/deployment.md, "Logs").
 LOG_LEVEL = "INFO"
+
+# GET /metrics, the Prometheus metrics (docs/deployment.md, "Metrics"), is for admins only:
+# Prometheus sends an admin's token (bearer_token or basic_auth).  True serves it to anyone
+# without credentials: then restrict /metrics at the front end (e.g. Apache `Require ip`), as
+# the figures describe the service's use.
+METRICS_PUBLIC = False
 
 # ---- SLURM (MANAGER = "slurm"; see docs/slurm.md) ------------------------------------------------------
 # The server host must be a SLURM submit host sharing DATA_DIR (and this OPUS installation) with

@@ -80,6 +80,9 @@ class Settings:
     SECRET_KEY: str | None = None
     # Log level of the server (DEBUG, INFO, WARNING, ERROR).
     LOG_LEVEL: str = "INFO"
+    # GET /metrics (Prometheus) without credentials (True: restrict it at the front end), or for
+    # admins only (False).
+    METRICS_PUBLIC: bool = False
 
     # ---- identity (SECURITY.md) -------------------------------------------------------------------
     # Requests without credentials act as the anonymous user (True), or get 401 (False).

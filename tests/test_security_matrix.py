@@ -141,6 +141,8 @@ ROWS = [
         fresh_victim=True),
     Row("DELETE", "/admin/users/<name>", "admin", "/admin/users/{victim}", fresh_victim=True),
     Row("POST", "/admin/users/<name>/token", "admin", "/admin/users/{victim}/token", fresh_victim=True),
+    # ---- operations: the Prometheus metrics (admins; public only with METRICS_PUBLIC) ------------------
+    Row("GET", "/metrics", "admin", "/metrics"),
 ]
 
 CHANGES = {"POST", "PUT", "PATCH", "DELETE"}

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 
+from .. import metrics
 from ..errors import OpusError
 from ..jobfiles import JobFiles
 from ..uws import Phase
@@ -81,6 +82,7 @@ class LocalManager(DispatchingManager):
                 if self.store.get_phase(job_id) is None:
                     continue  # deleted while it was being started: nothing to report
                 log.exception("job %s: cannot start", job_id)
+                metrics.count(self.settings, "opus_manager_errors_total", manager="local")
                 try:
                     self._report(job_id, {"phase": "ERROR", "message": f"the job could not be started: {exc}"})
                 except OpusError:

@@ -27,6 +27,7 @@ import threading
 import time
 from pathlib import Path
 
+from .. import metrics
 from ..jobfiles import JobFiles
 from ..uws import Phase
 from .cluster import ClusterAccess
@@ -178,6 +179,7 @@ class SlurmManager(DispatchingManager):
             log.warning("job %s: sbatch failed (%s); retry %d", job_id, error, attempt + 1)
             time.sleep(min(2 ** attempt, 30))
         log.warning("job %s: sbatch refused it: %s", job_id, error)
+        metrics.count(self.settings, "opus_manager_errors_total", manager="slurm")
         self._report(job_id, {"phase": "ERROR", "message": f"SLURM refused the job: {error}"})
 
     def _submitted(self, job_id: str, slurm_id: str) -> None:

@@ -8,11 +8,12 @@ import os
 import bottle
 from bottle import Bottle, HTTPError, HTTPResponse, request
 
+from .. import logcontext
 from ..errors import ConfigurationError, OpusError
 from ..auth import CHALLENGE
 from ..services import Services
 from ..settings import Settings
-from . import admin_routes, jdl_routes, openapi, store_routes, uws_routes, vosi
+from . import admin_routes, jdl_routes, metrics, openapi, store_routes, uws_routes, vosi
 from .web import as_json, base_url, text, wants_json
 
 log = logging.getLogger(__name__)
@@ -76,13 +77,17 @@ def create_app(settings: Settings, services: Services | None = None, start: bool
     Background work (notifications, the manager, maintenance) starts in the serving process:
     at once when ``start`` is true, and again in any forked worker on its first request.
     """
+    logcontext.install_record_factory()  # every record gets request_id and job_id
     if not logging.getLogger().handlers:  # under gunicorn/mod_wsgi: log to stderr, their error log
-        logging.basicConfig(format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(format=logcontext.LOG_FORMAT)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(logcontext.ContextFilter())
     logging.getLogger("opus").setLevel(settings.LOG_LEVEL)
     services = services or Services.build(settings)
     app = Bottle(catchall=True)
     app.config["json.enable"] = False
     app.config["opus.services"] = services
+    app.install(metrics.JobContextPlugin())  # first: outermost, so the job id is on every line
     app.install(ErrorPlugin())
     app.install(IdentityPlugin(services.auth))
 
@@ -111,6 +116,7 @@ def create_app(settings: Settings, services: Services | None = None, start: bool
     vosi.install(app, services)
     admin_routes.install(app, services)
     openapi.install(app, services)
+    metrics.install(app, services)
 
     def _plain_error(err: HTTPError):
         status = err.status_code

@@ -11,7 +11,7 @@ from __future__ import annotations
 from bottle import Bottle
 
 from ..uws import Phase
-from . import openapi_jdl, openapi_store
+from . import openapi_jdl, openapi_ops, openapi_store
 from .web import as_json, base_url
 
 OPENAPI_VERSION = "3.1.0"
@@ -454,6 +454,7 @@ def build_document(services, base: str) -> dict:
             body=_json_body("JobEvent", required=False), public=True,
             description="No credentials: the report carries the job's HMAC token instead (403 when wrong).")},
         **_admin_paths(),
+        **openapi_ops.paths(settings),
     }
     return {
         "openapi": OPENAPI_VERSION,

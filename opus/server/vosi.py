@@ -9,7 +9,9 @@ from email.utils import formatdate
 
 from bottle import Bottle, HTTPResponse
 
-from ..errors import BadRequest, Forbidden, NotFound
+from .. import metrics
+from ..errors import BadRequest, Forbidden, NotFound, OpusError
+from ..logcontext import set_job_id
 from ..security import check_job_token
 from ..timeutil import format_instant, utcnow
 from .render import HEAD
@@ -78,6 +80,8 @@ def install(app: Bottle, services) -> None:
         if not isinstance(report, dict):
             raise BadRequest("the report must be a JSON object")
         job_id = str(report.get("job_id") or "")
+        if job_id:
+            set_job_id(job_id)  # on the log lines of this request
         if report.get("event") == "slurm_end":
             # From scripts/opus-slurm-epilog, which holds no secret: a hint that the server checks
             # against its own sources before changing anything.
@@ -87,9 +91,16 @@ def install(app: Bottle, services) -> None:
             if services.store.get_phase(job_id) is None:
                 raise NotFound(f"no job {job_id!r}")
             outcome = hint(job_id, str(report.get("slurm_job_id", "")), str(report.get("exit_code", "")))
+            metrics.count(settings, "opus_slurm_end_hints_total", outcome=outcome)
             return as_json({"job_id": job_id, "event": "slurm_end", "outcome": outcome})
         if not job_id or not check_job_token(settings, job_id, report.get("token")):
+            metrics.count(settings, "opus_callbacks_total", outcome="refused")
             raise Forbidden("invalid job token")
-        outcome = services.joblist.apply_report(job_id, report)
+        try:
+            outcome = services.joblist.apply_report(job_id, report)
+        except OpusError:
+            metrics.count(settings, "opus_callbacks_total", outcome="invalid")
+            raise
+        metrics.count(settings, "opus_callbacks_total", outcome=outcome)
         log.info("job %s: report %s %s", job_id, report.get("phase"), outcome)
         return as_json({"job_id": job_id, "phase": report.get("phase"), "outcome": outcome})
