@@ -11,8 +11,11 @@ from __future__ import annotations
 import os
 import threading
 
-from .server import create_app
-from .settings import load_settings
+# Absolute imports: mod_wsgi executes this file as a script of its own (not as ``opus.wsgi``), so
+# relative imports would fail there.  ``opus`` must be importable: installed in the virtualenv of
+# python-home, or on python-path.
+from opus.server import create_app
+from opus.settings import load_settings
 
 _app = create_app(load_settings()) if os.environ.get("OPUS_SETTINGS") else None
 _lock = threading.Lock()
