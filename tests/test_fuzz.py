@@ -138,6 +138,11 @@ class FuzzServer:
         logging.getLogger("opus").removeHandler(self.errors)
         self.live.stop()
 
+    def entity_ids(self) -> list[str]:
+        """Entities of the pool's finished jobs (their results), for the /store paths."""
+        found = self.live.services.joblist.entities.generated_by([job_id for _, job_id in self.pool])
+        return [e.entity_id for e in found] or ["0" * 16]
+
     @property
     def admin_headers(self) -> dict:
         return {"Authorization": f"Bearer {self.token}"}
@@ -343,6 +348,8 @@ class RawRequests:
             "job_id": [job_id for _, job_id in pool],
             "name": ["text", "TEXT", "message", "status", "infile", "nosuch", ADMIN, "alice"],
             "result_id": ["output", "stdout", "nosuch"],
+            "entity_id": server.entity_ids() + ["0" * 16],
+            "file_name": ["output.txt", "nosuch.txt"],
         }
 
     # -- strategies --
@@ -620,7 +627,7 @@ def run_edges(server: FuzzServer, doc: dict) -> None:
             if "{name}" in path and path.startswith("/admin"):
                 server.admin.add(user)
             valid = {"jobname": jobname, "job_id": job_id, "name": "text" if "/rest/" in path else user,
-                     "result_id": "output"}
+                     "result_id": "output", "entity_id": server.entity_ids()[0], "file_name": "output.txt"}
             if path == "/jdl/{name}":
                 valid["name"] = "dummy"
             for p in params:
