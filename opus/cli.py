@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from . import jdl_cli
+from . import jdl_cli, logcontext
 from .errors import ConfigurationError
 from .settings import load_settings
 
@@ -158,7 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"opus: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "serve":  # a server's lines carry the request id and the job id
+        logcontext.install_record_factory()
+        logging.basicConfig(level=settings.LOG_LEVEL, format=logcontext.LOG_FORMAT)
+    else:
+        logging.basicConfig(level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     handler = {"serve": _serve, "init": _init, "maintenance": _maintenance, "check": _check,
                "user": _user, "jdl": jdl_cli.run}[args.command]
     try:
