@@ -2,7 +2,8 @@
 # Idempotent development set-up for OPUS on a Debian machine.
 #
 #   scripts/setup.sh           create .venv (if missing) and `pip install -e .[science]`
-#                              (science: what the example job gammapy_maps needs)
+#                              (science: what the example job gammapy_maps needs),
+#                              and Graphviz (dot: provenance graphs) if missing
 #   scripts/setup.sh --test    same with the [test,science] extras, plus the system
 #                              packages the tests need (PostgreSQL server,
 #                              openssh-server; SLURM: scripts/slurm-cluster.sh)
@@ -18,7 +19,7 @@ for arg in "$@"; do
     case "$arg" in
         --test) WITH_TEST=1 ;;
         -h|--help)
-            sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
             exit 0 ;;
         *) echo "setup.sh: unknown argument: $arg (usage: scripts/setup.sh [--test])" >&2; exit 2 ;;
     esac
@@ -92,6 +93,13 @@ fi
 "$VENV/bin/python" -c 'import sys' 2>/dev/null \
     || die "$VENV/bin/python does not run (stale venv?); remove $VENV and re-run"
 
+# ---------------------------------------------------------------- Graphviz
+# Provenance graphs (SVG, PNG) are drawn by Graphviz's dot; without it they answer 503.
+if ! command -v dot >/dev/null 2>&1; then
+    apt_install graphviz
+    command -v dot >/dev/null 2>&1 || die "graphviz installed but 'dot' is not on PATH"
+fi
+
 # ---------------------------------------------------------------- system packages for tests
 pg_bin_found() {
     local d
@@ -137,7 +145,7 @@ installed_ok() {
     "$VENV/bin/python" - "$WITH_TEST" <<'EOF' >/dev/null 2>&1
 import sys
 from importlib.metadata import version
-names = ["opus-uws", "astropy", "numpy", "matplotlib"] + (["pytest", "pyvo"] if sys.argv[1] == "1" else [])
+names = ["opus-uws", "pydot", "networkx", "astropy", "numpy", "matplotlib"] + (["pytest", "pyvo"] if sys.argv[1] == "1" else [])
 for n in names:
     version(n)
 EOF

@@ -133,6 +133,13 @@ ROWS = [
     Row("GET", "/store/<entity_id:re:[0-9a-f]{16}>", "job", "/store/{entity}"),
     Row("GET", "/store/<entity_id:re:[0-9a-f]{16}>/<file_name>", "job", "/store/{entity}/output.txt",
         has_secret=True),
+    # ---- provenance: a job's (its owner and admins), ProvSAP (anyone, showing only what they may see) ------
+    Row("GET", JOB + "/provenance", "job", "{job}/provenance", has_secret=True),
+    Row("GET", JOB + "/provenance", "job", "{job}/provenance", params={"format": "provn", "DEPTH": "ALL"},
+        has_secret=True),
+    Row("GET", "/provsap", "signed_in", "/provsap", params={"ID": "{entity}", "DEPTH": "ALL"}, has_secret=True),
+    Row("GET", "/provsap", "signed_in", "/provsap", params={"ID": "{entity}", "DIRECTION": "FORTH",
+                                                            "RESPONSEFORMAT": "votable"}),
     # ---- the admin API -----------------------------------------------------------------------------------
     Row("GET", "/admin/users", "admin", "/admin/users"),
     Row("POST", "/admin/users", "admin", "/admin/users", ok=201, json={"name": "{new}"}),

@@ -167,10 +167,13 @@ class Wrapper:
             return 1
         if code != 0:
             why = f"exit status {code}" if code > 0 else f"killed by signal {signal.Signals(-code).name}"
+            found = self.collect(strict=False)[0]
+            self.keep_steps()
             self.finish({"phase": "ERROR", "message": f"the job's script failed ({why}){self.stderr_tail()}",
-                         "results": self.collect(strict=False)[0]})
+                         "results": found})
             return 1
         found, missing = self.collect(strict=True)
+        self.keep_steps()
         if missing:
             self.finish({"phase": "ERROR", "results": found,
                          "message": "the job's script did not produce " + ", ".join(missing)})
@@ -219,6 +222,15 @@ class Wrapper:
                               "size": dest.stat().st_size, "sha256": digest.hexdigest()})
         return found, (missing if strict else [])
 
+    def keep_steps(self) -> None:
+        """The script's PROV-JSON of its own steps ($OPUS_WORK_DIR/provenance.json), when it wrote one
+        (and no result took it): kept at the job's root, where provenance grafts it under the job."""
+        src = self.work / "provenance.json"
+        try:
+            if src.is_file() and not src.is_symlink():
+                os.replace(src, self.root / "provenance.json")
+        except OSError as exc:
+            self.log(f"cannot keep provenance.json: {exc}")
 
     # ---- inputs given as URLs ---------------------------------------------------------------------
     def fetch_inputs(self) -> str:

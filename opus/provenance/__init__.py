@@ -1,6 +1,31 @@
-"""IVOA Provenance (ProvDM) for jobs and results.
+"""IVOA Provenance (ProvDM) of jobs and results, built from the database when asked.
 
-Not built yet: the provenance issue ("Provenance and the result store") fills this package.  The
-job store already records what it will need (parameters, results with SHA-256, job definition
-version, start and end times).
+* ``options``   the query parameters (ID, DEPTH, DIRECTION, MODEL, AGENTS, DESCRIPTIONS,
+                CONFIGURATION, RESPONSEFORMAT / format), checked;
+* ``traverse``  which jobs and entities an answer holds (DEPTH steps BACK or FORTH, batched per
+                level, stopping at what the caller may not see);
+* ``model``     the ProvDocument (``prov`` package) in the IVOA (voprov) or W3C model;
+* ``writers``   PROV-N, PROV-JSON, PROV-XML, PROV-VOTABLE, SVG and PNG.
+
+``docs/provenance.md`` describes the model, the endpoints and the DEPTH semantics.
 """
+
+from __future__ import annotations
+
+from .model import STEPS_FILE, Builder
+from .options import FORMATS, ProvOptions, job_options, provsap_options
+from .traverse import Selection, select
+from .writers import serialize
+
+__all__ = ["FORMATS", "STEPS_FILE", "Builder", "ProvOptions", "Selection", "build", "job_options",
+           "provsap_options", "select", "serialize"]
+
+
+def build(services, who, options: ProvOptions, base: str, with_results: bool = False):
+    """The ProvDocument answering ``options`` for the caller ``who``."""
+    sel = select(services.store, services.joblist.entities, who, options.ids, options.depth, options.direction,
+                 with_results=with_results)
+    builder = Builder(base, model=options.model, agents=options.agents, descriptions=options.descriptions,
+                      configuration=options.configuration, registry=services.registry,
+                      jobs_dir=services.settings.jobs_dir)
+    return builder.build(sel)

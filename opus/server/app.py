@@ -13,7 +13,7 @@ from ..errors import ConfigurationError, OpusError
 from ..auth import CHALLENGE
 from ..services import Services
 from ..settings import Settings
-from . import admin_routes, jdl_routes, metrics, openapi, store_routes, uws_routes, vosi
+from . import admin_routes, jdl_routes, metrics, openapi, prov_routes, store_routes, uws_routes, vosi
 from .web import as_json, base_url, text, wants_json
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,7 @@ def create_app(settings: Settings, services: Services | None = None, start: bool
     uws_routes.install(app, services)
     jdl_routes.install(app, services)
     store_routes.install(app, services)
+    prov_routes.install(app, services)
     vosi.install(app, services)
     admin_routes.install(app, services)
     openapi.install(app, services)

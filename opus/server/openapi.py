@@ -11,7 +11,7 @@ from __future__ import annotations
 from bottle import Bottle
 
 from ..uws import Phase
-from . import openapi_jdl, openapi_ops, openapi_store
+from . import openapi_jdl, openapi_ops, openapi_prov, openapi_store
 from .web import as_json, base_url
 
 OPENAPI_VERSION = "3.1.0"
@@ -441,6 +441,7 @@ def build_document(services, base: str) -> dict:
             public=True, description=anyone)},
         **openapi_jdl.paths(jobname_schema),
         **openapi_store.paths(),
+        **openapi_prov.paths(jobname_schema),
         **_job_paths(settings, jobname),
         "/availability": {"get": _op("availability", "VOSI availability", "VOSI", _ok(
             "`<vosi:availability>`", {XML: {"schema": STRING}}), public=True, description=anyone)},

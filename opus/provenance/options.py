@@ -1,0 +1,134 @@
+"""What a provenance request asks for: the query parameters of ``/provsap`` and of a job's
+``/provenance``, checked once here (every bad value a BadRequest naming the allowed ones)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..errors import BadRequest
+
+#: Canonical format name -> (Content-Type of the answer, accepted spellings: names and media types).
+FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "json": ("application/json", ("json", "prov-json", "application/json", "application/provenance+json")),
+    "provn": ("text/provenance-notation; charset=UTF-8",
+              ("provn", "prov-n", "text/provenance-notation")),
+    "xml": ("application/provenance+xml", ("xml", "prov-xml", "application/provenance+xml", "application/xml",
+                                           "text/xml")),
+    "votable": ("application/x-votable+xml", ("votable", "prov-votable", "vot", "application/x-votable+xml")),
+    "svg": ("image/svg+xml", ("svg", "image/svg+xml")),
+    "png": ("image/png", ("png", "image/png")),
+}
+_SPELLINGS = {spelling: name for name, (_ctype, spellings) in FORMATS.items() for spelling in spellings}
+FORMAT_NAMES = "PROV-JSON (json, the default), PROV-N (provn), PROV-XML (xml), PROV-VOTABLE (votable), svg, png"
+MODELS = ("IVOA", "W3C")
+DIRECTIONS = ("BACK", "FORTH")
+ID_RE = re.compile(r"^[0-9a-f]{16}\Z")
+MAX_IDS = 100
+MAX_DEPTH = 1_000_000
+_TRUE = ("true", "yes", "1")
+_FALSE = ("false", "no", "0")
+
+
+@dataclass(frozen=True)
+class ProvOptions:
+    """``depth`` None means ALL."""
+
+    ids: tuple[str, ...] = ()
+    depth: int | None = 1
+    direction: str = "BACK"
+    model: str = "IVOA"
+    agents: bool = True
+    descriptions: bool = False
+    configuration: bool = True
+    format: str = "json"
+
+    @property
+    def content_type(self) -> str:
+        return FORMATS[self.format][0]
+
+
+def _one(items: list[tuple[str, str]], name: str) -> str | None:
+    """The value of a single-valued parameter (name case-insensitive), or None when absent."""
+    values = {v.strip() for k, v in items if k.upper() == name}
+    if len(values) > 1:
+        raise BadRequest(f"{name} given more than once with different values")
+    return values.pop() if values else None
+
+
+def _choice(items, name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = _one(items, name)
+    if value is None:
+        return default
+    if value.upper() not in allowed:
+        raise BadRequest(f"{name}={value[:40]!r}: use one of {', '.join(allowed)}")
+    return value.upper()
+
+
+def _boolean(items, name: str, default: bool) -> bool:
+    value = _one(items, name)
+    if value is None:
+        return default
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise BadRequest(f"{name}={value[:40]!r}: use true or false")
+
+
+def parse_format(value: str | None, name: str = "RESPONSEFORMAT") -> str:
+    if value is None:
+        return "json"
+    key = value.split(";")[0].strip().lower()
+    if key not in _SPELLINGS:
+        raise BadRequest(f"{name}={value[:60]!r}: use one of {FORMAT_NAMES}, or their media types "
+                         + ", ".join(sorted({FORMATS[f][0].split(';')[0] for f in FORMATS} |
+                                            {"application/provenance+json"})))
+    return _SPELLINGS[key]
+
+
+def parse_depth(value: str | None, default: int | None = 1) -> int | None:
+    if value is None:
+        return default
+    if value.upper() == "ALL":
+        return None
+    if not value.isdigit() or not value.isascii() or int(value) > MAX_DEPTH:
+        raise BadRequest(f"DEPTH={value[:40]!r}: use a non-negative integer (at most {MAX_DEPTH}) or ALL")
+    return int(value)
+
+
+def parse_ids(items) -> tuple[str, ...]:
+    ids = [v.strip().lower() for k, v in items if k.upper() == "ID"]
+    if not ids:
+        raise BadRequest("ID is required: a job id or an entity id (16 hexadecimal digits), repeatable")
+    if len(ids) > MAX_IDS:
+        raise BadRequest(f"at most {MAX_IDS} ID values per request")
+    for value in ids:
+        if not ID_RE.match(value):
+            raise BadRequest(f"ID={value[:40]!r}: a job id or an entity id is 16 hexadecimal digits")
+    return tuple(dict.fromkeys(ids))
+
+
+def provsap_options(items: list[tuple[str, str]]) -> ProvOptions:
+    """The options of ``GET /provsap`` from its (name, value) query items."""
+    return ProvOptions(
+        ids=parse_ids(items), depth=parse_depth(_one(items, "DEPTH")),
+        direction=_choice(items, "DIRECTION", DIRECTIONS, "BACK"), **_common(items),
+        format=parse_format(_one(items, "RESPONSEFORMAT")))
+
+
+def job_options(items: list[tuple[str, str]], job_id: str) -> ProvOptions:
+    """The options of ``GET /rest/<jobname>/<id>/provenance`` (``format`` or ``RESPONSEFORMAT``)."""
+    fmt = _one(items, "FORMAT")
+    other = _one(items, "RESPONSEFORMAT")
+    if fmt is not None and other is not None and parse_format(fmt, "format") != parse_format(other):
+        raise BadRequest("format and RESPONSEFORMAT disagree: give one of them")
+    return ProvOptions(ids=(job_id,), depth=parse_depth(_one(items, "DEPTH")), direction="BACK",
+                       **_common(items), format=parse_format(fmt if fmt is not None else other,
+                                                              "format" if fmt is not None else "RESPONSEFORMAT"))
+
+
+def _common(items) -> dict:
+    return {"model": _choice(items, "MODEL", MODELS, "IVOA"), "agents": _boolean(items, "AGENTS", True),
+            "descriptions": _boolean(items, "DESCRIPTIONS", False),
+            "configuration": _boolean(items, "CONFIGURATION", True)}

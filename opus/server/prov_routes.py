@@ -1,0 +1,43 @@
+"""Provenance over HTTP (``docs/provenance.md``).
+
+    GET /rest/<jobname>/<job_id>/provenance   one job: its activity and results, then DEPTH steps
+                                              back (default 1: its inputs); its owner and admins
+    GET /provsap?ID=...                       ProvSAP: any jobs and entities, DEPTH steps BACK or
+                                              FORTH; only what the caller may see
+
+Both are built from the database when asked (never in a job's completion).
+"""
+
+from __future__ import annotations
+
+from bottle import Bottle, HTTPResponse
+
+from .. import provenance
+from .web import base_url, identity, query_items
+
+JOB = "/rest/<jobname>/<job_id>"
+
+
+def _answer(doc, options, name: str) -> HTTPResponse:
+    body = provenance.serialize(doc, options.format)
+    ext = {"json": "json", "provn": "provn", "xml": "provx", "votable": "vot", "svg": "svg", "png": "png"}
+    return HTTPResponse(body, status=200, headers={
+        "Content-Type": options.content_type,
+        "Content-Disposition": f'inline; filename="{name}.{ext[options.format]}"'})
+
+
+def install(app: Bottle, services) -> None:
+    settings = services.settings
+
+    @app.get(JOB + "/provenance")
+    def job_provenance(jobname, job_id):
+        job = services.joblist.get(jobname, job_id, identity())
+        options = provenance.job_options(query_items(), job.job_id)
+        doc = provenance.build(services, identity(), options, base_url(settings), with_results=True)
+        return _answer(doc, options, f"provenance-{job.job_id}")
+
+    @app.get("/provsap")
+    def provsap():
+        options = provenance.provsap_options(query_items())
+        doc = provenance.build(services, identity(), options, base_url(settings))
+        return _answer(doc, options, "provenance")
