@@ -111,3 +111,25 @@ def test_a_deleted_jobs_entities_keep_their_record_not_their_file(srv):
     r = alice.post(f"{srv.url}/rest/copy", data={"infile": f"{srv.url}/store/{entity}/output.txt"},
                    allow_redirects=False)
     assert r.status_code == 400 and "no longer has a file" in r.text
+
+
+def test_the_destruction_sweep_keeps_entity_records_without_files(srv):
+    from datetime import timedelta
+
+    from opus.timeutil import utcnow
+
+    alice = srv.as_["alice"]
+    urls = [_run(srv, "alice", "dummy", {"text": f"t{i}"}) for i in range(3)]
+    second = _run(srv, "alice", "copy", {"infile": _result(srv, "alice", urls[0], "output")["store"]})
+    entities = [_result(srv, "alice", u, "output")["entity"] for u in urls]
+    ids = [u.rsplit("/", 1)[1] for u in urls]
+    with srv.services.notifier.watch(ids[1]) as waiter:
+        destroyed = srv.services.joblist.destroy_expired(now=utcnow() + timedelta(days=3650))
+        assert waiter.wait(5) and waiter.phase == "DELETED"
+    assert destroyed == 4  # the three and the copy job: one batch, one transaction
+    for url, entity in zip(urls, entities):
+        assert alice.get(url).status_code == 404
+        assert alice.get(f"{srv.url}/store?ID={entity}").status_code == 410
+        assert alice.get(f"{srv.url}/store/{entity}").json()["available"] is False
+        assert not (srv.settings.jobs_dir / url.rsplit("/", 1)[1]).exists()
+    assert srv.services.joblist.entities.used_by([second.rsplit("/", 1)[1]]) == []

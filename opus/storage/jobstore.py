@@ -354,12 +354,31 @@ class JobStore:
             count = conn.execute(delete(jobs).where(jobs.c.job_id == job_id)).rowcount
             if count:
                 # Its files go: its entities stay (other jobs' provenance names them), without a file.
-                conn.execute(update(entities).where(entities.c.location.like(f"{job_id}/%"))
-                             .values(location=None))
+                conn.execute(update(entities).where(entities.c.location >= f"{job_id}/",
+                                                    entities.c.location < f"{job_id}0").values(location=None))
                 conn.execute(delete(used).where(used.c.job_id == job_id))
         if count:
             self.on_change(job_id, "DELETED")
         return bool(count)
+
+    def delete_finished(self, job_ids: Sequence[str]) -> list[str]:
+        """Forget those of ``job_ids`` that are finished (COMPLETED, ERROR, ABORTED, ARCHIVED), in one
+        transaction: the destruction sweep's fast path (no process to stop).  Returns their ids."""
+        finals = [Phase.COMPLETED.value, Phase.ERROR.value, Phase.ABORTED.value, Phase.ARCHIVED.value]
+        with self._write() as conn:
+            gone = list(conn.execute(select(jobs.c.job_id).where(jobs.c.job_id.in_(list(job_ids)),
+                                                                jobs.c.phase.in_(finals))).scalars())
+            if gone:
+                conn.execute(delete(results).where(results.c.job_id.in_(gone)))
+                conn.execute(delete(parameters).where(parameters.c.job_id.in_(gone)))
+                conn.execute(delete(used).where(used.c.job_id.in_(gone)))
+                for job_id in gone:  # an indexed range: "<id>/..." sorts between "<id>/" and "<id>0"
+                    conn.execute(update(entities).where(entities.c.location >= f"{job_id}/",
+                                                        entities.c.location < f"{job_id}0").values(location=None))
+                conn.execute(delete(jobs).where(jobs.c.job_id.in_(gone)))
+        for job_id in gone:
+            self.on_change(job_id, "DELETED")
+        return gone
 
     def archive(self, job_id: str) -> bool:
         """Move a finished job to ARCHIVED and drop its result rows, in one transaction."""
@@ -369,7 +388,8 @@ class JobStore:
                                  .values(phase=Phase.ARCHIVED.value)).rowcount
             if count:
                 conn.execute(delete(results).where(results.c.job_id == job_id))
-                conn.execute(update(entities).where(entities.c.location.like(f"{job_id}/results/%"))
+                conn.execute(update(entities).where(entities.c.location >= f"{job_id}/results/",
+                                                    entities.c.location < f"{job_id}/results0")
                              .values(location=None))
         if count:
             self.on_change(job_id, Phase.ARCHIVED.value)

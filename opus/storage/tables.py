@@ -92,6 +92,7 @@ entities = Table(
     Column("created", DateTime, nullable=False),
     Index("ix_entities_sha256", "sha256"),
     Index("ix_entities_generated_by", "generated_by"),
+    Index("ix_entities_location", "location"),
 )
 
 # Which job used which entity, in which role (the input's name).
