@@ -1,16 +1,45 @@
 """Example gunicorn configuration for OPUS:  gunicorn -c gunicorn.conf.py opus.wsgi:application
 
 OPUS_SETTINGS must name the settings file.  Run `opus init` once before starting.
+
+Sized for many clients holding WAIT at once (bench/run.py holds 1,000 on 2 workers while timing
+other requests; bench/README.md has the figures):
+
+* gthread, not an async worker.  A WAIT blocks its request in ``threading.Event.wait``; a thread
+  doing so costs about 30-60 KB of resident memory (its touched stack pages and the request's
+  objects) and no CPU.  gevent would hold a waiter for less, but only after monkey-patching every
+  blocking call: psycopg2 blocks in C (it needs psycogreen's wait callback), SQLite's calls and
+  flock() (the SQLite write lock in opus.storage.jobstore) block the whole hub, and opus.notify's
+  listener threads and the job managers' subprocess/threads would all change meaning.  Threads keep
+  the database drivers as they are.
+* ``threads`` per worker bounds the requests a worker serves at once, WAITs included: a request
+  beyond it waits in the worker's queue until a thread is free, however cheap it is.  So it is
+  sized for every waiter a worker may hold (threads are started only when needed, and stay).
+* ``worker_connections`` bounds the connections a worker keeps open (busy + kept alive); it must
+  exceed ``threads`` or no connection is ever kept alive.
+* ``reuse_port``: each worker binds its own SO_REUSEPORT socket and the kernel spreads new
+  connections over the workers evenly.  Without it the workers race for each accept, and one
+  worker usually wins most of a burst (measured with 16 keep-alive clients: one worker served
+  76 % of the requests), so its single GIL does most of the work and its threads carry most of
+  the waiters (with it: 514 and 494 of 1,000 waiters).  Costs: a connection still in the accept queue of a worker that
+  exits is reset; the port is bound by the workers, not the master (no systemd socket activation,
+  and a port in use shows as "Worker failed to boot"); another gunicorn of the same user started
+  with reuse_port on the same port would share it silently.
+* Open files: each connection is a descriptor, so a worker may need ``worker_connections`` plus
+  its database and log files.  The soft RLIMIT_NOFILE is raised to the hard limit below; in
+  production set the hard limit high enough (systemd: ``LimitNOFILE=65536``, deploy/).
 """
 
 import multiprocessing
+import resource
 
 bind = "127.0.0.1:8080"
-# gthread: each worker serves many requests at once on threads, so blocking WAIT requests
-# (held up to MAX_WAIT seconds) do not stall other clients.  Wake-ups cross workers (opus.notify).
 worker_class = "gthread"
 workers = max(2, multiprocessing.cpu_count())
-threads = 64
+threads = 1000
+worker_connections = 2000
+reuse_port = True
+backlog = 2048
 # Longer than MAX_WAIT, so a worker holding a WAIT is never taken for a stuck one.
 timeout = 120
 graceful_timeout = 30
@@ -18,6 +47,30 @@ keepalive = 5
 # Do not preload: each worker starts its own background threads (opus.services.Services.start).
 preload_app = False
 accesslog = "-"
+
+#: Stack reserved per thread, KiB (Linux's default is the stack ulimit, usually 8 MiB).  Only the
+#: pages a thread touches are resident, so this mostly saves address space and commit charge
+#: (1,000 threads × 8 MiB would be refused under strict overcommit); 1 MiB leaves room for deep
+#: C recursion.
+THREAD_STACK_KB = 1024
+
+
+def _raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = worker_connections + 1024
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        new = wanted if hard == resource.RLIM_INFINITY else min(hard, max(wanted, soft))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+
+
+_raise_nofile()
+
+
+def post_fork(server, worker):
+    """Before the worker starts any thread: a smaller stack reserved per thread."""
+    import threading
+
+    threading.stack_size(THREAD_STACK_KB * 1024)
 
 
 def post_worker_init(worker):
@@ -27,3 +80,10 @@ def post_worker_init(worker):
 
     gc.collect()
     gc.freeze()
+
+
+def on_starting(server):
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < worker_connections + 64:
+        server.log.warning("open files limit %d is below worker_connections (%d): raise LimitNOFILE / ulimit -n",
+                           soft, worker_connections)
