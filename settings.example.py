@@ -135,6 +135,19 @@ ANONYMOUS_JOBDEFS = ("*",)
 # its own; 0: no limit.  Anonymous callers share one such limit.
 DEFAULT_MAX_ACTIVE_JOBS = 0
 
+# ---- Web client (README, "The web client") ------------------------------------------------------------
+# Other sites whose pages may call this API from visitors' browsers (CORS), as "scheme://host[:port]".
+# A listed origin may use the visitor's OPUS session (cookie; it must send the session's CSRF token,
+# from GET /web/session); "*" lets any site call the API, but only with a token, never the cookie.
+CORS_ORIGINS = ()
+
+# Seconds a web session lasts after signing in with a token.  Replacing the user's token (or
+# disabling the user) ends all the user's sessions at once.
+SESSION_LIFETIME = 8 * 3600
+
+# Where `npm ci` (scripts/setup.sh) installed Bootstrap and CodeMirror, served at /web/lib/.
+# WEB_LIBRARIES_DIR = "/opt/opus/node_modules"
+
 # ---- Logging and metrics ------------------------------------------------------------------------------------
 # Log level: DEBUG, INFO, WARNING or ERROR.  Every line ends with the request's id (X-Request-ID)
 # and the job's id, "-" outside requests (docs/deployment.md, "Logs").

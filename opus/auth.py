@@ -1,10 +1,12 @@
 """Authentication: who is calling, from the request's credentials and the settings.
 
 Modes (combinable, settings AUTH_*): HTTP Basic ``name:token``, ``Authorization: Bearer
-<token>``, ``REMOTE_USER`` from a trusted front end, and anonymous access.  Wrong credentials are
-always a 401, never a silent fall-back to anonymous.  A successful PBKDF2 check is remembered
-for a few minutes (keyed by an HMAC of the token, invalidated when the stored hash changes) so
-that signed-in clients do not pay the slow hash on every request.
+<token>``, ``REMOTE_USER`` from a trusted front end, the web client's session cookie (made by
+signing in with a token, ``opus.web.session``; state-changing requests need its CSRF token), and
+anonymous access.  Wrong credentials are always a 401, never a silent fall-back to anonymous.  A
+successful PBKDF2 check is remembered for a few minutes (keyed by an HMAC of the token,
+invalidated when the stored hash changes) so that signed-in clients do not pay the slow hash on
+every request.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import hmac
 import threading
 import time
 
-from .errors import Unauthorized
+from .errors import Forbidden, Unauthorized
 from .security import Identity, server_secret
-from .users import User, token_id_of, verify_token
+from .users import USER_NAME, User, token_id_of, verify_token
+from .web import session as web_session
 
 CACHE_SECONDS = 300
 CHALLENGE = 'Basic realm="OPUS", charset="UTF-8", Bearer realm="OPUS"'
@@ -66,9 +69,33 @@ class Authenticator:
             if not user.enabled:
                 raise Unauthorized(f"user {name!r} is disabled")
             return self._identity(user)
+        cookie = web_session.cookie_of(environ)
+        if cookie is not None:
+            return self._session(environ, cookie)
         if s.ALLOW_ANONYMOUS:
             return self.anonymous()
         raise Unauthorized("sign in: send HTTP Basic name:token or a Bearer token")
+
+    def sign_in(self, name: str, token: str) -> User:
+        """The user with this name and token (the web client's sign-in form), or Unauthorized."""
+        user = self.users.get(name) if USER_NAME.match(name or "") else None
+        self._check(user, token, name)
+        return user
+
+    def _session(self, environ: dict, cookie: str) -> Identity:
+        """The user of a web session; state-changing requests must carry its CSRF token."""
+        session = web_session.parse(self.settings, cookie)
+        if session is None:
+            raise Unauthorized("your session has expired or is not valid: sign in again")
+        user = self.users.get(session.name)
+        if user is None or not user.enabled or web_session.fingerprint(user.token_hash) != session.fingerprint:
+            raise Unauthorized("your session has ended (new token or disabled user): sign in again")
+        environ["opus.session"] = session
+        if environ.get("REQUEST_METHOD", "GET").upper() not in web_session.SAFE_METHODS and \
+                not web_session.check_csrf(self.settings, session, environ.get("HTTP_X_CSRF_TOKEN")):
+            raise Forbidden("this request comes with a session cookie but without its CSRF token "
+                            f"(header {web_session.CSRF_HEADER})")
+        return self._identity(user)
 
     def _check(self, user: User | None, token: str, name: str | None) -> Identity:
         if user is None or not user.enabled or (name is not None and user.name != name):

@@ -10,6 +10,7 @@ to ``create_app`` and to the command-line tools.
 from __future__ import annotations
 
 import os
+import re
 import runpy
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 from .errors import ConfigurationError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+_ORIGIN = re.compile(r"^\*\Z|^https?://(?:[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?\Z")
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,15 @@ class Settings:
     # it applies to the anonymous user as a whole.
     DEFAULT_MAX_ACTIVE_JOBS: int = 0
 
+    # ---- web client (README, "The web client") -----------------------------------------------------
+    # Origins ("https://other.example.org[:port]") whose pages may call this API from the browser
+    # with the visitor's session (CORS with credentials); "*": any origin, with tokens only.
+    CORS_ORIGINS: tuple = ()
+    # Seconds a web session (signing in with a token) lasts; a new token for the user ends it early.
+    SESSION_LIFETIME: int = 8 * 3600
+    # Where `npm ci` installed the front-end libraries (Bootstrap, CodeMirror) that the pages use.
+    WEB_LIBRARIES_DIR: str = str(REPO_ROOT / "node_modules")
+
     # ---- SLURM manager ---------------------------------------------------------------------
     # Directory holding sbatch, squeue and scancel ("" = found on PATH).
     SLURM_BIN_DIR: str = ""
@@ -180,6 +191,11 @@ def _validated(s: Settings) -> Settings:
                  "MAX_RUNNING_JOBS", "DEFAULT_EXECUTION_DURATION"):
         if getattr(s, name) < 0:
             raise ConfigurationError(f"{name} must be >= 0")
+    for origin in s.CORS_ORIGINS:
+        if not isinstance(origin, str) or not _ORIGIN.match(origin.rstrip("/")):
+            raise ConfigurationError(f"CORS_ORIGINS: {origin!r} is not '*' or scheme://host[:port]")
+    if s.SESSION_LIFETIME <= 0:
+        raise ConfigurationError("SESSION_LIFETIME must be > 0")
     for name in ("BASE_URL", "CALLBACK_URL"):
         value = getattr(s, name)
         if value is not None and not value.startswith(("http://", "https://")):
@@ -203,7 +219,7 @@ def load_settings(path: str | os.PathLike | None = None, **overrides) -> Setting
                 raise ConfigurationError(f"{p}: unknown setting {name!r}; see settings.example.py")
             values[name] = value
     values.update(overrides)
-    for name in ("SLURM_PARTITIONS", "ANONYMOUS_JOBDEFS", "REMOTE_USER_JOBDEFS"):
+    for name in ("SLURM_PARTITIONS", "ANONYMOUS_JOBDEFS", "REMOTE_USER_JOBDEFS", "CORS_ORIGINS"):
         if name in values:
             values[name] = tuple(values[name])
     for name, value in values.items():

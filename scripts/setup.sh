@@ -6,7 +6,8 @@
 #                              and Graphviz (dot: provenance graphs) if missing
 #   scripts/setup.sh --test    same with the [test,science] extras, plus the system
 #                              packages the tests need (PostgreSQL server,
-#                              openssh-server; SLURM: scripts/slurm-cluster.sh)
+#                              openssh-server, chromium; SLURM: scripts/slurm-cluster.sh)
+#   both also run `npm ci`: the web client's Bootstrap and CodeMirror (node_modules/)
 #
 # Works from any cwd.  Output is quiet; on failure the tail of the failing
 # command's log is printed.  A stamp file in .venv makes re-runs fast when
@@ -19,7 +20,7 @@ for arg in "$@"; do
     case "$arg" in
         --test) WITH_TEST=1 ;;
         -h|--help)
-            sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
             exit 0 ;;
         *) echo "setup.sh: unknown argument: $arg (usage: scripts/setup.sh [--test])" >&2; exit 2 ;;
     esac
@@ -120,6 +121,25 @@ if [ "$WITH_TEST" -eq 1 ]; then
     if [ ! -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null 2>&1; then
         apt_install openssh-server openssh-client
     fi
+    # The web client's end-to-end tests drive Debian's Chromium through Playwright, which cannot
+    # download a browser of its own here.
+    if ! command -v chromium >/dev/null 2>&1; then
+        apt_install chromium
+    fi
+fi
+
+# ---------------------------------------------------------------- web client libraries
+# Bootstrap and CodeMirror from the npm registry, pinned by package-lock.json, into node_modules/
+# (served at /web/lib/): no CDN, no bundler.  Re-run only when the lock file changes.
+if ! command -v npm >/dev/null 2>&1; then
+    apt_install nodejs npm
+fi
+NPM_STAMP="$ROOT/node_modules/.opus-npm-stamp"
+NPM_KEY="$(sha256sum "$ROOT/package-lock.json" | cut -d' ' -f1)"
+if [ "${OPUS_SETUP_FORCE:-0}" = "1" ] || [ ! -f "$NPM_STAMP" ] || [ "$(cat "$NPM_STAMP")" != "$NPM_KEY" ]; then
+    log "npm ci (web client libraries)"
+    run_quiet "npm ci" npm ci --no-audit --no-fund --ignore-scripts
+    echo "$NPM_KEY" >"$NPM_STAMP"
 fi
 
 # ---------------------------------------------------------------- pip install -e
@@ -145,7 +165,7 @@ installed_ok() {
     "$VENV/bin/python" - "$WITH_TEST" <<'EOF' >/dev/null 2>&1
 import sys
 from importlib.metadata import version
-names = ["opus-uws", "pydot", "networkx", "astropy", "numpy", "matplotlib"] + (["pytest", "pyvo"] if sys.argv[1] == "1" else [])
+names = ["opus-uws", "pydot", "networkx", "astropy", "numpy", "matplotlib"] + (["pytest", "pyvo", "playwright"] if sys.argv[1] == "1" else [])
 for n in names:
     version(n)
 EOF

@@ -115,7 +115,8 @@ def test_security(document):
     public = {(m.upper(), p) for p, item in document["paths"].items() for m, op in item.items()
               if m in METHODS and op.get("security") == []}
     assert public == {("GET", "/availability"), ("GET", "/capabilities"), ("POST", "/handler/job_event"),
-                      ("GET", "/openapi.json")}
+                      ("GET", "/openapi.json"), ("GET", "/web/signin"), ("POST", "/web/signin"),
+                      ("POST", "/web/signout"), ("GET", "/web/static/{path}"), ("GET", "/web/lib/{path}")}
 
 
 def test_public_operations_are_the_public_routes(secured, document):

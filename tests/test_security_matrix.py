@@ -150,6 +150,20 @@ ROWS = [
     Row("POST", "/admin/users/<name>/token", "admin", "/admin/users/{victim}/token", fresh_victim=True),
     # ---- operations: the Prometheus metrics (admins; public only with METRICS_PUBLIC) ------------------
     Row("GET", "/metrics", "admin", "/metrics"),
+    # ---- the web client: pages (401 is the sign-in form), sign-in (no CSRF field: 403), assets ------------
+    Row("GET", "/web/", "signed_in", "/web/"),
+    Row("GET", "/web/jobs", "signed_in", "/web/jobs"),
+    Row("GET", "/web/jobs/<jobname>", "signed_in", "/web/jobs/dummy"),
+    Row("GET", "/web/jobs/<jobname>/<job_id>", "job", "{webjob}"),
+    Row("GET", "/web/new/<jobname>", "signed_in", "/web/new/dummy"),
+    Row("GET", "/web/editor", "signed_in", "/web/editor"),
+    Row("GET", "/web/admin", "admin", "/web/admin"),
+    Row("GET", "/web/session", "signed_in", "/web/session"),
+    Row("GET", "/web/signin", "public", "/web/signin"),
+    Row("POST", "/web/signin", "public", "/web/signin", ok=403, data={"name": "carol", "token": "x"}),
+    Row("POST", "/web/signout", "public", "/web/signout", ok=303),
+    Row("GET", "/web/static/<path:path>", "public", "/web/static/uws.js"),
+    Row("GET", "/web/lib/<path:path>", "public", "/web/lib/bootstrap/dist/css/bootstrap.min.css"),
 ]
 
 CHANGES = {"POST", "PUT", "PATCH", "DELETE"}
@@ -329,7 +343,8 @@ def perform(world: World, row: Row, role: str) -> tuple[requests.Response, str, 
     if row.fresh_jdl:
         jdl = world.new_jdl(live=row.fresh_jdl == "live") if is_allowed else ("dummy" if row.fresh_jdl == "live"
                                                                              else "propdef")
-    path = row.path.format(job=job_path, victim=victim, jdl=jdl, entity=world.entity)
+    path = row.path.format(job=job_path, victim=victim, jdl=jdl, entity=world.entity,
+                           webjob=job_path.replace("/rest/", "/web/jobs/", 1))
     params = {k: v.format(entity=world.entity) for k, v in row.params.items()} if row.params else None
     body_json = None
     if row.json is not None:

@@ -9,11 +9,13 @@ import bottle
 from bottle import Bottle, HTTPError, HTTPResponse, request
 
 from .. import logcontext
-from ..errors import ConfigurationError, OpusError
+from ..errors import ConfigurationError, OpusError, Unauthorized
 from ..auth import CHALLENGE
 from ..services import Services
+from ..web import cors
 from ..settings import Settings
 from . import admin_routes, jdl_routes, metrics, openapi, prov_routes, store_routes, uws_routes, vosi
+from . import web_routes
 from .web import as_json, base_url, text, wants_json
 
 log = logging.getLogger(__name__)
@@ -24,7 +26,8 @@ bottle.BaseRequest.MEMFILE_MAX = 1024 * 1024
 class IdentityPlugin:
     """Resolves the caller once per request into ``environ['opus.identity']`` (401 on bad
     credentials).  Routes declared with ``opus_public=True`` (VOSI, the wrapper callback, the
-    OpenAPI document) are served to anyone and resolve no identity."""
+    OpenAPI document) are served to anyone and resolve no identity.  Routes with an
+    ``opus_unauthorized`` handler (the web pages) answer a 401 with it (the sign-in form)."""
 
     name = "opus_identity"
     api = 2
@@ -37,7 +40,12 @@ class IdentityPlugin:
             return callback
 
         def wrapper(*args, **kwargs):
-            request.environ["opus.identity"] = self.auth.identify(request.environ)
+            try:
+                request.environ["opus.identity"] = self.auth.identify(request.environ)
+            except Unauthorized as exc:
+                if route.config.get("opus_unauthorized") is None:
+                    raise
+                return route.config["opus_unauthorized"](exc)
             return callback(*args, **kwargs)
 
         return wrapper
@@ -90,6 +98,7 @@ def create_app(settings: Settings, services: Services | None = None, start: bool
     app.install(metrics.JobContextPlugin())  # first: outermost, so the job id is on every line
     app.install(ErrorPlugin())
     app.install(IdentityPlugin(services.auth))
+    cors.install(app, settings)
 
     if start:
         services.start()
@@ -108,6 +117,7 @@ def create_app(settings: Settings, services: Services | None = None, start: bool
         lines = ["OPUS: an IVOA UWS 1.1 job server", "", "Job lists:"]
         lines += [f"  {base}/rest/{n}" for n in names]
         lines += ["", f"VOSI: {base}/capabilities  {base}/availability", f"Job definitions: {base}/jdl"]
+        lines += [f"Web client: {base}/web/"]
         return text("\n".join(lines) + "\n")
 
     uws_routes.install(app, services)
@@ -116,6 +126,7 @@ def create_app(settings: Settings, services: Services | None = None, start: bool
     prov_routes.install(app, services)
     vosi.install(app, services)
     admin_routes.install(app, services)
+    web_routes.install(app, services)
     openapi.install(app, services)
     metrics.install(app, services)
 

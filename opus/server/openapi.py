@@ -11,7 +11,7 @@ from __future__ import annotations
 from bottle import Bottle
 
 from ..uws import Phase
-from . import openapi_jdl, openapi_ops, openapi_prov, openapi_store
+from . import openapi_jdl, openapi_ops, openapi_prov, openapi_store, openapi_web
 from .web import as_json, base_url
 
 OPENAPI_VERSION = "3.1.0"
@@ -456,6 +456,7 @@ def build_document(services, base: str) -> dict:
             description="No credentials: the report carries the job's HMAC token instead (403 when wrong).")},
         **_admin_paths(),
         **openapi_ops.paths(settings),
+        **openapi_web.paths(jobname_schema),
     }
     return {
         "openapi": OPENAPI_VERSION,

@@ -1,0 +1,64 @@
+<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{title}} · OPUS</title>
+<link rel="icon" href="{{root}}/web/static/favicon.svg" type="image/svg+xml">
+<link rel="stylesheet" href="{{root}}/web/lib/bootstrap/dist/css/bootstrap.min.css">
+% for css in get('styles', []):
+<link rel="stylesheet" href="{{root}}/web/{{css}}">
+% end
+<link rel="stylesheet" href="{{root}}/web/static/opus.css">
+<meta name="opus-root" content="{{root}}">
+<meta name="csrf-token" content="{{csrf}}">
+<meta name="opus-user" content="{{user or ''}}">
+<meta name="opus-admin" content="{{'1' if admin else ''}}">
+<script src="{{root}}/web/lib/bootstrap/dist/js/bootstrap.bundle.min.js" defer></script>
+<script src="{{root}}/web/static/uws.js" defer></script>
+<script src="{{root}}/web/static/ui.js" defer></script>
+% for js in get('scripts', []):
+<script src="{{root}}/web/{{js}}" defer></script>
+% end
+</head>
+<body>
+<a class="visually-hidden-focusable position-absolute p-2 bg-white" href="#main">Skip to the content</a>
+<nav class="navbar navbar-expand-md bg-dark mb-3" data-bs-theme="dark" aria-label="Main">
+  <div class="container">
+    <a class="navbar-brand fw-semibold" href="{{root}}/web/">OPUS</a>
+    <button class="navbar-toggler" type="button" data-bs-toggle="collapse" data-bs-target="#opus-nav"
+            aria-controls="opus-nav" aria-expanded="false" aria-label="Show the menu">
+      <span class="navbar-toggler-icon"></span>
+    </button>
+    <div class="collapse navbar-collapse" id="opus-nav">
+      <ul class="navbar-nav me-auto">
+        <li class="nav-item"><a class="nav-link{{" active" if page == "definitions" else ""}}" href="{{root}}/web/"{{!' aria-current="page"' if page == "definitions" else ''}}>Definitions</a></li>
+        <li class="nav-item"><a class="nav-link{{" active" if page == "jobs" else ""}}" href="{{root}}/web/jobs"{{!' aria-current="page"' if page == "jobs" else ''}}>Jobs</a></li>
+        <li class="nav-item"><a class="nav-link{{" active" if page == "editor" else ""}}" href="{{root}}/web/editor"{{!' aria-current="page"' if page == "editor" else ''}}>Editor</a></li>
+        % if admin:
+        <li class="nav-item"><a class="nav-link{{" active" if page == "admin" else ""}}" href="{{root}}/web/admin"{{!' aria-current="page"' if page == "admin" else ''}}>Admin</a></li>
+        % end
+      </ul>
+      <div class="d-flex align-items-center gap-2">
+        % if user and signed_in:
+        <span class="navbar-text" id="opus-user">{{user}}{{' (admin)' if admin else ''}}</span>
+        <form method="post" action="{{root}}/web/signout" class="m-0">
+          <input type="hidden" name="_csrf" value="{{csrf}}">
+          <button class="btn btn-outline-light btn-sm" type="submit">Sign out</button>
+        </form>
+        % elif user:
+        <span class="navbar-text" id="opus-user">{{user}}{{' (admin)' if admin else ''}}</span>
+        % else:
+        <span class="navbar-text">anonymous</span>
+        <a class="btn btn-outline-light btn-sm" href="{{root}}/web/signin">Sign in</a>
+        % end
+      </div>
+    </div>
+  </div>
+</nav>
+<main id="main" class="container pb-5" tabindex="-1">
+<div id="alerts" aria-live="polite"></div>
+{{!base}}
+</main>
+</body>
+</html>

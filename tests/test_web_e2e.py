@@ -1,0 +1,331 @@
+"""The web client end to end: Debian's Chromium driven by Playwright against a live server.
+
+Every page is screenshot at desktop and phone widths into ``$OPUS_ARTIFACTS_DIR/screenshots``
+(default ``test-artifacts/screenshots``).  Each test fails on a console error or an uncaught
+exception in a page, on any request to a host other than the servers of the test (requests are
+intercepted), and on any 5xx answer.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from conftest import LiveServer, make_settings
+
+from opus.settings import REPO_ROOT
+from opus.storage.userstore import UserStore
+from opus.useradmin import UserAdmin
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]'")
+
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+SHOTS = Path(os.environ.get("OPUS_ARTIFACTS_DIR") or REPO_ROOT / "test-artifacts") / "screenshots"
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+TIMEOUT = 20_000
+
+
+class SitePage(BaseHTTPRequestHandler):
+    """Another site (another port) embedding uws.js from OPUS, as CompOSE did."""
+
+    opus = ""
+
+    def do_GET(self):
+        if self.path == "/app.js":
+            body, ctype = APP_JS, "text/javascript"
+        else:
+            body = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Other site</title>'
+                    f'<script src="{self.opus}/web/static/uws.js" defer></script><script src="/app.js" defer></script>'
+                    f'</head><body data-opus="{self.opus}"><h1>Another site</h1><pre id="out">…</pre></body></html>')
+            ctype = "text/html; charset=utf-8"
+        data = body.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+APP_JS = """
+(async () => {
+  const out = document.getElementById("out");
+  try {
+    const client = new UWS.Client({base: document.body.dataset.opus});
+    const who = await client.session();
+    const job = await client.createJob("dummy", {text: "from another site"}, {run: true});
+    out.textContent = JSON.stringify({user: who.user, jobId: job.jobId});
+  } catch (err) { out.textContent = "error " + err.status + ": " + err.message; }
+  out.dataset.done = "1";
+})();
+"""
+
+
+def _site(opus_url: str) -> ThreadingHTTPServer:
+    handler = type("Handler", (SitePage,), {"opus": opus_url})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """The OPUS server (sign-in required), its users, and two other sites: one allowed by
+    CORS_ORIGINS, one not."""
+    allowed = _site("")
+    stranger = _site("")
+    server = LiveServer(make_settings(tmp_path_factory.mktemp("web"), ALLOW_ANONYMOUS=False, MAX_RUNNING_JOBS=4,
+                                      CORS_ORIGINS=(f"http://127.0.0.1:{allowed.server_port}",)))
+    for site in (allowed, stranger):
+        site.RequestHandlerClass.opus = server.url
+    admin = UserAdmin(UserStore(server.services.store.engine))
+    server.tokens = {name: admin.add(name, admin=(name == "root"))[1] for name in ("root", "alice")}
+    server.sites = {"allowed": f"http://127.0.0.1:{allowed.server_port}",
+                    "stranger": f"http://127.0.0.1:{stranger.server_port}"}
+    yield server
+    server.stop()
+    for site in (allowed, stranger):
+        site.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("Debian's chromium is missing: scripts/setup.sh --test installs it")
+    with playwright_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=ARGS)
+        yield browser
+        browser.close()
+
+
+class Watch:
+    """What a context's pages did wrong: console errors, page errors, outside requests, 5xx."""
+
+    def __init__(self, hosts: set[str]):
+        self.hosts = hosts
+        self.errors: list[str] = []
+        self.outside: list[str] = []
+        self.allowed = re.compile(r"(?!)")  # console errors a test expects (none by default)
+
+    def guard(self, route):
+        url = route.request.url
+        if urlsplit(url).netloc in self.hosts:
+            route.continue_()
+        else:
+            self.outside.append(url)
+            route.abort()
+
+    def attach(self, page):
+        page.on("console", lambda m: m.type == "error" and not self.allowed.search(m.text)
+                and self.errors.append(f"console: {m.text} ({page.url})"))
+        page.on("pageerror", lambda e: self.errors.append(f"page error: {e} ({page.url})"))
+        page.on("response", lambda r: r.status >= 500 and self.errors.append(f"HTTP {r.status}: {r.url}"))
+
+    def check(self):
+        assert not self.outside, f"requests to other hosts: {self.outside}"
+        assert not self.errors, "\n".join(self.errors)
+
+
+@pytest.fixture(scope="module")
+def session(world, browser):
+    """A browser context signed in as alice (through the sign-in form)."""
+    hosts = {urlsplit(world.url).netloc} | {urlsplit(u).netloc for u in world.sites.values()}
+    watch = Watch(hosts)
+    context = browser.new_context(viewport=DESKTOP)
+    context.set_default_timeout(TIMEOUT)
+    context.route("**/*", watch.guard)
+    context.on("page", watch.attach)
+    page = context.new_page()
+    # Not signed in: the page answers 401 with the sign-in form (the browser logs that 401).
+    watch.allowed = re.compile(r"status of 401")
+    page.goto(f"{world.url}/web/")
+    assert page.locator("#signin-form").is_visible()
+    shoot(page, "signin")
+    page.fill("#signin-name", "alice")
+    page.fill("#signin-token", world.tokens["alice"])
+    page.click("#signin-form button[type=submit]")
+    page.wait_for_selector(".definition")
+    watch.allowed = re.compile(r"(?!)")
+    assert page.url == f"{world.url}/web/"
+    assert page.locator("#opus-user").inner_text() == "alice"
+    page.close()
+    context.watch = watch
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def page(session):
+    page = session.new_page()
+    session.watch.errors.clear()
+    yield page
+    page.close()
+    session.watch.check()
+
+
+def shoot(page, name: str) -> None:
+    """Screenshots of the page as it is, at desktop and at phone width."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    size = page.viewport_size
+    page.set_viewport_size(DESKTOP)
+    page.screenshot(path=str(SHOTS / f"{name}-desktop.png"), full_page=True)
+    page.set_viewport_size(PHONE)
+    page.screenshot(path=str(SHOTS / f"{name}-phone.png"), full_page=True)
+    page.set_viewport_size(size)
+
+
+def api(world, method: str, path: str, **kwargs) -> requests.Response:
+    headers = {"Authorization": f"Bearer {world.tokens['alice']}", **kwargs.pop("headers", {})}
+    return requests.request(method, world.url + path, headers=headers, allow_redirects=False, timeout=30, **kwargs)
+
+
+def test_definitions_page_lists_what_the_user_may_run(world, page):
+    page.goto(f"{world.url}/web/")
+    cards = page.locator(".definition")
+    cards.first.wait_for()
+    names = {cards.nth(i).get_attribute("data-name") for i in range(cards.count())}
+    assert {"dummy", "sleep", "gammapy_maps"} <= names
+    assert "Write a given text" in page.locator('.definition[data-name="dummy"]').inner_text()
+    shoot(page, "definitions")
+
+
+def test_create_and_run_then_completed_live_with_preview_and_provenance(world, page):
+    page.goto(f"{world.url}/web/new/dummy")
+    page.wait_for_selector("#job-form[data-ready]")
+    shoot(page, "form")
+    page.click("#toggle-optional")
+    page.fill('[data-field="text"] input', "Hello from the browser")
+    page.click("#control-block summary")
+    page.fill('[data-field="RUNID"] input', "e2e-run")
+    page.click("#create-run")
+    page.wait_for_url(re.compile(r"/web/jobs/dummy/[0-9a-f]{16}$"))
+    page.evaluate("window.notReloaded = true")
+    page.wait_for_selector('#job-phase[data-phase="COMPLETED"]')
+    assert page.evaluate("window.notReloaded") is True  # the phase changed in place, through WAIT
+    assert "e2e-run" in page.locator("#job-properties").inner_text()
+    page.click('[data-result="output"] .preview-button')
+    assert page.locator("#preview-body pre").inner_text().strip() == "Hello from the browser"
+    graph = page.locator("#provenance-graph")
+    graph.wait_for()
+    assert page.evaluate("document.getElementById('provenance-graph').naturalWidth") > 100
+    links = page.locator("#provenance-links a")
+    hrefs = [links.nth(i).get_attribute("href") for i in range(links.count())]
+    for fmt in ("svg", "png", "json", "xml", "provn", "votable"):
+        assert any(h.endswith(f"/provenance?format={fmt}") for h in hrefs), fmt
+    assert any("/provsap?ID=" in h for h in hrefs)
+    store = page.locator('[data-result="output"] a', has_text="Store").get_attribute("href")
+    assert store.startswith("/store/")
+    page.locator("#stdout-block summary").click()
+    shoot(page, "job")
+    # "Run again" prefills the form with this job's values.
+    page.click("#job-again")
+    page.wait_for_selector("#job-form[data-ready]")
+    assert page.locator('[data-field="text"] input').input_value() == "Hello from the browser"
+    assert page.locator('[data-field="RUNID"] input').input_value() == "e2e-run"
+
+
+def test_abort_a_sleeping_job(world, page):
+    page.goto(f"{world.url}/web/new/sleep")
+    page.wait_for_selector("#job-form[data-ready]")
+    page.click("#toggle-optional")
+    page.fill('[data-field="seconds"] input', "60")
+    page.click("#create-run")
+    page.wait_for_selector('#job-phase[data-phase="EXECUTING"]')
+    page.click("#job-abort")
+    page.wait_for_selector('#job-phase[data-phase="ABORTED"]')
+    assert page.locator("#job-abort").is_hidden()
+
+
+def test_server_errors_are_shown_next_to_their_field(world, page):
+    page.goto(f"{world.url}/web/new/sleep")
+    page.wait_for_selector("#job-form[data-ready]")
+    page.context.watch.allowed = re.compile(r"status of 400")
+    page.click("#toggle-optional")
+    page.fill('[data-field="seconds"] input', "999999")
+    page.click("#create")
+    field = page.locator('[data-field="seconds"]')
+    field.locator(".is-invalid").wait_for()
+    assert "above the maximum" in field.locator(".invalid-feedback").inner_text()
+    shoot(page, "form-error")
+    page.context.watch.allowed = re.compile(r"(?!)")
+
+
+def test_job_list_follows_jobs_live_and_acts_on_them(world, page):
+    r = api(world, "POST", "/rest/sleep", data={"seconds": "1.5", "PHASE": "RUN", "RUNID": "listed"})
+    job_id = r.headers["Location"].rsplit("/", 1)[1]
+    pending = api(world, "POST", "/rest/dummy", data={"RUNID": "waiting"}).headers["Location"].rsplit("/", 1)[1]
+    page.goto(f"{world.url}/web/jobs/sleep")
+    page.wait_for_selector(f'tr[data-job-id="{job_id}"]')
+    page.wait_for_selector(f'tr[data-job-id="{job_id}"][data-phase="COMPLETED"]')  # no reload: WAIT
+    assert "listed" in page.locator(f'tr[data-job-id="{job_id}"]').inner_text()
+    shoot(page, "jobs")
+    page.goto(f"{world.url}/web/jobs")
+    row = page.locator(f'tr[data-job-id="{pending}"]')
+    row.wait_for()
+    assert row.get_attribute("data-phase") == "PENDING"
+    row.get_by_role("button", name="Start").click()
+    page.wait_for_selector(f'tr[data-job-id="{pending}"][data-phase="COMPLETED"]')
+    page.locator(f'tr[data-job-id="{pending}"]').get_by_role("button", name="Delete").click()
+    page.locator(f'tr[data-job-id="{pending}"]').get_by_role("button", name="Confirm delete").click()
+    page.wait_for_selector(f'tr[data-job-id="{pending}"]', state="detached")
+    assert api(world, "GET", f"/rest/dummy/{pending}").status_code == 404
+    page.select_option("#filter-phase", "COMPLETED")
+    page.wait_for_selector(f'tr[data-job-id="{job_id}"]')
+    shoot(page, "all-jobs")
+
+
+def test_paging_through_many_jobs(world, page):
+    for i in range(23):
+        api(world, "POST", "/rest/fail", data={"RUNID": f"page-{i:02d}"})
+    page.goto(f"{world.url}/web/jobs/fail")
+    page.select_option("#filter-size", "10")
+    page.wait_for_selector("#jobs-body tr[data-job-id] >> nth=9")
+    first = page.locator("#jobs-body tr").first.inner_text()
+    assert "page-22" in first
+    page.click("#page-older")
+    page.wait_for_selector("#page-info:has-text('Page 2')")
+    assert "page-12" in page.locator("#jobs-body tr").first.inner_text()
+    page.click("#page-older")
+    page.wait_for_selector("#page-info:has-text('Page 3')")
+    assert page.locator("#jobs-body tr").count() == 3 and page.locator("#page-older").is_disabled()
+
+
+def test_uws_js_from_another_site_listed_in_cors_origins(world, page):
+    page.goto(world.sites["allowed"] + "/")
+    page.wait_for_selector("#out[data-done]")
+    result = page.locator("#out").inner_text()
+    assert result.startswith('{"user":"alice"'), result
+    job_id = re.search(r'"jobId":"([0-9a-f]{16})"', result).group(1)
+    assert api(world, "GET", f"/rest/dummy/{job_id}/owner").text == "alice"
+    # A site that is not listed cannot use the session: the browser blocks the answer.
+    page.context.watch.allowed = re.compile(r"CORS policy|Failed to load resource|ERR_FAILED")
+    page.goto(world.sites["stranger"] + "/")
+    page.wait_for_selector("#out[data-done]")
+    assert page.locator("#out").inner_text().startswith("error 0")
+    page.context.watch.allowed = re.compile(r"(?!)")
+
+
+def test_outside_requests_are_caught(world, session):
+    """The guard works: a page asking for another host is blocked and reported."""
+    watch = Watch({urlsplit(world.url).netloc})
+    context = session.browser.new_context()
+    context.route("**/*", watch.guard)
+    page = context.new_page()
+    watch.hosts.add(urlsplit(world.sites["allowed"]).netloc)
+    page.goto(world.sites["allowed"] + "/")  # a page without OPUS's CSP, which would stop the fetch first
+    page.evaluate("fetch('http://example.invalid/x').catch(() => null)")
+    context.close()
+    assert watch.outside == ["http://example.invalid/x"]
+
