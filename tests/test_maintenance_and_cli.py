@@ -80,8 +80,8 @@ def _executing_under_a_dead_wrapper(live) -> tuple[str, str]:
     url = live.create("sleep", data={"seconds": "0"})
     job_id = url.rsplit("/", 1)[1]
     store = live.services.store
-    store.set_phase(job_id, Phase.QUEUED, [Phase.PENDING])
-    store.set_phase(job_id, Phase.EXECUTING, [Phase.QUEUED], manager_id="local:999999999")
+    # In one step: a QUEUED moment would let the live dispatcher claim and start the job itself.
+    assert store.set_phase(job_id, Phase.EXECUTING, [Phase.PENDING], manager_id="local:999999999")
     return url, job_id
 
 

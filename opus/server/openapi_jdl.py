@@ -26,8 +26,9 @@ def _see_other(description: str) -> dict:
 
 
 def _document(description: str) -> dict:
-    return {"200": {"description": description, "content": {
-        CONTENT_TYPES[f] + ("; charset=UTF-8" if f == "json" else ""): {"schema": STRING} for f in FORMATS}}}
+    content = {CONTENT_TYPES[f]: {"schema": STRING} for f in FORMATS if f != "json"}
+    content[CONTENT_TYPES["json"] + "; charset=UTF-8"] = {"schema": {"type": "object"}}
+    return {"200": {"description": description, "content": content}}
 
 
 def _op(op_id: str, summary: str, responses: dict, **extra) -> dict:

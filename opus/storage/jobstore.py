@@ -160,7 +160,10 @@ class JobStore:
         if self._sqlite:
             def value(v):
                 if isinstance(v, datetime):
-                    return v.strftime("%Y-%m-%d %H:%M:%S.%f")
+                    # SQLAlchemy's SQLite DATETIME format; the year zero-padded (strftime's %Y is not
+                    # below year 1000, and DESTRUCTION may be as early as year 1).
+                    return (f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:"
+                            f"{v.second:02d}.{v.microsecond:06d}")
                 return int(v) if isinstance(v, bool) else v
             mark = "?"
         else:
