@@ -329,3 +329,73 @@ def test_outside_requests_are_caught(world, session):
     context.close()
     assert watch.outside == ["http://example.invalid/x"]
 
+
+
+def _signed_in_page(world, browser, name: str, token: str, watch: Watch):
+    context = browser.new_context(viewport=DESKTOP)
+    context.set_default_timeout(TIMEOUT)
+    context.route("**/*", watch.guard)
+    context.on("page", watch.attach)
+    page = context.new_page()
+    page.goto(f"{world.url}/web/signin")
+    page.fill("#signin-name", name)
+    page.fill("#signin-token", token)
+    page.click("#signin-form button[type=submit]")
+    page.wait_for_selector(".definition, #definitions p")
+    return context, page
+
+
+def test_an_admin_creates_a_user_who_then_signs_in(world, browser):
+    watch = Watch({urlsplit(world.url).netloc})
+    context, page = _signed_in_page(world, browser, "root", world.tokens["root"], watch)
+    try:
+        page.goto(f"{world.url}/web/admin")
+        page.wait_for_selector("#admin[data-ready]")
+        assert page.locator("#jobs-by-phase").is_visible()
+        page.fill("#new-name", "carol")
+        page.fill("#new-jobdefs", "dummy")
+        page.fill("#new-quota", "3")
+        page.click("#add-user button[type=submit]")
+        token = page.locator('code.user-token[data-user="carol"]').inner_text()
+        page.wait_for_selector('tr[data-user="carol"]')
+        shoot(page, "admin")
+        carol, carol_page = _signed_in_page(world, browser, "carol", token, watch)
+        try:
+            names = carol_page.locator(".definition").evaluate_all("(cards) => cards.map((c) => c.dataset.name)")
+            assert names == ["dummy"]
+            assert carol_page.locator("#opus-user").inner_text() == "carol"
+        finally:
+            carol.close()
+        # Disabling her ends her session at once.
+        page.locator('tr[data-user="carol"]').get_by_role("button", name="Disable").click()
+        page.wait_for_selector('tr[data-user="carol"] .badge:has-text("disabled")')
+    finally:
+        context.close()
+    watch.check()
+
+
+def test_editor_round_trip_import_change_export(world, page):
+    from opus.jobdef.formats import read_definition, write_definition
+
+    original = read_definition(api(world, "GET", "/jdl/dummy", params={"format": "votable"}).content, "votable")
+    original.name = "roundtrip"
+    original.version = "7"
+    vot = write_definition(original, "votable")
+    page.goto(f"{world.url}/web/editor")
+    page.wait_for_selector("#editor[data-ready]")
+    page.set_input_files("#import-file", files=[{"name": "roundtrip.vot", "mimeType": "application/x-votable+xml",
+                                                 "buffer": vot}])
+    page.wait_for_selector("text=Editing the proposal definition roundtrip")
+    page.wait_for_selector("#editor[data-ready] .CodeMirror")
+    text_default = page.locator('#rows-parameters tr:has([data-key="name"][value="text"]) [data-key="default"]')
+    assert text_default.input_value() == "Hello, world!"
+    text_default.fill("Changed in the editor")
+    shoot(page, "editor")
+    page.click("#propose")
+    page.wait_for_selector("#proposed")
+    exported = page.locator('a[data-format="votable"]').get_attribute("href")
+    assert exported == "/jdl/proposals/roundtrip?format=votable"
+    changed = read_definition(api(world, "GET", exported).content, "votable")
+    assert changed.parameters["text"].default == "Changed in the editor"
+    changed.parameters["text"].default = original.parameters["text"].default
+    assert changed.to_dict() == original.to_dict()  # nothing else moved through VOTable -> form -> JSON -> VOTable
