@@ -399,3 +399,25 @@ def test_editor_round_trip_import_change_export(world, page):
     assert changed.parameters["text"].default == "Changed in the editor"
     changed.parameters["text"].default = original.parameters["text"].default
     assert changed.to_dict() == original.to_dict()  # nothing else moved through VOTable -> form -> JSON -> VOTable
+
+
+def test_upload_an_input_and_preview_a_fits_result_through_its_png(world, page):
+    pytest.importorskip("astropy")
+    from test_countmap import DEC0, RA0, synthetic_events
+
+    page.goto(f"{world.url}/web/new/gammapy_maps")
+    page.wait_for_selector("#job-form[data-ready]")
+    page.set_input_files('[data-field="events"] input[type=file]', files=[
+        {"name": "events.fits", "mimeType": "application/fits", "buffer": synthetic_events(n=500)}])
+    page.click("#toggle-optional")
+    for name, value in (("RA", RA0), ("Dec", DEC0), ("nxpix", 40), ("nypix", 40), ("binsz", 0.05)):
+        page.fill(f'[data-field="{name}"] input', str(value))
+    page.click("#create-run")
+    page.wait_for_selector('#job-phase[data-phase="COMPLETED"]', timeout=60_000)
+    page.click('[data-result="count_map"] .preview-button')
+    image = page.locator("#preview-body img")
+    image.wait_for()
+    assert image.get_attribute("src").endswith("/results/count_preview")
+    page.wait_for_function("document.querySelector('#preview-body img').naturalWidth > 100")
+    events = page.locator("#job-parameters a")
+    assert events.count() == 1  # the uploaded file, served back at .../parameters/events
