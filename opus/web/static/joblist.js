@@ -84,7 +84,7 @@
       return el("tr", {dataset: {jobId: job.jobId, phase: job.phase}},
         el("td", {}, el("a", {href: link}, el("code", {}, job.jobId)),
           job.runId ? el("div", {class: "small text-body-secondary text-break"}, job.runId) : ""),
-        all ? el("td", {}, el("a", {href: `${root}/web/jobs/${encodeURIComponent(job.jobName)}`}, job.jobName)) : "",
+        all ? el("td", {class: "d-none d-sm-table-cell"}, el("a", {href: `${root}/web/jobs/${encodeURIComponent(job.jobName)}`}, job.jobName)) : "",
         el("td", {}, phaseBadge(job.phase)),
         el("td", {class: "d-none d-md-table-cell small"}, timeEl(job.creationTime)),
         el("td", {class: "d-none d-lg-table-cell small start"}, known ? timeEl(known.startTime) : "…"),

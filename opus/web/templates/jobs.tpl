@@ -36,7 +36,7 @@
     <thead><tr>
       <th scope="col">Job</th>
       % if not jobname:
-      <th scope="col">Definition</th>
+      <th scope="col" class="d-none d-sm-table-cell">Definition</th>
       % end
       <th scope="col">Phase</th><th scope="col" class="d-none d-md-table-cell">Created</th>
       <th scope="col" class="d-none d-lg-table-cell">Started</th><th scope="col" class="d-none d-lg-table-cell">Ended</th>
