@@ -135,3 +135,34 @@ def live_any_db(tmp_path, database_url):
     server = LiveServer(make_settings(tmp_path, DATABASE_URL=database_url))
     yield server
     server.stop()
+
+
+# ---- signed-in users and jobs run to their end, for tests that need several callers ------------------
+def signed_in_sessions(server, users=(("root", {"admin": True}), ("alice", {}), ("bob", {}))) -> dict:
+    """Create ``users`` (name, UserAdmin.add keyword arguments) on ``server``: a requests.Session each,
+    signed in with HTTP Basic; "anonymous" is a session without credentials."""
+    from opus.storage.userstore import UserStore
+    from opus.useradmin import UserAdmin
+
+    admin = UserAdmin(UserStore(server.services.store.engine))
+    sessions = {"anonymous": requests.Session()}
+    for name, kwargs in users:
+        _, token = admin.add(name, **kwargs)
+        sessions[name] = requests.Session()
+        sessions[name].auth = (name, token)
+    return sessions
+
+
+def run_job(http, base_url: str, jobname: str, data=None, files=None, timeout: float = 60) -> str:
+    """Create and run a job with session ``http``, wait (blocking WAIT) until it is COMPLETED: its URL."""
+    r = http.post(f"{base_url}/rest/{jobname}", data={**(data or {}), "PHASE": "RUN"}, files=files,
+                  allow_redirects=False)
+    assert r.status_code == 303, r.text
+    url = r.headers["Location"]
+    deadline = time.monotonic() + timeout
+    phase = http.get(url + "/phase").text
+    while phase not in ("COMPLETED", "ERROR", "ABORTED") and time.monotonic() < deadline:
+        http.get(url, params={"WAIT": 5, "PHASE": phase})
+        phase = http.get(url + "/phase").text
+    assert phase == "COMPLETED", http.get(url).text
+    return url

@@ -6,13 +6,10 @@ import io
 import json
 
 import pytest
-import requests
 from astropy.io.votable import parse as parse_votable
-from conftest import LiveServer, make_settings
+from conftest import LiveServer, make_settings, run_job, signed_in_sessions
 
 from opus.jobdef.formats import read_definition
-from opus.storage.userstore import UserStore
-from opus.useradmin import UserAdmin
 
 
 def _definition(version: str, word: str) -> dict:
@@ -21,27 +18,11 @@ def _definition(version: str, word: str) -> dict:
             "generated": {"out": {"file": "out.txt", "content_type": "text/plain"}}}
 
 
-def _wait_final(session, url: str) -> str:
-    for _ in range(30):
-        phase = session.get(url + "/phase").text
-        if phase in ("COMPLETED", "ERROR", "ABORTED"):
-            return phase
-        session.get(url, params={"WAIT": 5})
-    return phase
-
-
 @pytest.fixture
 def reg(tmp_path):
     server = LiveServer(make_settings(tmp_path, ALLOW_ANONYMOUS=True))
-    admin = UserAdmin(UserStore(server.services.store.engine))
-    sessions = {}
-    for name, kwargs in (("root", {"admin": True}), ("alice", {}), ("bob", {}),
-                         ("carol", {"jobdefs": ["dummy"]})):
-        _, token = admin.add(name, **kwargs)
-        sessions[name] = requests.Session()
-        sessions[name].auth = (name, token)
-    sessions["anonymous"] = requests.Session()
-    server.as_ = sessions
+    server.as_ = signed_in_sessions(server, (("root", {"admin": True}), ("alice", {}), ("bob", {}),
+                                             ("carol", {"jobdefs": ["dummy"]})))
     yield server
     server.stop()
 
@@ -101,10 +82,13 @@ def test_propose_validate_and_keep_versions(reg):
     assert r.status_code == 201, r.text
     assert r.json()["version"] == "2"
     assert root.post(f"{reg.url}/jdl/proposals/versioned/validate").status_code == 200  # followed the 303
-    new = alice.post(f"{reg.url}/rest/versioned", data={"PHASE": "RUN"}, allow_redirects=False).headers["Location"]
+    new = run_job(alice, reg.url, "versioned")
     alice.post(old + "/phase", data={"PHASE": "RUN"})
+    for _ in range(10):
+        if alice.get(old + "/phase").text == "COMPLETED":
+            break
+        alice.get(old, params={"WAIT": 5})
     for url, word in ((old, "one"), (new, "two")):
-        assert _wait_final(alice, url) == "COMPLETED"
         assert alice.get(url + "/results/out").text == f"{word}\n"
     versions = alice.get(f"{reg.url}/jdl/versioned/versions").json()
     assert versions["live"] == "2"

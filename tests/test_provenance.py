@@ -12,7 +12,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 import requests
-from conftest import LiveServer, make_settings
+from conftest import LiveServer, make_settings, run_job, signed_in_sessions
 from prov.model import (
     ProvActivity,
     ProvAgent,
@@ -29,8 +29,6 @@ from opus.provenance import select
 from opus.security import ANONYMOUS, Identity
 from opus.storage import JobStore, create_engine_for, upgrade_schema
 from opus.storage.entitystore import EntityStore
-from opus.storage.userstore import UserStore
-from opus.useradmin import UserAdmin
 from opus.uws import Job, Phase, Result
 
 VOPROV = "http://www.ivoa.net/documents/ProvenanceDM/ns/voprov/"
@@ -58,30 +56,14 @@ def srv(tmp_path):
     settings = make_settings(tmp_path)
     (Path(settings.JDL_DIR) / "traced.json").write_text(json.dumps(TRACED))
     server = LiveServer(settings)
-    admin = UserAdmin(UserStore(server.services.store.engine))
-    server.as_ = {}
-    for name, kwargs in (("root", {"admin": True}), ("alice", {}), ("bob", {})):
-        _, token = admin.add(name, **kwargs)
-        server.as_[name] = requests.Session()
-        server.as_[name].auth = (name, token)
+    server.as_ = signed_in_sessions(server)
     yield server
     server.stop()
 
 
 def run(srv, who, jobname, data=None, files=None) -> str:
     """Run a job to COMPLETED; its id."""
-    http = srv.as_[who]
-    r = http.post(f"{srv.url}/rest/{jobname}", data={**(data or {}), "PHASE": "RUN"}, files=files,
-                  allow_redirects=False)
-    assert r.status_code == 303, r.text
-    url = r.headers["Location"]
-    for _ in range(30):
-        phase = http.get(url + "/phase").text
-        if phase in ("COMPLETED", "ERROR", "ABORTED"):
-            break
-        http.get(url, params={"WAIT": 5})
-    assert phase == "COMPLETED", http.get(url).text
-    return url.rsplit("/", 1)[1]
+    return run_job(srv.as_[who], srv.url, jobname, data, files).rsplit("/", 1)[1]
 
 
 def results(srv, who, jobname, job_id) -> dict[str, dict]:

@@ -5,39 +5,19 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-import requests
-from conftest import LiveServer, make_settings
-
-from opus.storage.userstore import UserStore
-from opus.useradmin import UserAdmin
+from conftest import LiveServer, make_settings, run_job, signed_in_sessions
 
 
 @pytest.fixture
 def srv(tmp_path):
     server = LiveServer(make_settings(tmp_path))
-    admin = UserAdmin(UserStore(server.services.store.engine))
-    server.as_ = {}
-    for name, kwargs in (("root", {"admin": True}), ("alice", {}), ("bob", {})):
-        _, token = admin.add(name, **kwargs)
-        server.as_[name] = requests.Session()
-        server.as_[name].auth = (name, token)
+    server.as_ = signed_in_sessions(server)
     yield server
     server.stop()
 
 
 def _run(srv, who, jobname, data=None, files=None) -> str:
-    http = srv.as_[who]
-    r = http.post(f"{srv.url}/rest/{jobname}", data={**(data or {}), "PHASE": "RUN"}, files=files,
-                  allow_redirects=False)
-    assert r.status_code == 303, r.text
-    url = r.headers["Location"]
-    for _ in range(30):
-        phase = http.get(url + "/phase").text
-        if phase in ("COMPLETED", "ERROR", "ABORTED"):
-            break
-        http.get(url, params={"WAIT": 5})
-    assert phase == "COMPLETED", http.get(url).text
-    return url
+    return run_job(srv.as_[who], srv.url, jobname, data, files)
 
 
 def _result(srv, who, url, result_id) -> dict:

@@ -90,24 +90,19 @@ class EntityStore:
 
     def used_by(self, job_ids: Iterable[str]) -> list[tuple[str, str, str]]:
         """(job_id, role, entity_id) for every entity the jobs used."""
-        ids = list(set(job_ids))
-        out: list[tuple[str, str, str]] = []
-        with self.engine.connect() as conn:
-            for start in range(0, len(ids), 500):
-                out += [(r.job_id, r.role, r.entity_id) for r in conn.execute(
-                    select(used).where(used.c.job_id.in_(ids[start:start + 500]))
-                    .order_by(used.c.job_id, used.c.role))]
-        return out
+        return self._used_where(used.c.job_id, job_ids, (used.c.job_id, used.c.role))
 
     def users_of(self, entity_ids: Iterable[str]) -> list[tuple[str, str, str]]:
         """(job_id, role, entity_id) for every job that used one of the entities."""
-        ids = list(set(entity_ids))
+        return self._used_where(used.c.entity_id, entity_ids, (used.c.entity_id, used.c.job_id))
+
+    def _used_where(self, column, values: Iterable[str], order) -> list[tuple[str, str, str]]:
+        ids = list(set(values))
         out: list[tuple[str, str, str]] = []
         with self.engine.connect() as conn:
             for start in range(0, len(ids), 500):
                 out += [(r.job_id, r.role, r.entity_id) for r in conn.execute(
-                    select(used).where(used.c.entity_id.in_(ids[start:start + 500]))
-                    .order_by(used.c.entity_id, used.c.job_id))]
+                    select(used).where(column.in_(ids[start:start + 500])).order_by(*order))]
         return out
 
     def find_known(self, sha256: str, owner_id: str | None) -> Entity | None:
