@@ -341,7 +341,7 @@ def _signed_in_page(world, browser, name: str, token: str, watch: Watch):
     page.fill("#signin-name", name)
     page.fill("#signin-token", token)
     page.click("#signin-form button[type=submit]")
-    page.wait_for_selector(".definition, #definitions p")
+    page.wait_for_selector("#definitions:not([aria-busy])")  # loaded ("Loading…" is a <p> too)
     return context, page
 
 

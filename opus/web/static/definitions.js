@@ -6,9 +6,16 @@
 
   async function load() {
     let defs;
-    try { defs = await client.definitions(); } catch (err) { box.replaceChildren(); showError(err, "Job definitions"); return; }
+    try {
+      defs = await client.definitions();
+    } catch (err) {
+      box.replaceChildren();
+      box.removeAttribute("aria-busy");
+      showError(err, "Job definitions");
+      return;
+    }
     box.replaceChildren();
-    box.removeAttribute("aria-busy");
+    box.removeAttribute("aria-busy");  // tests (and assistive technologies) wait for this
     if (!defs.length) { box.append(el("p", {class: "text-body-secondary"}, "No job definition is open to you.")); return; }
     for (const d of defs) {
       const name = encodeURIComponent(d.name);
