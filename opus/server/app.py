@@ -116,7 +116,9 @@ def create_app(settings: Settings, services: Services | None = None, start: bool
             return as_json({"jobDefinitions": [{"name": n, "href": f"{base}/rest/{n}"} for n in names]})
         lines = ["OPUS: an IVOA UWS 1.1 job server", "", "Job lists:"]
         lines += [f"  {base}/rest/{n}" for n in names]
-        lines += ["", f"VOSI: {base}/capabilities  {base}/availability", f"Job definitions: {base}/jdl"]
+        lines += ["", f"VOSI: {base}/capabilities  {base}/availability", f"Job definitions: {base}/jdl",
+                  f"Provenance: {base}/provsap?ID=<job or entity id>  Result store: {base}/store?ID=<entity id>",
+                  f"Web client: {base}/web/  API description: {base}/openapi.json"]
         lines += [f"Web client: {base}/web/"]
         return text("\n".join(lines) + "\n")
 
