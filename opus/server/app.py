@@ -118,7 +118,7 @@ def create_app(settings: Settings, services: Services | None = None, start: bool
         lines += [f"  {base}/rest/{n}" for n in names]
         lines += ["", f"VOSI: {base}/capabilities  {base}/availability", f"Job definitions: {base}/jdl",
                   f"Provenance: {base}/provsap?ID=<job or entity id>  Result store: {base}/store?ID=<entity id>",
-                  f"Web client: {base}/web/  API description: {base}/openapi.json"]
+                  f"API description: {base}/openapi.json"]
         lines += [f"Web client: {base}/web/"]
         return text("\n".join(lines) + "\n")
 
