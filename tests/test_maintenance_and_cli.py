@@ -75,10 +75,15 @@ def test_in_server_maintenance_runs_on_schedule(tmp_path):
         server.stop()
 
 
-def _executing_under_a_dead_wrapper(live) -> tuple[str, str]:
-    """A job the database believes EXECUTING under a wrapper process that no longer exists."""
+def _executing_under_a_dead_wrapper(live, left_behind=None) -> tuple[str, str]:
+    """A job the database believes EXECUTING under a wrapper process that no longer exists.
+
+    ``left_behind(files)`` writes what the dead wrapper left, before the job looks EXECUTING: the
+    live dispatcher may check such a job at any moment from then on."""
     url = live.create("sleep", data={"seconds": "0"})
     job_id = url.rsplit("/", 1)[1]
+    if left_behind is not None:
+        left_behind(JobFiles.of(live.settings.jobs_dir, job_id))
     store = live.services.store
     # In one step: a QUEUED moment would let the live dispatcher claim and start the job itself.
     assert store.set_phase(job_id, Phase.EXECUTING, [Phase.PENDING], manager_id="local:999999999")
@@ -87,12 +92,13 @@ def _executing_under_a_dead_wrapper(live) -> tuple[str, str]:
 
 def test_a_lost_final_report_is_replayed(live):
     """A wrapper that wrote report.json but whose callback never arrived: the manager applies it."""
-    url, job_id = _executing_under_a_dead_wrapper(live)
-    files = JobFiles.of(live.settings.jobs_dir, job_id)
-    files.results.mkdir(parents=True)
-    (files.results / "done.txt").write_text("done\n")
-    files.report.write_text(json.dumps({"phase": "COMPLETED", "end_time": "2026-01-01T00:00:00Z", "results": [
-        {"result_id": "done", "file_name": "done.txt", "content_type": "text/plain", "size": 5}]}))
+    def left_behind(files):
+        files.results.mkdir(parents=True)
+        (files.results / "done.txt").write_text("done\n")
+        files.report.write_text(json.dumps({"phase": "COMPLETED", "end_time": "2026-01-01T00:00:00Z", "results": [
+            {"result_id": "done", "file_name": "done.txt", "content_type": "text/plain", "size": 5}]}))
+
+    url, job_id = _executing_under_a_dead_wrapper(live, left_behind)
     live.services.manager.reconcile()  # what a (re)starting dispatcher does
     assert live.http.get(url + "/phase").text == "COMPLETED"
     assert live.http.get(url + "/results/done").text == "done\n"
