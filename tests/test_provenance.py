@@ -357,7 +357,7 @@ def test_graphs_without_graphviz_are_503(srv, chain, monkeypatch):
 
 
 def test_the_walk_is_the_same_level_by_level_and_in_one_query_on_both_databases(database_url):
-    """JobStore.reachable (DEPTH=ALL, one recursive query) against the level-by-level walk, with the
+    """EntityStore.reachable (DEPTH=ALL, one recursive query) against the level-by-level walk, with the
     access rule, on SQLite and PostgreSQL."""
     engine = create_engine_for(database_url)
     upgrade_schema(engine)

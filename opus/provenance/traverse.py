@@ -9,7 +9,7 @@ One **step** follows one relation in the asked direction:
 
 DEPTH n keeps what is at most n steps from the given ids (0: the ids alone; None: ALL, until
 nothing new comes).  A finite DEPTH walks one level at a time, with one batched query per kind of
-step and level; ALL is one recursive query (``JobStore.reachable``).  Both stop at whatever the
+step and level; ALL is one recursive query (``EntityStore.reachable``).  Both stop at whatever the
 caller may not see (``can_access``): another user's job or entity is neither shown nor walked
 through.  The answer then holds every used / wasGeneratedBy
 relation between the nodes kept.
@@ -55,7 +55,7 @@ def select(jobstore, entitystore, who: Identity, ids, depth: int | None, directi
     used_of: dict[str, list[tuple[str, str, str]]] = {}  # job id -> its used rows, once read
     if depth is None and (frontier_jobs or frontier_ents):
         # ALL: the whole walk in one recursive query (a chain of 1,000 jobs is 2,000 levels).
-        job_ids, entity_ids = jobstore.reachable(frontier_jobs, frontier_ents, direction, owner_id=who.name,
+        job_ids, entity_ids = entitystore.reachable(frontier_jobs, frontier_ents, direction, owner_id=who.name,
                                                  any_owner=who.is_admin)
         sel.jobs.update((j, job) for j, job in jobstore.get_many(set(job_ids) - set(sel.jobs)).items()
                         if can_access(who, job.owner_id))

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select, text
 
 from ..timeutil import utcnow
 from ..uws import Job, Result
@@ -112,6 +112,45 @@ class EntityStore:
         with self.engine.connect() as conn:
             row = conn.execute(query.order_by(entities.c.created).limit(1)).first()
         return _entity(row) if row is not None else None
+
+    def reachable(self, job_ids: Iterable[str], entity_ids: Iterable[str], direction: str,
+                  owner_id: str | None = None, any_owner: bool = False) -> tuple[set[str], set[str]]:
+        """(job ids, entity ids) reachable from the given ones in any number of provenance steps, in
+        one recursive query.  BACK: entity -> the job that generated it, job -> the entities it used;
+        FORTH: the reverse.  Unless ``any_owner`` (an admin), the walk only enters jobs and entities
+        of ``owner_id`` (None: anonymous ones) -- the rule of ``opus.security.can_access``."""
+        if direction == "BACK":
+            joins = ("LEFT JOIN entities e ON w.kind = 'e' AND e.entity_id = w.id "
+                     "LEFT JOIN jobs j ON j.job_id = e.generated_by "
+                     "LEFT JOIN used u ON w.kind = 'j' AND u.job_id = w.id "
+                     "LEFT JOIN entities e2 ON e2.entity_id = u.entity_id")
+        else:
+            joins = ("LEFT JOIN used u ON w.kind = 'e' AND u.entity_id = w.id "
+                     "LEFT JOIN jobs j ON j.job_id = u.job_id "
+                     "LEFT JOIN entities e2 ON w.kind = 'j' AND e2.generated_by = w.id")
+        mine_j = mine_e = ""
+        if not any_owner:
+            mine_j = " AND j.owner_id IS NULL" if owner_id is None else " AND j.owner_id = :owner"
+            mine_e = " AND e2.owner_id IS NULL" if owner_id is None else " AND e2.owner_id = :owner"
+        sql = text(
+            "WITH RECURSIVE walk(kind, id) AS ("
+            " SELECT CAST('j' AS TEXT), CAST(job_id AS TEXT) FROM jobs WHERE job_id IN :jobs"
+            " UNION SELECT CAST('e' AS TEXT), CAST(entity_id AS TEXT) FROM entities WHERE entity_id IN :ents"
+            " UNION SELECT CAST(CASE WHEN w.kind = 'e' THEN 'j' ELSE 'e' END AS TEXT),"
+            "  CAST(CASE WHEN w.kind = 'e' THEN j.job_id ELSE e2.entity_id END AS TEXT)"
+            f" FROM walk w {joins}"
+            f" WHERE (w.kind = 'e' AND j.job_id IS NOT NULL{mine_j}) OR (w.kind = 'j' AND e2.entity_id IS NOT NULL{mine_e})"
+            ") SELECT kind, id FROM walk").bindparams(bindparam("jobs", expanding=True),
+                                                      bindparam("ents", expanding=True))
+        params = {"jobs": list(job_ids) or [""], "ents": list(entity_ids) or [""]}
+        if not any_owner and owner_id is not None:
+            params["owner"] = owner_id
+        found_jobs: set[str] = set()
+        found_entities: set[str] = set()
+        with self.engine.connect() as conn:
+            for kind, ident in conn.execute(sql, params):
+                (found_jobs if kind == "j" else found_entities).add(ident)
+        return found_jobs, found_entities
 
     # ---- recording at a job's end -------------------------------------------------------------------
     def plan_completion(self, job: Job, found: Sequence[Result], inputs: dict, fetched: list[dict],
