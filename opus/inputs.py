@@ -24,8 +24,7 @@ from urllib.parse import quote, urlsplit
 
 from .errors import BadRequest, Forbidden, NotFound
 from .jobdef.model import JobDefinition, UsedDescription, describe_multiplicity, multiplicity_range
-from .jobfiles import JobFiles
-from .storage.entitystore import read_json, write_json
+from .jobfiles import JobFiles, read_json, write_json
 from .security import can_access
 from .uws import Parameter
 

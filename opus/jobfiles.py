@@ -17,6 +17,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,3 +109,19 @@ def _plain(name: str) -> str:
     if not name or "/" in name or "\0" in name or name in (".", ".."):
         raise ValueError(f"{name!r} is not a plain file name")
     return name
+
+
+def read_json(path: Path, default):
+    """A job's small JSON record, or ``default`` when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return default
+
+
+def write_json(path, data) -> None:
+    """Replace a small JSON file atomically."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+

@@ -17,9 +17,9 @@ from datetime import datetime, timedelta
 from .errors import BadRequest, Forbidden, IllegalTransition, NotFound
 from .inputs import InputResolver
 from .jobdef import JobDefinition
-from .jobfiles import JobFiles
+from .jobfiles import JobFiles, read_json
 from .security import Identity, can_access
-from .storage.entitystore import EntityStore, read_json
+from .storage.entitystore import EntityStore
 from .storage.jobstore import DuplicateJobId
 from .submission import PARAM_NAME, Submission, SubmissionParsing, Upload  # noqa: F401 - re-exported
 from .timeutil import parse_instant, parse_int, utcnow

@@ -8,7 +8,6 @@ uses the job list's ``settings`` and ``inputs`` (an ``opus.inputs.InputResolver`
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import secrets
@@ -20,10 +19,9 @@ from typing import BinaryIO
 from .errors import BadRequest, PayloadTooLarge
 from .jobdef import JobDefinition
 from .jobdef.model import multiplicity_range
-from .jobfiles import JobFiles
+from .jobfiles import JobFiles, read_json, write_json
 from .managers.slurm_options import check_option, is_slurm_parameter
 from .security import Identity
-from .storage.entitystore import read_json, write_json
 from .timeutil import parse_instant, parse_int
 from .uws import NOT_XML_CHAR, Parameter, Phase
 
@@ -192,11 +190,6 @@ class SubmissionParsing:
             finally:
                 tmp.unlink(missing_ok=True)
             saved[up.name] = {"file_name": up.filename[:255], "size": size, "sha256": digest.hexdigest()}
-        try:
-            record = json.loads(files.inputs_record.read_text())
-        except (OSError, ValueError):
-            record = {}
+        record = read_json(files.inputs_record, {})
         record.update(saved)
-        tmp = files.root / f".inputs.{secrets.token_hex(4)}.tmp"
-        tmp.write_text(json.dumps(record, indent=1))
-        os.replace(tmp, files.inputs_record)
+        write_json(files.inputs_record, record)

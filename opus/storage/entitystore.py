@@ -9,8 +9,6 @@ existing entity instead of becoming a new one: that link is what chains jobs.
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -207,17 +205,3 @@ class EntityStore:
             conn.execute(insert(entities), rows)
         if uses:
             conn.execute(insert(used), uses)
-
-
-def read_json(path, default):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return default
-
-
-def write_json(path, data) -> None:
-    """Replace a small JSON file atomically."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
