@@ -31,6 +31,7 @@ other requests; bench/README.md has the figures):
 """
 
 import multiprocessing
+import os
 import resource
 
 bind = "127.0.0.1:8080"
@@ -82,7 +83,21 @@ def post_worker_init(worker):
     gc.freeze()
 
 
+def _publish_listen_address(server):
+    """Tell the workers (through their inherited environment) the addresses this server is bound to:
+    without CALLBACK_URL and BASE_URL, jobs report to the first TCP one (0.0.0.0/:: mean loopback),
+    and its names are the Host values allowed by default.  opus.listen.listen_address reads it."""
+    scheme = "https://" if getattr(server.cfg, "is_ssl", False) else ""
+    os.environ["OPUS_LISTEN_ADDRESS"] = "\n".join(scheme + bind for bind in server.cfg.bind)
+
+
+def on_reload(server):
+    """SIGHUP: the new workers may have a new bind list."""
+    _publish_listen_address(server)
+
+
 def on_starting(server):
+    _publish_listen_address(server)
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < worker_connections + 64:
         server.log.warning("open files limit %d is below worker_connections (%d): raise LimitNOFILE / ulimit -n",

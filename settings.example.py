@@ -23,13 +23,36 @@ DATABASE_URL = None
 JDL_DIR = "/etc/opus/jdl"
 
 # Public base URL of the service as clients reach it (scheme://host[:port][/prefix]).  Used in
-# Location headers and in every link of the UWS documents.  None: taken from each request's
-# Host header and script name (fine behind a proxy that passes Host unchanged).
+# Location headers and in every link of the UWS documents.  Set it in production.  None: the
+# request's Host header when ALLOWED_HOSTS (below) allows it, else the address the server listens
+# on; under mod_wsgi, where that address is unknown, a request with another Host gets 400.
 BASE_URL = None
 
-# Base URL the job wrapper posts its reports to (<CALLBACK_URL>/handler/job_event).  It must be
-# reachable from where jobs run.  None: BASE_URL, else the URL of the request that started the job.
+# Base URL the job wrapper posts its reports to (<CALLBACK_URL>/handler/job_event), with the job's
+# secret token.  It must be reachable from where jobs run (SLURM: from the compute nodes).  None:
+# BASE_URL, else the address the server listens on (`opus serve --host/--port`, gunicorn's bind
+# with gunicorn.conf.py; 0.0.0.0 and :: mean 127.0.0.1 and ::1).  It never comes from a request.
+# Under mod_wsgi or on a unix socket with neither this nor BASE_URL set, jobs end in ERROR at once
+# (and /availability and `opus check` say why).
 CALLBACK_URL = None
+
+# With BASE_URL unset: Host header values that may appear in Location headers and links, besides
+# those always allowed: the listening address, localhost/127.0.0.1/[::1] with the listening port
+# and, when bound to 0.0.0.0 or ::, this machine's host names and addresses with that port.
+# Entries: "uws.example.org" (any port), "uws.example.org:8443", ".example.org" (the domain and
+# every subdomain), "*" (any well-formed Host: only on a trusted network).  Another Host, or a
+# malformed one, is never echoed: the links use the listening address instead.
+#   ALLOWED_HOSTS = ["uws.example.org", ".lab.example.org"]
+ALLOWED_HOSTS = []
+
+# A second origin for job files: results, uploads and /store files are linked at this base URL in
+# job documents (XML xlink:href, JSON href/store, /store/<id>), e.g. "https://results.example.org/opus".
+# It must reach the same OPUS (a second Apache VirtualHost proxying to it: docs/deployment.md) and
+# share no cookies with BASE_URL's host, so that a file a browser renders there cannot use a signed-in
+# user's session.  The web client keeps loading previews from its own origin.  Every file is served
+# with nosniff, "Content-Security-Policy: sandbox" and as an attachment (unless it is an image, plain
+# text, FITS or JSON) whatever this says.  None: files are linked on BASE_URL's origin.
+RESULTS_BASE_URL = None
 
 # ---- Execution -----------------------------------------------------------------------------------------
 # Execution manager: "local" runs jobs on the server host (one dispatcher per host); "slurm"
@@ -55,7 +78,27 @@ CALLBACK_RETRY_SECONDS = 900
 
 # Secret for the per-job callback tokens (HMAC-SHA256).  None: a random secret is generated
 # once into DATA_DIR/secret.key (mode 0600).  Set it explicitly when several hosts share jobs.
+# Users' tokens are stored as HMAC-SHA256 under a key derived from it too: changing the secret
+# invalidates every user's token (and session); reissue them with `opus user token <name>`, which
+# works without signing in.
 SECRET_KEY = None
+
+# ---- The job sandbox (SECURITY.md) ---------------------------------------------------------------------
+# Job scripts are untrusted code: each runs in a bubblewrap sandbox that sees its own work directory,
+# its inputs and the system read-only, and nothing of the server (not DATA_DIR, other jobs, this
+# file).  "none" runs them unsandboxed with the rights of the process that starts them: only for a
+# trusted, single-user server.  With "bwrap" and no working bubblewrap, no job starts (they wait in
+# QUEUED) and /availability says why.
+JOB_SANDBOX = "bwrap"
+# The unprivileged OS user that runs job scripts when OPUS (or a SLURM job) runs as root; `opus init`
+# creates it, `opus check` checks the sandbox works.  Not used when OPUS runs as another user: jobs
+# then run in a user namespace, under that user's uid.
+JOB_USER = "opus-job"
+# The bubblewrap executable (Debian package bubblewrap).
+JOB_SANDBOX_BWRAP = "bwrap"
+# Extra directories every job may read (software, catalogues), mounted read-only at the same path.
+#   JOB_SANDBOX_READ_ONLY = ("/data/catalogues", "/opt/ctools")
+JOB_SANDBOX_READ_ONLY = ()
 
 # ---- Job life ---------------------------------------------------------------------------------------------
 # Seconds from creation to a job's default destruction time (30 days).
@@ -91,6 +134,17 @@ MAX_UPLOAD_SIZE = 1024 * 1024 * 1024
 # 128 KiB: send larger content as a file upload.
 MAX_PARAMETERS = 200
 MAX_PARAMETER_VALUE = 100_000
+
+# Request limits (docs/deployment.md, "Request limits").  Most fields (urlencoded) or parts
+# (multipart) in one form, counted while parsing, so that a body of 100,000 tiny parts is refused
+# at the first one over (400).  0: MAX_PARAMETERS + 16.  At least MAX_PARAMETERS otherwise.
+MAX_FORM_PARTS = 0
+# Largest job wrapper report (POST /handler/job_event, which anyone can reach: the body is read
+# before its token is checked).  A report lists the job's results, about 200 bytes each, so 256 KiB
+# holds some 1,300.  A larger one is refused (413) and the server applies the report.json the
+# wrapper left instead, when the wrapper ends (local) or the SLURM job's end is seen.  The sign-in
+# form takes at most 8 KiB and JSON bodies nest at most 32 deep; these are not settings.
+MAX_REPORT_SIZE = 256 * 1024
 
 # ---- Parameters and inputs (docs/job-definitions.md) -------------------------------------------------
 # A parameter the job definition does not declare is refused with 400, naming the ones it has.
@@ -134,6 +188,19 @@ ANONYMOUS_JOBDEFS = ("*",)
 # Unfinished jobs (PENDING to EXECUTING) a user may have at once, unless the user has a limit of
 # its own; 0: no limit.  Anonymous callers share one such limit.
 DEFAULT_MAX_ACTIVE_JOBS = 0
+
+# Failed sign-in throttling, for HTTP Basic, Bearer tokens and the web sign-in form.  After
+# SIGNIN_MAX_FAILURES_PER_NAME failures within SIGNIN_FAILURE_WINDOW seconds, a user name (for Bearer:
+# the token's id) gets 429 with Retry-After, with no check at all, until the oldest failure is
+# SIGNIN_FAILURE_WINDOW seconds old; the same for a client address after
+# SIGNIN_MAX_FAILURES_PER_ADDRESS failures.  0 turns one kind off.  Successful sign-ins are not counted
+# and not slowed.  The address is REMOTE_ADDR from the WSGI server (IPv6: per /64), never
+# X-Forwarded-For: behind a reverse proxy every client has the proxy's address, so there either keep
+# the per-address limit as a brake on the whole server or set it to 0 and limit at the proxy.  Counts
+# live in each process's memory: with N gunicorn workers a client gets up to N times the limits.
+SIGNIN_FAILURE_WINDOW = 300
+SIGNIN_MAX_FAILURES_PER_NAME = 10
+SIGNIN_MAX_FAILURES_PER_ADDRESS = 100
 
 # ---- Web client (README, "The web client") ------------------------------------------------------------
 # Other sites whose pages may call this API from visitors' browsers (CORS), as "scheme://host[:port]".

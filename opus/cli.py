@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import subprocess
 import sys
 
-from . import jdl_cli, logcontext
+from . import jdl_cli, listen, logcontext
 from .errors import ConfigurationError
 from .settings import load_settings
 
@@ -19,7 +21,6 @@ def _serve(settings, args) -> int:
     from .storage import create_engine_for, upgrade_schema
 
     upgrade_schema(create_engine_for(settings.database_url))
-    app = create_app(settings)
 
     class ThreadingServer(ThreadingMixIn, WSGIServer):
         daemon_threads = True
@@ -28,7 +29,11 @@ def _serve(settings, args) -> int:
         def log_message(self, fmt, *a):
             logging.getLogger("opus.access").info("%s %s", self.address_string(), fmt % a)
 
-    httpd = make_server(args.host, args.port, app, server_class=ThreadingServer, handler_class=QuietHandler)
+    httpd = make_server(args.host, args.port, None, server_class=ThreadingServer, handler_class=QuietHandler)
+    # Bound first, so that the app knows the address it listens on (port 0 resolved): the URL jobs
+    # call back without CALLBACK_URL/BASE_URL, and the Host names allowed by default.
+    settings = listen.with_listen_address(settings, args.host, httpd.server_port)
+    httpd.set_app(create_app(settings))
     print(f"OPUS serving on http://{args.host}:{httpd.server_port}/ (database {settings.database_url}; "
           "development server: use gunicorn in production, see README)", flush=True)
     try:
@@ -43,11 +48,25 @@ def _init(settings, args) -> int:
     from .storage.userstore import UserStore
     from .useradmin import UserAdmin
 
+    from . import sandbox
+    from .security import server_secret
+
     settings.jobs_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine_for(settings.database_url)
     upgrade_schema(engine)
     print(f"database schema is up to date ({settings.database_url})")
-    first = UserAdmin(UserStore(engine)).ensure_admin()
+    server_secret(settings)
+    for path in sandbox.restrict_files(settings):
+        print(f"made {path} readable by its owner only")
+    try:
+        print(sandbox.ensure_job_user(settings))
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        print(f"WARNING: {exc}", file=sys.stderr)
+    problem = sandbox.probe(settings)
+    if problem:
+        print(f"WARNING: jobs will not start until the job sandbox works: {problem} (see SECURITY.md)",
+              file=sys.stderr)
+    first = UserAdmin(UserStore(engine, settings)).ensure_admin()
     if first is not None:
         user, token = first
         print(f"created the first admin user {user.name!r}; its token, shown only now:\n  {token}\n"
@@ -64,7 +83,7 @@ def _user(settings, args) -> int:
     from .storage.userstore import UserStore
     from .useradmin import UserAdmin
 
-    admin = UserAdmin(UserStore(create_engine_for(settings.database_url)))
+    admin = UserAdmin(UserStore(create_engine_for(settings.database_url), settings))
     try:
         if args.action == "add":
             user, token = admin.add(args.name, args.admin, args.jobdefs, args.max_jobs)
@@ -107,11 +126,37 @@ def _maintenance(settings, args) -> int:
     return 0
 
 
+def _check_callbacks(settings) -> None:
+    """Say where job wrappers will report (never to a URL taken from a request: opus.listen)."""
+    url = settings.CALLBACK_URL or settings.BASE_URL
+    if url:
+        print(f"ok       callbacks: jobs report to {url.rstrip('/')}/handler/job_event")
+        return
+    far = " (SLURM compute nodes cannot reach a loopback address)" if settings.MANAGER == "slurm" else ""
+    print("WARNING  callbacks: CALLBACK_URL and BASE_URL are unset: jobs report to the address the "
+          f"server listens on (`opus serve --host/--port`, gunicorn's bind){far}; under mod_wsgi or on a "
+          "unix socket no job can start: set CALLBACK_URL")
+
+
 def _check(settings, args) -> int:
+    from . import sandbox
     from .jobdef import JobDefinitionRegistry
 
     registry = JobDefinitionRegistry(settings.JDL_DIR)
     bad = 0
+    _check_callbacks(settings)
+    problem = sandbox.probe(settings)
+    if settings.JOB_SANDBOX == "none":
+        print("WARNING  JOB_SANDBOX is 'none': job scripts run unsandboxed, with the rights of the process "
+              "that starts them")
+    elif problem:
+        bad += 1
+        print(f"PROBLEM  job sandbox: {problem}")
+    else:
+        print(f"ok       job sandbox (bubblewrap{', job user ' + settings.JOB_USER if os.geteuid() == 0 else ''})")
+    for line in sandbox.check_files(settings):
+        bad += 1
+        print(f"PROBLEM  {line}")
     for name in registry.names():
         try:
             registry.get(name)
@@ -119,6 +164,10 @@ def _check(settings, args) -> int:
         except ConfigurationError as exc:
             bad += 1
             print(f"INVALID  {name}: {exc}")
+    for path in registry.misnamed_files():
+        bad += 1
+        print(f"INVALID  {path}: not offered: a definition name is a letter, then letters, digits, '_' or '-' "
+              "(at most 64)")
     return 1 if bad else 0
 
 

@@ -65,6 +65,17 @@ class PayloadTooLarge(OpusError):
     status = 413
 
 
+class TooManyRequests(OpusError):
+    """Too many failed sign-ins for a user name or from a client address (429, with Retry-After)."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class ServiceUnavailable(OpusError):
     """The service cannot handle the request now (503)."""
 

@@ -6,7 +6,12 @@ A client gives an input as
 * an ``http``/``https`` URL: checked against ``INPUT_URL_HOSTS`` at creation, fetched by the job
   wrapper before the script starts (never inside the request), with a timeout and a size limit;
 * an identifier: when the definition gives a URL template (``url`` with ``$ID``), the template's URL
-  is fetched the same way; otherwise the script receives the identifier and resolves it itself.
+  is fetched the same way; without a template an identifier is refused (400).
+* a URL of this server's result store (``/store/<id>``): the entity's file is linked into the job.
+
+Only the server names files: whatever the client gives, the script receives the path of a file that
+OPUS staged into the job's ``uploads/`` (and mounted read-only in the job's sandbox), never a path
+or name chosen by the client.
 
 A multi-valued input (``multiplicity``) takes several URLs or identifiers separated by spaces; the
 script then receives the paths separated by spaces.  The script always sees a fetched or uploaded
@@ -75,7 +80,7 @@ class InputResolver:
 
     def store_entity(self, url: str, base: str | None) -> str | None:
         """The entity id if ``url`` names an entity of this server's store (``base`` is its URL)."""
-        bases = {b.rstrip("/") for b in (base, self.settings.BASE_URL) if b}
+        bases = {b.rstrip("/") for b in (base, self.settings.BASE_URL, self.settings.RESULTS_BASE_URL) if b}
         for b in bases:
             if url.startswith(b + "/store"):
                 m = _STORE.match(url[len(b):])
@@ -102,7 +107,7 @@ class InputResolver:
                 entity = self.entities.get(entity_id)
                 if entity is None:
                     raise NotFound(f"{where}: no entity {entity_id} in this server's store")
-                if identity is not None and not can_access(identity, entity.owner_id):
+                if identity is not None and not can_access(identity, entity.owner_key):
                     raise Forbidden(f"{where}: the entity {entity_id} belongs to someone else")
                 if not entity.available:
                     raise BadRequest(f"{where}: the entity {entity_id} no longer has a file (its job was deleted)")
@@ -112,6 +117,11 @@ class InputResolver:
                 self.check_url(where, item)
             elif not _IDENTIFIER.match(item):
                 raise BadRequest(f"{where}: {item[:80]!r} is neither an http(s) URL nor an identifier")
+            elif not used.url:
+                # Never a path: a client's string must not name a file for the script to read.
+                raise BadRequest(f"{where}: {item[:80]!r} is not a file: this input takes an uploaded file, "
+                                 "an http(s) URL or a URL of this server's /store (it has no identifier "
+                                 "template)")
         by_reference = all(_HTTP.match(item) for item in items)
         return Parameter(used.name, " ".join(items), by_reference=by_reference)
 
@@ -169,8 +179,9 @@ class InputResolver:
                 elif used.url:
                     url = used.url.replace("$ID", quote(item, safe=""))
                 else:
-                    shown.append(item)  # an identifier the script resolves itself
-                    continue
+                    # Stored before identifiers without a template were refused: never handed over as a path.
+                    raise InputError(f"input {name!r}: {item[:80]!r} is not a file this server can stage "
+                                     "(no identifier template)")
                 files.upload(file_name)  # checks the name
                 fetches.append(Fetch(name, url, str(seen_from.upload(file_name))))
                 shown.append(str(seen_from.upload(file_name)))

@@ -17,15 +17,21 @@ def add_parser(sub) -> None:
     show.add_argument("name")
     show.add_argument("--format", default="json", choices=("json", "votable", "wadl"))
     show.add_argument("--version", default=None, help="a kept version (default: the live one)")
+    show.add_argument("--proposal", action="store_true", help="the pending proposal of that name (with its "
+                      "digest on stderr)")
     convert = actions.add_parser("convert", help="convert a definition file to another format (stdout)")
     convert.add_argument("file")
     convert.add_argument("--to", required=True, choices=("json", "votable", "wadl"))
     propose = actions.add_parser("propose", help="propose a definition file (any format) for validation")
     propose.add_argument("file")
     propose.add_argument("--as", dest="proposer", default="admin", help="recorded as its proposer")
-    actions.add_parser("proposals", help="the proposals waiting for validation")
-    for name, text in (("validate", "make a proposal live (the version it replaces is kept)"),
-                       ("withdraw", "drop a proposal"), ("delete", "stop offering a definition (kept as a version)"),
+    actions.add_parser("proposals", help="the proposals waiting for validation (JSON lines, with their digest)")
+    validate = actions.add_parser("validate", help="make a proposal live (the version it replaces is kept)")
+    validate.add_argument("name")
+    validate.add_argument("--digest", required=True,
+                          help="the SHA-256 of the proposal you reviewed, as `opus jdl proposals` or "
+                               "`opus jdl show NAME --proposal` print it: a proposal changed since is refused")
+    for name, text in (("withdraw", "drop a proposal"), ("delete", "stop offering a definition (kept as a version)"),
                        ("versions", "the kept versions of a definition")):
         actions.add_parser(name, help=text).add_argument("name")
 
@@ -39,6 +45,14 @@ def run(settings, args) -> int:
         if args.action == "list":
             for d in registry.all():
                 print(f"{d.name:24} {d.version:10} {d.description[:60]}")
+            for path in registry.misnamed_files():
+                print(f"opus: {path} is not offered: its name does not fit (a letter, then letters, digits, "
+                      "'_' or '-'; no dots)", file=sys.stderr)
+        elif args.action == "show" and args.proposal:
+            jobdef, meta = registry.proposal(args.name)
+            sys.stdout.write(write_definition(jobdef, args.format).decode())
+            print(f"proposed by {meta.get('proposer')} on {meta.get('proposed')}; digest {meta['digest']}",
+                  file=sys.stderr)
         elif args.action == "show":
             jobdef = registry.get(args.name, args.version)
             sys.stdout.write(write_definition(jobdef, args.format).decode())
@@ -49,13 +63,13 @@ def run(settings, args) -> int:
         elif args.action == "propose":
             path = Path(args.file)
             meta = registry.propose(read_definition(path.read_bytes(), filename=path.name), args.proposer)
-            print(f"proposed {meta['name']} version {meta['version']}: `opus jdl validate {meta['name']}` "
-                  "makes it live")
+            print(f"proposed {meta['name']} version {meta['version']} (digest {meta['digest']}): "
+                  f"`opus jdl validate {meta['name']} --digest {meta['digest']}` makes it live")
         elif args.action == "proposals":
             for p in registry.proposals():
                 print(json.dumps(p))
         elif args.action == "validate":
-            jobdef = registry.validate(args.name)
+            jobdef = registry.validate(args.name, args.digest)
             print(f"{jobdef.name} version {jobdef.version} is live")
         elif args.action == "withdraw":
             registry.withdraw(args.name)

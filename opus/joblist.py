@@ -7,6 +7,7 @@ request submits (parameters, uploads, control values) is in ``opus.submission``,
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import secrets
@@ -14,7 +15,8 @@ import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from .errors import BadRequest, Forbidden, IllegalTransition, NotFound
+from .content_types import result_type
+from .errors import BadRequest, ConfigurationError, Forbidden, IllegalTransition, NotFound
 from .inputs import InputResolver
 from .jobdef import JobDefinition
 from .jobfiles import JobFiles, read_json
@@ -45,13 +47,13 @@ class JobList(SubmissionParsing):
 
     # ---- creation and reading ----------------------------------------------------------------------
     def create(self, jobname: str, identity: Identity, form: Sequence[tuple[str, str]],
-               uploads: Sequence[Upload] = (), callback_url: str | None = None, base: str | None = None) -> Job:
+               uploads: Sequence[Upload] = (), base: str | None = None) -> Job:
         """Create a job (PENDING, or QUEUED when PHASE=RUN was sent)."""
         jobdef = self.registry.get(jobname)
         if not identity.may_use(jobname):
             raise Forbidden(f"you may not use the job definition {jobname!r}")
         if identity.max_active_jobs and self.active_jobs is not None and \
-                self.active_jobs(identity.name) >= identity.max_active_jobs:
+                self.active_jobs(identity.owner_key) >= identity.max_active_jobs:
             raise Forbidden(f"you already have {identity.max_active_jobs} unfinished job(s), your limit: "
                             "wait for some to finish or delete some")
         sub = self.parse(jobdef, form, uploads, allow_phase=True, identity=identity, base=base)
@@ -70,7 +72,8 @@ class JobList(SubmissionParsing):
             destruction = self.cap_destruction(now, sub.destruction)
         job = Job(job_id="", jobname=jobname, phase=Phase.PENDING, creation_time=now,
                   execution_duration=duration, destruction_time=destruction, run_id=sub.run_id,
-                  owner_id=identity.name, quote=self._quote(jobdef, now), parameters=sub.parameters,
+                  owner_id=identity.name, owner_key=identity.owner_key, quote=self._quote(jobdef, now),
+                  parameters=sub.parameters,
                   jdl_version=jobdef.version)
         for _attempt in range(5):
             job.job_id = secrets.token_hex(8)
@@ -91,7 +94,7 @@ class JobList(SubmissionParsing):
         else:  # pragma: no cover - 5 collisions of 64 random bits
             raise RuntimeError("could not draw a unique job id")
         if sub.phase is Phase.QUEUED:
-            self._queue(job, jobdef, callback_url)
+            self._queue(job, jobdef)
         return job
 
     @staticmethod
@@ -103,7 +106,7 @@ class JobList(SubmissionParsing):
         job = self.store.get(job_id)
         if job is None or job.jobname != jobname:
             raise NotFound(f"no job {job_id!r} in {jobname!r}")
-        if not can_access(identity, job.owner_id):
+        if not can_access(identity, job.owner_key):
             raise Forbidden(f"job {job_id!r} belongs to someone else")
         return job
 
@@ -116,7 +119,7 @@ class JobList(SubmissionParsing):
         read = self.store.iter_list if stream else self.store.list
         if identity.is_admin:
             return read(jobname, phases, after, last)
-        return read(jobname, phases, after, last, owner_id=identity.name, filter_owner=True)
+        return read(jobname, phases, after, last, owner_key=identity.owner_key, filter_owner=True)
 
     def wait(self, jobname: str, job_id: str, identity: Identity, seconds: int, phase: Phase | None) -> Job:
         """GET with WAIT: block until the phase changes, at most ``seconds`` (-1: the server maximum)."""
@@ -143,7 +146,7 @@ class JobList(SubmissionParsing):
         return self.get(jobname, job_id, identity)
 
     # ---- control -------------------------------------------------------------------------------------
-    def run(self, jobname: str, job_id: str, identity: Identity, callback_url: str | None = None) -> None:
+    def run(self, jobname: str, job_id: str, identity: Identity) -> None:
         job = self.get(jobname, job_id, identity)
         if not identity.may_use(jobname):
             raise Forbidden(f"you may not use the job definition {jobname!r}")
@@ -151,15 +154,17 @@ class JobList(SubmissionParsing):
             return  # RUN is idempotent (CHECKLIST §6.2)
         if job.phase not in (Phase.PENDING, Phase.HELD):
             raise IllegalTransition(f"job {job_id} is {job.phase.value}: it cannot be run again")
-        self._queue(job, self.registry.get(jobname, job.jdl_version), callback_url)
+        self._queue(job, self.registry.get(jobname, job.jdl_version))
 
-    def _queue(self, job: Job, jobdef: JobDefinition, callback_url: str | None) -> None:
+    def _queue(self, job: Job, jobdef: JobDefinition) -> None:
+        # No callback URL is kept per job: the wrapper reports where the settings say (opus.listen),
+        # never to an address taken from the request that queued the job.
         present = {p.name for p in job.parameters}
         missing = jobdef.missing_required(present)
         if missing:
             raise BadRequest("cannot run: required parameter(s) missing: " + ", ".join(missing))
         if not self.store.set_phase(job.job_id, Phase.QUEUED, [Phase.PENDING, Phase.HELD],
-                                    quote=self._quote(jobdef, utcnow()), callback_url=callback_url):
+                                    quote=self._quote(jobdef, utcnow())):
             current = self.store.get_phase(job.job_id)
             if current not in (Phase.QUEUED, Phase.EXECUTING):
                 raise IllegalTransition(f"job {job.job_id} is {current}: it cannot be run")
@@ -267,6 +272,9 @@ class JobList(SubmissionParsing):
             fields["error"] = ErrorSummary(str(report.get("message") or "the job failed")[:4000], "fatal", True)
         also = None
         job = self.store.get(job_id)
+        # The server decides each result's type (its definition, else OPUS's extension table), never
+        # the report: a job could otherwise declare text/html and attack whoever opens the result.
+        found = self._typed_results(job, found)
         if job is not None:
             files = JobFiles.of(self.settings.jobs_dir, job_id)
             uploaded = {p.name for p in job.parameters if p.by_reference and p.value == f"param:{p.name}"}
@@ -277,6 +285,16 @@ class JobList(SubmissionParsing):
         moved = self.store.complete(job_id, target, [Phase.EXECUTING, Phase.SUSPENDED, Phase.HELD, Phase.UNKNOWN],
                                     found, also=also, **fields)
         return "applied" if moved else "ignored"
+
+    def _typed_results(self, job: Job | None, found: list[Result]) -> list[Result]:
+        """``found`` with the content types of ``opus.content_types.result_type``."""
+        jobdef = None
+        if job is not None:
+            try:
+                jobdef = self.registry.get(job.jobname, job.jdl_version)
+            except (NotFound, ConfigurationError):
+                jobdef = None  # gone or broken: every result is typed by its extension
+        return [dataclasses.replace(r, content_type=result_type(jobdef, r.result_id, r.file_name)) for r in found]
 
     # ---- maintenance -------------------------------------------------------------------------------------
     def destroy_expired(self, now: datetime | None = None, batch: int = 500) -> int:

@@ -68,12 +68,24 @@ def check_job_token(settings, job_id: str, token: str) -> bool:
 @dataclass(frozen=True)
 class Identity:
     """Who is calling: ``name`` None means anonymous.  ``jobdefs``: names allowed, "*" all;
-    ``max_active_jobs``: 0 or None for no limit."""
+    ``max_active_jobs``: 0 or None for no limit.
+
+    ``owner_key`` is what the caller's jobs and entities belong to, never a bare name: ``user:<id>``
+    for a stored user (an id never reused, so a re-created name is another account),
+    ``remote:<name>`` for a front-end (REMOTE_USER) name without a stored user, None for anonymous.
+    ``name`` is for display only.
+    """
 
     name: str | None = None
     is_admin: bool = False
     jobdefs: frozenset = frozenset({"*"})
     max_active_jobs: int | None = None
+    owner_key: str | None = None
+
+    def __post_init__(self):
+        # A named caller without a key would share the anonymous jobs (key None): refuse to exist.
+        if (self.name is None) != (self.owner_key is None):
+            raise ValueError("an Identity has both a name and an owner key, or neither (anonymous)")
 
     @property
     def anonymous(self) -> bool:
@@ -86,9 +98,10 @@ class Identity:
 ANONYMOUS = Identity()
 
 
-def can_access(identity: Identity, owner_id: str | None) -> bool:
+def can_access(identity: Identity, owner_key: str | None) -> bool:
     """The one access rule for a job and everything under it: its owner, or an admin.
 
+    ``owner_key`` is the job's or entity's ``owner_key`` (never its display name ``owner_id``).
     Anonymous jobs (no owner) belong to anonymous callers; signed-in users do not see them.
     """
-    return identity.is_admin or owner_id == identity.name
+    return identity.is_admin or owner_key == identity.owner_key

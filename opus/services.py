@@ -43,7 +43,7 @@ class Services:
         store = JobStore(engine, on_change=notifier.publish)
         registry = JobDefinitionRegistry(settings.JDL_DIR)
         manager = make_manager(settings, store, registry)
-        users = UserStore(engine)
+        users = UserStore(engine, settings)
         joblist = JobList(settings, store, registry, manager, notifier, active_jobs=users.active_jobs)
         services = cls(settings, store, registry, notifier, manager, joblist, users, Authenticator(settings, users))
         services._started_pid = None

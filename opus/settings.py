@@ -18,7 +18,12 @@ from pathlib import Path
 from .errors import ConfigurationError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+#: RESULTS_BASE_URL: scheme://host[:port][/path], nothing a link could not be built on.
+_RESULTS_BASE = re.compile(r"^https?://(?:[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?(?:/[^\s?#]*)?\Z")
 _ORIGIN = re.compile(r"^\*\Z|^https?://(?:[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?\Z")
+#: ALLOWED_HOSTS entries: "*", "host", "host:port", ".domain", "[v6]", "[v6]:port".
+_ALLOWED_HOST = re.compile(r"^\*\Z|^(?:\.?[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
+                           r"(?::\d{1,5})?\Z")
 
 
 @dataclass(frozen=True)
@@ -31,11 +36,27 @@ class Settings:
     DATABASE_URL: str | None = None
     # Directory holding one job definition per file (<name>.json).
     JDL_DIR: str = str(REPO_ROOT / "jdl")
-    # Public base URL of the service (scheme://host[:port][/prefix]); None: taken from each request.
+    # Public base URL of the service (scheme://host[:port][/prefix]), used in every Location and link.
+    # None: the request's Host when ALLOWED_HOSTS allows it, else the address the server listens on
+    # (opus.server.hosts); never a Host header that is not allowed.
     BASE_URL: str | None = None
-    # Base URL the job wrapper calls back (POST <CALLBACK_URL>/handler/job_event); None: BASE_URL,
-    # else the URL of the request that started the job.
+    # Base URL the job wrapper calls back (POST <CALLBACK_URL>/handler/job_event) with the job's
+    # token; it must be reachable from where jobs run.  None: BASE_URL, else the address the server
+    # listens on (`opus serve`, gunicorn's bind); never a URL taken from a request (opus.listen).
+    # Under mod_wsgi with neither set, no job can start.
     CALLBACK_URL: str | None = None
+    # With BASE_URL unset: Host header values used in absolute URLs besides the always allowed ones
+    # (the listening address, and localhost/127.0.0.1/[::1] with the listening port; bound to
+    # 0.0.0.0/::, also this machine's names and addresses).  Entries: "host" (any port),
+    # "host:port", ".example.org" (the domain and its subdomains), "*" (any well-formed Host).
+    # Another Host gets the listening address's URL (400 when that is unknown, as under mod_wsgi).
+    ALLOWED_HOSTS: tuple = ()
+    # Base URL of a second origin that serves the same OPUS for job files (results, uploads, /store),
+    # e.g. "https://results.example.org/opus": the links to files in job documents point there, so a
+    # file a browser renders runs with no access to the main origin's session (docs/deployment.md).
+    # None: files are linked on BASE_URL's origin (they are served with nosniff, a sandboxing CSP and
+    # as attachments either way).
+    RESULTS_BASE_URL: str | None = None
     # Execution manager: "local" (run on this host) or "slurm" (sbatch to a SLURM cluster).
     MANAGER: str = "local"
     # Local manager: how many jobs may execute at once (the rest wait in QUEUED). 0: number of CPUs.
@@ -68,6 +89,14 @@ class Settings:
     # content as a file upload).
     MAX_PARAMETERS: int = 200
     MAX_PARAMETER_VALUE: int = 100_000
+    # Most fields (urlencoded) or parts (multipart) in one form, counted while parsing so that a
+    # body of 100,000 tiny parts costs nothing (400 beyond); 0: MAX_PARAMETERS + 16.
+    MAX_FORM_PARTS: int = 0
+    # Largest job wrapper report (POST /handler/job_event, public: checked before its token).
+    # A report lists the job's results, about 200 bytes each (up to 700 with 255-character names):
+    # 256 KiB holds some 1,300.  A larger report is refused (413) and the server reads the job's
+    # report.json instead when the wrapper ends (local), or at the epilog's hint or reconciliation (SLURM).
+    MAX_REPORT_SIZE: int = 256 * 1024
     # A parameter the job definition does not declare: refused with 400 (False), or accepted and
     # ignored (True: for generic clients that send extra names such as RESPONSEFORMAT).
     IGNORE_UNKNOWN_PARAMETERS: bool = False
@@ -86,6 +115,20 @@ class Settings:
     # admins only (False).
     METRICS_PUBLIC: bool = False
 
+    # ---- the job sandbox (SECURITY.md, "Jobs are untrusted code") -----------------------------------
+    # How job scripts are isolated: "bwrap" (Linux namespaces through bubblewrap: the script sees its
+    # work directory, its inputs and the system read-only, nothing of the server) or "none" (the
+    # script runs with the wrapper's rights and sees what it can read: only for a trusted, single-user
+    # server).  With "bwrap" and no working bubblewrap, jobs are not started and /availability says why.
+    JOB_SANDBOX: str = "bwrap"
+    # The unprivileged OS user that runs job scripts when the process starting them is root (local
+    # manager as root, SLURM jobs of root).  `opus init` creates it; `opus check` checks it.
+    JOB_USER: str = "opus-job"
+    # The bubblewrap executable (a name looked up in /usr/local/bin:/usr/bin:/bin, or a path).
+    JOB_SANDBOX_BWRAP: str = "bwrap"
+    # Extra directories job scripts may read (software, catalogues), mounted read-only at the same path.
+    JOB_SANDBOX_READ_ONLY: tuple = ()
+
     # ---- identity (SECURITY.md) -------------------------------------------------------------------
     # Requests without credentials act as the anonymous user (True), or get 401 (False).
     ALLOW_ANONYMOUS: bool = True
@@ -102,6 +145,13 @@ class Settings:
     # Unfinished jobs a user may have at once unless the user has a limit of its own (0: no limit);
     # it applies to the anonymous user as a whole.
     DEFAULT_MAX_ACTIVE_JOBS: int = 0
+    # Failed sign-in throttling (Basic, Bearer, the web sign-in form): after this many failures within
+    # SIGNIN_FAILURE_WINDOW seconds, a user name (a Bearer token's id) or a client address (REMOTE_ADDR,
+    # IPv6 per /64; never X-Forwarded-For) gets 429 with Retry-After, without any check, until the
+    # oldest failure leaves the window.  0: no limit of that kind.  Counted in memory by each process.
+    SIGNIN_FAILURE_WINDOW: int = 300
+    SIGNIN_MAX_FAILURES_PER_NAME: int = 10
+    SIGNIN_MAX_FAILURES_PER_ADDRESS: int = 100
 
     # ---- web client (README, "The web client") -----------------------------------------------------
     # Origins ("https://other.example.org[:port]") whose pages may call this API from the browser
@@ -167,6 +217,11 @@ class Settings:
     def max_running_jobs(self) -> int:
         return self.MAX_RUNNING_JOBS or (os.cpu_count() or 1)
 
+    @property
+    def max_form_parts(self) -> int:
+        """The most fields or parts parsed from one form (MAX_FORM_PARTS, 0: MAX_PARAMETERS + 16)."""
+        return self.MAX_FORM_PARTS or self.MAX_PARAMETERS + 16
+
     def with_overrides(self, **values) -> "Settings":
         """A copy with some fields replaced (validated like a settings file)."""
         return _validated(replace(self, **values))
@@ -196,10 +251,28 @@ def _validated(s: Settings) -> Settings:
             raise ConfigurationError(f"CORS_ORIGINS: {origin!r} is not '*' or scheme://host[:port]")
     if s.SESSION_LIFETIME <= 0:
         raise ConfigurationError("SESSION_LIFETIME must be > 0")
+    if s.SIGNIN_FAILURE_WINDOW <= 0 or s.SIGNIN_MAX_FAILURES_PER_NAME < 0 or s.SIGNIN_MAX_FAILURES_PER_ADDRESS < 0:
+        raise ConfigurationError("SIGNIN_FAILURE_WINDOW must be > 0, SIGNIN_MAX_FAILURES_PER_NAME and "
+                                 "SIGNIN_MAX_FAILURES_PER_ADDRESS >= 0 (0: no limit)")
+    if s.MAX_FORM_PARTS and s.MAX_FORM_PARTS < s.MAX_PARAMETERS:
+        raise ConfigurationError("MAX_FORM_PARTS must be 0 (MAX_PARAMETERS + 16) or at least MAX_PARAMETERS")
+    if s.MAX_FORM_PARTS < 0 or s.MAX_REPORT_SIZE <= 0:
+        raise ConfigurationError("MAX_FORM_PARTS must be >= 0 and MAX_REPORT_SIZE > 0")
+    if s.JOB_SANDBOX not in ("bwrap", "none"):
+        raise ConfigurationError(f"JOB_SANDBOX must be 'bwrap' or 'none', not {s.JOB_SANDBOX!r}")
+    for path in s.JOB_SANDBOX_READ_ONLY:
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ConfigurationError(f"JOB_SANDBOX_READ_ONLY: {path!r} is not an absolute path")
+    for entry in s.ALLOWED_HOSTS:
+        if not isinstance(entry, str) or not _ALLOWED_HOST.match(entry):
+            raise ConfigurationError(f"ALLOWED_HOSTS: {entry!r} is not '*', 'host', 'host:port' or '.domain'")
     for name in ("BASE_URL", "CALLBACK_URL"):
         value = getattr(s, name)
         if value is not None and not value.startswith(("http://", "https://")):
             raise ConfigurationError(f"{name} must be an http(s) URL, not {value!r}")
+    if s.RESULTS_BASE_URL is not None and not _RESULTS_BASE.match(s.RESULTS_BASE_URL):
+        raise ConfigurationError("RESULTS_BASE_URL must be an http(s) URL with a host and no query, like "
+                                 f"'https://results.example.org/opus', not {s.RESULTS_BASE_URL!r}")
     return s
 
 
@@ -219,11 +292,14 @@ def load_settings(path: str | os.PathLike | None = None, **overrides) -> Setting
                 raise ConfigurationError(f"{p}: unknown setting {name!r}; see settings.example.py")
             values[name] = value
     values.update(overrides)
-    for name in ("SLURM_PARTITIONS", "ANONYMOUS_JOBDEFS", "REMOTE_USER_JOBDEFS", "CORS_ORIGINS"):
+    for name in ("SLURM_PARTITIONS", "ANONYMOUS_JOBDEFS", "REMOTE_USER_JOBDEFS", "CORS_ORIGINS",
+                 "JOB_SANDBOX_READ_ONLY", "ALLOWED_HOSTS"):
         if name in values:
             values[name] = tuple(values[name])
     for name, value in values.items():
         expected = _FIELDS[name].type
         if "int" in expected and "float" not in expected and isinstance(value, bool):
             raise ConfigurationError(f"{name} must be an integer")
-    return _validated(Settings(**values))
+    # Where the settings came from: the job sandbox hides that file from job scripts.
+    extra = {"settings_file": str(Path(path).resolve())} if path else {}
+    return _validated(Settings(**values, extra=extra))

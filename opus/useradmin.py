@@ -1,4 +1,8 @@
-"""User administration: what `opus user ...` and the admin REST API both call."""
+"""User administration: what `opus user ...` and the admin REST API both call.
+
+New tokens are hashed with the key of the store's settings (``UserStore.token_key``).  Deleting a user
+keeps what it owned under its id, which no later user gets: a name re-created is a new account.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ class UserAdmin:
     def add(self, name: str, admin: bool = False, jobdefs="*", max_active_jobs: int | None = None) -> tuple[User, str]:
         """Create a user; returns it with its token (shown once, never stored)."""
         check_user_name(name)
-        token, token_id, token_hash = new_token()
+        token, token_id, token_hash = new_token(self.users.token_key)
         user = User(name=name, is_admin=bool(admin), enabled=True, max_active_jobs=_limit(max_active_jobs),
                     jobdefs=parse_jobdefs(jobdefs) or {"*"}, token_id=token_id, token_hash=token_hash,
                     created=utcnow())
@@ -62,7 +66,7 @@ class UserAdmin:
     def new_token(self, name: str) -> str:
         """Replace the user's token (the old one stops working at once); returns the new one."""
         self.get(name)
-        token, token_id, token_hash = new_token()
+        token, token_id, token_hash = new_token(self.users.token_key)
         self.users.update(name, token_id=token_id, token_hash=token_hash)
         return token
 

@@ -1,8 +1,18 @@
 """Users and their tokens (no HTTP, no SQL).
 
-A token is ``<token_id>.<secret>``: the token id is public and finds the user of a Bearer token;
-the whole token is kept only as a PBKDF2-SHA256 hash.  Tokens are random (256 bits), shown once
-when made, and can be replaced at any time.
+A token is ``<token_id>.<secret>``: the token id is public and finds the user of a Bearer token.
+Tokens are random (256 bits of secret), shown once when made, and can be replaced at any time.
+
+The whole token is stored only as a keyed hash, ``hmac_sha256$`` + HMAC-SHA256(key, token), the key
+derived from the server secret.  A slow password hash buys nothing for 256 random bits (nobody can
+enumerate them), while it made every wrong credential cost 200,000 rounds of PBKDF2: the keyed hash
+is a thousand times cheaper and, with the key out of the database, a stolen database alone cannot
+even test a guess.  Hashes of the previous scheme (``pbkdf2_sha256$...``) are still verified, and
+replaced by the keyed form on their first successful use (``opus.auth``).
+
+Every user has an id (``uid``) that is never given again, even after the user is deleted: jobs and
+entities belong to the owner key ``user:<uid>`` (``owner_key``), so a name re-created later is
+another account and does not inherit anything.
 """
 
 from __future__ import annotations
@@ -18,7 +28,11 @@ from datetime import datetime
 from .errors import BadRequest
 
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,63}\Z")
-ITERATIONS = 200_000
+ITERATIONS = 200_000  # the legacy PBKDF2 scheme only
+KEYED = "hmac_sha256"
+LEGACY = "pbkdf2_sha256"
+#: What an unknown user's check compares against: the same work and comparison as a real one.
+DUMMY_HASH = f"{KEYED}${base64.urlsafe_b64encode(bytes(32)).decode()}"
 
 
 @dataclass
@@ -33,13 +47,28 @@ class User:
     token_id: str = ""
     token_hash: str = ""
     created: datetime | None = None
+    #: Given by the database when the user is stored; never reused (opus.storage.userstore).
+    uid: int | None = None
 
     def may_use(self, jobname: str) -> bool:
         return self.is_admin or "*" in self.jobdefs or jobname in self.jobdefs
 
+    @property
+    def owner_key(self) -> str:
+        """What the user's jobs and entities are owned by (``opus.security.can_access``)."""
+        if self.uid is None:
+            raise ValueError(f"user {self.name!r} has no id yet (not stored)")
+        return user_owner_key(self.uid)
+
+    @property
+    def session_stamp(self) -> str:
+        """Changes when the token is replaced or the account re-created (web sessions end), and not
+        when the stored hash only changes scheme."""
+        return f"{self.uid}:{self.token_id}"
+
     def public(self) -> dict:
         """What the admin API shows (never the token or its hash)."""
-        return {"name": self.name, "roles": ["admin", "user"] if self.is_admin else ["user"],
+        return {"name": self.name, "id": self.uid, "roles": ["admin", "user"] if self.is_admin else ["user"],
                 "enabled": self.enabled, "maxActiveJobs": self.max_active_jobs,
                 "jobDefinitions": sorted(self.jobdefs),
                 "created": self.created.strftime("%Y-%m-%dT%H:%M:%SZ") if self.created else None}
@@ -51,25 +80,54 @@ def check_user_name(name: str) -> str:
     return name
 
 
-def new_token() -> tuple[str, str, str]:
-    """(token, token_id, hash): the token is shown once, the other two are stored."""
+def user_owner_key(uid: int) -> str:
+    return f"user:{uid}"
+
+
+def remote_owner_key(name: str) -> str:
+    """The owner key of a front-end (REMOTE_USER) name that has no stored user."""
+    return f"remote:{name}"
+
+
+def token_key(secret: bytes) -> bytes:
+    """The key of the users' token hashes, derived from the server secret (and of nothing else)."""
+    return hmac.new(secret, b"opus-user-token:v1", hashlib.sha256).digest()
+
+
+def keyed_token_hash(key: bytes, token: str) -> str:
+    """The stored form of a token: the one cheap keyed hash a token check computes."""
+    digest = hmac.new(key, token.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+    return f"{KEYED}${base64.urlsafe_b64encode(digest).decode()}"
+
+
+def new_token(key: bytes | None = None) -> tuple[str, str, str]:
+    """(token, token_id, hash): the token is shown once, the other two are stored.
+
+    Without ``key`` (a tool that opened the database without the server's settings) the hash is of
+    the legacy PBKDF2 form, which the server replaces by the keyed form on the token's first use.
+    """
     token_id = secrets.token_hex(8)
     token = f"{token_id}.{secrets.token_urlsafe(32)}"
-    return token, token_id, hash_token(token)
+    return token, token_id, keyed_token_hash(key, token) if key is not None else hash_token(token)
+
+
+def is_keyed(stored: str) -> bool:
+    return stored.startswith(KEYED + "$")
 
 
 def hash_token(token: str, salt: bytes | None = None, iterations: int = ITERATIONS) -> str:
+    """The legacy PBKDF2-SHA256 form (still verified; new tokens are keyed hashes)."""
     salt = salt or secrets.token_bytes(16)
     digest = hashlib.pbkdf2_hmac("sha256", token.encode(), salt, iterations)
     b64 = base64.urlsafe_b64encode
-    return f"pbkdf2_sha256${iterations}${b64(salt).decode()}${b64(digest).decode()}"
+    return f"{LEGACY}${iterations}${b64(salt).decode()}${b64(digest).decode()}"
 
 
 def verify_token(token: str, stored: str) -> bool:
-    """Constant-time check of a presented token against a stored hash."""
+    """Constant-time check of a presented token against a stored legacy PBKDF2 hash."""
     try:
         algorithm, iterations, salt, digest = stored.split("$")
-        if algorithm != "pbkdf2_sha256":
+        if algorithm != LEGACY:
             return False
         expected = base64.urlsafe_b64decode(digest)
         actual = hashlib.pbkdf2_hmac("sha256", token.encode(), base64.urlsafe_b64decode(salt), int(iterations))

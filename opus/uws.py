@@ -132,6 +132,9 @@ class Job:
     results: list[Result] = field(default_factory=list)
     jdl_version: str | None = None
     manager_id: str | None = None
+    #: Whom the job belongs to for access (``opus.security.can_access``); ``owner_id`` is the owner's
+    #: name, for display (UWS ownerId).  None for anonymous jobs.
+    owner_key: str | None = None
 
     @property
     def is_waitable(self) -> bool:

@@ -4,6 +4,7 @@
 #   scripts/setup.sh           create .venv (if missing) and `pip install -e .[science]`
 #                              (science: what the example job gammapy_maps needs),
 #                              and Graphviz (dot: provenance graphs) if missing
+#   both install bubblewrap and, as root, create the job user (opus-job): the job sandbox
 #   scripts/setup.sh --test    same with the [test,science] extras, plus the system
 #                              packages the tests need (PostgreSQL server,
 #                              openssh-server, chromium; SLURM: scripts/slurm-cluster.sh)
@@ -99,6 +100,23 @@ fi
 if ! command -v dot >/dev/null 2>&1; then
     apt_install graphviz
     command -v dot >/dev/null 2>&1 || die "graphviz installed but 'dot' is not on PATH"
+fi
+
+# ---------------------------------------------------------------- the job sandbox
+# Job scripts run in a bubblewrap sandbox, as the unprivileged job user when OPUS runs as root
+# (SECURITY.md).  Without them OPUS starts no jobs (unless JOB_SANDBOX = "none").
+if ! command -v bwrap >/dev/null 2>&1 || ! command -v setpriv >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1; then
+        apt_install bubblewrap util-linux
+    else
+        log "WARNING: bubblewrap is not installed and this user cannot install it: jobs will not start"
+    fi
+fi
+JOB_USER_NAME="${OPUS_JOB_USER:-opus-job}"
+if [ "$(id -u)" -eq 0 ] && ! id "$JOB_USER_NAME" >/dev/null 2>&1; then
+    log "creating the job user $JOB_USER_NAME"
+    run_quiet "useradd $JOB_USER_NAME" useradd --system --user-group --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin --comment "OPUS job scripts" "$JOB_USER_NAME"
 fi
 
 # ---------------------------------------------------------------- system packages for tests

@@ -141,10 +141,9 @@ def live_any_db(tmp_path, database_url):
 def signed_in_sessions(server, users=(("root", {"admin": True}), ("alice", {}), ("bob", {}))) -> dict:
     """Create ``users`` (name, UserAdmin.add keyword arguments) on ``server``: a requests.Session each,
     signed in with HTTP Basic; "anonymous" is a session without credentials."""
-    from opus.storage.userstore import UserStore
     from opus.useradmin import UserAdmin
 
-    admin = UserAdmin(UserStore(server.services.store.engine))
+    admin = UserAdmin(server.services.users)  # the server's store: tokens hashed with its key
     sessions = {"anonymous": requests.Session()}
     for name, kwargs in users:
         _, token = admin.add(name, **kwargs)

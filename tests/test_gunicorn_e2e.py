@@ -19,7 +19,7 @@ import requests
 
 from opus.settings import REPO_ROOT
 
-from gunicorn_server import GunicornServer, is_alive, live_group_members
+from gunicorn_server import GunicornServer, cmdline, is_alive, live_group_members
 
 pytestmark = pytest.mark.e2e
 
@@ -213,8 +213,15 @@ def _running_sleep_job(server: GunicornServer, **data) -> tuple[str, str, int, i
                and (server.job_dir(job_id) / "script.pgid").is_file()):
         assert time.monotonic() < deadline, "the sleep job did not write work/child.pid"
         time.sleep(0.02)
-    child = int(child_file.read_text())
     pgid = int((server.job_dir(job_id) / "script.pgid").read_text())
+    # child.pid holds the pid inside the job's sandbox (a PID namespace): find the sleep as the host sees it.
+    while True:
+        sleeps = [p for p in live_group_members(pgid) if cmdline(p).startswith("sleep ")]
+        if sleeps:
+            break
+        assert time.monotonic() < deadline, "the sleep job's child is not in the script's process group"
+        time.sleep(0.02)
+    child = sleeps[0]
     wrapper = server.wrapper_pid(job_id)
     assert wrapper is not None, "no wrapper process found for the job"
     assert is_alive(child) and is_alive(wrapper)

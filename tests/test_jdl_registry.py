@@ -18,6 +18,13 @@ def _definition(version: str, word: str) -> dict:
             "generated": {"out": {"file": "out.txt", "content_type": "text/plain"}}}
 
 
+def _digest(reg, name: str) -> str:
+    """The digest an admin is shown for a proposal (and sends to validate it)."""
+    (shown,) = [p["digest"] for p in reg.as_["root"].get(f"{reg.url}/jdl/proposals").json()["proposals"]
+                if p["name"] == name]
+    return shown
+
+
 @pytest.fixture
 def reg(tmp_path):
     server = LiveServer(make_settings(tmp_path, ALLOW_ANONYMOUS=True))
@@ -68,7 +75,8 @@ def test_propose_validate_and_keep_versions(reg):
     assert [p["name"] for p in bob.get(f"{reg.url}/jdl/proposals").json()["proposals"]] == []
     assert [p["name"] for p in root.get(f"{reg.url}/jdl/proposals").json()["proposals"]] == ["versioned"]
     assert alice.post(f"{reg.url}/jdl/proposals/versioned/validate").status_code == 403
-    r = root.post(f"{reg.url}/jdl/proposals/versioned/validate", allow_redirects=False)
+    r = root.post(f"{reg.url}/jdl/proposals/versioned/validate", data={"digest": _digest(reg, "versioned")},
+                  allow_redirects=False)
     assert r.status_code == 303 and r.headers["Location"] == f"{reg.url}/jdl/versioned"
 
     # a job made under version 1, still PENDING when version 2 goes live, runs version 1
@@ -81,7 +89,8 @@ def test_propose_validate_and_keep_versions(reg):
     r = bob.post(f"{reg.url}/jdl", files={"file": ("versioned.vot", vot)})
     assert r.status_code == 201, r.text
     assert r.json()["version"] == "2"
-    assert root.post(f"{reg.url}/jdl/proposals/versioned/validate").status_code == 200  # followed the 303
+    assert root.post(f"{reg.url}/jdl/proposals/versioned/validate",
+                     data={"digest": _digest(reg, "versioned")}).status_code == 200  # followed the 303
     new = run_job(alice, reg.url, "versioned")
     alice.post(old + "/phase", data={"PHASE": "RUN"})
     for _ in range(10):
@@ -134,7 +143,8 @@ def test_anonymous_callers_cannot_propose_and_a_proposal_can_be_withdrawn(reg):
                               allow_redirects=False)
     assert r.status_code == 303
     assert reg.services.registry.proposals() == []
-    assert reg.as_["root"].post(f"{reg.url}/jdl/proposals/versioned/validate").status_code == 404
+    assert reg.as_["root"].post(f"{reg.url}/jdl/proposals/versioned/validate",
+                                data={"digest": "0" * 64}).status_code == 404
 
 
 def test_the_command_line_manages_the_registry(tmp_path, capsys):
@@ -157,7 +167,16 @@ def test_the_command_line_manages_the_registry(tmp_path, capsys):
     (tmp_path / "new.json").write_text(json.dumps(doc))
     assert opus("propose", str(tmp_path / "new.json")) == 0
     assert opus("propose", str(tmp_path / "new.json")) == 0  # replaces the pending proposal
-    assert opus("validate", "dummy") == 0
+    capsys.readouterr()
+    assert opus("proposals") == 0
+    digest = json.loads(capsys.readouterr().out)["digest"]
+    assert opus("show", "dummy", "--proposal") == 0
+    assert f"digest {digest}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: --digest is required
+        opus("validate", "dummy")
+    assert opus("validate", "dummy", "--digest", "0" * 64) == 1
+    assert "changed since you looked" in capsys.readouterr().err
+    assert opus("validate", "dummy", "--digest", digest) == 0
     assert opus("propose", str(tmp_path / "new.json")) == 1
     assert "version '9' of 'dummy' is live" in capsys.readouterr().err
     assert opus("versions", "dummy") == 0

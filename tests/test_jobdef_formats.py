@@ -38,7 +38,7 @@ OBSCORE = {"dataproduct_type": "image", "calib_level": "3", "obs_collection": "O
 def everything() -> JobDefinition:
     """Every field of every dataclass set to something other than its default."""
     return JobDefinition(
-        name="every.thing-1",
+        name="every_thing-1",
         script="#!/bin/bash\nset -e\necho \"double\" 'single' < in.txt && cat >> out.txt\n\tprintf 'é ü 日本 ✓'\r\n]]>\n",
         description="Every field <set> & \"quoted\"\n  second line: é 日本  ",
         version="3.2b", type="test", subtype="everything", doculink="https://example.org/doc?a=1&b=2",
@@ -71,7 +71,7 @@ def everything() -> JobDefinition:
             "previews": GeneratedDescription("previews", file="*.png", content_type="image/png", required=False),
             "log": GeneratedDescription("log", file="log.txt", content_type="text/plain", role="log"),
         },
-        slurm={"mem": "2G", "partition": "debug"},
+        slurm={"mem": "2G", "partition": "debug"}, network=True,
     )
 
 
@@ -212,14 +212,14 @@ def test_votable_layout():
 
 # ---- WADL ---------------------------------------------------------------------------------------
 def test_wadl_layout():
-    data = write_definition(everything(), "wadl", access_url="https://example.org/rest/every.thing-1",
+    data = write_definition(everything(), "wadl", access_url="https://example.org/rest/every_thing-1",
                             control=CONTROL)
     root = etree.fromstring(data)
     ns = {"w": WADL, "opus": OPUS}
     resources = root.find("w:resources", ns)
     assert resources.get("base") == "https://example.org/rest/"
     joblist = resources.find("w:resource", ns)
-    assert joblist.get("path") == "every.thing-1"
+    assert joblist.get("path") == "every_thing-1"
     form = joblist.find("w:method[@name='POST']/w:request/w:representation", ns)
     assert form.get("mediaType") == "multipart/form-data"
     params = {p.get("name"): p for p in form.findall("w:param", ns)}

@@ -48,11 +48,14 @@ def test_migrations_match_the_table_definitions(store):
 
 
 def test_create_and_get_round_trip(store):
-    job = make_job("00aa", run_id="r1", owner_id="alice", quote=utcnow(),
+    job = make_job("00aa", run_id="r1", owner_id="alice", owner_key="user:7", quote=utcnow(),
                    parameters=[Parameter("text", "x y"), Parameter("f", "param:f", by_reference=True)])
     store.create(job)
     got = store.get("00aa")
-    assert got.job_id == "00aa" and got.run_id == "r1" and got.owner_id == "alice"
+    assert got.job_id == "00aa" and got.run_id == "r1" and got.owner_id == "alice" and got.owner_key == "user:7"
+    # A named owner without the key that access goes by is refused: the job would look anonymous.
+    with pytest.raises(ValueError):
+        store.create(make_job("00ab", owner_id="alice"))
     assert got.phase is Phase.PENDING
     assert got.creation_time.tzinfo is not None
     assert abs((got.creation_time - job.creation_time).total_seconds()) < 0.001

@@ -43,7 +43,7 @@ def _raw_rows(store, job_id):
 
 @pytest.mark.parametrize("extra", [
     {},
-    {"run_id": "r1", "owner_id": "alice", "quote": utcnow() + timedelta(minutes=5), "jdl_version": "3",
+    {"run_id": "r1", "owner_id": "alice", "owner_key": "user:7", "quote": utcnow() + timedelta(minutes=5), "jdl_version": "3",
      "parameters": [Parameter("text", "x y"), Parameter("f", "param:f", by_reference=True),
                     Parameter("big", "z", is_post=True)]},
     {"phase": Phase.ERROR, "error": ErrorSummary("it broke", "transient", True)},

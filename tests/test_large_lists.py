@@ -22,13 +22,15 @@ def big(tmp_path_factory, request):
     tmp_path = tmp_path_factory.mktemp("big")
     server = LiveServer(make_settings(tmp_path))
     admin = UserAdmin(UserStore(server.services.store.engine))
-    tokens = {name: admin.add(name, admin=name == "root")[1] for name in ("root", "alice")}
+    added = {name: admin.add(name, admin=name == "root") for name in ("root", "alice")}
+    tokens = {name: token for name, (_user, token) in added.items()}
     start = utcnow() - timedelta(days=1)
     for i in range(N):
         server.services.store.create(Job(
             job_id=f"{i:016x}", jobname="dummy", phase=Phase.COMPLETED if i % 2 else Phase.PENDING,
             creation_time=start + timedelta(milliseconds=10 * i), execution_duration=60,
             destruction_time=start + timedelta(days=30), owner_id="alice" if i % 5 == 0 else "bob",
+            owner_key=added["alice"][0].owner_key if i % 5 == 0 else "remote:bob",
             run_id=f"run<{i}>" if i % 7 == 0 else None))
     server.tokens = tokens
     yield server

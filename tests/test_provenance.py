@@ -367,7 +367,7 @@ def test_the_walk_is_the_same_level_by_level_and_in_one_query_on_both_databases(
     def job(owner: str, used: list[str]) -> tuple[str, str]:
         j = Job(job_id=secrets.token_hex(8), jobname="copy", phase=Phase.PENDING,
                 creation_time=datetime.now(UTC), execution_duration=60, destruction_time=None,
-                owner_id=owner, jdl_version="1.0")
+                owner_id=owner, owner_key=f"user:{owner}", jdl_version="1.0")
         store.create(j)
         found = [Result("copy", "copy.dat", "application/octet-stream", 1, secrets.token_hex(32))]
         rows, uses = entities.plan_completion(j, found, {}, [], {"infile": used} if used else {})
@@ -379,7 +379,7 @@ def test_the_walk_is_the_same_level_by_level_and_in_one_query_on_both_databases(
     j2, e2 = job("alice", [e1])
     j3, e3 = job("root", [e2])       # an admin used alice's result
     j4, e4 = job("alice", [e2])
-    alice, root = Identity("alice"), Identity("root", is_admin=True)
+    alice, root = Identity("alice", owner_key="user:alice"), Identity("root", is_admin=True, owner_key="user:root")
 
     def walk(who, ids, depth, direction):
         sel = select(store, entities, who, ids, depth, direction)

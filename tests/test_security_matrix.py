@@ -34,7 +34,6 @@ import requests
 from conftest import REPO_ROOT, LiveServer, make_settings
 
 from opus.security import job_token, server_secret
-from opus.storage.userstore import UserStore
 from opus.useradmin import UserAdmin
 
 JOB = "/rest/<jobname>/<job_id>"
@@ -82,7 +81,7 @@ ROWS = [
     Row("POST", "/jdl/proposals/<name>", "proposal", "/jdl/proposals/{jdl}", ok=303, fresh_jdl="proposal",
         data={"ACTION": "DELETE"}),
     Row("POST", "/jdl/proposals/<name>/validate", "admin", "/jdl/proposals/{jdl}/validate", ok=303,
-        fresh_jdl="proposal"),
+        fresh_jdl="proposal", params={"digest": "{digest}"}),
     Row("DELETE", "/jdl/<name>", "admin", "/jdl/{jdl}", ok=303, fresh_jdl="live"),
     Row("POST", "/jdl/<name>", "admin", "/jdl/{jdl}", ok=303, fresh_jdl="live", data={"ACTION": "DELETE"}),
     Row("GET", "/rest/<jobname>", "signed_in", "/rest/dummy"),
@@ -225,9 +224,9 @@ class World:
         self.victims += 1
         name = f"fresh{self.victims}"
         registry = self.server.services.registry
-        registry.propose(JobDefinition.from_dict({"name": name, "script": "true\n", "version": "1"}), "alice")
+        meta = registry.propose(JobDefinition.from_dict({"name": name, "script": "true\n", "version": "1"}), "alice")
         if live:
-            registry.validate(name)
+            registry.validate(name, meta["digest"])
         return name
 
     def new_victim(self) -> str:
@@ -245,7 +244,7 @@ def make_world(tmp_path: Path, allow_anonymous: bool, owner: str) -> World:
     # Create the server secret before any thread needs it: its first creation is not thread-safe
     # (see test_security_inputs.py::test_the_server_secret_is_created_safely_by_concurrent_threads).
     server_secret(server.settings)
-    admin = UserAdmin(UserStore(server.services.store.engine))
+    admin = UserAdmin(server.services.users)  # tokens hashed with the server's key, as in production
     tokens = {}
     for name, kwargs in (("root", {"admin": True}), ("alice", {}), ("bob", {})):
         _, tokens[name] = admin.add(name, **kwargs)
@@ -345,7 +344,9 @@ def perform(world: World, row: Row, role: str) -> tuple[requests.Response, str, 
                                                                              else "propdef")
     path = row.path.format(job=job_path, victim=victim, jdl=jdl, entity=world.entity,
                            webjob=job_path.replace("/rest/", "/web/jobs/", 1))
-    params = {k: v.format(entity=world.entity) for k, v in row.params.items()} if row.params else None
+    # the digest an admin is shown for the proposal {jdl} (validating needs it)
+    digest = next((p["digest"] for p in world.server.services.registry.proposals() if p["name"] == jdl), "")
+    params = {k: v.format(entity=world.entity, digest=digest) for k, v in row.params.items()} if row.params else None
     body_json = None
     if row.json is not None:
         body_json = json.loads(json.dumps(row.json).replace("{new}", f"new{secrets.token_hex(4)}"))

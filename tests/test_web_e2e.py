@@ -374,6 +374,36 @@ def test_an_admin_creates_a_user_who_then_signs_in(world, browser):
     watch.check()
 
 
+def test_an_admin_validates_the_proposal_version_the_page_showed(world, browser):
+    """The admin page sends the digest it showed: a proposal changed since is refused, not made live."""
+    def definition(script: str, version: str) -> dict:
+        return {"name": "webreviewed", "version": version, "script": script}
+
+    assert api(world, "POST", "/jdl", json=definition("echo first\n", "1")).status_code == 201
+    watch = Watch({urlsplit(world.url).netloc})
+    context, page = _signed_in_page(world, browser, "root", world.tokens["root"], watch)
+    try:
+        page.goto(f"{world.url}/web/admin")
+        page.wait_for_selector("#admin[data-ready]")
+        item = page.locator('[data-proposal="webreviewed"]')
+        shown = item.locator(".proposal-digest").get_attribute("data-digest")
+        assert re.fullmatch(r"[0-9a-f]{64}", shown)
+        # alice changes her proposal after the page listed it: Validate must not make the new one live
+        assert api(world, "POST", "/jdl", json=definition("echo second\n", "2")).status_code == 201
+        watch.allowed = re.compile(r"status of 409")
+        item.get_by_role("button", name="Validate").click()
+        page.wait_for_selector("text=changed since this list was shown")
+        assert api(world, "GET", "/jdl/webreviewed").status_code == 404
+        page.wait_for_selector(f'[data-proposal="webreviewed"] .proposal-digest:not([data-digest="{shown}"])')
+        page.locator('[data-proposal="webreviewed"]').get_by_role("button", name="Validate").click()
+        page.wait_for_selector("text=webreviewed is live.")
+        live = api(world, "GET", "/jdl/webreviewed", params={"format": "json"}).json()
+        assert live["script"] == "echo second\n" and live["version"] == "2"
+    finally:
+        context.close()
+    watch.check()
+
+
 def test_editor_round_trip_import_change_export(world, page):
     from opus.jobdef.formats import read_definition, write_definition
 

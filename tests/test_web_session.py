@@ -9,7 +9,6 @@ import requests
 from conftest import LiveServer, make_settings
 from test_security_matrix import CHANGES, ROWS
 
-from opus.storage.userstore import UserStore
 from opus.useradmin import UserAdmin
 
 OTHER_SITE = "http://127.0.0.1:9"     # listed in CORS_ORIGINS below
@@ -20,7 +19,7 @@ STRANGER = "http://evil.example:8080"  # not listed
 def server(tmp_path_factory):
     server = LiveServer(make_settings(tmp_path_factory.mktemp("websession"), ALLOW_ANONYMOUS=False,
                                       CORS_ORIGINS=(OTHER_SITE,)))
-    server.admin = UserAdmin(UserStore(server.services.store.engine))
+    server.admin = UserAdmin(server.services.users)
     server.tokens = {}
     for name, kwargs in (("root", {"admin": True}), ("alice", {}), ("bob", {})):
         _, server.tokens[name] = server.admin.add(name, **kwargs)
@@ -157,7 +156,7 @@ def test_forged_expired_and_revoked_sessions_end_in_the_sign_in_form(server):
 def test_sessions_expire(server, monkeypatch):
     from opus.web import session as web_session
 
-    value, _ = web_session.issue(server.settings, "alice", server.admin.get("alice").token_hash, now=1_000_000)
+    value, _ = web_session.issue(server.settings, "alice", server.admin.get("alice").session_stamp, now=1_000_000)
     assert web_session.parse(server.settings, value, now=1_000_000 + 10) is not None
     assert web_session.parse(server.settings, value, now=1_000_000 + server.settings.SESSION_LIFETIME) is None
     assert requests.get(f"{server.url}/rest/dummy", cookies={"opus_session": value}).status_code == 401

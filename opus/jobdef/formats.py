@@ -21,6 +21,7 @@ from dataclasses import MISSING, asdict, fields
 from lxml import etree
 
 from ..errors import ConfigurationError, OpusError
+from ..safejson import MAX_JSON_DEPTH, json_depth
 from .model import JobDefinition, ParameterDescription, multiplicity_range
 
 FORMATS = ("json", "votable", "wadl")
@@ -253,6 +254,8 @@ def _sniff(head: bytes) -> str | None:
 
 
 def _load_json(data: bytes) -> dict:
+    if json_depth(data) > MAX_JSON_DEPTH:  # before json recurses into it (opus.safejson)
+        raise ConfigurationError(f"JSON: nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         doc = json.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:

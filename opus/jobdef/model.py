@@ -14,17 +14,17 @@ from dataclasses import MISSING, dataclass, field, fields
 
 from ..errors import BadRequest, ConfigurationError
 from ..managers.slurm_options import check_option
+from .envnames import PARAM_NAME_RE, RESERVED_NAMES, reserved_reason  # noqa: F401 (re-exported)
 
-NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}\Z")
-PARAM_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+#: A definition's name: its URL (/rest/<name>, /jdl/<name>) and its file names in JDL_DIR (<name>.json,
+#: versions/<name>/, proposals/<name>.json and <name>.meta.json).  No dots, so that no name can be
+#: another's file ("x.meta") and a name is one path segment everywhere.
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}\Z")
+#: A result's id (the last part of .../results/<id>): a name in the job's result list, never a path.
+RESULT_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}\Z")
 _INTEGER = re.compile(r"^[+-]?[0-9]+\Z")
 _NUMBER = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\Z")
 TYPES = ("string", "int", "long", "float", "double", "boolean", "anyURI", "dateTime", "file")
-#: Parameter names that would change how the script's shell or loader behaves if exported.
-RESERVED_NAMES = frozenset({
-    "PATH", "HOME", "IFS", "ENV", "BASH_ENV", "SHELLOPTS", "BASHOPTS", "PS4", "CDPATH", "GLOBIGNORE",
-    "PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME", "SHELL", "USER", "LOGNAME", "TMPDIR", "PWD", "OLDPWD",
-})
 #: Job-control parameters (UWS/DALI); never part of a definition, matched case-insensitively.
 CONTROL_PARAMETERS = frozenset({"PHASE", "ACTION", "RUNID", "EXECUTIONDURATION", "DESTRUCTION", "WAIT",
                                 "QUOTE", "OWNER"})
@@ -163,6 +163,9 @@ class JobDefinition:
     generated: dict[str, GeneratedDescription] = field(default_factory=dict)
     #: Default SLURM resources (options of ``opus.managers.slurm_options``), e.g. {"mem": "2G"}.
     slurm: dict[str, str] = field(default_factory=dict)
+    #: Whether the job's script may use the network (its sandbox has none by default).  Inputs are
+    #: fetched outside the sandbox either way.
+    network: bool = False
 
     # ---- construction -----------------------------------------------------------------------
     @classmethod
@@ -174,7 +177,8 @@ class JobDefinition:
         data = {k: v for k, v in data.items() if k not in ("accessURL", "controlParameters")}
         name = data.get("name")
         if not isinstance(name, str) or not NAME_RE.match(name):
-            raise ConfigurationError(f"job definition name {name!r}: letters, digits, '_', '-', '.'")
+            raise ConfigurationError(f"job definition name {name!r}: a letter, then letters, digits, '_' or '-' "
+                                     "(at most 64; no dots)")
         ctx = f"job definition {name!r}"
         script = data.get("script")
         if not isinstance(script, str) or not script.strip():
@@ -196,7 +200,7 @@ class JobDefinition:
                                          "holding $ID")
         generated = {}
         for gname, gdata in (data.get("generated") or {}).items():
-            if not NAME_RE.match(gname):
+            if not RESULT_NAME_RE.match(gname):
                 raise ConfigurationError(f"{ctx}: result name {gname!r} is not valid")
             gdata = dict(gdata or {})
             gdata.setdefault("file", gname)
@@ -219,6 +223,8 @@ class JobDefinition:
             value = data.get(key)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise ConfigurationError(f"{ctx}: {key} must be a non-negative integer (seconds)")
+        if not isinstance(data.get("network", False), bool):
+            raise ConfigurationError(f"{ctx}: network must be true or false")
         slurm = {}
         for option, value in (data.get("slurm") or {}).items():
             try:
@@ -231,7 +237,7 @@ class JobDefinition:
             subtype=str(data.get("subtype", "")), doculink=str(data.get("doculink", "")),
             contact_name=str(contact.get("name", "")), contact_email=str(contact.get("email", "")),
             execution_duration=data.get("executionDuration"), quote=data.get("quote"),
-            parameters=params, used=used, generated=generated,
+            parameters=params, used=used, generated=generated, network=data.get("network", False),
         )
 
     def to_dict(self) -> dict:
@@ -255,6 +261,7 @@ class JobDefinition:
             "used": {n: strip(u) for n, u in self.used.items()},
             "generated": {n: strip(g) for n, g in self.generated.items()},
             "slurm": dict(self.slurm),
+            "network": self.network,
             "script": self.script,
         }
         for name, p in self.parameters.items():
@@ -316,10 +323,12 @@ def describe_multiplicity(text: str) -> str:
 
 
 def _check_name(ctx: str, name: str) -> None:
-    if not PARAM_NAME_RE.match(name):
-        raise ConfigurationError(f"{ctx}: parameter name {name!r}: a letter or '_', then letters, digits, '_'")
-    if name.upper() in RESERVED_NAMES or name.upper().startswith(("OPUS_", "LD_", "BASH_", "SLURM_")):
-        raise ConfigurationError(f"{ctx}: parameter name {name!r} is reserved (it would change the job's environment)")
+    if not isinstance(name, str) or not PARAM_NAME_RE.match(name):
+        raise ConfigurationError(f"{ctx}: parameter name {str(name)[:80]!r}: a letter first, then letters, "
+                                 "digits or '_' (at most 64)")
+    reason = reserved_reason(name)
+    if reason is not None:
+        raise ConfigurationError(f"{ctx}: parameter name {name!r} is {reason} (see docs/job-definitions.md)")
     if name.upper() in CONTROL_PARAMETERS:
         raise ConfigurationError(f"{ctx}: {name!r} is a UWS control parameter name")
 

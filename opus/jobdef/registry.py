@@ -8,7 +8,12 @@
   validated or the definition deleted, so that jobs keep running (and describing) the version they
   were created with;
 * ``proposals/<name>.json`` and ``<name>.meta.json``: a definition or new version proposed by a user,
-  waiting for an admin to validate it.
+  waiting for an admin to validate it.  A pending proposal belongs to its proposer: only they may
+  replace it (an admin may reject it).  An admin validates the exact document they reviewed, named
+  by its digest (SHA-256 of the stored ``proposals/<name>.json``).
+
+Every ``<name>`` fits ``model.NAME_RE`` (no dots), so no name is another's file.  A file or folder
+whose name does not fit is not offered, and is logged once as an error naming it.
 
 Changes made through the registry (propose, validate, delete) are atomic file replacements made
 under a lock file, so several server processes can share the directory.
@@ -17,6 +22,8 @@ under a lock file, so several server processes can share the directory.
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -34,6 +41,7 @@ from .model import NAME_RE, JobDefinition
 log = logging.getLogger(__name__)
 LIVE_SUFFIXES = (".json", ".vot")
 _VERSION_RE = re.compile(r"^[^\x00-\x1f/\\]{1,64}\Z")
+_DIGEST_RE = re.compile(r"^[0-9a-fA-F]{64}\Z")
 
 
 class JobDefinitionRegistry:
@@ -43,6 +51,7 @@ class JobDefinitionRegistry:
         self.directory = Path(directory)
         self._cache: dict[Path, tuple[float, int, JobDefinition]] = {}
         self._lock = threading.Lock()
+        self._reported: set[Path] = set()  # misnamed files already logged (once each, not per request)
 
     # ---- live definitions ------------------------------------------------------------------------
     def _live_path(self, name: str) -> Path | None:
@@ -53,11 +62,25 @@ class JobDefinitionRegistry:
         return None
 
     def names(self) -> list[str]:
-        """The names of all live definitions (sorted)."""
+        """The names of all live definitions (sorted); misnamed files are logged and left out."""
         if not self.directory.is_dir():
             return []
-        return sorted({p.stem for s in LIVE_SUFFIXES for p in self.directory.glob(f"*{s}")
-                       if NAME_RE.match(p.stem) and not p.name.endswith(".meta.json")})
+        for path in self.misnamed_files():
+            if path not in self._reported:
+                self._reported.add(path)
+                log.error("job definition file %s is not offered: its name %r does not fit the pattern of "
+                          "definition names (a letter, then letters, digits, '_' or '-'; at most 64; no dots): "
+                          "rename it, and the 'name' inside", path, path.stem if path.is_file() else path.name)
+        return sorted({p.stem for s in LIVE_SUFFIXES for p in self.directory.glob(f"*{s}") if NAME_RE.match(p.stem)})
+
+    def misnamed_files(self) -> list[Path]:
+        """Definition files in the directory (and folders in ``versions/``) whose name does not fit."""
+        found = [p for s in LIVE_SUFFIXES for p in self.directory.glob(f"*{s}")
+                 if not p.name.startswith(".") and not NAME_RE.match(p.stem)]
+        versions = self.directory / "versions"
+        if versions.is_dir():
+            found += [p for p in versions.iterdir() if p.is_dir() and not NAME_RE.match(p.name)]
+        return sorted(found)
 
     def get(self, name: str, version: str | None = None) -> JobDefinition:
         """The live definition ``name``; with ``version``, that version (live or kept); else NotFound."""
@@ -141,17 +164,31 @@ class JobDefinitionRegistry:
         folder = self.directory / "proposals"
         return folder / f"{name}.json", folder / f"{name}.meta.json"
 
-    def propose(self, jobdef: JobDefinition, proposer: str) -> dict:
-        """Store ``jobdef`` as the pending proposal for its name (replacing an earlier one)."""
+    def propose(self, jobdef: JobDefinition, proposer: str, proposer_key: str | None = None) -> dict:
+        """Store ``jobdef`` as the pending proposal for its name, replacing the proposer's own earlier
+        one; Conflict if someone else's proposal of that name is pending.  Returns its record, with
+        the digest an admin validates.  ``proposer_key``: the account (``Identity.owner_key``, never
+        reused) that owns the proposal; ``proposer`` is its name, for people."""
+        if not NAME_RE.match(jobdef.name):  # from_dict checks too: here because the name becomes a file name
+            raise BadRequest(f"job definition name {jobdef.name[:64]!r} is not valid")
         if not _VERSION_RE.match(jobdef.version):
             raise BadRequest(f"version {jobdef.version[:64]!r}: 1 to 64 characters, no '/' or control characters")
-        self._check_new_version(jobdef)
         meta = {"name": jobdef.name, "version": jobdef.version, "proposer": proposer, "proposed": _now()}
+        if proposer_key is not None:
+            meta["proposer_key"] = proposer_key
         with self._locked():
+            # Checked under the lock: two users proposing one name at once cannot both win.
+            self._check_new_version(jobdef)
             doc, meta_path = self._proposal_paths(jobdef.name)
+            pending = _read_meta(meta_path)
+            if pending is not None and not is_proposer(pending, proposer, proposer_key):
+                # Without this, another user could replace a proposal after an admin read it.
+                raise Conflict(f"a proposal named {jobdef.name!r} is already waiting for validation, and it is "
+                               "not yours: choose another name (its proposer may withdraw it, or an admin "
+                               "reject it)")
             _write_json(doc, jobdef.to_dict())
             _write_json(meta_path, meta)
-        return meta
+            return {**meta, "digest": _digest(doc.read_bytes())}
 
     def _check_new_version(self, jobdef: JobDefinition) -> None:
         path = self._live_path(jobdef.name)
@@ -162,35 +199,64 @@ class JobDefinitionRegistry:
                            "give the new one another version")
 
     def proposals(self) -> list[dict]:
+        """The pending proposals' records: name, version, proposer, proposed (instant) and digest."""
         folder = self.directory / "proposals"
         out = []
         for path in sorted(folder.glob("*.meta.json")) if folder.is_dir() else []:
+            name = path.name[:-len(".meta.json")]
+            if not NAME_RE.match(name):
+                log.error("proposal record %s is ignored: %r is not a valid definition name", path, name)
+                continue
+            meta = _read_meta(path)
             try:
-                out.append(json.loads(path.read_text(encoding="utf-8")))
-            except (OSError, ValueError):
-                log.error("unreadable proposal record %s", path)
+                data = (folder / f"{name}.json").read_bytes()
+            except OSError:
+                data = None
+            if meta is None or data is None:
+                log.error("unreadable proposal %s", path)
+                continue
+            out.append({**meta, "name": name, "digest": _digest(data)})
         return out
 
     def proposal(self, name: str) -> tuple[JobDefinition, dict]:
+        """The proposed definition ``name`` and its record (with its digest); else NotFound."""
+        data, meta = self._proposal_bytes(name)
+        return _parse_json(data, self._proposal_paths(name)[0]), {**meta, "digest": _digest(data)}
+
+    def _proposal_bytes(self, name: str) -> tuple[bytes, dict]:
         if not NAME_RE.match(name or ""):
             raise NotFound(f"no proposal named {str(name)[:64]!r}")
         doc, meta_path = self._proposal_paths(name)
+        meta = _read_meta(meta_path)
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            raise NotFound(f"no proposed definition named {name!r}") from None
-        return load_file(doc), meta
+            data = doc.read_bytes()
+        except OSError:
+            data = None
+        if meta is None or data is None:
+            raise NotFound(f"no proposed definition named {name!r}")
+        return data, meta
 
     def withdraw(self, name: str) -> None:
         self.proposal(name)
         with self._locked():
-            for path in self._proposal_paths(name):
+            for path in reversed(self._proposal_paths(name)):  # the record first: no orphan record
                 path.unlink(missing_ok=True)
 
-    def validate(self, name: str) -> JobDefinition:
-        """Make the proposal ``name`` live; the version it replaces is kept."""
+    def validate(self, name: str, digest: str) -> JobDefinition:
+        """Make the proposal ``name`` live if it still is the document whose ``digest`` the admin
+        was shown (else Conflict); the version it replaces is kept."""
+        if not isinstance(digest, str) or not _DIGEST_RE.match(digest.strip()):
+            raise BadRequest("validating a proposal needs the 'digest' of the document you reviewed: the "
+                             "64 hexadecimal digits of its SHA-256, as shown with the proposal")
         with self._locked():
-            jobdef, _meta = self.proposal(name)
+            data, _meta = self._proposal_bytes(name)
+            if not hmac.compare_digest(_digest(data), digest.strip().lower()):
+                raise Conflict(f"the proposal {name!r} changed since you looked at it (its digest is not the "
+                               "one you sent): review it again, then validate its new digest")
+            # The bytes just hashed are the ones made live: no second read between check and use.
+            jobdef = _parse_json(data, self._proposal_paths(name)[0])
+            if jobdef.name != name:
+                raise ConfigurationError(f"proposal {name!r}: the document's 'name' is {jobdef.name!r}")
             self._check_new_version(jobdef)
             path = self._live_path(name)
             if path is not None:
@@ -200,7 +266,7 @@ class JobDefinitionRegistry:
             _write_json(live, jobdef.to_dict())
             if path is not None and path != live:
                 path.unlink()
-            for p in self._proposal_paths(name):
+            for p in reversed(self._proposal_paths(name)):
                 p.unlink(missing_ok=True)
         log.info("job definition %s version %s is live", name, jobdef.version)
         return jobdef
@@ -242,6 +308,29 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_meta(path: Path) -> dict | None:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _parse_json(data: bytes, path: Path) -> JobDefinition:
+    try:
+        parsed = json.loads(data)
+    except ValueError as exc:
+        raise ConfigurationError(f"{path}: not a JSON job definition: {exc}") from None
+    try:
+        return JobDefinition.from_dict(parsed)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{path}: {exc}") from None
+
+
 def load_file(path: Path) -> JobDefinition:
     """Read one definition file: JSON, or an ActivityDescription VOTable (``.vot``)."""
     try:
@@ -260,3 +349,11 @@ def load_file(path: Path) -> JobDefinition:
         return JobDefinition.from_dict(parsed)
     except ConfigurationError as exc:
         raise ConfigurationError(f"{path}: {exc}") from None
+
+
+def is_proposer(meta: dict, name: str | None, owner_key: str | None) -> bool:
+    """Whether the caller (``name``, ``owner_key``) is the proposer recorded in ``meta``: by account id
+    when the proposal has one (a later user of the same name is another account), else by name."""
+    if meta.get("proposer_key") is not None:
+        return owner_key is not None and meta["proposer_key"] == owner_key
+    return name is not None and meta.get("proposer") == name

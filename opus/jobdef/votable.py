@@ -86,6 +86,8 @@ def write(d: JobDefinition, access_url: str = "", control=()) -> etree._Element:
         if value is not None:
             _el(res, "PARAM", name=key, datatype="int" if value < 2 ** 31 else "long", value=str(value),
                 utype=f"uws:Job.{key}")
+    if d.network:
+        _el(res, "PARAM", name="network", datatype="boolean", value="true")
     _text(res, "script", d.script)
 
     ids = {d.name}
@@ -254,9 +256,11 @@ def read(root) -> dict:
             doc[pname] = parse_int(value, f"{where}: PARAM {pname!r}") if value.strip() else None
         elif pname == "script":
             doc["script"] = value
+        elif pname == "network":
+            doc["network"] = value.strip().lower() in ("true", "t", "1")
         elif pname not in ("accessURL", "standardID", "name"):
             raise ConfigurationError(f"{where}: unknown PARAM {pname!r}; expected "
-                                     + ", ".join([*_TOP, *_UWS, "script", "accessURL", "standardID"]))
+                                     + ", ".join([*_TOP, *_UWS, "script", "network", "accessURL", "standardID"]))
     if contact:
         doc["contact"] = contact
     params, by_id = _read_inputs(groups.get("inputparams"), where)

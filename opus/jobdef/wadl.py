@@ -166,6 +166,8 @@ def _write_definition(parent, d: JobDefinition) -> None:
     for attr, number in (("executionDuration", d.execution_duration), ("quote", d.quote)):
         if number is not None:
             el.set(attr, str(number))
+    if d.network:
+        el.set("network", "true")
     if d.contact_name or d.contact_email:
         etree.SubElement(el, _o("contact"), name=d.contact_name, email=d.contact_email)
     for g in d.generated.values():
@@ -207,6 +209,8 @@ def read(root) -> dict:
     for attr in ("executionDuration", "quote"):
         if definition.get(attr) is not None:
             doc[attr] = parse_int(definition.get(attr), f"{where}: {attr}")
+    if definition.get("network") is not None:
+        doc["network"] = definition.get("network") in ("true", "1")
     doc["generated"], doc["slurm"] = {}, {}
     for el in elements(definition):
         tag = etree.QName(el)

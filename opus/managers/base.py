@@ -35,6 +35,10 @@ class Manager(ABC):
     def is_alive(self) -> bool:
         """Whether the manager can run jobs (for VOSI availability)."""
 
+    def problem(self) -> str | None:
+        """Why the manager cannot run jobs, when it knows (for VOSI availability and the admin page)."""
+        return None
+
     def stop(self) -> None:
         """Stop background work (tests, shutdown)."""
 

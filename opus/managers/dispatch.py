@@ -15,9 +15,12 @@ import threading
 import time
 from pathlib import Path
 
+from .. import sandbox
+from ..errors import ConfigurationError
 from ..inputs import InputResolver
 from ..jobdef.model import multiplicity_range
 from ..jobfiles import JobFiles
+from ..listen import NO_CALLBACK_URL, callback_base
 from ..storage.entitystore import EntityStore
 from ..security import job_token
 from .base import Manager, ReportSink
@@ -126,7 +129,7 @@ class DispatchingManager(Manager):
         environment, parameters, fetches = self._parameters(job, jobdef, files, seen_from)
         spec = {
             "job_id": job_id, "jobname": job.jobname, "token": job_token(self.settings, job_id),
-            "callback_url": self._callback_url(job_id), "execution_duration": job.execution_duration,
+            "callback_url": self._callback_url(), "execution_duration": job.execution_duration,
             "kill_grace": self.settings.KILL_GRACE, "retry_seconds": self.settings.CALLBACK_RETRY_SECONDS,
             "environment": environment, "parameters": parameters,
             "fetch": [vars(f) for f in fetches], "fetch_hosts": self.inputs.fetch_hosts(jobdef),
@@ -134,6 +137,7 @@ class DispatchingManager(Manager):
             "generated": [{"name": g.name, "file": g.file, "content_type": g.content_type,
                            "required": g.is_required}
                           for g in jobdef.generated.values()],
+            "sandbox": sandbox.wrapper_config(self.settings, jobdef.network),
         }
         tmp = files.root / "job.json.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -142,9 +146,14 @@ class DispatchingManager(Manager):
         os.replace(tmp, files.spec)
         return job, jobdef, files
 
-    def _callback_url(self, job_id: str) -> str:
-        s = self.settings
-        return s.CALLBACK_URL or s.BASE_URL or self.store.get_callback_url(job_id) or "http://127.0.0.1:8080"
+    def _callback_url(self) -> str:
+        """Where the wrapper reports: from the settings or the listening address, never from a
+        request (a client's Host would send the job's token anywhere).  No URL known: the job is
+        not started (it ends in ERROR with this message)."""
+        url = callback_base(self.settings)
+        if url is None:
+            raise ConfigurationError(NO_CALLBACK_URL)
+        return url
 
     def _parameters(self, job, jobdef, files: JobFiles, seen_from: JobFiles) -> tuple[dict, dict, list]:
         """(environment for the script, parameters.json content, inputs to fetch): defaults filled in."""

@@ -19,6 +19,7 @@ import time
 from .. import metrics
 from ..errors import OpusError
 from ..jobfiles import JobFiles
+from ..sandbox import SandboxProbe
 from ..uws import Phase
 from .dispatch import WRAPPER, DispatchingManager
 
@@ -62,9 +63,15 @@ class LocalManager(DispatchingManager):
         super().__init__(settings, store, registry)
         self._children: dict[str, subprocess.Popen] = {}
         self._adopted: dict[str, int] = {}
+        self.sandbox = SandboxProbe(settings)
+        self._said_problem: str | None = None
 
     def is_alive(self) -> bool:
-        return WRAPPER.is_file()
+        return WRAPPER.is_file() and self.problem() is None
+
+    def problem(self) -> str | None:
+        """Why jobs cannot be started on this host (the job sandbox does not work), or None."""
+        return self.sandbox.problem()
 
     # ---- dispatching ---------------------------------------------------------------------------
     def tick(self) -> None:
@@ -73,6 +80,16 @@ class LocalManager(DispatchingManager):
         free = self.settings.max_running_jobs - running
         if free <= 0:
             return
+        problem = self.problem()
+        if problem != self._said_problem:
+            if problem:
+                log.error("jobs are not started: the job sandbox does not work on this host: %s "
+                          "(JOB_SANDBOX = 'none' runs them unsandboxed)", problem)
+            else:
+                log.info("the job sandbox works: starting jobs")
+            self._said_problem = problem
+        if problem:
+            return  # queued jobs wait (not lost) until the sandbox works
         for job_id in self.store.claimable(free):
             if not self.store.claim(job_id, STARTING):
                 continue

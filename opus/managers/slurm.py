@@ -149,10 +149,11 @@ class SlurmManager(DispatchingManager):
             if prepared is None:
                 return
             job, jobdef, files = prepared
-            (files.root / "callback_url").write_text(self._callback_url(job_id))  # for the epilog: no secret
+            (files.root / "callback_url").write_text(self._callback_url())  # for the epilog: no secret
             (files.root / "batch.sh").write_text(self.batch_script(root))
             if self.cluster.copies_files:
                 shutil.copyfile(WRAPPER, files.root / "wrapper.py")
+                shutil.copyfile(WRAPPER.with_name("jobsandbox.py"), files.root / "jobsandbox.py")
                 self.cluster.push(files.root)
         except Exception as exc:
             log.exception("job %s: cannot prepare", job_id)

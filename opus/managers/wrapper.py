@@ -3,9 +3,9 @@
 Run as ``python -I -S wrapper.py <job dir>/job.json`` by the local manager (and by the SLURM batch
 script), so it uses the standard library only and starts fast.  It
 
-* runs ``bash script.sh`` in the job's work directory, in a process group of its own, with the
-  parameters given as environment variables and in ``parameters.json`` -- values are never parsed
-  as shell;
+* runs ``bash script.sh`` in the job's work directory, in a process group of its own, inside the
+  job sandbox (``jobsandbox.py``: bubblewrap, as the unprivileged job user), with the parameters
+  given as environment variables and in ``parameters.json`` -- values are never parsed as shell;
 * reports EXECUTING (in the background, so the script is not delayed), then COMPLETED, ERROR or
   ABORTED to ``POST <callback>/handler/job_event`` with the job's HMAC token;
 * enforces executionDuration to the second: SIGTERM to the script's process group, SIGKILL after a
@@ -31,6 +31,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
+if __package__:  # imported as opus.managers.wrapper (tests)
+    from .jobsandbox import Sandbox, SandboxError, terminate
+else:  # run as a script with -I (no script directory on sys.path): the module beside this file
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from jobsandbox import Sandbox, SandboxError, terminate  # noqa: E402
+
 # urllib.request/http.client cost ~50 ms of start-up (email, ssl): plain http callbacks use a
 # socket directly, https ones import http.client when needed.
 
@@ -49,6 +55,7 @@ class Wrapper:
         self.work = self.root / "work"
         self.results = self.root / "results"
         self.proc: subprocess.Popen | None = None
+        self.sandbox: Sandbox | None = None
         self.killed_by_signal: int | None = None
         self._sent_executing: threading.Thread | None = None
 
@@ -91,12 +98,14 @@ class Wrapper:
         self.post(report, self.spec.get("retry_seconds", 900))
 
     # ---- the script ----------------------------------------------------------------------------
-    def environment(self) -> dict:
+    def environment(self, sandboxed: bool) -> dict:
         env = {
             "PATH": SAFE_PATH, "HOME": str(self.work), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
             "OPUS_JOB_ID": self.spec["job_id"], "OPUS_JOB_NAME": self.spec["jobname"],
             "OPUS_WORK_DIR": str(self.work), "OPUS_RESULTS_DIR": str(self.results),
-            "OPUS_PARAMETERS": str(self.root / "parameters.json"), "TMPDIR": str(self.work),
+            "OPUS_PARAMETERS": str(self.root / "parameters.json"),
+            # The sandbox has a private /tmp; without it, temporary files stay in the work directory.
+            "TMPDIR": "/tmp" if sandboxed else str(self.work),
             # The Python running this wrapper (OPUS's own environment): scripts run Python code with it.
             "OPUS_PYTHON": sys.executable,
         }
@@ -107,10 +116,13 @@ class Wrapper:
     def kill_script(self, grace: float) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
+        if self.sandbox is not None and self.sandbox.enabled:
+            terminate(self.proc.pid)  # the script, not the outer bwrap (see jobsandbox.terminate)
+        else:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                return
         try:
             self.proc.wait(grace)
         except subprocess.TimeoutExpired:
@@ -144,10 +156,19 @@ class Wrapper:
                 self.finish({"phase": "ABORTED", "message": "the job was stopped while its inputs were fetched"})
                 return 1
         duration = self.spec.get("execution_duration") or 0
+        script = self.root / "script.sh"
+        try:
+            self.sandbox = Sandbox(self.spec.get("sandbox") or {"mode": "bwrap"})
+            self.sandbox.give_to_job([self.work, self.root / "uploads"])
+            command = self.sandbox.command(["/bin/bash", str(script)], self.work,
+                                           [self.root / "uploads", self.root / "parameters.json", script])
+        except (SandboxError, OSError) as exc:
+            self.finish({"phase": "ERROR", "message": f"the job's sandbox cannot be set up: {exc}"})
+            return 1
         with open(self.root / "stdout.log", "wb") as out, open(self.root / "stderr.log", "wb") as err:
             try:
                 self.proc = subprocess.Popen(
-                    ["/bin/bash", str(self.root / "script.sh")], cwd=self.work, env=self.environment(),
+                    command, cwd=self.work, env=self.environment(self.sandbox.enabled),
                     stdin=subprocess.DEVNULL, stdout=out, stderr=err, process_group=0, close_fds=True)
             except OSError as exc:
                 self.finish({"phase": "ERROR", "message": f"cannot start the job's script: {exc}"})
@@ -194,7 +215,6 @@ class Wrapper:
     def collect(self, strict: bool) -> tuple[list[dict], list[str]]:
         import glob
         import hashlib
-        import mimetypes
 
         found, missing = [], []
         for spec in self.spec["generated"]:
@@ -214,9 +234,8 @@ class Wrapper:
                 with open(dest, "rb") as f:
                     for block in iter(lambda: f.read(1 << 20), b""):
                         digest.update(block)
+                # A hint only: the server types results from the definition and its own table.
                 ctype = spec.get("content_type") or ""
-                if is_glob and (not ctype or ctype == "application/octet-stream"):
-                    ctype = mimetypes.guess_type(src.name)[0] or "application/octet-stream"
                 found.append({"result_id": src.name if is_glob else spec["name"], "file_name": src.name,
                               "content_type": ctype or "application/octet-stream",
                               "size": dest.stat().st_size, "sha256": digest.hexdigest()})
@@ -255,52 +274,85 @@ class Wrapper:
         return ""
 
 
-def host_allowed(host: str, allowed: list[str]) -> bool:
-    """The server's rule (opus.inputs.host_allowed), plus: with "*", every address must be public."""
+def allowed_addresses(host: str, port: int, allowed: list[str]) -> list[str]:
+    """The addresses to connect to for ``host``, resolved once; ValueError if it is not allowed.
+
+    The server's rule (opus.inputs.host_allowed): a host listed exactly (or under a listed
+    ``.domain``) is allowed with whatever addresses it has; with "*", any host whose addresses are
+    all public.  The connection then goes to an address checked here, never to a second lookup
+    (which a hostile DNS server could answer differently: DNS rebinding).
+    """
     import ipaddress
 
-    host = host.lower().rstrip(".")
-    for entry in allowed:
-        entry = entry.lower().rstrip(".")
-        if entry == host or (entry.startswith(".") and host.endswith(entry)):
-            return True
-    if "*" not in allowed:
-        return False
+    name = host.lower().rstrip(".").strip("[]")
+    listed = any(e.lower().rstrip(".") == name or (e.startswith(".") and name.endswith(e.lower().rstrip(".")))
+                 for e in allowed)
+    if not listed and "*" not in allowed:
+        raise ValueError(f"host {host!r} is not allowed (INPUT_URL_HOSTS)")
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host.strip("[]"), None)}
-    except OSError:
-        return False
-    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_global for a in addresses)
+        infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ValueError(f"host {host!r} cannot be resolved: {exc}") from None
+    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    if not addresses:
+        raise ValueError(f"host {host!r} has no address")
+    if not listed and not all(ipaddress.ip_address(a.split("%")[0]).is_global for a in addresses):
+        raise ValueError(f"host {host!r} is not allowed (INPUT_URL_HOSTS): it has a non-public address")
+    return addresses
+
+
+def _pinned_connection(parts, address: str, timeout: float):
+    """An http.client connection to ``address`` that speaks to (and, for https, verifies) ``parts.hostname``."""
+    import http.client
+
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    base = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+
+    class Pinned(base):  # type: ignore[misc, valid-type]
+        def connect(self):
+            sock = socket.create_connection((address, port), self.timeout)
+            if parts.scheme == "https":
+                sock = self._context.wrap_socket(sock, server_hostname=parts.hostname)
+            self.sock = sock
+
+    return Pinned(parts.hostname, port, timeout=timeout)
 
 
 def fetch(url: str, path: Path, allowed: list[str], timeout: float, max_size: int, digest) -> tuple[int, str, str]:
     """Stream ``url`` into ``path``, following at most 5 redirects, each to an allowed host."""
-    import urllib.error
-    import urllib.request
     from urllib.parse import urljoin
 
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args, **kwargs):
-            return None
-
-    opener = urllib.request.build_opener(NoRedirect)
     deadline = time.monotonic() + timeout
     for _hop in range(6):
         parts = urlsplit(url)
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise ValueError(f"{url[:200]!r} has an invalid port") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"only http and https URLs are fetched, not {url[:200]!r}")
-        if not host_allowed(parts.hostname, allowed):
-            raise ValueError(f"host {parts.hostname!r} is not allowed (INPUT_URL_HOSTS)")
-        request = urllib.request.Request(url, headers={"User-Agent": "OPUS job wrapper"})
+        addresses = allowed_addresses(parts.hostname, port, allowed)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        response = conn = None
+        error: OSError | None = None
+        for address in addresses:
+            conn = _pinned_connection(parts, address, max(1.0, deadline - time.monotonic()))
+            try:
+                conn.request("GET", target, headers={"User-Agent": "OPUS job wrapper"})
+                response = conn.getresponse()
+                break
+            except OSError as exc:
+                conn.close()
+                error = exc
+        if response is None:
+            raise error or OSError(f"cannot connect to {parts.hostname}")
         try:
-            response = opener.open(request, timeout=max(1.0, deadline - time.monotonic()))
-        except urllib.error.HTTPError as exc:
-            if exc.code in (301, 302, 303, 307, 308) and exc.headers.get("Location"):
-                url = urljoin(url, exc.headers["Location"])
+            if response.status in (301, 302, 303, 307, 308) and response.getheader("Location"):
+                url = urljoin(url, response.getheader("Location"))
                 continue
-            raise ValueError(f"HTTP {exc.code} {exc.reason}") from None
-        with response:
-            length = response.headers.get("Content-Length")
+            if response.status >= 300:
+                raise ValueError(f"HTTP {response.status} {response.reason}")
+            length = response.getheader("Content-Length")
             if length and length.isdigit() and int(length) > max_size:
                 raise ValueError(f"it is {length} bytes, more than the limit of {max_size}")
             size = 0
@@ -321,8 +373,10 @@ def fetch(url: str, path: Path, allowed: list[str], timeout: float, max_size: in
                     digest.update(block)
                     out.write(block)
             os.replace(tmp, path)
-            ctype = (response.headers.get("Content-Type") or "application/octet-stream").split(";")[0].strip()
+            ctype = (response.getheader("Content-Type") or "application/octet-stream").split(";")[0].strip()
             return size, digest.hexdigest(), ctype
+        finally:
+            conn.close()
     raise ValueError("more than 5 redirects")
 
 

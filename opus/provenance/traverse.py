@@ -44,23 +44,24 @@ def select(jobstore, entitystore, who: Identity, ids, depth: int | None, directi
     ``with_results``: also keep the results of the given jobs (a job's own provenance page).
     """
     sel = Selection()
-    jobs = {j: job for j, job in jobstore.get_many(ids).items() if can_access(who, job.owner_id)}
+    jobs = {j: job for j, job in jobstore.get_many(ids).items() if can_access(who, job.owner_key)}
     ents = {e: ent for e, ent in entitystore.get_many(set(ids) - set(jobs)).items()
-            if can_access(who, ent.owner_id)}
+            if can_access(who, ent.owner_key)}
     sel.jobs.update(jobs)
     sel.entities.update(ents)
     if with_results:
-        sel.entities.update({e.entity_id: e for e in entitystore.generated_by(jobs) if can_access(who, e.owner_id)})
+        sel.entities.update({e.entity_id: e for e in entitystore.generated_by(jobs)
+                             if can_access(who, e.owner_key)})
     frontier_jobs, frontier_ents = set(jobs), set(ents)
     used_of: dict[str, list[tuple[str, str, str]]] = {}  # job id -> its used rows, once read
     if depth is None and (frontier_jobs or frontier_ents):
         # ALL: the whole walk in one recursive query (a chain of 1,000 jobs is 2,000 levels).
-        job_ids, entity_ids = entitystore.reachable(frontier_jobs, frontier_ents, direction, owner_id=who.name,
-                                                 any_owner=who.is_admin)
+        job_ids, entity_ids = entitystore.reachable(frontier_jobs, frontier_ents, direction,
+                                                    owner_key=who.owner_key, any_owner=who.is_admin)
         sel.jobs.update((j, job) for j, job in jobstore.get_many(set(job_ids) - set(sel.jobs)).items()
-                        if can_access(who, job.owner_id))
+                        if can_access(who, job.owner_key))
         sel.entities.update((e, ent) for e, ent in entitystore.get_many(set(entity_ids) - set(sel.entities)).items()
-                            if can_access(who, ent.owner_id))
+                            if can_access(who, ent.owner_key))
         frontier_jobs = frontier_ents = set()
     level = 0
     while (frontier_jobs or frontier_ents) and (depth is None or level < depth):
@@ -80,8 +81,8 @@ def select(jobstore, entitystore, who: Identity, ids, depth: int | None, directi
             new_ents = {e.entity_id: e for e in entitystore.generated_by(frontier_jobs)
                         if e.entity_id not in sel.entities}
         found = jobstore.get_many(new_jobs) if new_jobs else {}
-        frontier_jobs = {j for j, job in found.items() if can_access(who, job.owner_id)}
-        frontier_ents = {e for e, ent in new_ents.items() if can_access(who, ent.owner_id)}
+        frontier_jobs = {j for j, job in found.items() if can_access(who, job.owner_key)}
+        frontier_ents = {e for e, ent in new_ents.items() if can_access(who, ent.owner_key)}
         sel.jobs.update((j, found[j]) for j in frontier_jobs)
         sel.entities.update((e, new_ents[e]) for e in frontier_ents)
     # The relations between the nodes kept, and what became of the generators left out.

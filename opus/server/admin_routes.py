@@ -10,10 +10,9 @@
 
 from __future__ import annotations
 
-import json
-
 from bottle import Bottle
 
+from .. import safejson
 from ..errors import BadRequest, Forbidden, Unauthorized
 from ..useradmin import UserAdmin
 from .web import as_json, identity, read_body
@@ -32,7 +31,7 @@ def _body(settings) -> dict:
     if not raw:
         return {}
     try:
-        data = json.loads(raw)
+        data = safejson.loads(raw)  # 400 when nested deeper than MAX_JSON_DEPTH
     except ValueError:
         raise BadRequest("send a JSON object") from None
     if not isinstance(data, dict):

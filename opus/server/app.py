@@ -15,7 +15,7 @@ from ..services import Services
 from ..web import cors
 from ..settings import Settings
 from . import admin_routes, jdl_routes, metrics, openapi, prov_routes, store_routes, uws_routes, vosi
-from . import web_routes
+from . import limits, web_routes
 from .web import as_json, base_url, text, wants_json
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,10 @@ class ErrorPlugin:
             except HTTPResponse:
                 raise
             except OpusError as exc:
-                return error_response(exc.status, exc.message)
+                response = error_response(exc.status, exc.message)
+                for name, value in getattr(exc, "headers", {}).items():  # e.g. 429's Retry-After
+                    response.set_header(name, value)
+                return response
             except ConfigurationError as exc:
                 log.error("configuration error: %s", exc)
                 return error_response(500, f"server configuration error: {exc}")
@@ -97,6 +100,8 @@ def create_app(settings: Settings, services: Services | None = None, start: bool
     app.config["opus.services"] = services
     app.install(metrics.JobContextPlugin())  # first: outermost, so the job id is on every line
     app.install(ErrorPlugin())
+    # Before identity: a body over its route's ceiling costs no credential check and is not read.
+    app.install(limits.BodyLimitPlugin(settings))
     app.install(IdentityPlugin(services.auth))
     cors.install(app, settings)
 

@@ -3,13 +3,22 @@
     GET    /jdl                                  the live definitions the caller may use (JSON)
     GET    /jdl/<name>?format=&version=          one definition: votable (default), wadl or json
     GET    /jdl/<name>/versions                  its kept versions (JSON)
+                                                 (these three: only definitions granted to the caller;
+                                                 403 for others, as POST /rest/<name> answers)
     DELETE /jdl/<name>                           admin: stop offering it (its last version is kept)
     POST   /jdl                                  propose a definition or a new version: the document as
                                                  the body (JSON, VOTable, WADL) or a multipart "file"
-    GET    /jdl/proposals                        pending proposals (admins: all; users: their own)
-    GET    /jdl/proposals/<name>?format=         one proposal (admins, or the user who proposed it)
+    GET    /jdl/proposals                        pending proposals (admins: all; users: their own),
+                                                 each with its digest (SHA-256 of the stored document)
+    GET    /jdl/proposals/<name>?format=&digest= one proposal (admins, or the user who proposed it);
+                                                 its digest in the OPUS-Proposal-Digest header; with
+                                                 ``digest``, 409 unless it is still that document
     DELETE /jdl/proposals/<name>                 withdraw (the proposer) or reject (an admin)
-    POST   /jdl/proposals/<name>/validate        admin: make it live, keeping the version it replaces
+    POST   /jdl/proposals/<name>/validate        admin: make it live, keeping the version it replaces;
+                                                 ``digest`` (form field or query) names the document
+                                                 the admin reviewed: 409 if it changed since
+
+A pending proposal belongs to its proposer: another user proposing the same name gets 409.
 
 Browsers' forms may use POST with ``ACTION=DELETE`` instead of DELETE.
 """
@@ -18,12 +27,14 @@ from __future__ import annotations
 
 from bottle import Bottle, HTTPResponse, request
 
-from ..errors import BadRequest, ConfigurationError, Forbidden, NotFound, Unauthorized
+from ..errors import BadRequest, ConfigurationError, Conflict, Forbidden, NotFound, Unauthorized
 from ..jobdef import control
 from ..jobdef.formats import CONTENT_TYPES, FORMATS, read_definition, write_definition
-from .web import as_json, base_url, check_body_size, form_input, identity, read_body, see_other
+from ..jobdef.registry import is_proposer
+from .web import as_json, base_url, check_body_size, form_input, form_values, identity, read_body, see_other
 
 MAX_DEFINITION_SIZE = 1024 * 1024
+DIGEST_HEADER = "OPUS-Proposal-Digest"
 
 
 def _require_admin(what: str) -> None:
@@ -32,6 +43,25 @@ def _require_admin(what: str) -> None:
         raise Unauthorized(f"{what} needs an admin's credentials")
     if not who.is_admin:
         raise Forbidden(f"{what} is for admins only")
+
+
+def _require_granted(name: str) -> None:
+    """A definition (its script included) is shown only to callers who may use it: the same 403
+    as ``POST /rest/<name>``; admins may see every one."""
+    if not identity().may_use(name):
+        raise Forbidden(f"you may not use the job definition {name!r}")
+
+
+def _digest_sent(settings) -> str:
+    """The ``digest`` of a validate request: a form field or a query parameter, given once."""
+    fields, _files = form_input(settings)
+    values = form_values(fields, "digest") + [v for k, v in request.query.allitems() if k.lower() == "digest"]
+    if len(set(values)) > 1:
+        raise BadRequest("digest given more than once")
+    if not values:
+        raise BadRequest("validating a proposal needs the 'digest' of the document you reviewed, as shown "
+                         "in GET /jdl/proposals (or the OPUS-Proposal-Digest header of the proposal)")
+    return values[0]
 
 
 def _format() -> str:
@@ -101,7 +131,7 @@ def install(app: Bottle, services) -> None:
         base = base_url(settings)
         return as_json({"proposals": [
             {**p, "href": f"{base}/jdl/proposals/{p['name']}"} for p in registry.proposals()
-            if who.is_admin or p.get("proposer") == who.name]})
+            if who.is_admin or is_proposer(p, who.name, who.owner_key)]})
 
     @app.post("/jdl")
     def propose():
@@ -109,7 +139,7 @@ def install(app: Bottle, services) -> None:
         if who.anonymous:
             raise Unauthorized("sign in to propose a job definition")
         jobdef = _uploaded_definition(settings)
-        meta = registry.propose(jobdef, who.name)
+        meta = registry.propose(jobdef, who.name, who.owner_key)
         url = f"{base_url(settings)}/jdl/proposals/{jobdef.name}"
         response = as_json({**meta, "href": url, "status": "proposed: an admin validates it"}, 201)
         response.set_header("Location", url)
@@ -120,15 +150,21 @@ def install(app: Bottle, services) -> None:
         if who.anonymous:
             raise Unauthorized("sign in to see proposed job definitions")
         jobdef, meta = registry.proposal(name)
-        if not who.is_admin and meta.get("proposer") != who.name:
+        if not who.is_admin and not is_proposer(meta, who.name, who.owner_key):
             raise Forbidden(f"the proposal {name!r} is someone else's")
         return jobdef, meta
 
     @app.get("/jdl/proposals/<name>")
     def proposal(name):
         fmt = _format()
-        jobdef, _meta = _own_proposal(name)
-        return _document(jobdef, settings, fmt)
+        jobdef, meta = _own_proposal(name)
+        pinned = (request.query.get("digest") or "").strip().lower()
+        if pinned and pinned != meta["digest"]:
+            # A link made from the list shows the document that Validate would make live, or nothing.
+            raise Conflict(f"the proposal {name!r} changed since its digest was shown: list the proposals again")
+        response = _document(jobdef, settings, fmt)
+        response.set_header(DIGEST_HEADER, meta["digest"])
+        return response
 
     @app.route("/jdl/proposals/<name>", method=["DELETE", "POST"])
     def withdraw(name):
@@ -141,13 +177,15 @@ def install(app: Bottle, services) -> None:
     @app.post("/jdl/proposals/<name>/validate")
     def validate(name):
         _require_admin("validating a job definition")
-        jobdef = registry.validate(name)
+        jobdef = registry.validate(name, _digest_sent(settings))
         return see_other(f"{base_url(settings)}/jdl/{jobdef.name}")
 
     @app.get("/jdl/<name>")
     def jdl_get(name):
         fmt = _format()
         version = request.query.get("version") or None
+        if registry.known(name):  # before reading it: an ungranted caller learns nothing of its versions
+            _require_granted(name)
         jobdef = registry.get(name, version)
         if version is not None and jobdef.version != version:
             raise NotFound(f"no version {version[:64]!r} of the job definition {name!r}")
@@ -157,6 +195,7 @@ def install(app: Bottle, services) -> None:
     def jdl_versions(name):
         if not registry.known(name):
             raise NotFound(f"no job definition named {name[:64]!r}")
+        _require_granted(name)
         try:
             live = registry.get(name).version
         except NotFound:

@@ -393,7 +393,10 @@ def _components(settings) -> dict:
                                    "parameters": {"type": "object"}},
                                   description="A job definition (the JSON of `jdl/<name>.json`)"),
             "User": {"type": "object", "properties": {
-                "name": {"type": "string"}, "roles": {"type": "array", "items": {"type": "string"}},
+                "name": {"type": "string"},
+                "id": {"type": "integer", "description": "The account's id, never given to another account "
+                                                         "(a name deleted and re-created gets a new one)"},
+                "roles": {"type": "array", "items": {"type": "string"}},
                 "enabled": {"type": "boolean"}, "maxActiveJobs": {"type": ["integer", "null"]},
                 "jobDefinitions": {"type": "array", "items": {"type": "string"}}, "created": nullable_str}},
             "UserWithToken": {"allOf": [_schema("User"), {"type": "object", "required": ["token"],

@@ -13,6 +13,7 @@ from __future__ import annotations
 from bottle import Bottle, HTTPResponse
 
 from .. import provenance
+from .files import protect
 from .web import base_url, identity, query_items
 
 JOB = "/rest/<jobname>/<job_id>"
@@ -21,9 +22,10 @@ JOB = "/rest/<jobname>/<job_id>"
 def _answer(doc, options, name: str) -> HTTPResponse:
     body = provenance.serialize(doc, options.format)
     ext = {"json": "json", "provn": "provn", "xml": "provx", "votable": "vot", "svg": "svg", "png": "png"}
-    return HTTPResponse(body, status=200, headers={
-        "Content-Type": options.content_type,
-        "Content-Disposition": f'inline; filename="{name}.{ext[options.format]}"'})
+    # Served like a job's files (opus.server.files): the document quotes names and values that users
+    # chose, so an SVG or XML graph is an attachment, sandboxed and never sniffed.
+    return protect(HTTPResponse(body, status=200, headers={"Content-Type": options.content_type}),
+                   options.content_type, f"{name}.{ext[options.format]}")
 
 
 def install(app: Bottle, services) -> None:

@@ -60,7 +60,10 @@ def _results_xml(job_url: str, results: Iterable[Result]) -> list[str]:
     return out
 
 
-def job_xml(job: Job, job_url: str) -> str:
+def job_xml(job: Job, job_url: str, files_url: str | None = None) -> str:
+    """The job document; ``files_url`` (default ``job_url``): the job's URL on the origin that serves
+    its files (RESULTS_BASE_URL), for the links to results and uploads."""
+    files_url = files_url or job_url
     parts = [HEAD, f'<uws:job {ROOT_NS} xmlns:opus="urn:opus" version="1.1">', f"<uws:jobId>{job.job_id}</uws:jobId>"]
     if job.run_id is not None:
         parts.append(f"<uws:runId>{_text(job.run_id)}</uws:runId>")
@@ -73,9 +76,9 @@ def job_xml(job: Job, job_url: str) -> str:
     parts.append(_instant("endTime", job.end_time))
     parts.append(f"<uws:executionDuration>{job.execution_duration}</uws:executionDuration>")
     parts.append(_instant("destruction", job.destruction_time))
-    params = _parameters_xml(job_url, job.parameters)
+    params = _parameters_xml(files_url, job.parameters)
     parts.append("<uws:parameters>" + "".join(params) + "</uws:parameters>" if params else "<uws:parameters/>")
-    results = _results_xml(job_url, job.results)
+    results = _results_xml(files_url, job.results)
     parts.append("<uws:results>" + "".join(results) + "</uws:results>" if results else "<uws:results/>")
     if job.error is not None:
         parts.append(f'<uws:errorSummary type="{job.error.type}" hasDetail="{"true" if job.error.has_detail else "false"}">'
@@ -136,13 +139,16 @@ def _iso(value):
 iso = _iso  # for other modules
 
 
-def job_json(job: Job, job_url: str, jobdef=None, entities: dict | None = None) -> dict:
+def job_json(job: Job, job_url: str, jobdef=None, entities: dict | None = None,
+             files_url: str | None = None) -> dict:
+    """The job as JSON; ``files_url`` as in ``job_xml``."""
+    files_url = files_url or job_url
     return {
         "jobId": job.job_id, "jobName": job.jobname, "runId": job.run_id, "ownerId": job.owner_id,
         "phase": job.phase.value, "quote": _iso(job.quote), "creationTime": _iso(job.creation_time),
         "startTime": _iso(job.start_time), "endTime": _iso(job.end_time),
         "executionDuration": job.execution_duration, "destruction": _iso(job.destruction_time),
-        "parameters": parameters_json(job, job_url), "results": results_json(job, job_url, jobdef, entities),
+        "parameters": parameters_json(job, files_url), "results": results_json(job, files_url, jobdef, entities),
         "errorSummary": None if job.error is None else {
             "type": job.error.type, "hasDetail": job.error.has_detail, "message": job.error.message},
         "jobDefinitionVersion": job.jdl_version, "href": job_url,

@@ -11,12 +11,13 @@ it) but not its file: 410 Gone.
 
 from __future__ import annotations
 
-import re
+from urllib.parse import quote
 
-from bottle import Bottle, request, static_file
+from bottle import Bottle, request
 
 from ..errors import BadRequest, Forbidden, Gone, NotFound
 from ..security import can_access
+from .files import files_base_url, serve_file
 from .render import iso
 from .web import as_json, base_url, identity
 
@@ -31,19 +32,18 @@ def install(app: Bottle, services) -> None:
         entity = store.get(entity_id)
         if entity is None:
             raise NotFound(f"no entity {entity_id!r} in the store")
-        if not can_access(identity(), entity.owner_id):
+        if not can_access(identity(), entity.owner_key):
             raise Forbidden(f"the entity {entity_id} belongs to someone else")
         return entity
 
     def serve(entity):
         if not entity.available:
             raise Gone(f"the file of entity {entity.entity_id} was deleted with its job")
-        response = static_file(entity.location, root=str(settings.jobs_dir), mimetype=entity.content_type,
-                               download=False)
+        # The recorded type was decided by the server (opus.content_types); serve_file filters it again
+        # for records made before that, and adds nosniff, the sandboxing CSP and the disposition.
+        response = serve_file(settings.jobs_dir, entity.location, entity.content_type, entity.file_name)
         if response.status_code >= 400 and response.status_code != 416:
             raise Gone(f"the file of entity {entity.entity_id} is no longer there")
-        safe = re.sub(r"[^A-Za-z0-9._+-]", "_", entity.file_name) or "file"
-        response.set_header("Content-Disposition", f'inline; filename="{safe}"')
         response.set_header("Digest", f"sha-256={entity.sha256}")
         return response
 
@@ -72,13 +72,13 @@ def install(app: Bottle, services) -> None:
         users = []
         for job_id, _role, _eid in store.users_of([entity_id]):
             job = services.store.get(job_id)
-            if job is not None and can_access(who, job.owner_id):
+            if job is not None and can_access(who, job.owner_key):
                 users.append({"jobId": job_id, "jobName": job.jobname, "href": f"{base}/rest/{job.jobname}/{job_id}"})
         return as_json({
             "id": entity.entity_id, "fileName": entity.file_name, "contentType": entity.content_type,
             "size": entity.size, "sha256": entity.sha256, "owner": entity.owner_id, "role": entity.role,
             "created": iso(entity.created), "available": entity.available, "source": entity.source,
-            "href": f"{base}/store/{entity.entity_id}/{entity.file_name}",
+            "href": f"{files_base_url(settings)}/store/{entity.entity_id}/{quote(entity.file_name, safe='')}",
             "generatedBy": None if entity.generated_by is None else {
                 "jobId": entity.generated_by, "jobName": entity.jobname,
                 "href": f"{base}/rest/{entity.jobname}/{entity.generated_by}"},

@@ -5,16 +5,18 @@ Each route parses, calls one JobList method, and renders (GUIDE: thin handlers).
 
 from __future__ import annotations
 
-import mimetypes
+from urllib.parse import quote
 
-from bottle import Bottle, HTTPResponse, request, static_file
+from bottle import Bottle, HTTPResponse, request
 
+from ..content_types import result_type, type_by_extension
 from ..errors import BadRequest, ConfigurationError, NotFound
-from ..jobfiles import JobFiles
+from ..jobfiles import JobFiles, read_json
 from ..timeutil import format_instant, parse_instant, parse_int
 from ..uws import parse_phase
 from . import render, web
-from .web import (as_json, base_url, callback_url, form_input, identity, query_values, see_other, single, text,
+from .files import files_base_url, serve_file
+from .web import (as_json, base_url, form_input, identity, query_values, see_other, single, text,
                   wants_json, xml)
 
 JOB = "/rest/<jobname>/<job_id>"
@@ -34,6 +36,10 @@ def install(app: Bottle, services) -> None:
     def job_url(jobname: str, job_id: str) -> str:
         return f"{base_url(settings)}/rest/{jobname}/{job_id}"
 
+    def files_url(jobname: str, job_id: str) -> str:
+        """Where the job's files (results, uploads) are linked: RESULTS_BASE_URL's origin when set."""
+        return f"{files_base_url(settings)}/rest/{jobname}/{job_id}"
+
     def job_of(jobname, job_id):
         return jobs.get(jobname, job_id, identity())
 
@@ -41,8 +47,8 @@ def install(app: Bottle, services) -> None:
         """{result id: (entity id, store URL)} of a finished job's results."""
         if not job.results:
             return {}
-        base = base_url(settings)
-        return {e.role: (e.entity_id, f"{base}/store/{e.entity_id}/{e.file_name}")
+        base = files_base_url(settings)
+        return {e.role: (e.entity_id, f"{base}/store/{e.entity_id}/{quote(e.file_name, safe='')}")
                 for e in jobs.entities.generated_by([job.job_id])}
 
     def jobdef_of(job):
@@ -79,7 +85,7 @@ def install(app: Bottle, services) -> None:
     def create_job(jobname):
         fields, files = form_input(settings)
         fields += [(k, v) for k, v in request.query.decode().allitems() if k.upper() == "PHASE"]
-        job = jobs.create(jobname, identity(), fields, files, callback_url(settings), base=base_url(settings))
+        job = jobs.create(jobname, identity(), fields, files, base=base_url(settings))
         return see_other(job_url(jobname, job.job_id))
 
     # ---- one job ---------------------------------------------------------------------------------------
@@ -95,9 +101,10 @@ def install(app: Bottle, services) -> None:
         else:
             job = job_of(jobname, job_id)
         url = job_url(jobname, job_id)
+        files = files_url(jobname, job_id)
         if wants_json():
-            return as_json(render.job_json(job, url, jobdef_of(job), entities_of(job)))
-        return xml(render.job_xml(job, url))
+            return as_json(render.job_json(job, url, jobdef_of(job), entities_of(job), files_url=files))
+        return xml(render.job_xml(job, url, files_url=files))
 
     @app.delete(JOB)
     def delete_job(jobname, job_id):
@@ -129,7 +136,7 @@ def install(app: Bottle, services) -> None:
     def _change_phase(jobname, job_id, value):
         wanted = value.strip().upper()
         if wanted == "RUN":
-            jobs.run(jobname, job_id, identity(), callback_url(settings))
+            jobs.run(jobname, job_id, identity())
         elif wanted == "ABORT":
             jobs.abort(jobname, job_id, identity())
         else:
@@ -186,7 +193,7 @@ def install(app: Bottle, services) -> None:
     @app.get(JOB + "/parameters")
     def get_parameters(jobname, job_id):
         job = job_of(jobname, job_id)
-        url = job_url(jobname, job_id)
+        url = files_url(jobname, job_id)  # only uploads are links
         if wants_json():
             return as_json(render.parameters_json(job, url))
         return xml(render.parameters_xml(job, url))
@@ -205,8 +212,10 @@ def install(app: Bottle, services) -> None:
             raise NotFound(f"job {job_id} has no parameter {name!r}")
         if param.by_reference and param.value.startswith("param:"):
             files = JobFiles.of(settings.jobs_dir, job_id)
-            ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
-            return _file(files.uploads, name, ctype)
+            # Typed by the extension of the client's file name in OPUS's own table: the client's
+            # Content-Type was never kept, and the name is only ever a download name.
+            client_name = str((read_json(files.inputs_record, {}).get(name) or {}).get("file_name") or name)
+            return _file(files.uploads, name, type_by_extension(client_name), download_name=client_name)
         return text(param.value)
 
     @app.put(JOB + "/parameters/<name>")
@@ -230,7 +239,7 @@ def install(app: Bottle, services) -> None:
     @app.get(JOB + "/results")
     def get_results(jobname, job_id):
         job = job_of(jobname, job_id)
-        url = job_url(jobname, job_id)
+        url = files_url(jobname, job_id)
         if wants_json():
             return as_json(render.results_json(job, url, jobdef_of(job), entities_of(job)))
         return xml(render.results_xml(job, url))
@@ -241,7 +250,12 @@ def install(app: Bottle, services) -> None:
         result = job.result(result_id)
         if result is None:
             raise NotFound(f"job {job_id} has no result {result_id!r}")
-        return _file(JobFiles.of(settings.jobs_dir, job_id).results, result.file_name, result.content_type)
+        # The type is decided again from the definition: a record made before the server decided
+        # types may hold what a job's report claimed.
+        jobdef = jobdef_of(job)
+        ctype = (result_type(jobdef, result.result_id, result.file_name) if jobdef is not None
+                 else result.content_type)
+        return _file(JobFiles.of(settings.jobs_dir, job_id).results, result.file_name, ctype)
 
     @app.get(JOB + "/stdout")
     def get_stdout(jobname, job_id):
@@ -254,12 +268,13 @@ def install(app: Bottle, services) -> None:
         return _file(JobFiles.of(settings.jobs_dir, job_id).root, "stderr.log", "text/plain", "stderr")
 
 
-def _file(root, name: str, content_type: str, what: str | None = None):
-    """Serve a file of the job's area (Range, HEAD, Last-Modified handled by bottle)."""
+def _file(root, name: str, content_type: str, what: str | None = None, download_name: str | None = None):
+    """Serve a file of the job's area (Range, HEAD, Last-Modified handled by bottle) with the headers
+    that keep it from attacking the browser (opus.server.files)."""
     path = root / name
     if not path.is_file():
         raise NotFound(f"{what or name} is not available (yet)")
-    response = static_file(name, root=str(root), mimetype=content_type)
+    response = serve_file(root, name, content_type, download_name or name)
     if response.status_code == 416:  # a Range beyond the file: say so
         return response
     if response.status_code >= 400:

@@ -3,14 +3,15 @@ endpoint through which job wrappers report."""
 
 from __future__ import annotations
 
-import json
 import logging
 from email.utils import formatdate
+from xml.sax.saxutils import escape as xml_escape
 
 from bottle import Bottle, HTTPResponse
 
-from .. import metrics
+from .. import metrics, safejson
 from ..errors import BadRequest, Forbidden, NotFound, OpusError
+from ..listen import NO_CALLBACK_URL, callback_base
 from ..logcontext import set_job_id
 from ..security import check_job_token
 from ..timeutil import format_instant, utcnow
@@ -41,11 +42,16 @@ def install(app: Bottle, services) -> None:
             notes.append(f"the {services.manager.name} execution manager is ready")
         else:
             ok = False
-            notes.append(f"the {services.manager.name} execution manager is not available")
+            why = services.manager.problem()
+            notes.append(f"the {services.manager.name} execution manager is not available"
+                         + (f": {why}" if why else ""))
+        if callback_base(settings) is None:  # jobs would be refused (opus.listen)
+            ok = False
+            notes.append(NO_CALLBACK_URL)
         body = (HEAD + f'<vosi:availability xmlns:vosi="{VOSI_AVAIL}">'
                 f"<vosi:available>{'true' if ok else 'false'}</vosi:available>"
                 f"<vosi:upSince>{format_instant(up_since)}</vosi:upSince>"
-                + "".join(f"<vosi:note>{n}</vosi:note>" for n in notes) + "</vosi:availability>")
+                + "".join(f"<vosi:note>{xml_escape(n)}</vosi:note>" for n in notes) + "</vosi:availability>")
         return HTTPResponse(body=body, headers=XML)
 
     @app.get("/capabilities", opus_public=True)
@@ -72,9 +78,9 @@ def install(app: Bottle, services) -> None:
     @app.post("/handler/job_event", opus_public=True)
     def job_event():
         """A job wrapper's report: JSON {job_id, token, phase, message?, results?, start_time?, end_time?}."""
-        body = read_body(settings.MAX_BODY_SIZE)
+        body = read_body(settings.MAX_REPORT_SIZE)  # public: bounded before the token is checked
         try:
-            report = json.loads(body or b"{}")
+            report = safejson.loads(body or b"{}")  # 400 when nested deeper than MAX_JSON_DEPTH
         except ValueError:
             raise BadRequest("the report must be a JSON object") from None
         if not isinstance(report, dict):

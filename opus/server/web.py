@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 
-from bottle import HTTPResponse, request
+from bottle import HTTPError, HTTPResponse, request
 
 from ..errors import BadRequest, PayloadTooLarge
 from ..joblist import Upload
 from ..security import ANONYMOUS, Identity
+from . import hosts, limits
 
 XML_TYPE = "text/xml; charset=UTF-8"
 TEXT_TYPE = "text/plain; charset=UTF-8"
@@ -21,16 +22,12 @@ def identity() -> Identity:
 
 
 def base_url(settings) -> str:
-    """The public base URL: BASE_URL, else scheme://Host/script-name of this request."""
+    """The public base URL for Location and links: BASE_URL, else this request's Host only when it is
+    allowed (ALLOWED_HOSTS, the listening address), else the listening address (opus.server.hosts).
+    The URL jobs call back is not this: it never comes from a request (opus.listen.callback_base)."""
     if settings.BASE_URL:
         return settings.BASE_URL.rstrip("/")
-    env = request.environ
-    host = env.get("HTTP_HOST") or f"{env.get('SERVER_NAME', 'localhost')}:{env.get('SERVER_PORT', '80')}"
-    return f"{env.get('wsgi.url_scheme', 'http')}://{host}{env.get('SCRIPT_NAME', '').rstrip('/')}"
-
-
-def callback_url(settings) -> str:
-    return settings.CALLBACK_URL or base_url(settings)
+    return hosts.request_base_url(settings, request.environ)
 
 
 def wants_json() -> bool:
@@ -57,15 +54,9 @@ def content_length() -> int:
 
 
 def check_body_size(limit: int) -> None:
-    """413 for a body over ``limit``: by its Content-Length, or (chunked) by what arrived."""
-    length = content_length()
-    if length < 0:  # chunked: bottle has spooled it (to disk when large); measure it
-        body = request.body
-        body.seek(0, 2)
-        length = body.tell()
-        body.seek(0)
-    if length > limit:
-        raise PayloadTooLarge(f"request body of {length} bytes is larger than the limit of {limit} bytes")
+    """413 for a body over ``limit`` (or the route's lower ceiling, opus.server.limits): by its
+    Content-Length before reading, or (chunked) after reading at most limit + 1 bytes."""
+    limits.bounded_body(limit)
 
 
 def read_body(limit: int) -> bytes:
@@ -75,25 +66,28 @@ def read_body(limit: int) -> bytes:
 
 
 def form_input(settings) -> tuple[list[tuple[str, str]], list[Upload]]:
-    """The (name, value) fields and the uploaded files of a form POST (urlencoded or multipart)."""
+    """The (name, value) fields and the uploaded files of a form POST (urlencoded or multipart).
+
+    Multipart bodies may be up to MAX_UPLOAD_SIZE where the route takes uploads (its ceiling,
+    opus.server.limits), others MAX_BODY_SIZE; at most MAX_FORM_PARTS fields or parts either way.
+    """
     ctype = request.content_type.split(";")[0].strip().lower()
     multipart = ctype == "multipart/form-data"
-    check_body_size(settings.MAX_UPLOAD_SIZE if multipart else settings.MAX_BODY_SIZE)
+    limit = limits.effective_limit(settings.MAX_UPLOAD_SIZE if multipart else settings.MAX_BODY_SIZE)
+    check_body_size(limit)
     if content_length() == 0 and "chunked" not in request.environ.get("HTTP_TRANSFER_ENCODING", ""):
         return [], []
     if ctype not in ("", "application/x-www-form-urlencoded", "multipart/form-data"):
         raise BadRequest(f"unsupported Content-Type {request.content_type!r}: send "
                          "application/x-www-form-urlencoded or multipart/form-data")
     try:
-        fields = list(request.forms.decode().allitems())
-        files = [Upload(name, f.file, f.raw_filename or "") for name, f in request.files.allitems()]
+        return limits.parse_form(limit, settings.max_form_parts)
     except (UnicodeError, ValueError) as exc:
         raise BadRequest(f"malformed form body: {exc}") from None
-    except Exception as exc:  # bottle raises HTTPError for broken multipart and over-long bodies
-        if getattr(exc, "status_code", None) == 413:
+    except HTTPError as exc:  # bottle's own 413 (a form over MEMFILE_MAX)
+        if exc.status_code == 413:
             raise PayloadTooLarge("request body too large") from None
-        raise BadRequest(f"malformed request body: {exc}") from None
-    return fields, files
+        raise BadRequest(f"malformed request body: {exc.body}") from None
 
 
 def form_values(fields: list[tuple[str, str]], name: str) -> list[str]:

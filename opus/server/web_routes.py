@@ -23,7 +23,7 @@ from urllib.parse import quote, urlsplit
 import bottle
 from bottle import Bottle, HTTPResponse, request, static_file
 
-from ..errors import BadRequest, Forbidden, OpusError, Unauthorized
+from ..errors import BadRequest, Forbidden, OpusError, TooManyRequests, Unauthorized
 from ..web import STATIC_DIR, TEMPLATES_DIR
 from ..web import session as web_session
 from .render import iso
@@ -179,10 +179,15 @@ def install(app: Bottle, services) -> None:
         if not name or not token:
             return signin_page("Give your user name and your token.", 400, name, next_url)
         try:
-            user = services.auth.sign_in(name, token)
+            user = services.auth.sign_in(name, token, request.environ.get("REMOTE_ADDR"))
         except Unauthorized:
             return signin_page("Wrong user name or token.", 401, name, next_url)
-        value, _session = web_session.issue(settings, user.name, user.token_hash)
+        except TooManyRequests as exc:  # failed sign-ins throttled (opus.throttle): no check was made
+            response = signin_page(f"Too many failed sign-ins: try again in {exc.retry_after} s.", 429, name,
+                                   next_url)
+            response.set_header("Retry-After", str(exc.retry_after))
+            return response
+        value, _session = web_session.issue(settings, user.name, user.session_stamp)
         response = HTTPResponse(status=303, headers={"Location": _absolute(next_path(next_url))})
         response.add_header("Set-Cookie", cookie(web_session.COOKIE, value, settings.SESSION_LIFETIME))
         response.add_header("Set-Cookie", cookie(web_session.SIGNIN_COOKIE, "", 0))

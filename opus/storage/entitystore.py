@@ -16,6 +16,7 @@ from datetime import datetime
 
 from sqlalchemy import bindparam, insert, select, text
 
+from ..content_types import type_by_extension
 from ..timeutil import utcnow
 from ..uws import Job, Result
 from .jobstore import from_db_time, to_db_time
@@ -36,6 +37,7 @@ class Entity:
     location: str | None      # path under DATA_DIR/jobs; None once the file is gone
     source: str | None        # where an outside input came from (a URL, or "upload:<file name>")
     created: datetime
+    owner_key: str | None = None  # what access goes by (opus.security.can_access); owner_id is the name
 
     @property
     def available(self) -> bool:
@@ -46,7 +48,7 @@ def _entity(row) -> Entity:
     return Entity(entity_id=row.entity_id, sha256=row.sha256, size=row.size, content_type=row.content_type,
                   file_name=row.file_name, owner_id=row.owner_id, generated_by=row.generated_by, role=row.role,
                   jobname=row.jobname, location=row.location, source=row.source,
-                  created=from_db_time(row.created))
+                  created=from_db_time(row.created), owner_key=row.owner_key)
 
 
 def new_entity_id() -> str:
@@ -103,20 +105,21 @@ class EntityStore:
                     select(used).where(column.in_(ids[start:start + 500])).order_by(*order))]
         return out
 
-    def find_known(self, sha256: str, owner_id: str | None) -> Entity | None:
-        """The oldest entity with this content that belongs to ``owner_id`` (the same owner)."""
+    def find_known(self, sha256: str, owner_key: str | None) -> Entity | None:
+        """The oldest entity with this content that belongs to ``owner_key`` (the same owner)."""
         query = select(entities).where(entities.c.sha256 == sha256)
-        query = query.where(entities.c.owner_id.is_(None) if owner_id is None else entities.c.owner_id == owner_id)
+        query = query.where(entities.c.owner_key.is_(None) if owner_key is None
+                            else entities.c.owner_key == owner_key)
         with self.engine.connect() as conn:
             row = conn.execute(query.order_by(entities.c.created).limit(1)).first()
         return _entity(row) if row is not None else None
 
     def reachable(self, job_ids: Iterable[str], entity_ids: Iterable[str], direction: str,
-                  owner_id: str | None = None, any_owner: bool = False) -> tuple[set[str], set[str]]:
+                  owner_key: str | None = None, any_owner: bool = False) -> tuple[set[str], set[str]]:
         """(job ids, entity ids) reachable from the given ones in any number of provenance steps, in
         one recursive query.  BACK: entity -> the job that generated it, job -> the entities it used;
         FORTH: the reverse.  Unless ``any_owner`` (an admin), the walk only enters jobs and entities
-        of ``owner_id`` (None: anonymous ones) -- the rule of ``opus.security.can_access``."""
+        of ``owner_key`` (None: anonymous ones) -- the rule of ``opus.security.can_access``."""
         if direction == "BACK":
             joins = ("LEFT JOIN entities e ON w.kind = 'e' AND e.entity_id = w.id "
                      "LEFT JOIN jobs j ON j.job_id = e.generated_by "
@@ -128,8 +131,8 @@ class EntityStore:
                      "LEFT JOIN entities e2 ON w.kind = 'j' AND e2.generated_by = w.id")
         mine_j = mine_e = ""
         if not any_owner:
-            mine_j = " AND j.owner_id IS NULL" if owner_id is None else " AND j.owner_id = :owner"
-            mine_e = " AND e2.owner_id IS NULL" if owner_id is None else " AND e2.owner_id = :owner"
+            mine_j = " AND j.owner_key IS NULL" if owner_key is None else " AND j.owner_key = :owner"
+            mine_e = " AND e2.owner_key IS NULL" if owner_key is None else " AND e2.owner_key = :owner"
         sql = text(
             "WITH RECURSIVE walk(kind, id) AS ("
             " SELECT CAST('j' AS TEXT), CAST(job_id AS TEXT) FROM jobs WHERE job_id IN :jobs"
@@ -141,8 +144,8 @@ class EntityStore:
             ") SELECT kind, id FROM walk").bindparams(bindparam("jobs", expanding=True),
                                                       bindparam("ents", expanding=True))
         params = {"jobs": list(job_ids) or [""], "ents": list(entity_ids) or [""]}
-        if not any_owner and owner_id is not None:
-            params["owner"] = owner_id
+        if not any_owner and owner_key is not None:
+            params["owner"] = owner_key
         found_jobs: set[str] = set()
         found_entities: set[str] = set()
         with self.engine.connect() as conn:
@@ -165,31 +168,36 @@ class EntityStore:
         for r in found:
             rows.append({"entity_id": new_entity_id(), "sha256": r.sha256 or "", "size": r.size or 0,
                          "content_type": r.content_type, "file_name": r.file_name, "owner_id": job.owner_id,
-                         "generated_by": job.job_id, "role": r.result_id, "jobname": job.jobname,
-                         "location": f"{job.job_id}/results/{r.file_name}", "source": None, "created": now})
+                         "owner_key": job.owner_key, "generated_by": job.job_id, "role": r.result_id,
+                         "jobname": job.jobname, "location": f"{job.job_id}/results/{r.file_name}", "source": None,
+                         "created": now})
         seen: dict[str, str] = {}  # sha256 -> entity id, within this job
 
         def use(name: str, sha: str, size: int, ctype: str, file_name: str, location: str, source: str) -> None:
             entity_id = seen.get(sha)
             if entity_id is None:
-                known = self.find_known(sha, job.owner_id)
+                known = self.find_known(sha, job.owner_key)
                 if known is not None:
                     entity_id = known.entity_id
                 else:
                     entity_id = new_entity_id()
                     rows.append({"entity_id": entity_id, "sha256": sha, "size": size, "content_type": ctype,
-                                 "file_name": file_name, "owner_id": job.owner_id, "generated_by": None,
+                                 "file_name": file_name, "owner_id": job.owner_id, "owner_key": job.owner_key,
+                                 "generated_by": None,
                                  "role": name, "jobname": None, "location": location, "source": source,
                                  "created": now})
                 seen[sha] = entity_id
             uses.append({"job_id": job.job_id, "role": name, "entity_id": entity_id})
 
+        # Inputs are typed by OPUS's extension table (opus.content_types), never by what a client or a
+        # remote server said: a stranger's text/html would otherwise be served as a page.
         for name, info in sorted(inputs.items()):
-            use(name, info["sha256"], info["size"], info.get("content_type") or "application/octet-stream",
+            use(name, info["sha256"], info["size"], type_by_extension(info.get("file_name") or name),
                 info.get("file_name") or name, f"{job.job_id}/uploads/{name}",
                 f"upload:{info.get('file_name') or name}")
         for item in fetched:
-            use(item["name"], item["sha256"], item["size"], item.get("content_type") or "application/octet-stream",
+            url_path = item["url"].split("?", 1)[0].split("#", 1)[0]
+            use(item["name"], item["sha256"], item["size"], type_by_extension(url_path.rstrip("/").rsplit("/", 1)[-1]),
                 item["url"].rstrip("/").rsplit("/", 1)[-1][:255] or item["file"], f"{job.job_id}/uploads/{item['file']}",
                 item["url"])
         for name, entity_ids in sorted(linked.items()):

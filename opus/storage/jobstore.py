@@ -124,9 +124,12 @@ class JobStore:
     # ---- create and read -----------------------------------------------------------------------
     def create(self, job: Job) -> None:
         """Insert a new job with its parameters; DuplicateJobId if the id is taken."""
+        if job.owner_id is not None and job.owner_key is None:
+            # A named owner without a key would make the job anonymous to can_access: never store that.
+            raise ValueError(f"job {job.job_id!r}: owner {job.owner_id!r} without an owner_key")
         row = {
             "job_id": job.job_id, "jobname": job.jobname, "phase": job.phase.value,
-            "creation_time": to_db_time(job.creation_time), "owner_id": job.owner_id,
+            "creation_time": to_db_time(job.creation_time), "owner_id": job.owner_id, "owner_key": job.owner_key,
             **_values({"run_id": job.run_id, "execution_duration": job.execution_duration,
                        "destruction_time": job.destruction_time, "quote": job.quote,
                        "jdl_version": job.jdl_version, "error": job.error}),
@@ -152,8 +155,9 @@ class JobStore:
     # SQLAlchemy's own storage formats (SQLite: DATETIME as "YYYY-MM-DD HH:MM:SS.ffffff", BOOLEAN as
     # 0/1; PostgreSQL: psycopg2's own adaptation): tests/test_jobstore_driver_insert.py compares.
     _driver_insert = True
-    _JOB_COLUMNS = ("job_id", "jobname", "phase", "creation_time", "owner_id", "run_id", "execution_duration",
-                    "destruction_time", "quote", "jdl_version", "error_type", "error_message", "error_has_detail")
+    _JOB_COLUMNS = ("job_id", "jobname", "phase", "creation_time", "owner_id", "owner_key", "run_id",
+                    "execution_duration", "destruction_time", "quote", "jdl_version", "error_type", "error_message",
+                    "error_has_detail")
     _PARAMETER_COLUMNS = ("job_id", "name", "value", "by_reference", "is_post")
 
     def _create_with_driver(self, job: Job, row: dict) -> None:
@@ -237,7 +241,7 @@ class JobStore:
             destruction_time=from_db_time(row["destruction_time"]), run_id=row["run_id"],
             owner_id=row["owner_id"], quote=from_db_time(row["quote"]),
             start_time=from_db_time(row["start_time"]), end_time=from_db_time(row["end_time"]),
-            error=error, jdl_version=row["jdl_version"], manager_id=row["manager_id"],
+            error=error, jdl_version=row["jdl_version"], manager_id=row["manager_id"], owner_key=row["owner_key"],
         )
 
     def get_callback_url(self, job_id: str) -> str | None:
@@ -254,27 +258,28 @@ class JobStore:
         return None if value is None else Phase(value)
 
     def list(self, jobname: str | None = None, phases: Iterable[Phase] = (), after: datetime | None = None,
-             last: int | None = None, owner_id: str | None = None, include_archived: bool = False,
+             last: int | None = None, owner_key: str | None = None, include_archived: bool = False,
              filter_owner: bool = False) -> list[JobRef]:
-        """Job references, newest first, filtered by AND of the given criteria."""
-        query = self._list_query(jobname, phases, after, last, owner_id, include_archived, filter_owner)
+        """Job references, newest first, filtered by AND of the given criteria (``filter_owner``: only
+        the jobs of ``owner_key``, None meaning the anonymous ones)."""
+        query = self._list_query(jobname, phases, after, last, owner_key, include_archived, filter_owner)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [_ref(r) for r in rows]
 
     def iter_list(self, jobname: str | None = None, phases: Iterable[Phase] = (), after: datetime | None = None,
-                  last: int | None = None, owner_id: str | None = None, filter_owner: bool = False,
+                  last: int | None = None, owner_key: str | None = None, filter_owner: bool = False,
                   batch: int = 2000) -> Iterator[JobRef]:
         """Like ``list``, streamed from a server-side cursor ``batch`` rows at a time: memory stays
         bounded however many jobs there are."""
-        query = self._list_query(jobname, phases, after, last, owner_id, False, filter_owner)
+        query = self._list_query(jobname, phases, after, last, owner_key, False, filter_owner)
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=batch).execute(query)
             for rows in result.partitions():
                 yield from (_ref(r) for r in rows)
 
     @staticmethod
-    def _list_query(jobname, phases, after, last, owner_id, include_archived, filter_owner):
+    def _list_query(jobname, phases, after, last, owner_key, include_archived, filter_owner):
         query = select(*_REF_COLUMNS)
         conds = []
         if jobname is not None:
@@ -286,8 +291,8 @@ class JobStore:
             conds.append(jobs.c.phase != Phase.ARCHIVED.value)
         if after is not None:
             conds.append(jobs.c.creation_time > to_db_time(after))
-        if filter_owner or owner_id is not None:
-            conds.append(jobs.c.owner_id.is_(None) if owner_id is None else jobs.c.owner_id == owner_id)
+        if filter_owner or owner_key is not None:
+            conds.append(jobs.c.owner_key.is_(None) if owner_key is None else jobs.c.owner_key == owner_key)
         if conds:
             query = query.where(and_(*conds))
         query = query.order_by(jobs.c.creation_time.desc(), jobs.c.seq.desc())

@@ -17,7 +17,10 @@ jobs = Table(
     Column("jobname", String(64), nullable=False),
     Column("jdl_version", String(64)),
     Column("run_id", String(64)),
+    # The owner's name, for display (UWS ownerId); access goes by owner_key.
     Column("owner_id", String(255)),
+    # "user:<uid>", "remote:<front-end name>" or NULL (anonymous): see opus.security.Identity.
+    Column("owner_key", String(320)),
     Column("phase", String(16), nullable=False),
     Column("creation_time", DateTime, nullable=False),
     Column("start_time", DateTime),
@@ -33,7 +36,7 @@ jobs = Table(
     Index("ix_jobs_jobname_created", "jobname", "creation_time", "seq"),
     Index("ix_jobs_phase_created", "phase", "creation_time"),
     Index("ix_jobs_destruction", "destruction_time"),
-    Index("ix_jobs_owner_created", "owner_id", "creation_time"),
+    Index("ix_jobs_owner_key_created", "owner_key", "creation_time"),
 )
 
 parameters = Table(
@@ -57,10 +60,13 @@ results = Table(
 
 users = Table(
     "users", metadata,
-    Column("name", String(64), primary_key=True),
+    # AUTOINCREMENT (SQLite) and a sequence (PostgreSQL) never give an id again, even the newest
+    # after its user was deleted: jobs owned by "user:<uid>" never pass to a later account.
+    Column("uid", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
     # Public half of the token ("<token_id>.<secret>"): finds the user of a Bearer token.
     Column("token_id", String(32), nullable=False, unique=True),
-    # PBKDF2-SHA256 of the whole token; the token itself is never stored.
+    # Keyed hash of the whole token (opus.users; legacy rows: PBKDF2 until first use); never the token.
     Column("token_hash", String(255), nullable=False),
     Column("is_admin", Boolean, nullable=False),
     Column("enabled", Boolean, nullable=False),
@@ -68,6 +74,7 @@ users = Table(
     # Space-separated job definition names the user may use; "*" for all.
     Column("jobdefs", Text, nullable=False),
     Column("created", DateTime, nullable=False),
+    sqlite_autoincrement=True,
 )
 
 # Every input and result is an entity (IVOA provenance).  Entities outlive their jobs' rows: when a job
@@ -80,7 +87,8 @@ entities = Table(
     Column("size", BigInteger, nullable=False),
     Column("content_type", String(255), nullable=False),
     Column("file_name", String(255), nullable=False),
-    Column("owner_id", String(255)),
+    Column("owner_id", String(255)),  # the owner's name, for display; access goes by owner_key
+    Column("owner_key", String(320)),
     # The job that generated it (None: an input that came from outside), the result's name there.
     Column("generated_by", String(32)),
     Column("role", String(255), nullable=False),

@@ -1,4 +1,8 @@
-"""UserStore: persistence of users (returns ``opus.users.User`` objects)."""
+"""UserStore: persistence of users (returns ``opus.users.User`` objects).
+
+A user's ``uid`` comes from the database (AUTOINCREMENT on SQLite, a sequence on PostgreSQL) and is
+never given again after the user is deleted: what the user owned stays with that id.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,9 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from ..security import server_secret
 from ..timeutil import utcnow
-from ..users import User
+from ..users import User, token_key
 from .jobstore import from_db_time, to_db_time
 from .tables import jobs, users
 
@@ -17,22 +22,32 @@ class UserExists(Exception):
 
 
 class UserStore:
-    def __init__(self, engine: Engine):
+    """Users on one engine.  ``settings`` (the server's) give the key of token hashes; a store made
+    without them (a tool or test that opened the database alone) has no ``token_key``."""
+
+    def __init__(self, engine: Engine, settings=None):
         self.engine = engine
+        self.settings = settings
+
+    @property
+    def token_key(self) -> bytes | None:
+        return token_key(server_secret(self.settings)) if self.settings is not None else None
 
     @staticmethod
     def _user(row) -> User:
         return User(name=row.name, is_admin=row.is_admin, enabled=row.enabled, max_active_jobs=row.max_active_jobs,
                     jobdefs=set(row.jobdefs.split()), token_id=row.token_id, token_hash=row.token_hash,
-                    created=from_db_time(row.created))
+                    created=from_db_time(row.created), uid=row.uid)
 
     def add(self, user: User) -> None:
+        """Store a new user; sets ``user.uid`` to the id the database gave it."""
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(users), [{
-                    "name": user.name, "token_id": user.token_id, "token_hash": user.token_hash,
-                    "is_admin": user.is_admin, "enabled": user.enabled, "max_active_jobs": user.max_active_jobs,
-                    "jobdefs": " ".join(sorted(user.jobdefs)), "created": to_db_time(user.created or utcnow())}])
+                result = conn.execute(insert(users).values(
+                    name=user.name, token_id=user.token_id, token_hash=user.token_hash, is_admin=user.is_admin,
+                    enabled=user.enabled, max_active_jobs=user.max_active_jobs,
+                    jobdefs=" ".join(sorted(user.jobdefs)), created=to_db_time(user.created or utcnow())))
+                user.uid = result.inserted_primary_key[0]
         except IntegrityError:
             raise UserExists(user.name) from None
 
@@ -57,6 +72,13 @@ class UserStore:
         with self.engine.begin() as conn:
             return bool(conn.execute(update(users).where(users.c.name == name).values(**values)).rowcount)
 
+    def replace_token_hash(self, uid: int, old: str, new: str) -> bool:
+        """Compare-and-set of a user's stored hash (a legacy hash upgraded on first use): nothing
+        happens if the token was replaced meanwhile."""
+        with self.engine.begin() as conn:
+            return bool(conn.execute(update(users).where(users.c.uid == uid, users.c.token_hash == old)
+                                     .values(token_hash=new)).rowcount)
+
     def delete(self, name: str) -> bool:
         with self.engine.begin() as conn:
             return bool(conn.execute(delete(users).where(users.c.name == name)).rowcount)
@@ -66,10 +88,11 @@ class UserStore:
             return conn.execute(select(func.count()).select_from(users)
                                 .where(users.c.is_admin.is_(True), users.c.enabled.is_(True))).scalar()
 
-    def active_jobs(self, owner: str | None) -> int:
-        """Jobs of ``owner`` that are not finished (PENDING, QUEUED, EXECUTING, HELD, SUSPENDED)."""
+    def active_jobs(self, owner_key: str | None) -> int:
+        """Jobs of ``owner_key`` (None: anonymous) that are not finished (PENDING, QUEUED, EXECUTING,
+        HELD, SUSPENDED)."""
         active = ["PENDING", "QUEUED", "EXECUTING", "HELD", "SUSPENDED"]
-        cond = jobs.c.owner_id.is_(None) if owner is None else jobs.c.owner_id == owner
+        cond = jobs.c.owner_key.is_(None) if owner_key is None else jobs.c.owner_key == owner_key
         with self.engine.connect() as conn:
             return conn.execute(select(func.count()).select_from(jobs)
                                 .where(cond, jobs.c.phase.in_(active))).scalar()

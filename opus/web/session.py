@@ -1,9 +1,10 @@
 """Browser sessions: a signed cookie made when a user signs in with a token, and CSRF tokens.
 
 The cookie holds the user name, a random session id, an expiry and a fingerprint of the user's
-stored token hash, signed with HMAC-SHA256 under a key derived from the server secret.  Nothing is
-stored on the server: replacing the user's token (or disabling the user) ends every session at
-once, and the expiry (``SESSION_LIFETIME``) bounds the rest.
+account id and token id (``User.session_stamp``), signed with HMAC-SHA256 under a key derived from
+the server secret.  Nothing is stored on the server: replacing the user's token, disabling the user,
+or deleting and re-creating the name ends every session at once, and the expiry
+(``SESSION_LIFETIME``) bounds the rest.  Upgrading a legacy token hash to the keyed form does not.
 
 A session's CSRF token is HMAC(key, session id).  Pages carry it in ``<meta name="csrf-token">``
 and forms in the field ``_csrf``; scripts send it as the ``X-CSRF-Token`` header.  Every request
@@ -52,15 +53,15 @@ def _mac(settings, purpose: str, message: str) -> str:
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-def fingerprint(token_hash: str) -> str:
-    """Changes whenever the user's token is replaced."""
-    return hashlib.sha256(f"session:{token_hash}".encode()).hexdigest()[:16]
+def fingerprint(stamp: str) -> str:
+    """Changes whenever the user's token is replaced or the account re-created (``User.session_stamp``)."""
+    return hashlib.sha256(f"session:{stamp}".encode()).hexdigest()[:16]
 
 
-def issue(settings, name: str, token_hash: str, now: float | None = None) -> tuple[str, Session]:
-    """A new session for user ``name``: (cookie value, session)."""
+def issue(settings, name: str, stamp: str, now: float | None = None) -> tuple[str, Session]:
+    """A new session for user ``name`` (``stamp``: the user's ``session_stamp``): (cookie value, session)."""
     now = time.time() if now is None else now
-    session = Session(name, secrets.token_hex(16), int(now) + settings.SESSION_LIFETIME, fingerprint(token_hash))
+    session = Session(name, secrets.token_hex(16), int(now) + settings.SESSION_LIFETIME, fingerprint(stamp))
     encoded = base64.urlsafe_b64encode(name.encode("utf-8")).decode().rstrip("=")
     payload = f"{_VERSION}.{encoded}.{session.sid}.{session.expires}.{session.fingerprint}"
     return f"{payload}.{_mac(settings, 'session', payload)}", session

@@ -1,7 +1,8 @@
 /*
  * Administration (admins only): users (/admin/users: add, enable/disable, new token, allowed job
  * definitions, quota, delete), job definitions (/jdl: proposals to validate or reject, versions,
- * delete) and the server's status (/availability, and jobs by phase from /metrics).
+ * delete) and the server's status (/availability, and jobs by phase from /metrics).  A proposal is
+ * validated by the digest shown next to it, so the document made live is the one "View" showed.
  */
 (function () {
   "use strict";
@@ -86,11 +87,16 @@
         const pending = await client.proposals();
         proposals.replaceChildren(...(pending.length ? pending.map((p) => el("li", {class: "list-group-item d-flex flex-wrap gap-2 align-items-center", dataset: {proposal: p.name}},
           el("span", {class: "fw-semibold"}, p.name), el("span", {class: "small text-body-secondary"}, `v${p.version || "?"} by ${p.proposer || "?"}`),
+          // The digest names the document shown by "View": Validate sends it, so a proposal changed since is refused.
+          el("code", {class: "small proposal-digest", title: `SHA-256 ${p.digest}`, dataset: {digest: p.digest}}, p.digest.slice(0, 12)),
           el("span", {class: "ms-auto d-flex gap-1"},
-            el("a", {class: "btn btn-sm btn-outline-secondary", href: `${root}/jdl/proposals/${encodeURIComponent(p.name)}?format=json`}, "View"),
+            el("a", {class: "btn btn-sm btn-outline-secondary", href: `${root}/jdl/proposals/${encodeURIComponent(p.name)}?format=json&digest=${p.digest}`}, "View"),
             el("a", {class: "btn btn-sm btn-outline-secondary", href: `${root}/web/editor?proposal=${encodeURIComponent(p.name)}`}, "Edit"),
             el("button", {class: "btn btn-sm btn-success", type: "button", onclick: async () => {
-              try { await client.validateProposal(p.name); notify(`${p.name} is live.`, "success"); refresh(); } catch (err) { showError(err, "Validate"); }
+              try { await client.validateProposal(p.name, p.digest); notify(`${p.name} is live.`, "success"); refresh(); } catch (err) {
+                showError(err, err.status === 409 ? `Validate (${p.name} changed since this list was shown: view it again)` : "Validate");
+                refresh();
+              }
             }}, "Validate"),
             el("button", {class: "btn btn-sm btn-outline-danger", type: "button", onclick: async () => {
               try { await client.withdrawProposal(p.name); refresh(); } catch (err) { showError(err, "Reject"); }

@@ -3,7 +3,9 @@
  * script (CodeMirror), as a form over the definition's JSON.  Start from a live definition
  * (?name=), a proposal (?proposal=), a blank one, or import a JSON, VOTable or WADL file (imported
  * through POST /jdl, which reads every format: the file becomes your proposal, then loads here).
- * "Propose" sends the JSON to POST /jdl; admins may then validate it.  Exports are /jdl's formats.
+ * "Propose" sends the JSON to POST /jdl; admins may then validate it, by the digest POST /jdl answered
+ * (the proposal's SHA-256).  Proposing a name someone else's proposal holds is refused (409).
+ * Exports are /jdl's formats.
  */
 (function () {
   "use strict";
@@ -128,11 +130,15 @@
       try {
         const meta = await client.proposeDefinition(JSON.stringify(doc), "json");
         source = {kind: "proposal", name: meta.name};
-        const note = notify(el("span", {id: "proposed"}, `Proposed ${meta.name} v${meta.version}: `, el("a", {href: `${root}/jdl/proposals/${encodeURIComponent(meta.name)}?format=json`}, "view it"),
+        // The digest names exactly the document just proposed: "Validate now" makes that one live, or
+        // is refused (409) if the proposal changed since.
+        const note = notify(el("span", {id: "proposed"}, `Proposed ${meta.name} v${meta.version} `,
+          el("code", {class: "small proposal-digest", title: `SHA-256 ${meta.digest}`, dataset: {digest: meta.digest}}, meta.digest.slice(0, 12)), ": ",
+          el("a", {href: `${root}/jdl/proposals/${encodeURIComponent(meta.name)}?format=json&digest=${meta.digest}`}, "view it"),
           OPUS.admin ? "" : "; an admin validates it."), "success");
         if (OPUS.admin) {
           note.insertBefore(el("button", {type: "button", class: "btn btn-sm btn-success ms-2", id: "validate", onclick: async () => {
-            try { await client.validateProposal(meta.name); notify(`${meta.name} v${meta.version} is live.`, "success"); } catch (err) { showError(err, "Validate"); }
+            try { await client.validateProposal(meta.name, meta.digest); notify(`${meta.name} v${meta.version} is live.`, "success"); } catch (err) { showError(err, "Validate"); }
           }}, "Validate now"), note.lastChild);
         }
         box.querySelector(".card").replaceWith(toolbar());

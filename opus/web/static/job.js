@@ -24,10 +24,22 @@
       el("dd", {class: "col-7 col-sm-8 mb-1", dataset: {property: k}}, v)]));
   }
 
+  /*
+   * Links to the job's files, on this page's own origin: the API may name them on another one
+   * (RESULTS_BASE_URL), which does not share the session cookie this page signs in with.
+   */
+  const upload = (p) => {
+    const own = `${path}/parameters/${encodeURIComponent(p.id)}`;
+    return p.value.endsWith(own) ? root + own : local(p.value);
+  };
+  const here = `${location.origin}${root}`;  // absolute: the API client takes it as it is
+  const sameOrigin = (r) => ({...r, href: `${here}${path}/results/${encodeURIComponent(r.id)}`,
+    store: r.store && r.entity ? `${here}/store/${r.entity}/${r.store.split("/").pop()}` : r.store});
+
   function parameters(job) {
     $("job-parameters").replaceChildren(...(job.parameters.length ? job.parameters.map((p) => el("tr", {},
       el("th", {scope: "row", class: "font-monospace fw-normal"}, p.id),
-      el("td", {class: "text-break"}, p.byReference ? el("a", {href: local(p.value)}, p.value.split("/").pop() || p.value) : p.value)))
+      el("td", {class: "text-break"}, p.byReference ? el("a", {href: upload(p)}, p.value.split("/").pop() || p.value) : p.value)))
       : [el("tr", {}, el("td", {colspan: 2, class: "text-body-secondary"}, "None"))]));
   }
 
@@ -37,13 +49,14 @@
       list.replaceChildren(el("li", {class: "list-group-item text-body-secondary"}, UWS.ACTIVE.includes(job.phase) ? "None yet" : "None"));
       return;
     }
-    list.replaceChildren(...job.results.map((r) => el("li", {class: "list-group-item", dataset: {result: r.id}},
+    const files = job.results.map(sameOrigin);
+    list.replaceChildren(...files.map((r) => el("li", {class: "list-group-item", dataset: {result: r.id}},
       el("div", {class: "d-flex flex-wrap align-items-center gap-2"},
         el("span", {class: "fw-semibold font-monospace"}, r.name || r.id),
         el("span", {class: "small text-body-secondary"}, [r.mimeType, formatSize(r.size)].filter(Boolean).join(" · ")),
         el("span", {class: "ms-auto d-flex gap-1"},
-          OPUS.preview.previewable(r, job.results)
-            ? el("button", {type: "button", class: "btn btn-sm btn-outline-primary preview-button", onclick: () => openPreview(r, job.results)}, "Preview") : "",
+          OPUS.preview.previewable(r, files)
+            ? el("button", {type: "button", class: "btn btn-sm btn-outline-primary preview-button", onclick: () => openPreview(r, files)}, "Preview") : "",
           el("a", {class: "btn btn-sm btn-outline-secondary", href: local(r.href), download: ""}, "Download"),
           r.store ? el("a", {class: "btn btn-sm btn-outline-secondary", href: local(r.store), title: "This result in the store, usable as another job's input"}, "Store") : "")),
       r.description ? el("div", {class: "small text-body-secondary"}, r.description) : "")));

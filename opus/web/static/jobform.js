@@ -110,7 +110,9 @@
       get: () => (file.classList.contains("d-none") ? ref.value.trim() : file.files[0]),
       set: (v, byReference) => {
         if (byReference && /\/parameters\//.test(v)) {
-          previous.replaceChildren("Before: ", el("a", {href: OPUS.local(v)}, "the uploaded file"), " (upload it again, or give its /store URL)");
+          // On this page's origin, whichever origin the API names for files (RESULTS_BASE_URL).
+          const own = /\/rest\/[^/?#]+\/[0-9a-f]{16}\/parameters\/[^/?#]+$/.exec(v);
+          previous.replaceChildren("Before: ", el("a", {href: own ? root + own[0] : OPUS.local(v)}, "the uploaded file"), " (upload it again, or give its /store URL)");
         } else { ref.value = v; setMode("ref"); }
       }};
     if (desc.default) entry.set(desc.default);

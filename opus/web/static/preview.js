@@ -32,7 +32,8 @@
       return;
     }
     box.replaceChildren(el("p", {class: "text-body-secondary"}, "Loading…"));
-    const {text, truncated} = await client.text(local(result.href), {limit: LIMIT});
+    // result.href is an absolute URL of this page's origin (job.js): fetched as it is, with the session.
+    const {text, truncated} = await client.text(result.href, {limit: LIMIT});
     let shown = text;
     if (/json/.test(result.mimeType || "") && !truncated) {
       try { shown = JSON.stringify(JSON.parse(text), null, 2); } catch (_) { /* as it is */ }

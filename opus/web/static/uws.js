@@ -141,8 +141,11 @@
       return this.json("/jdl", {format}, {method: "POST", body: text,
         headers: {"Content-Type": types[format] || "application/octet-stream"}});
     }
-    async validateProposal(name) {
-      await this.request("POST", "/jdl/proposals/" + encodePath(name) + "/validate", {redirect: "manual"});
+    /** Make a proposal live (admins): digest is the one shown with the proposal you reviewed
+     *  (proposals()[i].digest); a proposal changed since is refused (409). */
+    async validateProposal(name, digest) {
+      await this.request("POST", "/jdl/proposals/" + encodePath(name) + "/validate",
+        {body: formBody({digest}), redirect: "manual"});
     }
     async withdrawProposal(name) {
       await this.request("DELETE", "/jdl/proposals/" + encodePath(name), {redirect: "manual"});
