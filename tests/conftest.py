@@ -22,8 +22,10 @@ from opus.services import Services
 from opus.settings import REPO_ROOT, load_settings
 from opus.storage import create_engine_for, upgrade_schema
 
-SHARED = (REPO_ROOT.parent / "shared").resolve()
-UWS_XSD = SHARED / "uws" / "uws-1.1-offline.xsd"
+#: The IVOA schemas and UWS samples the tests validate against, kept in the repository
+#: (tests/data/uws/README.md says where each comes from).
+UWS_DATA = Path(__file__).resolve().parent / "data" / "uws"
+UWS_XSD = UWS_DATA / "uws-1.1-offline.xsd"
 
 
 def pg_url_or_skip() -> str:

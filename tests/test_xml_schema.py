@@ -6,7 +6,7 @@ Checked on each document (CHECKLIST §2.9, §8): validation against ``uws-1.1-of
 (CLI-03), ``xsi:nil`` rather than empty elements for unset values (UWS-65..67), and the child order
 of <job> and <jobref> as in the schema and the samples (UWS-52, UWS-64).
 
-The samples in ``shared/uws/samples`` prove the validator itself: the valid ones pass, each
+The samples in ``tests/data/uws/samples`` prove the validator itself: the valid ones pass, each
 invalid one fails (``noversion.xml`` is schema-valid and is caught by the version rule instead).
 """
 

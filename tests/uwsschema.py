@@ -2,7 +2,7 @@
 
 ``validate(doc)`` raises ``DocumentInvalid`` listing the schema errors; ``is_valid(doc)`` says yes
 or no.  ``doc`` may be bytes, str, a path or an already parsed element.  The schemas are the
-offline copies in ``shared/uws`` (no network).
+offline copies in ``tests/data/uws`` (no network).
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from pathlib import Path
 
 from lxml import etree
 
-from conftest import SHARED, UWS_XSD
+from conftest import UWS_DATA, UWS_XSD
 
 UWS_NS = "http://www.ivoa.net/xml/UWS/v1.0"
 XLINK_NS = "http://www.w3.org/1999/xlink"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
-VOSI_AVAILABILITY_XSD = SHARED / "uws" / "VOSIAvailability-v1.0.xsd"
-SAMPLES = SHARED / "uws" / "samples"
+VOSI_AVAILABILITY_XSD = UWS_DATA / "VOSIAvailability-v1.0.xsd"
+SAMPLES = UWS_DATA / "samples"
 
 #: Children of <uws:job> in schema order (UWS-64) and of <uws:jobref> (UWS-52).
 JOB_ORDER = ["jobId", "runId", "ownerId", "phase", "quote", "creationTime", "startTime", "endTime",
