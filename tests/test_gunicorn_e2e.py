@@ -149,7 +149,7 @@ def test_wait_is_woken_across_workers(make_server):
     url = server.create("sleep", {"seconds": "0.5"})
     start = time.monotonic()
     job = server.job(url, WAIT=30, PHASE="QUEUED")
-    assert job["phase"] == "PENDING" and time.monotonic() - start < 1
+    assert job["phase"] == "PENDING" and time.monotonic() - start < 15  # not the 30 s asked for
 
     # DELETE on yet another connection wakes the waiters of both workers: the job is gone (404)
     waiters = start_waiters_on_all_workers(server, job_path(url) + "?WAIT=30")
@@ -174,7 +174,9 @@ def test_wait_is_capped_by_max_wait(make_server):
         job = server.job(url, WAIT=wait)
         elapsed = time.monotonic() - start
         assert job["phase"] == "PENDING"
-        assert 1.8 <= elapsed < 3.5, f"WAIT={wait} with MAX_WAIT=2 took {elapsed:.2f} s"
+        # At least MAX_WAIT (nothing changed), and far less than the 30 s (or forever) asked for: a
+        # bound no machine load can break; how close to 2 s it returns is bench/'s business.
+        assert 1.8 <= elapsed < 20, f"WAIT={wait} with MAX_WAIT=2 took {elapsed:.2f} s"
 
 
 # ---- 3. parameter values never reach a shell as code ------------------------------------------------------
@@ -246,16 +248,17 @@ def test_time_limit_and_abort_leave_no_process(make_server):
     # executionDuration exceeded
     url, _, child, wrapper, pgid = _running_sleep_job(server, EXECUTIONDURATION="1")
     start = time.monotonic()
-    job = server.wait_for(url, "ABORTED", timeout=10)
-    assert time.monotonic() - start < 3, f"ABORTED only {time.monotonic() - start:.1f} s after start"
+    job = server.wait_for(url, "ABORTED", timeout=30)
+    # Stopped by the 1 s limit, not by the end of its 60 s sleep (a bound no load reaches).
+    assert time.monotonic() - start < 30, f"ABORTED only {time.monotonic() - start:.1f} s after start"
     assert "executionDuration" in (job["errorSummary"] or {}).get("message", ""), job["errorSummary"]
-    _assert_all_gone(child, wrapper, pgid, within=2)
+    _assert_all_gone(child, wrapper, pgid, within=15)
 
     # PHASE=ABORT on an executing job
     url, _, child, wrapper, pgid = _running_sleep_job(server)
     server.post_phase(url, "ABORT")
     assert server.phase(url) == "ABORTED"
-    _assert_all_gone(child, wrapper, pgid, within=3)
+    _assert_all_gone(child, wrapper, pgid, within=15)
     time.sleep(0.3)  # the wrapper's own ABORTED report must not change anything
     job = server.job(url)
     assert job["phase"] == "ABORTED" and job["results"] == []

@@ -349,7 +349,7 @@ def test_entities_refused(data, prescan, monkeypatch):
         with pytest.raises(ConfigurationError, match="entit") as info:
             read_definition(data, fmt)
         assert hostname not in str(info.value)
-    assert time.monotonic() - start < 1
+    assert time.monotonic() - start < 30  # refused, not expanded (an expansion would never end)
 
 
 def test_undeclared_entity_refused():

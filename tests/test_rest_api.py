@@ -264,21 +264,23 @@ def test_wait_returns_on_change_and_honours_phase(live):
     url = live.create("sleep", data={"seconds": "0.5"})
     t0 = time.monotonic()
     r = live.http.get(url, params={"WAIT": 1})
-    assert 0.9 < time.monotonic() - t0 < 3 and "PENDING" in r.text  # times out, phase unchanged
+    assert 0.9 < time.monotonic() - t0 < 9 and "PENDING" in r.text  # times out, phase unchanged
     t0 = time.monotonic()
-    r = live.http.get(url, params={"WAIT": 10, "PHASE": "EXECUTING"})  # not in that phase: at once
-    assert time.monotonic() - t0 < 0.5 and "PENDING" in r.text
+    # Not in that phase: at once.  Bounds here only tell "at once" from the 10 s asked for, with a
+    # margin no machine load reaches; how fast is bench/'s business.
+    r = live.http.get(url, params={"WAIT": 10, "PHASE": "EXECUTING"})
+    assert time.monotonic() - t0 < 5 and "PENDING" in r.text
     live.http.post(url + "/phase", data={"PHASE": "RUN"})
     phase = live.http.get(url + "/phase").text
     t0 = time.monotonic()
     while phase not in ("COMPLETED", "ERROR"):
         r = live.http.get(url, params={"WAIT": 10, "PHASE": phase})
         phase = r.text.split("<uws:phase>")[1].split("<")[0]
-        assert time.monotonic() - t0 < 5
+        assert time.monotonic() - t0 < 30
     assert phase == "COMPLETED"
     t0 = time.monotonic()
     live.http.get(url, params={"WAIT": 10})  # a final job: at once
-    assert time.monotonic() - t0 < 0.5
+    assert time.monotonic() - t0 < 5
 
 
 def test_error_job_has_error_summary_and_error_document(live):

@@ -399,7 +399,10 @@ def xml_bombs(target: Path) -> dict[str, bytes]:
     }
 
 
-def test_xml_bodies_are_refused_quickly_and_read_nothing(server):
+def test_xml_bodies_are_refused_and_read_nothing(server):
+    """XML bombs and external entities in every place a body is read: a 4xx, no file content in the
+    answer, and no expansion (the server's memory stays flat).  Asserted on what was allocated and
+    answered, not on elapsed time, which a busy machine stretches."""
     done = server.create("dummy", data={"text": "x"}, run=True)
     assert server.wait_final(done) == "COMPLETED"
     job_json = server.settings.jobs_dir / done[-16:] / "job.json"
@@ -415,14 +418,10 @@ def test_xml_bodies_are_refused_quickly_and_read_nothing(server):
             headers = {"Content-Type": ctype} if ctype else {}
             for url in (f"{server.url}/rest/dummy", f"{server.url}/rest/dummy?PHASE=RUN",
                         f"{server.url}/handler/job_event", pending, pending + "/parameters"):
-                t0 = time.monotonic()
                 r = requests.post(url, data=doc, headers=headers, allow_redirects=False, timeout=30)
-                elapsed = time.monotonic() - t0
                 what = f"{name} as {ctype or 'no Content-Type'} to {url[len(server.url):]}"
                 if not 400 <= r.status_code < 500:
                     problems.append(f"{what}: HTTP {r.status_code}")
-                if elapsed > 1.0:
-                    problems.append(f"{what}: took {elapsed:.2f} s")
                 if PASSWD_LINE in r.text or token in r.text:
                     problems.append(f"{what}: the answer shows a file's content")
     grown = rss_bytes() - start_rss
