@@ -17,6 +17,7 @@ no job can start (:data:`NO_CALLBACK_URL` says why, in the job's error, ``opus c
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, replace
@@ -86,13 +87,18 @@ def parse_bind(bind: str) -> ListenAddress | None:
     return ListenAddress(host.lower(), int(port), scheme)
 
 
-def address_for_binds(binds) -> ListenAddress | None:
-    """The first TCP address of a bind list (gunicorn's ``cfg.bind``), or None when there is none."""
+@functools.lru_cache(maxsize=16)  # asked on every request that builds a URL: parse each list once
+def _first_address(binds: tuple[str, ...]) -> ListenAddress | None:
     for bind in binds:
         address = parse_bind(bind)
         if address is not None:
             return address
     return None
+
+
+def address_for_binds(binds) -> ListenAddress | None:
+    """The first TCP address of a bind list (gunicorn's ``cfg.bind``), or None when there is none."""
+    return _first_address(tuple(binds))
 
 
 def url_for_binds(binds) -> str | None:

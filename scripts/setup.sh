@@ -112,12 +112,6 @@ if ! command -v bwrap >/dev/null 2>&1 || ! command -v setpriv >/dev/null 2>&1; t
         log "WARNING: bubblewrap is not installed and this user cannot install it: jobs will not start"
     fi
 fi
-JOB_USER_NAME="${OPUS_JOB_USER:-opus-job}"
-if [ "$(id -u)" -eq 0 ] && ! id "$JOB_USER_NAME" >/dev/null 2>&1; then
-    log "creating the job user $JOB_USER_NAME"
-    run_quiet "useradd $JOB_USER_NAME" useradd --system --user-group --no-create-home --home-dir /nonexistent \
-        --shell /usr/sbin/nologin --comment "OPUS job scripts" "$JOB_USER_NAME"
-fi
 
 # ---------------------------------------------------------------- system packages for tests
 pg_bin_found() {
@@ -207,6 +201,12 @@ else
     run_quiet "pip install -e '$TARGET'" "$VENV/bin/python" -m pip install -q -e "$TARGET"
     installed_ok || die "pip install finished but opus-uws (or its extras) is not importable in $VENV"
     echo "$KEY" >"$STAMP"
+fi
+
+# The job user (JOB_USER of $OPUS_SETTINGS, else opus-job), created as `opus init` does.
+if [ "$(id -u)" -eq 0 ]; then
+    run_quiet "creating the job user" "$VENV/bin/python" -c \
+        'from opus.sandbox import ensure_job_user; from opus.settings import load_settings; print(ensure_job_user(load_settings()))'
 fi
 
 log "ok ($VENV)"

@@ -190,6 +190,22 @@ class Sandbox:
         return out
 
 
+def group_members(pgid: int) -> list[tuple[int, bytes]]:
+    """(pid, state letter) of every process of process group ``pgid``, read from /proc."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid:
+            members.append((int(entry), fields[0]))
+    return members
+
+
 def terminate(outer_pid: int, sig: int = signal.SIGTERM) -> None:
     """Send ``sig`` to every process of the sandbox's process group except the outer ``bwrap``.
 
@@ -197,16 +213,9 @@ def terminate(outer_pid: int, sig: int = signal.SIGTERM) -> None:
     SIGKILL the whole sandbox before the script used its grace period.  The sandbox's own init
     (PID 1 inside) ignores signals it has no handler for, so the script gets them alone.
     """
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == outer_pid:
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                pgid = int(f.read().rsplit(b")", 1)[1].split()[2])
-        except (OSError, ValueError, IndexError):
-            continue
-        if pgid == outer_pid:
+    for pid, _state in group_members(outer_pid):
+        if pid != outer_pid:
             try:
-                os.kill(int(entry), sig)
+                os.kill(pid, sig)
             except (ProcessLookupError, PermissionError):
                 pass

@@ -22,6 +22,7 @@ from ..jobfiles import JobFiles
 from ..sandbox import SandboxProbe
 from ..uws import Phase
 from .dispatch import WRAPPER, DispatchingManager
+from .jobsandbox import group_members
 
 log = logging.getLogger(__name__)
 STARTING = "local:starting"
@@ -42,16 +43,7 @@ def _group_alive(pgid: int) -> bool:
     except PermissionError:
         return True
     try:
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/stat", "rb") as f:
-                        fields = f.read().rsplit(b")", 1)[1].split()
-                except OSError:
-                    continue
-                if int(fields[2]) == pgid and fields[0] != b"Z":
-                    return True
-        return False
+        return any(state != b"Z" for _pid, state in group_members(pgid))
     except FileNotFoundError:  # no /proc: trust killpg
         return True
 
@@ -63,7 +55,7 @@ class LocalManager(DispatchingManager):
         super().__init__(settings, store, registry)
         self._children: dict[str, subprocess.Popen] = {}
         self._adopted: dict[str, int] = {}
-        self.sandbox = SandboxProbe(settings)
+        self.sandbox_probe = SandboxProbe(settings)
         self._said_problem: str | None = None
 
     def is_alive(self) -> bool:
@@ -71,7 +63,7 @@ class LocalManager(DispatchingManager):
 
     def problem(self) -> str | None:
         """Why jobs cannot be started on this host (the job sandbox does not work), or None."""
-        return self.sandbox.problem()
+        return self.sandbox_probe.problem()
 
     # ---- dispatching ---------------------------------------------------------------------------
     def tick(self) -> None:
