@@ -9,7 +9,7 @@ other requests; bench/README.md has the figures):
   doing so costs about 30-60 KB of resident memory (its touched stack pages and the request's
   objects) and no CPU.  gevent would hold a waiter for less, but only after monkey-patching every
   blocking call: psycopg2 blocks in C (it needs psycogreen's wait callback), SQLite's calls and
-  flock() (the SQLite write lock in opus.storage.jobstore) block the whole hub, and opus.notify's
+  flock() (the SQLite write lock in opus.storage.jobstore) block the whole hub, and opus.events.notify's
   listener threads and the job managers' subprocess/threads would all change meaning.  Threads keep
   the database drivers as they are.
 * ``threads`` per worker bounds the requests a worker serves at once, WAITs included: a request
@@ -45,7 +45,7 @@ backlog = 2048
 timeout = 120
 graceful_timeout = 30
 keepalive = 5
-# Do not preload: each worker starts its own background threads (opus.services.Services.start).
+# Do not preload: each worker starts its own background threads (opus.service.root.Services.start).
 preload_app = False
 accesslog = "-"
 

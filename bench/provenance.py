@@ -36,14 +36,12 @@ sys.path.insert(0, str(REPO))
 
 import requests
 
-from opus.services import Services
+from opus.service.root import Services
 from opus.settings import load_settings
 from opus.storage import create_engine_for, upgrade_schema
 from opus.storage.entitystore import EntityStore
 from opus.timeutil import utcnow
 from opus.uws import Job, Parameter, Phase, Result
-
-
 class _Quiet(WSGIRequestHandler):
     def log_message(self, *args):
         pass
@@ -112,7 +110,6 @@ def main(argv=None) -> int:
         upgrade_schema(create_engine_for(settings.database_url))
         services = Services.build(settings)
         from opus.server import create_app
-
         app = create_app(settings, services, start=False)
         t = time.perf_counter()
         job_ids, main_entities = build_chain(services, args.jobs)

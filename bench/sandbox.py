@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from opus.managers.jobsandbox import Sandbox  # noqa: E402
-from opus.sandbox import wrapper_config  # noqa: E402
+from opus.managers.sandbox import wrapper_config  # noqa: E402
 from opus.settings import load_settings  # noqa: E402
 
 

@@ -252,7 +252,6 @@ class Seeder:
     def __init__(self, settings_file: Path):
         from opus.settings import load_settings
         from opus.storage import create_engine_for
-
         self.settings = load_settings(str(settings_file))
         self.engine = create_engine_for(self.settings.database_url)
         self.sqlite = self.engine.dialect.name == "sqlite"
@@ -262,7 +261,6 @@ class Seeder:
         self.seeded = 0
         try:
             from opus.jobdef import JobDefinitionRegistry
-
             jobdef = JobDefinitionRegistry(self.settings.JDL_DIR).get(JOBNAME)
             self.version = jobdef.version
             self.quote = jobdef.quote
@@ -274,7 +272,6 @@ class Seeder:
 
     def _rows(self, start: int, count: int, only: str | None) -> tuple[list[dict], list[dict]]:
         from opus.storage.jobstore import to_db_time
-
         now = datetime.now(timezone.utc)
         job_rows, param_rows = [], []
         for i in range(start, start + count):
@@ -303,7 +300,6 @@ class Seeder:
         from sqlalchemy import insert
 
         from opus.storage.tables import jobs, parameters
-
         done, ids = 0, []
         while done < count:
             n = min(self.BATCH, count - done)

@@ -50,7 +50,6 @@ def seed(settings_file: Path, expired: int) -> list[str]:
     from opus.settings import load_settings
     from opus.storage import create_engine_for
     from opus.storage.tables import jobs, results
-
     settings = load_settings(str(settings_file))
     engine = create_engine_for(settings.database_url)
     past = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(days=1)

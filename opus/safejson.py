@@ -15,8 +15,7 @@ import re
 from itertools import accumulate, count
 from typing import Any
 
-from .errors import BadRequest
-
+from opus.errors import BadRequest
 #: The deepest nesting of arrays and objects accepted (a job report or an admin request uses 3).
 MAX_JSON_DEPTH = 32
 

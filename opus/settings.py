@@ -15,8 +15,7 @@ import runpy
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from .errors import ConfigurationError
-
+from opus.errors import ConfigurationError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: RESULTS_BASE_URL: scheme://host[:port][/path], nothing a link could not be built on.
 _RESULTS_BASE = re.compile(r"^https?://(?:[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?(?:/[^\s?#]*)?\Z")

@@ -9,8 +9,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-from .errors import BadRequest
-
+from opus.errors import BadRequest
 _ISO = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})"
     r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?"

@@ -1,6 +1,6 @@
 """The UWS 1.1 domain: phases, the transition table, and the Job object.
 
-No HTTP, no SQL, no subprocess here: ``opus.joblist`` applies these rules through a JobStore and a
+No HTTP, no SQL, no subprocess here: ``opus.service.jobs`` applies these rules through a JobStore and a
 Manager.  References are to ``shared/uws/CHECKLIST.md``.
 """
 
@@ -11,9 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
-from .errors import IllegalTransition
-
-
+from opus.errors import IllegalTransition
 class Phase(str, Enum):
     """The ten UWS execution phases (UWS-41)."""
 
@@ -41,6 +39,22 @@ WAITABLE = frozenset({Phase.PENDING, Phase.QUEUED, Phase.EXECUTING})
 ACTIVE = frozenset({Phase.QUEUED, Phase.EXECUTING, Phase.HELD, Phase.SUSPENDED})
 #: Phases after which nothing runs any more.
 FINAL = frozenset({Phase.COMPLETED, Phase.ERROR, Phase.ABORTED, Phase.ARCHIVED})
+#: Phases a job ends in (FINAL without ARCHIVED, which only an ended job reaches).
+ENDED = frozenset({Phase.COMPLETED, Phase.ERROR, Phase.ABORTED})
+#: Phases of a job handed to its manager and not yet ended: RUN is a no-op there (CHECKLIST §6.2).
+RUNNING = frozenset({Phase.QUEUED, Phase.EXECUTING})
+#: Phases from which RUN queues a job.
+RUNNABLE = frozenset({Phase.PENDING, Phase.HELD})
+#: Phases in which parameters and the execution duration may still be changed.
+EDITABLE = frozenset({Phase.PENDING, Phase.HELD})
+#: Phases from which ABORT (or an expired destruction time) moves a job to ABORTED.
+ABORTABLE = frozenset({Phase.PENDING, Phase.QUEUED, Phase.EXECUTING, Phase.HELD, Phase.SUSPENDED, Phase.UNKNOWN})
+#: Phases from which a manager's report of a start moves a job to EXECUTING.
+STARTABLE = frozenset({Phase.QUEUED, Phase.HELD, Phase.SUSPENDED, Phase.UNKNOWN})
+#: Phases from which a manager's report of an end moves a job to COMPLETED, ERROR or ABORTED.
+ENDABLE = frozenset({Phase.EXECUTING, Phase.SUSPENDED, Phase.HELD, Phase.UNKNOWN})
+#: The phases a job wrapper may report (targets, not sources).
+REPORTABLE = frozenset({Phase.EXECUTING, Phase.COMPLETED, Phase.ERROR, Phase.ABORTED})
 
 #: The transition table (CHECKLIST §3): target phase -> phases it may be reached from.
 #: UNKNOWN may move anywhere (the server re-learns the state), as vollt allows.
@@ -73,8 +87,7 @@ def check_transition(current: Phase, target: Phase) -> None:
 
 def parse_phase(text: str, what: str = "PHASE") -> Phase:
     """A phase from client input (exact, upper case, as the schema requires)."""
-    from .errors import BadRequest
-
+    from opus.errors import BadRequest
     try:
         return Phase(text.strip())
     except (ValueError, AttributeError):
@@ -132,7 +145,7 @@ class Job:
     results: list[Result] = field(default_factory=list)
     jdl_version: str | None = None
     manager_id: str | None = None
-    #: Whom the job belongs to for access (``opus.security.can_access``); ``owner_id`` is the owner's
+    #: Whom the job belongs to for access (``opus.auth.identity.can_access``); ``owner_id`` is the owner's
     #: name, for display (UWS ownerId).  None for anonymous jobs.
     owner_key: str | None = None
 

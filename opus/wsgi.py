@@ -16,7 +16,6 @@ import threading
 # python-home, or on python-path.
 from opus.server import create_app
 from opus.settings import load_settings
-
 _app = create_app(load_settings()) if os.environ.get("OPUS_SETTINGS") else None
 _lock = threading.Lock()
 

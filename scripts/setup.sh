@@ -206,7 +206,7 @@ fi
 # The job user (JOB_USER of $OPUS_SETTINGS, else opus-job), created as `opus init` does.
 if [ "$(id -u)" -eq 0 ]; then
     run_quiet "creating the job user" "$VENV/bin/python" -c \
-        'from opus.sandbox import ensure_job_user; from opus.settings import load_settings; print(ensure_job_user(load_settings()))'
+        'from opus.managers.sandbox import ensure_job_user; from opus.settings import load_settings; print(ensure_job_user(load_settings()))'
 fi
 
 log "ok ($VENV)"

@@ -18,10 +18,9 @@ import pytest
 import requests
 from sqlalchemy import text
 
-from opus.services import Services
+from opus.service.root import Services
 from opus.settings import REPO_ROOT, load_settings
 from opus.storage import create_engine_for, upgrade_schema
-
 #: The IVOA schemas and UWS samples the tests validate against, kept in the repository
 #: (tests/data/uws/README.md says where each comes from).
 UWS_DATA = Path(__file__).resolve().parent / "data" / "uws"
@@ -88,7 +87,6 @@ class LiveServer:
 
     def __init__(self, settings):
         from opus.server import create_app
-
         upgrade_schema(create_engine_for(settings.database_url))
         self.httpd = make_server("127.0.0.1", 0, lambda e, s: self.app(e, s), server_class=_Server,
                                  handler_class=_Quiet)
@@ -143,8 +141,7 @@ def live_any_db(tmp_path, database_url):
 def signed_in_sessions(server, users=(("root", {"admin": True}), ("alice", {}), ("bob", {}))) -> dict:
     """Create ``users`` (name, UserAdmin.add keyword arguments) on ``server``: a requests.Session each,
     signed in with HTTP Basic; "anonymous" is a session without credentials."""
-    from opus.useradmin import UserAdmin
-
+    from opus.auth.admin import UserAdmin
     admin = UserAdmin(server.services.users)  # the server's store: tokens hashed with its key
     sessions = {"anonymous": requests.Session()}
     for name, kwargs in users:

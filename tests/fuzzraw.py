@@ -12,9 +12,8 @@ from fuzzserver import ADMIN, FAST_JOBS, RAW_EXAMPLES, FuzzServer, fuzz_settings
 from hypothesis import given
 from hypothesis import strategies as st
 
-from opus.security import job_token
+from opus.auth.identity import job_token
 from opus.uws import Phase as UwsPhase
-
 # ---- round 4: raw requests ---------------------------------------------------------------------------------
 GARBAGE = ["", " ", "RUN", "run", " RUN ", "ABORT", "DELETE", "delete", "PENDING", "ARCHIVED", "SUSPENDED",
            "-1", "0", "1", "2", "60", "99999999999999999999", "-99999999999999999999", "1e3", "0x10", "1.5",

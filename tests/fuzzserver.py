@@ -21,8 +21,7 @@ from schemathesis.specs.openapi.checks import (
 from opus.errors import NotFound
 from opus.settings import REPO_ROOT
 from opus.storage.userstore import UserStore
-from opus.useradmin import UserAdmin
-
+from opus.auth.admin import UserAdmin
 FAST_JOBS = ("dummy", "fail", "copy")
 ADMIN = "fuzzadmin"
 #: Examples (requests) per random round; with the edges, the total must reach MIN_REQUESTS.

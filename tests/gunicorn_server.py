@@ -25,7 +25,6 @@ from pathlib import Path
 import requests
 
 from opus.settings import REPO_ROOT
-
 BIN = Path(sys.executable).parent
 FINAL_PHASES = ("COMPLETED", "ERROR", "ABORTED", "ARCHIVED")
 

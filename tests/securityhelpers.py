@@ -11,8 +11,7 @@ from urllib.parse import urlsplit
 import requests
 from conftest import LiveServer, make_settings
 
-from opus.security import server_secret
-
+from opus.auth.identity import server_secret
 TYPES = ("string", "int", "long", "float", "double", "boolean", "anyURI", "dateTime")
 CANARY = f"opus-canary-{secrets.token_hex(6)}"
 PASSWD_LINE = "root:x:0:0"

@@ -12,11 +12,9 @@ import requests
 
 from conftest import LiveServer, make_settings
 from opus.storage.userstore import UserStore
-from opus.useradmin import UserAdmin
-from opus.security import server_secret
-from opus.users import hash_token, keyed_token_hash, token_key, verify_token
-
-
+from opus.auth.admin import UserAdmin
+from opus.auth.identity import server_secret
+from opus.auth.users import hash_token, keyed_token_hash, token_key, verify_token
 @pytest.fixture
 def secured(tmp_path):
     """A server that refuses anonymous callers, with an admin, alice and bob (dummy only, 2 jobs)."""

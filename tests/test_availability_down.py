@@ -10,8 +10,7 @@ from xml.etree import ElementTree as ET
 from conftest import LiveServer, make_settings
 
 from opus.server import create_app
-from opus.services import Services
-
+from opus.service.root import Services
 VOSI = "{http://www.ivoa.net/xml/VOSIAvailability/v1.0}"
 
 

@@ -8,8 +8,6 @@ import sys
 import pytest
 
 from opus.settings import REPO_ROOT
-
-
 @pytest.mark.e2e
 def test_bench_quick_run_writes_every_figure(tmp_path):
     out = tmp_path / "bench.json"

@@ -16,7 +16,6 @@ from astropy.wcs import WCS
 from matplotlib import image as mpimg
 
 from opus.examples import countmap
-
 # A map straddling RA 0/360, not square, so that a swapped axis or a lost wrap shows.
 RA0, DEC0, NX, NY, BINSZ = 0.5, -30.0, 60, 40, 0.05
 PNG_SHAPE = (600, 700)  # the preview's figure: 7 x 6 inches at 100 dpi

@@ -12,8 +12,6 @@ from opus.jobdef import JobDefinition, JobDefinitionRegistry
 from opus.settings import REPO_ROOT, load_settings
 from opus.timeutil import format_instant, parse_instant, parse_int
 from opus.uws import ACTIVE, FINAL, TRANSITIONS, WAITABLE, Phase, check_transition, parse_phase
-
-
 def test_ten_phases_and_named_sets():
     assert len(Phase) == 10
     assert WAITABLE == {Phase.PENDING, Phase.QUEUED, Phase.EXECUTING}
@@ -119,7 +117,6 @@ def test_missing_settings_file(tmp_path):
 
 def test_example_settings_file_loads_and_documents_every_setting():
     from opus.settings import _FIELDS
-
     example = REPO_ROOT / "settings.example.py"
     text = example.read_text()
     for name in _FIELDS:

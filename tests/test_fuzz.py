@@ -58,10 +58,8 @@ from schemathesis import GenerationMode
 from schemathesis.core.failures import Failure, FailureGroup
 from uwsschema import validate
 
-from opus.security import job_token
+from opus.auth.identity import job_token
 from opus.uws import Phase as UwsPhase
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     s = FuzzServer(tmp_path_factory.mktemp("fuzz"))

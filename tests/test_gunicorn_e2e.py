@@ -1,6 +1,6 @@
 """End-to-end tests against a real deployment: `opus init` + gunicorn (gthread) with two workers.
 
-They cover what only a multi-process server shows: WAIT woken across workers (opus.notify), the
+They cover what only a multi-process server shows: WAIT woken across workers (opus.events.notify), the
 single dispatcher of the local manager, detached job wrappers that outlive a server restart, the
 process hygiene of time limits and ABORT, and shell-safe parameter passing.
 """
@@ -18,7 +18,6 @@ import pytest
 import requests
 
 from opus.settings import REPO_ROOT
-
 from gunicorn_server import GunicornServer, cmdline, is_alive, live_group_members
 
 pytestmark = pytest.mark.e2e

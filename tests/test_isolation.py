@@ -24,9 +24,8 @@ import requests
 from conftest import LiveServer, make_settings
 from test_slurm import cluster, shared_dir  # noqa: F401  (fixtures: the real SLURM cluster)
 
-from opus.security import server_secret
+from opus.auth.identity import server_secret
 from opus.settings import REPO_ROOT, load_settings
-
 CANARY = f"opus-isolation-canary-{secrets.token_hex(8)}"
 
 PROBE_SCRIPT = r"""
@@ -217,7 +216,6 @@ def test_the_wrapper_connects_to_the_address_it_checked(monkeypatch, tmp_path):
     """DNS rebinding: a name that resolves to a public address when checked and to 127.0.0.1 when
     connecting must not reach the local service."""
     from opus.managers import wrapper
-
     hits = []
 
     class Canary(BaseHTTPRequestHandler):

@@ -10,8 +10,6 @@ from astropy.io.votable import parse as parse_votable
 from conftest import LiveServer, make_settings, run_job, signed_in_sessions
 
 from opus.jobdef.formats import read_definition
-
-
 def _definition(version: str, word: str) -> dict:
     return {"name": "versioned", "version": version, "description": f"writes {word}",
             "script": f"echo {word} > out.txt\n",
@@ -152,8 +150,7 @@ def test_the_command_line_manages_the_registry(tmp_path, capsys):
 
     from conftest import REPO_ROOT
 
-    from opus.cli import main
-
+    from opus.cli.main import main
     jdl = tmp_path / "jdl"
     shutil.copytree(REPO_ROOT / "jdl", jdl)
     settings = tmp_path / "s.py"

@@ -28,7 +28,6 @@ from opus.jobdef.formats import (
 from opus.jobdef.model import GeneratedDescription, JobDefinition, ParameterDescription, UsedDescription
 from opus.jobdef.votable import NS as VO
 from opus.jobdef.wadl import OPUS, WADL
-
 ROOT = Path(__file__).resolve().parents[1]
 SLIDE = Path(__file__).parent / "data" / "gammapy_maps_slide.vot"
 VOTABLE_XSD = Path(astropy.__file__).parent / "io" / "votable" / "data" / "VOTable.v1.3.xsd"

@@ -13,8 +13,6 @@ from opus.storage.database import schema_is_current
 from opus.storage.jobstore import DuplicateJobId
 from opus.timeutil import utcnow
 from opus.uws import ErrorSummary, Job, Parameter, Phase, Result
-
-
 @pytest.fixture
 def store(database_url):
     engine = create_engine_for(database_url)
@@ -41,7 +39,6 @@ def test_migrations_match_the_table_definitions(store):
     from alembic.runtime.migration import MigrationContext
 
     from opus.storage.tables import metadata
-
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []

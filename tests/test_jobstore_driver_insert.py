@@ -14,8 +14,6 @@ from opus.storage.jobstore import DuplicateJobId
 from opus.storage.tables import jobs, parameters
 from opus.timeutil import utcnow
 from opus.uws import ErrorSummary, Job, Parameter, Phase
-
-
 @pytest.fixture
 def store(database_url):
     engine = create_engine_for(database_url)

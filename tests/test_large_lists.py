@@ -11,9 +11,8 @@ from uwsschema import UWS_NS, validate
 
 from opus.storage.userstore import UserStore
 from opus.timeutil import utcnow
-from opus.useradmin import UserAdmin
+from opus.auth.admin import UserAdmin
 from opus.uws import Job, Phase
-
 N = 2500
 
 

@@ -9,11 +9,10 @@ from datetime import timedelta
 
 
 from conftest import LiveServer, make_settings
-from opus.cli import main as opus_main
-from opus.jobfiles import JobFiles
+from opus.cli.main import main as opus_main
+from opus.storage.jobfiles import JobFiles
 from opus.timeutil import utcnow
 from opus.uws import Phase
-
 OPUS = [sys.executable, "-m", "opus.cli"]
 
 

@@ -22,12 +22,11 @@ import pytest
 import requests
 from conftest import LiveServer, make_settings
 
-from opus import metrics
-from opus.logcontext import LOG_FORMAT
-from opus.security import job_token
+from opus.observability import metrics
+from opus.observability.logcontext import LOG_FORMAT
+from opus.auth.identity import job_token
 from opus.storage.userstore import UserStore
-from opus.useradmin import UserAdmin
-
+from opus.auth.admin import UserAdmin
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (\S+)$')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -200,7 +199,6 @@ def test_the_database_being_down_is_a_metric(server, monkeypatch):
 
 def test_label_values_are_escaped(tmp_path):
     from opus.server.metrics import _labels
-
     assert _labels((("a", 'x"y\\z\nw'),)) == '{a="x\\"y\\\\z\\nw"}'
 
 

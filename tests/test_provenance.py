@@ -26,11 +26,10 @@ from prov.model import (
 )
 
 from opus.provenance import select
-from opus.security import ANONYMOUS, Identity
+from opus.auth.identity import ANONYMOUS, Identity
 from opus.storage import JobStore, create_engine_for, upgrade_schema
 from opus.storage.entitystore import EntityStore
 from opus.uws import Job, Phase, Result
-
 VOPROV = "http://www.ivoa.net/documents/ProvenanceDM/ns/voprov/"
 STEPS = {
     "prefix": {"ex": "http://example.org/steps#", "voprov": VOPROV},
@@ -348,7 +347,6 @@ def test_derivations_and_a_jobs_own_steps(srv):
 
 def test_graphs_without_graphviz_are_503(srv, chain, monkeypatch):
     from opus.provenance import writers
-
     monkeypatch.setattr(writers.shutil, "which", lambda name: None)
     for fmt in ("svg", "png"):
         r = provsap(srv, "alice", ID=chain["e1"], RESPONSEFORMAT=fmt)

@@ -8,8 +8,6 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from opus.managers.local import _group_alive
-
-
 def test_create_answers_303_with_absolute_location(live):
     r = live.http.post(f"{live.url}/rest/dummy", data={"text": "a"}, allow_redirects=False)
     assert r.status_code == 303

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from opus.security import job_token
+from opus.auth.identity import job_token
 from securityhelpers import (
     TYPES, CANARY, PASSWD_LINE, job_ids, tree, written_outside_jobs, canaries, raw, state, serving,
 )

@@ -33,9 +33,8 @@ import pytest
 import requests
 from conftest import REPO_ROOT, LiveServer, make_settings
 
-from opus.security import job_token, server_secret
-from opus.useradmin import UserAdmin
-
+from opus.auth.identity import job_token, server_secret
+from opus.auth.admin import UserAdmin
 JOB = "/rest/<jobname>/<job_id>"
 ROLES = ("alice", "bob", "anonymous", "root", "wrong")
 
@@ -220,7 +219,6 @@ class World:
     def new_jdl(self, live: bool) -> str:
         """A fresh definition proposed by alice (and made live if ``live``)."""
         from opus.jobdef import JobDefinition
-
         self.victims += 1
         name = f"fresh{self.victims}"
         registry = self.server.services.registry
@@ -258,7 +256,6 @@ def make_world(tmp_path: Path, allow_anonymous: bool, owner: str) -> World:
     }
     world.admin.add("victim")
     from opus.jobdef import JobDefinition
-
     server.services.registry.propose(JobDefinition.from_dict(
         {"name": "propdef", "script": "true\n", "version": "1", "description": "a proposal"}), "alice")
     world.jobs["done"] = world.create("dummy", {"text": world.secret}, run=True)

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from opus.security import job_token, server_secret
+from opus.auth.identity import job_token, server_secret
 from opus.settings import load_settings
 from opus.storage.userstore import UserStore
-from opus.useradmin import UserAdmin
+from opus.auth.admin import UserAdmin
 from securityhelpers import (
     PASSWD_LINE, live_server, job_ids, job_dirs, wait_phase, stop_jobs, state, serving,
 )

@@ -20,7 +20,6 @@ import pytest
 from conftest import LiveServer, make_settings
 from opus.managers.slurm import SLURM_STATES, phase_of
 from opus.uws import Phase
-
 JOBCOMP = "/var/log/slurm/jobcomp.log"
 pytestmark = pytest.mark.slurm
 

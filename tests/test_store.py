@@ -97,7 +97,6 @@ def test_the_destruction_sweep_keeps_entity_records_without_files(srv):
     from datetime import timedelta
 
     from opus.timeutil import utcnow
-
     alice = srv.as_["alice"]
     urls = [_run(srv, "alice", "dummy", {"text": f"t{i}"}) for i in range(3)]
     second = _run(srv, "alice", "copy", {"infile": _result(srv, "alice", urls[0], "output")["store"]})

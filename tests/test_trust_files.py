@@ -19,8 +19,7 @@ import requests
 from conftest import LiveServer, make_settings, run_job, signed_in_sessions
 from securityhelpers import stop_jobs
 
-from opus.security import job_token, server_secret
-
+from opus.auth.identity import job_token, server_secret
 EVIL = b"<html><body><script>fetch('/admin/users',{method:'POST'})</script></body></html>\n"
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000")
 CSP = "sandbox; default-src 'none'"
@@ -295,15 +294,13 @@ def test_results_base_url_points_file_links_to_another_origin(tmp_path):
 
 def test_results_base_url_must_be_an_http_url(tmp_path):
     from opus.errors import ConfigurationError
-
     with pytest.raises(ConfigurationError, match="RESULTS_BASE_URL"):
         make_settings(tmp_path, RESULTS_BASE_URL="results.example.org")
 
 
 # ---- the rules themselves ----------------------------------------------------------------------------------------
 def test_the_extension_table_is_small_and_never_names_active_content():
-    from opus.content_types import type_by_extension
-
+    from opus.jobdef.content_types import type_by_extension
     assert type_by_extension("a.FITS") == "application/fits"
     assert type_by_extension("a.png") == "image/png"
     assert type_by_extension("a.txt") == "text/plain"
@@ -312,8 +309,7 @@ def test_the_extension_table_is_small_and_never_names_active_content():
 
 
 def test_served_types_drop_markup_scripts_and_malformed_values():
-    from opus.content_types import served_type
-
+    from opus.jobdef.content_types import served_type
     for hostile in ("text/html", "TEXT/HTML; charset=utf-8", "application/xhtml+xml", "text/javascript",
                     "application/x-javascript", "text/x-server-parsed-html", "text/plain\r\nX-A: b",
                     "nonsense", "", None, "text/plain, text/html"):
@@ -325,7 +321,6 @@ def test_served_types_drop_markup_scripts_and_malformed_values():
 
 def test_content_disposition_quotes_and_encodes():
     from opus.server.files import content_disposition
-
     assert content_disposition("a.png", inline=True) == 'inline; filename="a.png"'
     assert content_disposition('x"; y=.html', inline=False) == (
         "attachment; filename=\"x__ y=.html\"; filename*=UTF-8''x%22%3B%20y%3D.html")

@@ -26,7 +26,6 @@ from lxml import etree
 
 from opus import listen
 from opus.settings import REPO_ROOT
-
 XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
 PYTHON = Path(sys.executable)
 
@@ -70,9 +69,8 @@ class ListeningServer(LiveServer):
         from conftest import _Quiet, _Server
 
         from opus.server import create_app
-        from opus.services import Services
+        from opus.service.root import Services
         from opus.storage import create_engine_for, upgrade_schema
-
         upgrade_schema(create_engine_for(settings.database_url))
         self.httpd = make_server("127.0.0.1", 0, lambda e, s: self.app(e, s), server_class=_Server,
                                  handler_class=_Quiet)
@@ -359,7 +357,6 @@ def test_opus_check_says_where_callbacks_go(tmp_path):
 
 def test_allowed_hosts_entries_are_checked(tmp_path):
     from opus.errors import ConfigurationError
-
     for bad in ("evil/x", "a b", "http://x", "x:port", ""):
         with pytest.raises(ConfigurationError, match="ALLOWED_HOSTS"):
             make_settings(tmp_path, ALLOWED_HOSTS=(bad,))

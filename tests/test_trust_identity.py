@@ -2,7 +2,7 @@
 throttling, no echo of credentials in a 401, and ownership by a user id that is never reused.
 
 Every test performs the attack through HTTP against a live in-process server.  Costs are counted, not
-timed: the one keyed hash of a presented token (``opus.users.keyed_token_hash``) and PBKDF2
+timed: the one keyed hash of a presented token (``opus.auth.users.keyed_token_hash``) and PBKDF2
 (``hashlib.pbkdf2_hmac``) are wrapped with counters for the duration of a request.
 """
 
@@ -20,10 +20,8 @@ import pytest
 import requests
 from conftest import LiveServer, make_settings, run_job, signed_in_sessions
 
-from opus import users as users_module
-from opus.users import hash_token
-
-
+from opus.auth import users as users_module
+from opus.auth.users import hash_token
 # ---- helpers ------------------------------------------------------------------------------------------------
 def basic(name: str, token: str) -> dict:
     return {"Authorization": "Basic " + base64.b64encode(f"{name}:{token}".encode()).decode()}
@@ -70,8 +68,7 @@ class Counters:
 
 
 def admin_of(server):
-    from opus.useradmin import UserAdmin
-
+    from opus.auth.admin import UserAdmin
     return UserAdmin(server.services.users)
 
 
@@ -362,7 +359,6 @@ def test_the_migration_moves_ownership_from_names_to_ids(tmp_path, database_url)
     from sqlalchemy import text
 
     from opus.storage import create_engine_for, upgrade_schema
-
     engine = create_engine_for(database_url)
     upgrade_schema(engine, "0004")
     token = "0123456789abcdef." + secrets.token_urlsafe(32)
@@ -410,9 +406,8 @@ def test_the_migration_moves_ownership_from_names_to_ids(tmp_path, database_url)
 
 
 def test_the_throttle_window_ipv6_blocks_success_and_its_memory_bound():
-    """The counting itself (opus.throttle), on a fake clock."""
-    from opus.throttle import SignInThrottle, address_key
-
+    """The counting itself (opus.auth.throttle), on a fake clock."""
+    from opus.auth.throttle import SignInThrottle, address_key
     assert address_key("2001:db8:1:2::1") == address_key("2001:db8:1:2:ffff::9") != address_key("2001:db8:1:3::1")
     assert address_key("::ffff:192.0.2.7") == address_key("192.0.2.7") == "addr:192.0.2.7"
     assert address_key(None) is None and address_key("") is None

@@ -22,7 +22,6 @@ from conftest import LiveServer, make_settings, run_job, signed_in_sessions
 
 from opus.safejson import MAX_JSON_DEPTH, json_depth
 from opus.server.limits import SIGNIN_BODY_LIMIT, route_limits
-
 PARTS = 100_000
 MIB = 1024 * 1024
 

@@ -22,8 +22,7 @@ from conftest import LiveServer, make_settings
 
 from opus.settings import REPO_ROOT
 from opus.storage.userstore import UserStore
-from opus.useradmin import UserAdmin
-
+from opus.auth.admin import UserAdmin
 playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]'")
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -406,7 +405,6 @@ def test_an_admin_validates_the_proposal_version_the_page_showed(world, browser)
 
 def test_editor_round_trip_import_change_export(world, page):
     from opus.jobdef.formats import read_definition, write_definition
-
     original = read_definition(api(world, "GET", "/jdl/dummy", params={"format": "votable"}).content, "votable")
     original.name = "roundtrip"
     original.version = "7"

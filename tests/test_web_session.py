@@ -9,8 +9,7 @@ import requests
 from conftest import LiveServer, make_settings
 from test_security_matrix import CHANGES, ROWS
 
-from opus.useradmin import UserAdmin
-
+from opus.auth.admin import UserAdmin
 OTHER_SITE = "http://127.0.0.1:9"     # listed in CORS_ORIGINS below
 STRANGER = "http://evil.example:8080"  # not listed
 
@@ -154,8 +153,7 @@ def test_forged_expired_and_revoked_sessions_end_in_the_sign_in_form(server):
 
 
 def test_sessions_expire(server, monkeypatch):
-    from opus.web import session as web_session
-
+    from opus.auth import session as web_session
     value, _ = web_session.issue(server.settings, "alice", server.admin.get("alice").session_stamp, now=1_000_000)
     assert web_session.parse(server.settings, value, now=1_000_000 + 10) is not None
     assert web_session.parse(server.settings, value, now=1_000_000 + server.settings.SESSION_LIFETIME) is None

@@ -24,7 +24,6 @@ import uwsschema as U
 from conftest import LiveServer, make_settings
 
 from opus.uws import Phase
-
 XSI_NIL = f"{{{U.XSI_NS}}}nil"
 XLINK_HREF = f"{{{U.XLINK_NS}}}href"
 INSTANTS = ("quote", "creationTime", "startTime", "endTime", "destruction")

@@ -6,9 +6,8 @@ so that clients and forms know them; ``JobList.parse`` checks them on every crea
 
 from __future__ import annotations
 
-from ..managers.slurm_options import OPTIONS, PREFIX
-from .model import ParameterDescription
-
+from opus.jobdef.slurm_options import OPTIONS, PREFIX
+from opus.jobdef.model import ParameterDescription
 _SLURM_HELP = {
     "partition": ("string", "SLURM partition to run in"),
     "account": ("string", "SLURM account charged"),

@@ -13,17 +13,16 @@ reference is refused (XXE, "billion laughs").
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import MISSING, asdict, fields
 
 from lxml import etree
 
-from ..errors import ConfigurationError, OpusError
-from ..safejson import MAX_JSON_DEPTH, json_depth
-from .model import JobDefinition, ParameterDescription, multiplicity_range
-
+from opus.errors import ConfigurationError, OpusError
+from opus.safejson import MAX_JSON_DEPTH, json_depth
+from opus.jobdef import votable, wadl
+from opus.jobdef.model import JobDefinition, ParameterDescription
 FORMATS = ("json", "votable", "wadl")
 CONTENT_TYPES = {"json": "application/json", "votable": "application/x-votable+xml",
                  "wadl": "application/vnd.sun.wadl+xml"}
@@ -38,7 +37,6 @@ _FIRST_ELEMENT = re.compile(r"<(?![!?/])(?:[A-Za-z_][\w.-]*:)?([A-Za-z_][\w.-]*)
 _MARKUP_NOISE = re.compile(r"<!--.*?-->|<\?.*?\?>", re.DOTALL)
 _ENTITY_DECLARATIONS = (b"<!ENTITY", "<!ENTITY".encode("utf-16-le"), "<!ENTITY".encode("utf-16-be"))
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-_INTEGER = re.compile(r"^\s*[+-]?[0-9]+\s*\Z")
 
 
 # ---- public API ---------------------------------------------------------------------------------
@@ -73,8 +71,6 @@ def read_definition(data: bytes, fmt: str | None = None, content_type: str = "",
     fmt = _check_format(fmt) if fmt else detect_format(data, content_type, filename)
     if fmt == "json":
         return build(_load_json(bytes(data)))
-    from . import votable, wadl
-
     reader = votable.read if fmt == "votable" else wadl.read
     return build(reader(parse_xml(bytes(data), fmt)))
 
@@ -99,8 +95,6 @@ def write_definition(jobdef: JobDefinition, fmt: str, access_url: str = "",
     _check_xml_chars(jobdef.to_dict(), "job definition")
     _check_xml_chars(access_url, "accessURL")
     _check_xml_chars([asdict(p) for p in control], "control parameters")
-    from . import votable, wadl
-
     root = (votable.write if fmt == "votable" else wadl.write)(jobdef, access_url, control)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
@@ -167,67 +161,6 @@ def parse_xml(data: bytes, fmt: str) -> etree._Element:
                                  "is refused (only the five predefined XML entities are allowed)")
     return root
 
-
-def local_name(el: etree._Element) -> str:
-    return etree.QName(el).localname
-
-
-def elements(el: etree._Element) -> list[etree._Element]:
-    """The child elements (comments and processing instructions left out)."""
-    return [child for child in el if isinstance(child.tag, str)]
-
-
-def text_of(el: etree._Element | None) -> str:
-    """The text content of an element (mixed content flattened, comments left out)."""
-    return "" if el is None else str(el.xpath("string()"))
-
-
-def parse_bool(text: str, where: str) -> bool:
-    value = (text or "").strip().lower()
-    if value in ("true", "t", "1", "yes"):
-        return True
-    if value in ("false", "f", "0", "no"):
-        return False
-    raise ConfigurationError(f"{where}: {text!r} is not a boolean (true or false)")
-
-
-def parse_int(text: str, where: str) -> int:
-    if not _INTEGER.match(text or ""):
-        raise ConfigurationError(f"{where}: {text!r} is not an integer")
-    try:
-        return int(text)
-    except ValueError:  # more digits than Python converts
-        raise ConfigurationError(f"{where}: {text[:40]!r}... is too long") from None
-
-
-def parse_number(text: str, where: str) -> int | float:
-    """An int when written as one, else a float (so an int or float bound reads back as it was)."""
-    if _INTEGER.match(text or ""):
-        return parse_int(text, where)
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"{where}: {text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise ConfigurationError(f"{where}: {text!r} is not a finite number")
-    return value
-
-
-def number_text(value, where: str, integral: bool = False) -> str:
-    """A bound as text: exact (repr) for a float, an integer when ``integral`` and it is whole."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(f"{where}: {value!r} is not a number")
-    if isinstance(value, float) and integral and value.is_integer():
-        return str(int(value))
-    return str(value) if isinstance(value, int) else repr(value)
-
-
-def multiple(multiplicity: str, where: str) -> tuple[int, int | None]:
-    """multiplicity_range, with ConfigurationError naming the parameter."""
-    try:
-        return multiplicity_range(multiplicity)
-    except ValueError as exc:
-        raise ConfigurationError(f"{where}: {exc}") from None
 
 
 # ---- private ------------------------------------------------------------------------------------

@@ -12,9 +12,9 @@ import math
 import re
 from dataclasses import MISSING, dataclass, field, fields
 
-from ..errors import BadRequest, ConfigurationError
-from ..managers.slurm_options import check_option
-from .envnames import PARAM_NAME_RE, RESERVED_NAMES, reserved_reason  # noqa: F401 (re-exported)
+from opus.errors import BadRequest, ConfigurationError
+from opus.jobdef.slurm_options import check_option
+from opus.jobdef.envnames import PARAM_NAME_RE, RESERVED_NAMES, reserved_reason  # noqa: F401 (re-exported)
 
 #: A definition's name: its URL (/rest/<name>, /jdl/<name>) and its file names in JDL_DIR (<name>.json,
 #: versions/<name>/, proposals/<name>.json and <name>.meta.json).  No dots, so that no name can be
@@ -87,8 +87,7 @@ class ParameterDescription:
             if value.strip().lower() not in ("true", "false", "1", "0", "yes", "no"):
                 raise BadRequest(f"{where}: {value!r} is not a boolean (true or false)")
         elif self.type == "dateTime":
-            from ..timeutil import parse_instant
-
+            from opus.timeutil import parse_instant
             parse_instant(value, where)
         elif self.type == "anyURI" and not value.strip():
             raise BadRequest(f"{where}: an empty URI")
@@ -161,7 +160,7 @@ class JobDefinition:
     parameters: dict[str, ParameterDescription] = field(default_factory=dict)
     used: dict[str, UsedDescription] = field(default_factory=dict)
     generated: dict[str, GeneratedDescription] = field(default_factory=dict)
-    #: Default SLURM resources (options of ``opus.managers.slurm_options``), e.g. {"mem": "2G"}.
+    #: Default SLURM resources (options of ``opus.jobdef.slurm_options``), e.g. {"mem": "2G"}.
     slurm: dict[str, str] = field(default_factory=dict)
     #: Whether the job's script may use the network (its sandbox has none by default).  Inputs are
     #: fetched outside the sandbox either way.

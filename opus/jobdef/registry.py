@@ -35,9 +35,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
-from ..errors import BadRequest, ConfigurationError, Conflict, NotFound
-from .model import NAME_RE, JobDefinition
-
+from opus.errors import BadRequest, ConfigurationError, Conflict, NotFound
+from opus.jobdef.model import NAME_RE, JobDefinition
 log = logging.getLogger(__name__)
 LIVE_SUFFIXES = (".json", ".vot")
 _VERSION_RE = re.compile(r"^[^\x00-\x1f/\\]{1,64}\Z")
@@ -339,8 +338,7 @@ def load_file(path: Path) -> JobDefinition:
         raise ConfigurationError(f"{path}: cannot read: {exc}") from None
     try:
         if path.suffix == ".vot":
-            from .formats import read_definition
-
+            from opus.jobdef.formats import read_definition
             return read_definition(data, "votable")
         try:
             parsed = json.loads(data)

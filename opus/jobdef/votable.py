@@ -20,10 +20,9 @@ import re
 
 from lxml import etree
 
-from ..errors import ConfigurationError
-from .formats import elements, local_name, multiple, number_text, parse_bool, parse_int, parse_number, text_of
-from .model import JobDefinition, ParameterDescription
-
+from opus.errors import ConfigurationError
+from opus.jobdef.xmltext import elements, local_name, multiple, number_text, parse_bool, parse_int, parse_number, text_of
+from opus.jobdef.model import JobDefinition, ParameterDescription
 NS = "http://www.ivoa.net/xml/VOTable/v1.3"
 STANDARD_ID = "ivo://ivoa.net/std/UWS#async-1.1"
 #: model type -> (VOTable datatype, xtype)

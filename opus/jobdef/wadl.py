@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from lxml import etree
 
-from ..errors import ConfigurationError
-from .formats import elements, multiple, number_text, parse_bool, parse_int, parse_number, text_of
-from .model import CONTROL_PARAMETERS, JobDefinition, ParameterDescription, UsedDescription
-
+from opus.errors import ConfigurationError
+from opus.jobdef.xmltext import elements, multiple, number_text, parse_bool, parse_int, parse_number, text_of
+from opus.jobdef.model import CONTROL_PARAMETERS, JobDefinition, ParameterDescription, UsedDescription
 WADL = "http://wadl.dev.java.net/2009/02"
 XSD = "http://www.w3.org/2001/XMLSchema"
 OPUS = "http://opus.obspm.fr/ns/jobdef"

@@ -1,5 +1,2 @@
-"""Execution managers: where and how a job's script runs.  They never import bottle."""
-
-from .base import Manager, make_manager
-
-__all__ = ["Manager", "make_manager"]
+"""Execution managers: where and how a job's script runs (``base.Manager``; ``factory.make_manager``
+picks one from the settings).  They never import bottle."""

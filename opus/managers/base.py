@@ -5,8 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
-from ..errors import ConfigurationError
-
+from opus.errors import ConfigurationError
 #: Applies a wrapper-style report dict for a job (``JobList.apply_report``).
 ReportSink = Callable[[str, dict], None]
 
@@ -47,16 +46,3 @@ class Manager(ABC):
 
     def discard(self, job_id: str) -> None:
         """The job is destroyed or archived: remove what the manager keeps of it elsewhere."""
-
-
-def make_manager(settings, store, registry) -> Manager:
-    """The manager named by ``settings.MANAGER``."""
-    if settings.MANAGER == "local":
-        from .local import LocalManager
-
-        return LocalManager(settings, store, registry)
-    if settings.MANAGER == "slurm":
-        from .slurm import SlurmManager
-
-        return SlurmManager(settings, store, registry)
-    raise ConfigurationError(f"MANAGER: unknown manager {settings.MANAGER!r}; known: 'local', 'slurm'")

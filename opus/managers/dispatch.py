@@ -15,16 +15,15 @@ import threading
 import time
 from pathlib import Path
 
-from .. import sandbox
-from ..errors import ConfigurationError
-from ..inputs import InputResolver
-from ..jobdef.model import multiplicity_range
-from ..jobfiles import JobFiles
-from ..listen import NO_CALLBACK_URL, callback_base
-from ..storage.entitystore import EntityStore
-from ..security import job_token
-from .base import Manager, ReportSink
-
+from opus.managers import sandbox
+from opus.errors import ConfigurationError
+from opus.service.inputs import InputResolver
+from opus.jobdef.model import multiplicity_range
+from opus.storage.jobfiles import JobFiles
+from opus.listen import NO_CALLBACK_URL, callback_base
+from opus.storage.entitystore import EntityStore
+from opus.auth.identity import job_token
+from opus.managers.base import Manager, ReportSink
 log = logging.getLogger(__name__)
 WRAPPER = Path(__file__).resolve().parent / "wrapper.py"
 

@@ -16,14 +16,13 @@ import sys
 import threading
 import time
 
-from .. import metrics
-from ..errors import OpusError
-from ..jobfiles import JobFiles
-from ..sandbox import SandboxProbe
-from ..uws import Phase
-from .dispatch import WRAPPER, DispatchingManager
-from .jobsandbox import group_members
-
+from opus.observability import metrics
+from opus.errors import OpusError
+from opus.storage.jobfiles import JobFiles
+from opus.managers.sandbox import SandboxProbe
+from opus.uws import Phase
+from opus.managers.dispatch import WRAPPER, DispatchingManager
+from opus.managers.jobsandbox import group_members
 log = logging.getLogger(__name__)
 STARTING = "local:starting"
 

@@ -27,13 +27,12 @@ import threading
 import time
 from pathlib import Path
 
-from .. import metrics
-from ..jobfiles import JobFiles
-from ..uws import Phase
-from .cluster import ClusterAccess
-from .dispatch import WRAPPER, DispatchingManager
-from .slurm_options import sbatch_flags
-
+from opus.observability import metrics
+from opus.storage.jobfiles import JobFiles
+from opus.uws import Phase
+from opus.managers.cluster import ClusterAccess
+from opus.managers.dispatch import WRAPPER, DispatchingManager
+from opus.jobdef.slurm_options import sbatch_flags
 log = logging.getLogger(__name__)
 SUBMITTING = "slurm:submitting"
 

@@ -277,7 +277,7 @@ class Wrapper:
 def allowed_addresses(host: str, port: int, allowed: list[str]) -> list[str]:
     """The addresses to connect to for ``host``, resolved once; ValueError if it is not allowed.
 
-    The server's rule (opus.inputs.host_allowed): a host listed exactly (or under a listed
+    The server's rule (opus.service.inputs.host_allowed): a host listed exactly (or under a listed
     ``.domain``) is allowed with whatever addresses it has; with "*", any host whose addresses are
     all public.  The connection then goes to an address checked here, never to a second lookup
     (which a hostile DNS server could answer differently: DNS rebinding).

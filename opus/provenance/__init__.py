@@ -12,11 +12,10 @@
 
 from __future__ import annotations
 
-from .model import STEPS_FILE, Builder
-from .options import FORMATS, ProvOptions, job_options, provsap_options
-from .traverse import Selection, select
-from .writers import serialize
-
+from opus.provenance.model import STEPS_FILE, Builder
+from opus.provenance.options import FORMATS, ProvOptions, job_options, provsap_options
+from opus.provenance.traverse import Selection, select
+from opus.provenance.writers import serialize
 __all__ = ["FORMATS", "STEPS_FILE", "Builder", "ProvOptions", "Selection", "build", "job_options",
            "provsap_options", "select", "serialize"]
 

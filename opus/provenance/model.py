@@ -15,9 +15,8 @@ from pathlib import Path
 from prov.identifier import QualifiedName
 from prov.model import PROV, ProvDocument
 
-from ..errors import ConfigurationError, NotFound
-from .traverse import Selection
-
+from opus.errors import ConfigurationError, NotFound
+from opus.provenance.traverse import Selection
 log = logging.getLogger(__name__)
 
 VOPROV = "http://www.ivoa.net/documents/ProvenanceDM/ns/voprov/"

@@ -6,8 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..errors import BadRequest
-
+from opus.errors import BadRequest
 #: Canonical format name -> (Content-Type of the answer, accepted spellings: names and media types).
 FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
     "json": ("application/json", ("json", "prov-json", "application/json", "application/provenance+json")),

@@ -19,11 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..security import Identity, can_access
-from ..storage.entitystore import Entity
-from ..uws import Job
-
-
+from opus.auth.identity import Identity, can_access
+from opus.storage.entitystore import Entity
+from opus.uws import Job
 @dataclass
 class Selection:
     jobs: dict[str, Job] = field(default_factory=dict)

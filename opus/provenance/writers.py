@@ -15,9 +15,8 @@ from prov.identifier import QualifiedName
 from prov.model import ProvDocument
 from prov.serializers.provjson import ProvJSONEncoder
 
-from ..errors import BadRequest, ServiceUnavailable
-from .model import VOPROV
-
+from opus.errors import BadRequest, ServiceUnavailable
+from opus.provenance.model import VOPROV
 VOTABLE_NS = "http://www.ivoa.net/xml/VOTable/v1.3"
 #: Graphs larger than this are refused as images (Graphviz would take minutes): ask for less DEPTH.
 MAX_GRAPH_RECORDS = 3000

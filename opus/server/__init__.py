@@ -1,5 +1,4 @@
-"""The WSGI application: thin bottle routes over ``opus.joblist.JobList``."""
+"""The WSGI application: thin bottle routes over ``opus.service.jobs.JobList``."""
 
-from .app import create_app
-
+from opus.server.app import create_app
 __all__ = ["create_app"]

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 from bottle import Bottle
 
-from .. import safejson
-from ..errors import BadRequest, Forbidden, Unauthorized
-from ..useradmin import UserAdmin
-from .web import as_json, identity, read_body
-
-
+from opus import safejson
+from opus.errors import BadRequest, Forbidden, Unauthorized
+from opus.auth.admin import UserAdmin
+from opus.server.web import as_json, identity, read_body
 def _require_admin() -> None:
     who = identity()
     if who.anonymous:

@@ -8,16 +8,15 @@ import os
 import bottle
 from bottle import Bottle, HTTPError, HTTPResponse, request
 
-from .. import logcontext
-from ..errors import ConfigurationError, OpusError, Unauthorized
-from ..auth import CHALLENGE
-from ..services import Services
-from ..web import cors
-from ..settings import Settings
-from . import admin_routes, jdl_routes, metrics, openapi, prov_routes, store_routes, uws_routes, vosi
-from . import limits, web_routes
-from .web import as_json, base_url, text, wants_json
-
+from opus.observability import logcontext
+from opus.errors import ConfigurationError, OpusError, Unauthorized
+from opus.auth.authenticate import CHALLENGE
+from opus.service.root import Services
+from opus.server import cors
+from opus.settings import Settings
+from opus.server import admin_routes, jdl_routes, metrics, openapi, prov_routes, store_routes, uws_routes, vosi
+from opus.server import limits, web_routes
+from opus.server.web import as_json, base_url, text, wants_json
 log = logging.getLogger(__name__)
 # Bodies of forms up to this size are parsed in memory; larger ones (uploads) spool to disk.
 bottle.BaseRequest.MEMFILE_MAX = 1024 * 1024
@@ -97,7 +96,7 @@ def create_app(settings: Settings, services: Services | None = None, start: bool
     services = services or Services.build(settings)
     app = Bottle(catchall=True)
     app.config["json.enable"] = False
-    app.config["opus.services"] = services
+    app.config["opus.service.root"] = services
     app.install(metrics.JobContextPlugin())  # first: outermost, so the job id is on every line
     app.install(ErrorPlugin())
     # Before identity: a body over its route's ceiling costs no credential check and is not read.

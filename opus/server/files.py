@@ -3,7 +3,7 @@ the browser (SECURITY.md; issue 11, finding 3).
 
 Whatever a file holds, its response carries:
 
-- a Content-Type from ``opus.content_types`` (the job definition or OPUS's extension table, filtered
+- a Content-Type from ``opus.jobdef.content_types`` (the job definition or OPUS's extension table, filtered
   by ``served_type``), never one a job, a client or a remote server chose;
 - ``X-Content-Type-Options: nosniff``, so that no browser guesses HTML or script from the bytes;
 - ``Content-Security-Policy: sandbox; default-src 'none'``: if it is ever rendered as a document, it
@@ -22,9 +22,8 @@ from urllib.parse import quote
 
 from bottle import HTTPError, HTTPResponse, static_file
 
-from ..content_types import is_inline, served_type
-from .web import base_url
-
+from opus.jobdef.content_types import is_inline, served_type
+from opus.server.web import base_url
 CSP = "sandbox; default-src 'none'"
 #: What may stay in the quoted ASCII ``filename``; everything else becomes "_" (the exact name, in
 #: UTF-8, goes in ``filename*``).

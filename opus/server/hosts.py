@@ -17,9 +17,8 @@ import re
 import socket
 from urllib.parse import quote
 
-from ..errors import BadRequest
-from ..listen import ListenAddress, listen_address
-
+from opus.errors import BadRequest
+from opus.listen import ListenAddress, listen_address
 log = logging.getLogger(__name__)
 
 #: A well-formed Host: a DNS name or IPv4 address, or a bracketed IPv6 address, and an optional port.

@@ -27,12 +27,11 @@ from __future__ import annotations
 
 from bottle import Bottle, HTTPResponse, request
 
-from ..errors import BadRequest, ConfigurationError, Conflict, Forbidden, NotFound, Unauthorized
-from ..jobdef import control
-from ..jobdef.formats import CONTENT_TYPES, FORMATS, read_definition, write_definition
-from ..jobdef.registry import is_proposer
-from .web import as_json, base_url, check_body_size, form_input, form_values, identity, read_body, see_other
-
+from opus.errors import BadRequest, ConfigurationError, Conflict, Forbidden, NotFound, Unauthorized
+from opus.jobdef import control
+from opus.jobdef.formats import CONTENT_TYPES, FORMATS, read_definition, write_definition
+from opus.jobdef.registry import is_proposer
+from opus.server.web import as_json, base_url, check_body_size, form_input, form_values, identity, read_body, see_other
 MAX_DEFINITION_SIZE = 1024 * 1024
 DIGEST_HEADER = "OPUS-Proposal-Digest"
 

@@ -21,10 +21,9 @@ from typing import BinaryIO
 import multipart
 from bottle import request
 
-from ..errors import BadRequest, PayloadTooLarge
-from ..joblist import Upload
-from ..settings import Settings
-
+from opus.errors import BadRequest, PayloadTooLarge
+from opus.service.jobs import Upload
+from opus.settings import Settings
 #: The sign-in and sign-out forms: a name, a token, a CSRF token and a local "next" URL.
 SIGNIN_BODY_LIMIT = 8 * 1024
 #: Where the route's ceiling is kept for the body helpers (bytes).
@@ -37,9 +36,8 @@ _CHUNK_LINE = 1024  # the longest chunk-size line accepted (size, extensions, CR
 
 def route_limits(settings: Settings) -> dict[tuple[str, str], int]:
     """The body ceiling of each route that differs from ``MAX_BODY_SIZE``, by (method, rule)."""
-    from .jdl_routes import MAX_DEFINITION_SIZE  # the routes import this module's helpers
-    from .uws_routes import JOB
-
+    from opus.server.jdl_routes import MAX_DEFINITION_SIZE  # the routes import this module's helpers
+    from opus.server.uws_routes import JOB
     upload = max(settings.MAX_UPLOAD_SIZE, settings.MAX_BODY_SIZE)  # their forms take MAX_BODY_SIZE
     # The public routes take the lower of their own limit and MAX_BODY_SIZE, the ceiling of all forms.
     small = min(SIGNIN_BODY_LIMIT, settings.MAX_BODY_SIZE)

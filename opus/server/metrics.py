@@ -4,7 +4,7 @@
 every request
 - takes ``X-Request-ID`` when it is a sane token (1 to 64 of [A-Za-z0-9._-]) or makes one, returns
   it in the ``X-Request-ID`` response header and puts it on every log line written meanwhile;
-- counts the request by method and status and its duration (``opus.metrics``);
+- counts the request by method and status and its duration (``opus.observability.metrics``);
 and adds the ``/metrics`` route.  ``JobContextPlugin`` names the job of routes with a ``job_id``.
 
 ``/metrics`` is for admins unless ``METRICS_PUBLIC`` (then restrict it at the front end).  It is
@@ -18,13 +18,14 @@ import time
 
 from bottle import Bottle, HTTPResponse
 
-from .. import __version__, metrics
-from ..errors import Forbidden, Unauthorized
-from ..logcontext import JOB_ID, REQUEST_ID, new_request_id, sane, set_job_id
-from ..storage.stats import jobs_by_phase
-from ..uws import Phase
-from .web import identity
+from opus import __version__
 
+from opus.observability import metrics
+from opus.errors import Forbidden, Unauthorized
+from opus.observability.logcontext import JOB_ID, REQUEST_ID, new_request_id, sane, set_job_id
+from opus.storage.stats import jobs_by_phase
+from opus.uws import Phase
+from opus.server.web import identity
 log = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"))

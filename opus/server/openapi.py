@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from bottle import Bottle
 
-from ..uws import Phase
-from . import openapi_jdl, openapi_ops, openapi_prov, openapi_store, openapi_web
-from .web import as_json, base_url
-
+from opus.uws import Phase
+from opus.server import openapi_jdl, openapi_ops, openapi_prov, openapi_store, openapi_web
+from opus.server.web import as_json, base_url
 OPENAPI_VERSION = "3.1.0"
 PHASES = [p.value for p in Phase]
 JOB_ID_PATTERN = "^[0-9a-f]{16}$"
-#: A job parameter's name (opus.joblist.PARAM_NAME) and a value XML can carry (opus.uws.NOT_XML_CHAR).
+#: A job parameter's name (opus.service.jobs.PARAM_NAME) and a value XML can carry (opus.uws.NOT_XML_CHAR).
 PARAMETER_NAME = "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
 XML_TEXT = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\ufffe\\uffff]*$"
 

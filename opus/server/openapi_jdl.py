@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from ..jobdef.formats import CONTENT_TYPES, FORMATS
-from ..jobdef.model import NAME_RE
-
+from opus.jobdef.formats import CONTENT_TYPES, FORMATS
+from opus.jobdef.model import NAME_RE
 NAME = {"type": "string", "pattern": NAME_RE.pattern.replace("\\Z", "$")}
 STRING = {"type": "string"}
 DIGEST = {"type": "string", "pattern": "^[0-9a-fA-F]{64}$",

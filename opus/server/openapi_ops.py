@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from .metrics import CONTENT_TYPE
-
+from opus.server.metrics import CONTENT_TYPE
 TEXT = CONTENT_TYPE.split(";")[0]
 
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ..provenance.options import FORMATS, MAX_DEPTH, MAX_IDS
-
+from opus.provenance.options import FORMATS, MAX_DEPTH, MAX_IDS
 STRING = {"type": "string"}
 TAG = "Provenance"
 ID = {"type": "string", "pattern": "^[0-9a-fA-F]{16}$"}

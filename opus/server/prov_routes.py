@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from bottle import Bottle, HTTPResponse
 
-from .. import provenance
-from .files import protect
-from .web import base_url, identity, query_items
-
+from opus import provenance
+from opus.server.files import protect
+from opus.server.web import base_url, identity, query_items
 JOB = "/rest/<jobname>/<job_id>"
 
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from xml.sax.saxutils import escape, quoteattr
 
-from ..timeutil import format_instant
-from ..uws import NOT_XML_CHAR, Job, JobRef, Parameter, Result
-
+from opus.timeutil import format_instant
+from opus.uws import NOT_XML_CHAR, Job, JobRef, Parameter, Result
 UWS_NS = "http://www.ivoa.net/xml/UWS/v1.0"
 XLINK_NS = "http://www.w3.org/1999/xlink"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"

@@ -15,12 +15,11 @@ from urllib.parse import quote
 
 from bottle import Bottle, request
 
-from ..errors import BadRequest, Forbidden, Gone, NotFound
-from ..security import can_access
-from .files import files_base_url, serve_file
-from .render import iso
-from .web import as_json, base_url, identity
-
+from opus.errors import BadRequest, Forbidden, Gone, NotFound
+from opus.auth.identity import can_access
+from opus.server.files import files_base_url, serve_file
+from opus.server.render import iso
+from opus.server.web import as_json, base_url, identity
 ENTITY_ID = "<entity_id:re:[0-9a-f]{16}>"
 
 
@@ -39,7 +38,7 @@ def install(app: Bottle, services) -> None:
     def serve(entity):
         if not entity.available:
             raise Gone(f"the file of entity {entity.entity_id} was deleted with its job")
-        # The recorded type was decided by the server (opus.content_types); serve_file filters it again
+        # The recorded type was decided by the server (opus.jobdef.content_types); serve_file filters it again
         # for records made before that, and adds nosniff, the sandboxing CSP and the disposition.
         response = serve_file(settings.jobs_dir, entity.location, entity.content_type, entity.file_name)
         if response.status_code >= 400 and response.status_code != 416:

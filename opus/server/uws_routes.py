@@ -9,14 +9,14 @@ from urllib.parse import quote
 
 from bottle import Bottle, HTTPResponse, request
 
-from ..content_types import result_type, type_by_extension
-from ..errors import BadRequest, ConfigurationError, NotFound
-from ..jobfiles import JobFiles, read_json
-from ..timeutil import format_instant, parse_instant, parse_int
-from ..uws import parse_phase
-from . import render, web
-from .files import files_base_url, serve_file
-from .web import (as_json, base_url, form_input, identity, query_values, see_other, single, text,
+from opus.jobdef.content_types import result_type, type_by_extension
+from opus.errors import BadRequest, ConfigurationError, NotFound
+from opus.storage.jobfiles import JobFiles, read_json
+from opus.timeutil import format_instant, parse_instant, parse_int
+from opus.uws import parse_phase
+from opus.server import render, web
+from opus.server.files import files_base_url, serve_file
+from opus.server.web import (as_json, base_url, form_input, identity, query_values, see_other, single, text,
                   wants_json, xml)
 
 JOB = "/rest/<jobname>/<job_id>"
@@ -220,8 +220,7 @@ def install(app: Bottle, services) -> None:
 
     @app.put(JOB + "/parameters/<name>")
     def put_parameter(jobname, job_id, name):
-        from ..joblist import Upload
-
+        from opus.service.jobs import Upload
         job = job_of(jobname, job_id)
         current = job.parameter(name)
         if current is not None and current.by_reference:

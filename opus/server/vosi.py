@@ -9,15 +9,16 @@ from xml.sax.saxutils import escape as xml_escape
 
 from bottle import Bottle, HTTPResponse
 
-from .. import metrics, safejson
-from ..errors import BadRequest, Forbidden, NotFound, OpusError
-from ..listen import NO_CALLBACK_URL, callback_base
-from ..logcontext import set_job_id
-from ..security import check_job_token
-from ..timeutil import format_instant, utcnow
-from .render import HEAD
-from .web import as_json, base_url, read_body
+from opus import safejson
 
+from opus.observability import metrics
+from opus.errors import BadRequest, Forbidden, NotFound, OpusError
+from opus.listen import NO_CALLBACK_URL, callback_base
+from opus.observability.logcontext import set_job_id
+from opus.auth.identity import check_job_token
+from opus.timeutil import format_instant, utcnow
+from opus.server.render import HEAD
+from opus.server.web import as_json, base_url, read_body
 log = logging.getLogger(__name__)
 VOSI_AVAIL = "http://www.ivoa.net/xml/VOSIAvailability/v1.0"
 VOSI_CAPS = "http://www.ivoa.net/xml/VOSICapabilities/v1.0"

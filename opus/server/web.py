@@ -6,11 +6,10 @@ import json
 
 from bottle import HTTPError, HTTPResponse, request
 
-from ..errors import BadRequest, PayloadTooLarge
-from ..joblist import Upload
-from ..security import ANONYMOUS, Identity
-from . import hosts, limits
-
+from opus.errors import BadRequest, PayloadTooLarge
+from opus.service.jobs import Upload
+from opus.auth.identity import ANONYMOUS, Identity
+from opus.server import hosts, limits
 XML_TYPE = "text/xml; charset=UTF-8"
 TEXT_TYPE = "text/plain; charset=UTF-8"
 JSON_TYPE = "application/json"

@@ -23,12 +23,11 @@ from urllib.parse import quote, urlsplit
 import bottle
 from bottle import Bottle, HTTPResponse, request, static_file
 
-from ..errors import BadRequest, Forbidden, OpusError, TooManyRequests, Unauthorized
-from ..web import STATIC_DIR, TEMPLATES_DIR
-from ..web import session as web_session
-from .render import iso
-from .web import as_json, base_url, form_input, identity
-
+from opus.errors import BadRequest, Forbidden, OpusError, TooManyRequests, Unauthorized
+from opus.web import STATIC_DIR, TEMPLATES_DIR
+from opus.auth import session as web_session
+from opus.server.render import iso
+from opus.server.web import as_json, base_url, form_input, identity
 HTML_TYPE = "text/html; charset=UTF-8"
 #: Pages run only their own scripts and load nothing from elsewhere (data: for Bootstrap's icons).
 CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
@@ -182,7 +181,7 @@ def install(app: Bottle, services) -> None:
             user = services.auth.sign_in(name, token, request.environ.get("REMOTE_ADDR"))
         except Unauthorized:
             return signin_page("Wrong user name or token.", 401, name, next_url)
-        except TooManyRequests as exc:  # failed sign-ins throttled (opus.throttle): no check was made
+        except TooManyRequests as exc:  # failed sign-ins throttled (opus.auth.throttle): no check was made
             response = signin_page(f"Too many failed sign-ins: try again in {exc.retry_after} s.", 429, name,
                                    next_url)
             response.set_header("Retry-After", str(exc.retry_after))

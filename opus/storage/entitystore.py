@@ -16,13 +16,11 @@ from datetime import datetime
 
 from sqlalchemy import bindparam, insert, select, text
 
-from ..content_types import type_by_extension
-from ..timeutil import utcnow
-from ..uws import Job, Result
-from .jobstore import from_db_time, to_db_time
-from .tables import entities, used
-
-
+from opus.jobdef.content_types import type_by_extension
+from opus.timeutil import utcnow
+from opus.uws import Job, Result
+from opus.storage.jobstore import from_db_time, to_db_time
+from opus.storage.tables import entities, used
 @dataclass
 class Entity:
     entity_id: str
@@ -37,7 +35,7 @@ class Entity:
     location: str | None      # path under DATA_DIR/jobs; None once the file is gone
     source: str | None        # where an outside input came from (a URL, or "upload:<file name>")
     created: datetime
-    owner_key: str | None = None  # what access goes by (opus.security.can_access); owner_id is the name
+    owner_key: str | None = None  # what access goes by (opus.auth.identity.can_access); owner_id is the name
 
     @property
     def available(self) -> bool:
@@ -119,7 +117,7 @@ class EntityStore:
         """(job ids, entity ids) reachable from the given ones in any number of provenance steps, in
         one recursive query.  BACK: entity -> the job that generated it, job -> the entities it used;
         FORTH: the reverse.  Unless ``any_owner`` (an admin), the walk only enters jobs and entities
-        of ``owner_key`` (None: anonymous ones) -- the rule of ``opus.security.can_access``."""
+        of ``owner_key`` (None: anonymous ones) -- the rule of ``opus.auth.identity.can_access``."""
         if direction == "BACK":
             joins = ("LEFT JOIN entities e ON w.kind = 'e' AND e.entity_id = w.id "
                      "LEFT JOIN jobs j ON j.job_id = e.generated_by "
@@ -189,7 +187,7 @@ class EntityStore:
                 seen[sha] = entity_id
             uses.append({"job_id": job.job_id, "role": name, "entity_id": entity_id})
 
-        # Inputs are typed by OPUS's extension table (opus.content_types), never by what a client or a
+        # Inputs are typed by OPUS's extension table (opus.jobdef.content_types), never by what a client or a
         # remote server said: a stranger's text/html would otherwise be served as a page.
         for name, info in sorted(inputs.items()):
             use(name, info["sha256"], info["size"], type_by_extension(info.get("file_name") or name),

@@ -19,10 +19,8 @@ from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from ..uws import ErrorSummary, Job, JobRef, Parameter, Phase, Result
-from .tables import entities, jobs, parameters, results, used
-
-
+from opus.uws import ErrorSummary, Job, JobRef, Parameter, Phase, Result
+from opus.storage.tables import entities, jobs, parameters, results, used
 def _ref(r) -> JobRef:
     return JobRef(r[0], r[1], _PHASES[r[2]], r[3], r[4], r[5].replace(tzinfo=timezone.utc))
 

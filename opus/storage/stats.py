@@ -5,9 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from .tables import jobs
-
-
+from opus.storage.tables import jobs
 def jobs_by_phase(engine: Engine) -> dict[str, int]:
     """How many jobs the database holds in each phase (phases without jobs are absent): one query."""
     query = select(jobs.c.phase, func.count()).group_by(jobs.c.phase)

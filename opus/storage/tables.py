@@ -19,7 +19,7 @@ jobs = Table(
     Column("run_id", String(64)),
     # The owner's name, for display (UWS ownerId); access goes by owner_key.
     Column("owner_id", String(255)),
-    # "user:<uid>", "remote:<front-end name>" or NULL (anonymous): see opus.security.Identity.
+    # "user:<uid>", "remote:<front-end name>" or NULL (anonymous): see opus.auth.identity.Identity.
     Column("owner_key", String(320)),
     Column("phase", String(16), nullable=False),
     Column("creation_time", DateTime, nullable=False),
@@ -66,7 +66,7 @@ users = Table(
     Column("name", String(64), nullable=False, unique=True),
     # Public half of the token ("<token_id>.<secret>"): finds the user of a Bearer token.
     Column("token_id", String(32), nullable=False, unique=True),
-    # Keyed hash of the whole token (opus.users; legacy rows: PBKDF2 until first use); never the token.
+    # Keyed hash of the whole token (opus.auth.users; legacy rows: PBKDF2 until first use); never the token.
     Column("token_hash", String(255), nullable=False),
     Column("is_admin", Boolean, nullable=False),
     Column("enabled", Boolean, nullable=False),

@@ -1,4 +1,4 @@
-"""UserStore: persistence of users (returns ``opus.users.User`` objects).
+"""UserStore: persistence of users (returns ``opus.auth.users.User`` objects).
 
 A user's ``uid`` comes from the database (AUTOINCREMENT on SQLite, a sequence on PostgreSQL) and is
 never given again after the user is deleted: what the user owned stays with that id.
@@ -10,13 +10,11 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from ..security import server_secret
-from ..timeutil import utcnow
-from ..users import User, token_key
-from .jobstore import from_db_time, to_db_time
-from .tables import jobs, users
-
-
+from opus.auth.identity import server_secret
+from opus.timeutil import utcnow
+from opus.auth.users import User, token_key
+from opus.storage.jobstore import from_db_time, to_db_time
+from opus.storage.tables import jobs, users
 class UserExists(Exception):
     """A user of that name exists already."""
 

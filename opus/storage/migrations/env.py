@@ -3,7 +3,6 @@
 from alembic import context
 
 from opus.storage.tables import metadata
-
 config = context.config
 engine = config.attributes["engine"]
 

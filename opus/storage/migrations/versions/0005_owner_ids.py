@@ -13,7 +13,7 @@ jobs and entities carry ``owner_key``:
 
 ``owner_id`` keeps the name, for display (UWS ownerId).  Token hashes need no change of schema: the
 stored string names its scheme (``pbkdf2_sha256$...`` rows become ``hmac_sha256$...`` on their first
-successful use, ``opus.auth``).
+successful use, ``opus.auth.authenticate``).
 
 Revision ID: 0005
 Revises: 0004

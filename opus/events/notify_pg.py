@@ -1,7 +1,7 @@
 """Phase-change notifications across hosts: PostgreSQL LISTEN/NOTIFY on top of the host's sockets.
 
 With PostgreSQL, several web hosts (or several instances with their own DATA_DIR) share one
-database.  Each process keeps the same-host datagrams of ``opus.notify`` (the fastest path) and
+database.  Each process keeps the same-host datagrams of ``opus.events.notify`` (the fastest path) and
 also sends ``NOTIFY opus_jobs, '<job_id> <phase> <origin>'`` after every committed change.  Every
 process LISTENs on its own connection and delivers notifications from other origins (other hosts
 or other run directories) to its waiters, so a callback handled anywhere ends the matching WAITs
@@ -17,8 +17,7 @@ import socket
 import threading
 import time
 
-from .notify import Notifier
-
+from opus.events.notify import Notifier
 log = logging.getLogger(__name__)
 CHANNEL = "opus_jobs"
 

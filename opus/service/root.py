@@ -8,16 +8,16 @@ import os
 import threading
 from dataclasses import dataclass
 
-from .auth import Authenticator
-from .jobdef import JobDefinitionRegistry
-from .joblist import JobList
-from .managers import Manager, make_manager
-from .notify import Notifier
-from .notify_pg import PgNotifier
-from .settings import Settings
-from .storage import JobStore, create_engine_for
-from .storage.userstore import UserStore
-
+from opus.auth.authenticate import Authenticator
+from opus.jobdef import JobDefinitionRegistry
+from opus.service.jobs import JobList
+from opus.managers.base import Manager
+from opus.managers.factory import make_manager
+from opus.events.notify import Notifier
+from opus.events.notify_pg import PgNotifier
+from opus.settings import Settings
+from opus.storage import JobStore, create_engine_for
+from opus.storage.userstore import UserStore
 log = logging.getLogger(__name__)
 
 

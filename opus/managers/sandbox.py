@@ -23,8 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from .managers.jobsandbox import Sandbox, SandboxError
-
+from opus.managers.jobsandbox import Sandbox, SandboxError
 #: Seconds a probe's answer is kept (a fixed installation is noticed within a minute).
 PROBE_TTL = 60.0
 

@@ -7,7 +7,7 @@ and sends one datagram ``"<job_id> <phase>"`` to every registered peer, which wa
 A WAIT therefore ends as soon as the change is committed, whichever worker committed it, without
 any polling.  A peer that has died is noticed (ECONNREFUSED) and unregistered.
 
-With PostgreSQL, ``opus.notify_pg.PgNotifier`` adds LISTEN/NOTIFY on top of this, so that wake-ups
+With PostgreSQL, ``opus.events.notify_pg.PgNotifier`` adds LISTEN/NOTIFY on top of this, so that wake-ups
 also cross hosts; the interface (``publish``/``watch``/``subscribe``) is the same.
 """
 

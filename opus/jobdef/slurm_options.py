@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import re
 
-from ..errors import BadRequest
-
+from opus.errors import BadRequest
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}\Z")
 _MEM = re.compile(r"^[1-9][0-9]{0,9}[KMGT]?\Z")
 

@@ -6,12 +6,10 @@ keeps what it owned under its id, which no later user gets: a name re-created is
 
 from __future__ import annotations
 
-from .errors import BadRequest, Forbidden, NotFound
-from .storage.userstore import UserExists, UserStore
-from .timeutil import utcnow
-from .users import User, check_user_name, new_token, parse_jobdefs
-
-
+from opus.errors import BadRequest, Forbidden, NotFound
+from opus.storage.userstore import UserExists, UserStore
+from opus.timeutil import utcnow
+from opus.auth.users import User, check_user_name, new_token, parse_jobdefs
 class UserAdmin:
     def __init__(self, users: UserStore):
         self.users = users

@@ -6,9 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import ConfigurationError, OpusError
-
-
+from opus.errors import ConfigurationError, OpusError
 def add_parser(sub) -> None:
     jdl = sub.add_parser("jdl", help="job definitions: list, show, convert, propose, validate, delete")
     actions = jdl.add_subparsers(dest="action", required=True)
@@ -37,9 +35,8 @@ def add_parser(sub) -> None:
 
 
 def run(settings, args) -> int:
-    from .jobdef import JobDefinitionRegistry
-    from .jobdef.formats import read_definition, write_definition
-
+    from opus.jobdef import JobDefinitionRegistry
+    from opus.jobdef.formats import read_definition, write_definition
     registry = JobDefinitionRegistry(settings.JDL_DIR)
     try:
         if args.action == "list":

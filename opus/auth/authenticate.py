@@ -2,16 +2,16 @@
 
 Modes (combinable, settings AUTH_*): HTTP Basic ``name:token``, ``Authorization: Bearer
 <token>``, ``REMOTE_USER`` from a trusted front end, the web client's session cookie (made by
-signing in with a token, ``opus.web.session``; state-changing requests need its CSRF token), and
+signing in with a token, ``opus.auth.session``; state-changing requests need its CSRF token), and
 anonymous access.  Wrong credentials are always a 401, never a silent fall-back to anonymous.
 
 The cost of a credential is bounded before anyone is known (issue 11, finding 5):
 - every presented token, right or wrong, for a user who exists or not, and every malformed header or
-  unknown scheme, costs exactly one keyed hash (``opus.users.keyed_token_hash``) and one constant-time
+  unknown scheme, costs exactly one keyed hash (``opus.auth.users.keyed_token_hash``) and one constant-time
   comparison; PBKDF2 runs only for a user whose stored hash is still of the legacy form, once, after
   which the keyed hash replaces it;
 - failed sign-ins are throttled per user name (per token id for Bearer) and per client address
-  (``opus.throttle``): a throttled request is answered 429 before any lookup or hash.
+  (``opus.auth.throttle``): a throttled request is answered 429 before any lookup or hash.
 A 401 says what is wrong in general terms; it never repeats the credentials, the scheme or the header.
 """
 
@@ -24,13 +24,12 @@ import threading
 from collections.abc import Callable
 from typing import NoReturn
 
-from . import users as users_module
-from .errors import Forbidden, TooManyRequests, Unauthorized
-from .security import Identity, server_secret
-from .throttle import SignInThrottle, address_key
-from .users import DUMMY_HASH, USER_NAME, User, is_keyed, remote_owner_key, token_id_of, verify_token
-from .web import session as web_session
-
+from opus.auth import users as users_module
+from opus.errors import Forbidden, TooManyRequests, Unauthorized
+from opus.auth.identity import Identity, server_secret
+from opus.auth.throttle import SignInThrottle, address_key
+from opus.auth.users import DUMMY_HASH, USER_NAME, User, is_keyed, remote_owner_key, token_id_of, verify_token
+from opus.auth import session as web_session
 log = logging.getLogger(__name__)
 CHALLENGE = 'Basic realm="OPUS", charset="UTF-8", Bearer realm="OPUS"'
 WRONG = "wrong user name or token"

@@ -2,7 +2,7 @@
 
 Routes call one method each; this module holds no HTTP and no SQL.  It persists through a
 JobStore, runs jobs through a Manager and blocks WAIT requests on the Notifier.  Parsing what a
-request submits (parameters, uploads, control values) is in ``opus.submission``, mixed in.
+request submits (parameters, uploads, control values) is in ``opus.service.submission``, mixed in.
 """
 
 from __future__ import annotations
@@ -15,18 +15,17 @@ import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from .content_types import result_type
-from .errors import BadRequest, ConfigurationError, Forbidden, IllegalTransition, NotFound
-from .inputs import InputResolver
-from .jobdef import JobDefinition
-from .jobfiles import JobFiles, read_json
-from .security import Identity, can_access
-from .storage.entitystore import EntityStore
-from .storage.jobstore import DuplicateJobId
-from .submission import PARAM_NAME, Submission, SubmissionParsing, Upload  # noqa: F401 - re-exported
-from .timeutil import parse_instant, parse_int, utcnow
-from .uws import FINAL, ErrorSummary, Job, Parameter, Phase, Result
-
+from opus.jobdef.content_types import result_type
+from opus.errors import BadRequest, ConfigurationError, Forbidden, IllegalTransition, NotFound
+from opus.service.inputs import InputResolver
+from opus.jobdef import JobDefinition
+from opus.storage.jobfiles import JobFiles, read_json
+from opus.auth.identity import Identity, can_access
+from opus.storage.entitystore import EntityStore
+from opus.storage.jobstore import DuplicateJobId
+from opus.service.submission import PARAM_NAME, Submission, SubmissionParsing, Upload  # noqa: F401 - re-exported
+from opus.timeutil import parse_instant, parse_int, utcnow
+from opus.uws import FINAL, ErrorSummary, Job, Parameter, Phase, Result
 log = logging.getLogger(__name__)
 ABORTABLE = frozenset({Phase.PENDING, Phase.QUEUED, Phase.EXECUTING, Phase.HELD, Phase.SUSPENDED, Phase.UNKNOWN})
 
@@ -287,7 +286,7 @@ class JobList(SubmissionParsing):
         return "applied" if moved else "ignored"
 
     def _typed_results(self, job: Job | None, found: list[Result]) -> list[Result]:
-        """``found`` with the content types of ``opus.content_types.result_type``."""
+        """``found`` with the content types of ``opus.jobdef.content_types.result_type``."""
         jobdef = None
         if job is not None:
             try:

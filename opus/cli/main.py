@@ -8,18 +8,19 @@ import os
 import subprocess
 import sys
 
-from . import jdl_cli, listen, logcontext
-from .errors import ConfigurationError
-from .settings import load_settings
+from opus import listen
 
+from opus.cli import jdl as jdl_cli
 
+from opus.observability import logcontext
+from opus.errors import ConfigurationError
+from opus.settings import load_settings
 def _serve(settings, args) -> int:
     from socketserver import ThreadingMixIn
     from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-    from .server import create_app
-    from .storage import create_engine_for, upgrade_schema
-
+    from opus.server import create_app
+    from opus.storage import create_engine_for, upgrade_schema
     upgrade_schema(create_engine_for(settings.database_url))
 
     class ThreadingServer(ThreadingMixIn, WSGIServer):
@@ -44,13 +45,11 @@ def _serve(settings, args) -> int:
 
 
 def _init(settings, args) -> int:
-    from .storage import create_engine_for, upgrade_schema
-    from .storage.userstore import UserStore
-    from .useradmin import UserAdmin
-
-    from . import sandbox
-    from .security import server_secret
-
+    from opus.storage import create_engine_for, upgrade_schema
+    from opus.storage.userstore import UserStore
+    from opus.auth.admin import UserAdmin
+    from opus.managers import sandbox
+    from opus.auth.identity import server_secret
     settings.jobs_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine_for(settings.database_url)
     upgrade_schema(engine)
@@ -78,11 +77,10 @@ def _init(settings, args) -> int:
 def _user(settings, args) -> int:
     import json
 
-    from .errors import OpusError
-    from .storage import create_engine_for
-    from .storage.userstore import UserStore
-    from .useradmin import UserAdmin
-
+    from opus.errors import OpusError
+    from opus.storage import create_engine_for
+    from opus.storage.userstore import UserStore
+    from opus.auth.admin import UserAdmin
     admin = UserAdmin(UserStore(create_engine_for(settings.database_url), settings))
     try:
         if args.action == "add":
@@ -117,8 +115,7 @@ def _user(settings, args) -> int:
 
 
 def _maintenance(settings, args) -> int:
-    from .services import Services
-
+    from opus.service.root import Services
     services = Services.build(settings)
     count = services.joblist.destroy_expired()
     verb = "archived" if settings.DESTRUCTION_POLICY == "archive" else "destroyed"
@@ -139,9 +136,8 @@ def _check_callbacks(settings) -> None:
 
 
 def _check(settings, args) -> int:
-    from . import sandbox
-    from .jobdef import JobDefinitionRegistry
-
+    from opus.managers import sandbox
+    from opus.jobdef import JobDefinitionRegistry
     registry = JobDefinitionRegistry(settings.JDL_DIR)
     bad = 0
     _check_callbacks(settings)

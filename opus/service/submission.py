@@ -2,7 +2,7 @@
 job definition, uploads streamed to disk and hashed, /store links recorded.
 
 ``SubmissionParsing`` is a part of ``JobList`` (which it is mixed into), kept apart for size: it
-uses the job list's ``settings`` and ``inputs`` (an ``opus.inputs.InputResolver``).
+uses the job list's ``settings`` and ``inputs`` (an ``opus.service.inputs.InputResolver``).
 """
 
 from __future__ import annotations
@@ -16,15 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import BinaryIO
 
-from .errors import BadRequest, PayloadTooLarge
-from .jobdef import JobDefinition
-from .jobdef.model import multiplicity_range
-from .jobfiles import JobFiles, read_json, write_json
-from .managers.slurm_options import check_option, is_slurm_parameter
-from .security import Identity
-from .timeutil import parse_instant, parse_int
-from .uws import NOT_XML_CHAR, Parameter, Phase
-
+from opus.errors import BadRequest, PayloadTooLarge
+from opus.jobdef import JobDefinition
+from opus.jobdef.model import multiplicity_range
+from opus.storage.jobfiles import JobFiles, read_json, write_json
+from opus.jobdef.slurm_options import check_option, is_slurm_parameter
+from opus.auth.identity import Identity
+from opus.timeutil import parse_instant, parse_int
+from opus.uws import NOT_XML_CHAR, Parameter, Phase
 PARAM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}\Z")
 CONTROL = {"PHASE", "RUNID", "EXECUTIONDURATION", "DESTRUCTION"}
 

@@ -8,7 +8,7 @@ derived from the server secret.  A slow password hash buys nothing for 256 rando
 enumerate them), while it made every wrong credential cost 200,000 rounds of PBKDF2: the keyed hash
 is a thousand times cheaper and, with the key out of the database, a stolen database alone cannot
 even test a guess.  Hashes of the previous scheme (``pbkdf2_sha256$...``) are still verified, and
-replaced by the keyed form on their first successful use (``opus.auth``).
+replaced by the keyed form on their first successful use (``opus.auth.authenticate``).
 
 Every user has an id (``uid``) that is never given again, even after the user is deleted: jobs and
 entities belong to the owner key ``user:<uid>`` (``owner_key``), so a name re-created later is
@@ -25,8 +25,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .errors import BadRequest
-
+from opus.errors import BadRequest
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,63}\Z")
 ITERATIONS = 200_000  # the legacy PBKDF2 scheme only
 KEYED = "hmac_sha256"
@@ -55,7 +54,7 @@ class User:
 
     @property
     def owner_key(self) -> str:
-        """What the user's jobs and entities are owned by (``opus.security.can_access``)."""
+        """What the user's jobs and entities are owned by (``opus.auth.identity.can_access``)."""
         if self.uid is None:
             raise ValueError(f"user {self.name!r} has no id yet (not stored)")
         return user_owner_key(self.uid)

@@ -9,7 +9,7 @@ or deleting and re-creating the name ends every session at once, and the expiry
 A session's CSRF token is HMAC(key, session id).  Pages carry it in ``<meta name="csrf-token">``
 and forms in the field ``_csrf``; scripts send it as the ``X-CSRF-Token`` header.  Every request
 authenticated by the cookie with a method other than GET, HEAD or OPTIONS must carry it
-(``opus.auth``).  Requests with Basic or Bearer credentials need none: browsers never attach
+(``opus.auth.authenticate``).  Requests with Basic or Bearer credentials need none: browsers never attach
 those to another site's request on their own.
 
 The sign-in form itself is protected against login CSRF by a short-lived random cookie
@@ -25,8 +25,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from ..security import server_secret
-
+from opus.auth.identity import server_secret
 COOKIE = "opus_session"
 SIGNIN_COOKIE = "opus_signin"
 CSRF_HEADER = "X-CSRF-Token"

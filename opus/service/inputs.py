@@ -27,12 +27,11 @@ import shutil
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-from .errors import BadRequest, Forbidden, NotFound
-from .jobdef.model import JobDefinition, UsedDescription, describe_multiplicity, multiplicity_range
-from .jobfiles import JobFiles, read_json, write_json
-from .security import can_access
-from .uws import Parameter
-
+from opus.errors import BadRequest, Forbidden, NotFound
+from opus.jobdef.model import JobDefinition, UsedDescription, describe_multiplicity, multiplicity_range
+from opus.storage.jobfiles import JobFiles, read_json, write_json
+from opus.auth.identity import can_access
+from opus.uws import Parameter
 _HTTP = re.compile(r"^https?://", re.IGNORECASE)
 #: An entity of this server's result store, by URL: <base>/store/<id>[/<file name>] or <base>/store?ID=<id>.
 _STORE = re.compile(r"^/store(?:/([0-9a-f]{16})(?:/[^/?#]*)?|\?ID=([0-9a-f]{16}))\Z")

@@ -1,0 +1,5 @@
+"""``python -m opus.cli``: the ``opus`` command."""
+
+from opus.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Phase-change notifications between processes and hosts."""

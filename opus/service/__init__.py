@@ -1,0 +1,1 @@
+"""The job service layer: the UWS operations, submission parsing, completion, maintenance."""
