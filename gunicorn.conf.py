@@ -102,3 +102,16 @@ def on_starting(server):
     if soft != resource.RLIM_INFINITY and soft < worker_connections + 64:
         server.log.warning("open files limit %d is below worker_connections (%d): raise LimitNOFILE / ulimit -n",
                            soft, worker_connections)
+
+
+def child_exit(server, worker):
+    """A worker is gone: its live gauge (opus_processes) leaves the metrics at once, while its
+    counters stay in the totals (prometheus_client's mark_process_dead; opus.observability.metrics).
+    Without this hook, the next scrape does the same."""
+    try:
+        from opus.observability.metrics import directory_of, process_exited
+        from opus.settings import load_settings
+
+        process_exited(directory_of(load_settings()), worker.pid)
+    except Exception as exc:  # the master must not fail for the metrics
+        server.log.warning("metrics: cannot forget worker %s: %s", worker.pid, exc)

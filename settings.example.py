@@ -223,7 +223,8 @@ LOG_LEVEL = "INFO"
 # GET /metrics, the Prometheus metrics (docs/deployment.md, "Metrics"), is for admins only:
 # Prometheus sends an admin's token (bearer_token or basic_auth).  True serves it to anyone
 # without credentials: then restrict /metrics at the front end (e.g. Apache `Require ip`), as
-# the figures describe the service's use.
+# the figures describe the service's use.  The counts of the server's processes are totalled
+# through DATA_DIR/run/metrics (prometheus_client's multiprocess files, cleared when the server starts).
 METRICS_PUBLIC = False
 
 # ---- SLURM (MANAGER = "slurm"; see docs/slurm.md) ------------------------------------------------------

@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 import requests
 
-from opus.service.root import Services
+from opus.service.root import Root
 from opus.settings import load_settings
 from opus.storage import create_engine_for, upgrade_schema
 from opus.storage.entitystore import EntityStore
@@ -51,7 +51,7 @@ class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
 
-def build_chain(services: Services, n: int) -> tuple[list[str], list[str]]:
+def build_chain(services: Root, n: int) -> tuple[list[str], list[str]]:
     """(job ids, the main entity id of each job), oldest first."""
     store = services.store
     entities = EntityStore(store)
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
             overrides["DATABASE_URL"] = args.database
         settings = load_settings(None, **overrides)
         upgrade_schema(create_engine_for(settings.database_url))
-        services = Services.build(settings)
+        services = Root.build(settings)
         from opus.server import create_app
         app = create_app(settings, services, start=False)
         t = time.perf_counter()

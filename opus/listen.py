@@ -20,7 +20,10 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
+
+from opus.settings import Settings
 
 #: The environment variable through which gunicorn's master tells its workers its ``bind`` list
 #: (one address per line).  Read by :func:`listen_address` only.
@@ -96,34 +99,32 @@ def _first_address(binds: tuple[str, ...]) -> ListenAddress | None:
     return None
 
 
-def address_for_binds(binds) -> ListenAddress | None:
+def address_for_binds(binds: Iterable[str]) -> ListenAddress | None:
     """The first TCP address of a bind list (gunicorn's ``cfg.bind``), or None when there is none."""
     return _first_address(tuple(binds))
 
 
-def url_for_binds(binds) -> str | None:
+def url_for_binds(binds: Iterable[str]) -> str | None:
     """The URL this server reaches itself at, from its bind list: ``["0.0.0.0:8080"]`` gives
     ``http://127.0.0.1:8080``; None for unix sockets or file descriptors only."""
     address = address_for_binds(binds)
     return address.url if address is not None else None
 
 
-def with_listen_address(settings, host: str, port: int):
+def with_listen_address(settings: Settings, host: str, port: int) -> Settings:
     """``settings`` for a server that listens on ``host:port`` (what ``opus serve`` does once bound)."""
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return replace(settings, extra={**settings.extra, "listen_binds": (bind,)})
 
 
-def listen_address(settings) -> ListenAddress | None:
+def listen_address(settings: Settings) -> ListenAddress | None:
     """The address this server listens on: recorded by ``opus serve``, or published by gunicorn's
     master in ``OPUS_LISTEN_ADDRESS``; None when unknown (mod_wsgi, a unix socket)."""
-    binds = settings.extra.get("listen_binds")
-    if binds is None:
-        binds = os.environ.get(ENV, "").splitlines()
-    return address_for_binds(binds)
+    binds = settings.listen_binds
+    return address_for_binds(binds if binds is not None else os.environ.get(ENV, "").splitlines())
 
 
-def callback_base(settings) -> str | None:
+def callback_base(settings: Settings) -> str | None:
     """The base URL job wrappers report to: CALLBACK_URL, else BASE_URL, else the listening address;
     None when none is known (then no job may start)."""
     if settings.CALLBACK_URL:

@@ -14,6 +14,7 @@ import re
 import runpy
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 from opus.errors import ConfigurationError
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +50,7 @@ class Settings:
     # 0.0.0.0/::, also this machine's names and addresses).  Entries: "host" (any port),
     # "host:port", ".example.org" (the domain and its subdomains), "*" (any well-formed Host).
     # Another Host gets the listening address's URL (400 when that is unknown, as under mod_wsgi).
-    ALLOWED_HOSTS: tuple = ()
+    ALLOWED_HOSTS: tuple[str, ...] = ()
     # Base URL of a second origin that serves the same OPUS for job files (results, uploads, /store),
     # e.g. "https://results.example.org/opus": the links to files in job documents point there, so a
     # file a browser renders runs with no access to the main origin's session (docs/deployment.md).
@@ -126,7 +127,7 @@ class Settings:
     # The bubblewrap executable (a name looked up in /usr/local/bin:/usr/bin:/bin, or a path).
     JOB_SANDBOX_BWRAP: str = "bwrap"
     # Extra directories job scripts may read (software, catalogues), mounted read-only at the same path.
-    JOB_SANDBOX_READ_ONLY: tuple = ()
+    JOB_SANDBOX_READ_ONLY: tuple[str, ...] = ()
 
     # ---- identity (SECURITY.md) -------------------------------------------------------------------
     # Requests without credentials act as the anonymous user (True), or get 401 (False).
@@ -138,9 +139,9 @@ class Settings:
     # Only when nothing else can reach OPUS: anyone who can set it can be anyone.
     AUTH_REMOTE_USER: bool = False
     # Job definitions a REMOTE_USER without a stored user may use ("*": all).
-    REMOTE_USER_JOBDEFS: tuple = ("*",)
+    REMOTE_USER_JOBDEFS: tuple[str, ...] = ("*",)
     # Job definitions the anonymous user may use ("*": all; (): none).
-    ANONYMOUS_JOBDEFS: tuple = ("*",)
+    ANONYMOUS_JOBDEFS: tuple[str, ...] = ("*",)
     # Unfinished jobs a user may have at once unless the user has a limit of its own (0: no limit);
     # it applies to the anonymous user as a whole.
     DEFAULT_MAX_ACTIVE_JOBS: int = 0
@@ -155,7 +156,7 @@ class Settings:
     # ---- web client (README, "The web client") -----------------------------------------------------
     # Origins ("https://other.example.org[:port]") whose pages may call this API from the browser
     # with the visitor's session (CORS with credentials); "*": any origin, with tokens only.
-    CORS_ORIGINS: tuple = ()
+    CORS_ORIGINS: tuple[str, ...] = ()
     # Seconds a web session (signing in with a token) lasts; a new token for the user ends it early.
     SESSION_LIFETIME: int = 8 * 3600
     # Where `npm ci` installed the front-end libraries (Bootstrap, CodeMirror) that the pages use.
@@ -167,7 +168,7 @@ class Settings:
     # Partition used when neither the definition nor the job names one (None: the cluster's default).
     SLURM_PARTITION: str | None = None
     # Partitions jobs may ask for with slurm_partition (empty: any valid name).
-    SLURM_PARTITIONS: tuple = ()
+    SLURM_PARTITIONS: tuple[str, ...] = ()
     # Account charged when neither the definition nor the job names one.
     SLURM_ACCOUNT: str | None = None
     # Seconds added to executionDuration before rounding up to SLURM's whole minutes for --time
@@ -194,7 +195,9 @@ class Settings:
     # not share DATA_DIR (files are copied both ways over ssh); None: DATA_DIR is shared.
     SLURM_REMOTE_DIR: str | None = None
 
-    extra: dict = field(default_factory=dict, compare=False, repr=False)
+    # Set by OPUS itself, never by a settings file: "settings_file" (where the settings came from),
+    # "listen_binds" (what `opus serve` bound).  Read through the properties below.
+    extra: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
     # ---- derived values -------------------------------------------------------------------
     @property
@@ -221,7 +224,19 @@ class Settings:
         """The most fields or parts parsed from one form (MAX_FORM_PARTS, 0: MAX_PARAMETERS + 16)."""
         return self.MAX_FORM_PARTS or self.MAX_PARAMETERS + 16
 
-    def with_overrides(self, **values) -> "Settings":
+    @property
+    def settings_file(self) -> str | None:
+        """The settings file these settings were loaded from (the job sandbox hides it), if any."""
+        value = self.extra.get("settings_file")
+        return value if isinstance(value, str) else None
+
+    @property
+    def listen_binds(self) -> tuple[str, ...] | None:
+        """The bind list ``opus serve`` recorded (opus.listen.with_listen_address), if any."""
+        value = self.extra.get("listen_binds")
+        return value if isinstance(value, tuple) else None
+
+    def with_overrides(self, **values: Any) -> Settings:
         """A copy with some fields replaced (validated like a settings file)."""
         return _validated(replace(self, **values))
 
@@ -275,10 +290,11 @@ def _validated(s: Settings) -> Settings:
     return s
 
 
-def load_settings(path: str | os.PathLike | None = None, **overrides) -> Settings:
+def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
     """Load the settings file at ``path`` (default: ``$OPUS_SETTINGS``; none: all defaults)."""
     path = path if path is not None else os.environ.get("OPUS_SETTINGS")
-    values: dict = {}
+    # Any: whatever a settings file assigned (a boundary); _validated checks what matters.
+    values: dict[str, Any] = {}
     if path:
         p = Path(path)
         if not p.is_file():
@@ -300,5 +316,5 @@ def load_settings(path: str | os.PathLike | None = None, **overrides) -> Setting
         if "int" in expected and "float" not in expected and isinstance(value, bool):
             raise ConfigurationError(f"{name} must be an integer")
     # Where the settings came from: the job sandbox hides that file from job scripts.
-    extra = {"settings_file": str(Path(path).resolve())} if path else {}
+    extra: dict[str, object] = {"settings_file": str(Path(path).resolve())} if path else {}
     return _validated(Settings(**values, extra=extra))

@@ -7,7 +7,7 @@ UWS 1.1 wants ISO 8601 with a 'T' and a 'Z' (UWS-74); clients send with or witho
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from opus.errors import BadRequest
 _ISO = re.compile(
@@ -38,8 +38,6 @@ def parse_instant(text: str, what: str = "date") -> datetime:
         return dt.replace(tzinfo=timezone.utc)
     sign = 1 if zone[0] == "+" else -1
     digits = zone[1:].replace(":", "")
-    from datetime import timedelta
-
     offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
     return (dt - sign * offset).replace(tzinfo=timezone.utc)
 

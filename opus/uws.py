@@ -7,11 +7,14 @@ Manager.  References are to ``shared/uws/CHECKLIST.md``.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
-from opus.errors import IllegalTransition
+from opus.errors import BadRequest, IllegalTransition
+
+
 class Phase(str, Enum):
     """The ten UWS execution phases (UWS-41)."""
 
@@ -55,28 +58,79 @@ STARTABLE = frozenset({Phase.QUEUED, Phase.HELD, Phase.SUSPENDED, Phase.UNKNOWN}
 ENDABLE = frozenset({Phase.EXECUTING, Phase.SUSPENDED, Phase.HELD, Phase.UNKNOWN})
 #: The phases a job wrapper may report (targets, not sources).
 REPORTABLE = frozenset({Phase.EXECUTING, Phase.COMPLETED, Phase.ERROR, Phase.ABORTED})
+#: Phases of a job that counts against its owner's limit of unfinished jobs (MAX_ACTIVE_JOBS).
+#: UNKNOWN is not counted: nothing is known to run.
+UNFINISHED = ACTIVE | {Phase.PENDING}
+#: Phases in which a manager still records the id it gave a job: all but ABORTED, since an ABORT
+#: that landed first could not stop what it did not know, and the manager cancels it itself.
+UNABORTED = frozenset(set(Phase) - {Phase.ABORTED})
 
 #: The transition table (CHECKLIST §3): target phase -> phases it may be reached from.
 #: UNKNOWN may move anywhere (the server re-learns the state), as vollt allows.
+#: JobStore.set_phase takes its compare-and-set sources from here: a transition the server makes
+#: is in this table or it does not happen.
 TRANSITIONS: dict[Phase, frozenset[Phase]] = {
-    Phase.QUEUED: frozenset({Phase.PENDING, Phase.HELD, Phase.UNKNOWN}),
+    # EXECUTING, SUSPENDED: SLURM requeues a job (REQUEUED, preemption); reconciliation follows squeue.
+    Phase.QUEUED: frozenset({Phase.PENDING, Phase.HELD, Phase.UNKNOWN, Phase.EXECUTING, Phase.SUSPENDED}),
     Phase.EXECUTING: frozenset({Phase.QUEUED, Phase.HELD, Phase.SUSPENDED, Phase.UNKNOWN}),
-    Phase.COMPLETED: frozenset({Phase.EXECUTING, Phase.UNKNOWN}),
+    # SUSPENDED, HELD: SLURM (its epilog, the wrapper's report, reconciliation) reports the end of a
+    # job the database last saw held or suspended (ENDABLE).
+    Phase.COMPLETED: frozenset({Phase.EXECUTING, Phase.UNKNOWN, Phase.SUSPENDED, Phase.HELD}),
     Phase.ERROR: frozenset({Phase.PENDING, Phase.QUEUED, Phase.EXECUTING, Phase.SUSPENDED, Phase.HELD,
                             Phase.UNKNOWN}),
     Phase.ABORTED: frozenset({Phase.PENDING, Phase.QUEUED, Phase.EXECUTING, Phase.HELD, Phase.SUSPENDED,
                               Phase.UNKNOWN}),
-    Phase.HELD: frozenset({Phase.PENDING, Phase.QUEUED, Phase.EXECUTING, Phase.UNKNOWN}),
-    Phase.SUSPENDED: frozenset({Phase.EXECUTING, Phase.UNKNOWN}),
+    # SUSPENDED: reconciliation sees a suspended SLURM job held (scontrol hold) since its last look.
+    Phase.HELD: frozenset({Phase.PENDING, Phase.QUEUED, Phase.EXECUTING, Phase.UNKNOWN, Phase.SUSPENDED}),
+    # QUEUED, HELD: reconciliation sees a job suspended that it last saw before it started (squeue is
+    # read every SLURM_RECONCILE_MINUTES; the wrapper's EXECUTING report may be lost).
+    Phase.SUSPENDED: frozenset({Phase.EXECUTING, Phase.UNKNOWN, Phase.QUEUED, Phase.HELD}),
     Phase.ARCHIVED: frozenset({Phase.COMPLETED, Phase.ERROR, Phase.ABORTED}),
     Phase.UNKNOWN: frozenset(set(Phase) - {Phase.ARCHIVED, Phase.UNKNOWN}),
     Phase.PENDING: frozenset(),
 }
 
+#: Every named source set the server moves jobs from, with the targets it moves them to.  Checked
+#: at import (below): a named set wider than the table would let a compare-and-set move a job where
+#: the table forbids.
+NAMED_MOVES: tuple[tuple[str, frozenset[Phase], frozenset[Phase]], ...] = (
+    ("RUNNABLE", RUNNABLE, frozenset({Phase.QUEUED})),                # RUN
+    ("ABORTABLE", ABORTABLE, frozenset({Phase.ABORTED})),             # ABORT, destruction (archive policy)
+    ("STARTABLE", STARTABLE, frozenset({Phase.EXECUTING})),           # a report of a start
+    ("ENDABLE", ENDABLE, ENDED),                                      # a report of an end
+    ("ENDED", ENDED, frozenset({Phase.ARCHIVED})),                    # archiving
+    ("ACTIVE", ACTIVE, ACTIVE),                                       # SLURM reconciliation
+)
+
+
+def _check_named_moves() -> None:
+    for name, sources, targets in NAMED_MOVES:
+        for target in targets:
+            extra = sources - {target} - TRANSITIONS[target]
+            if extra:
+                raise RuntimeError(f"opus.uws: {name} -> {target.value} is not in TRANSITIONS for "
+                                   + ", ".join(sorted(p.value for p in extra)))
+
+
+_check_named_moves()
+
 
 def allowed_sources(target: Phase) -> frozenset[Phase]:
     """The phases from which ``target`` may be reached."""
     return TRANSITIONS[target]
+
+
+def checked_sources(target: Phase, sources: Iterable[Phase] | None) -> frozenset[Phase]:
+    """``sources`` (default: the table's) for a move to ``target``; ValueError if any is not in the
+    table: a caller asking for more than the table allows is a programming error, never a request's."""
+    allowed = TRANSITIONS[target]
+    if sources is None:
+        return allowed
+    wanted = frozenset(sources)
+    if not wanted <= allowed:
+        raise ValueError(f"{', '.join(sorted(p.value for p in wanted - allowed))} -> {target.value} "
+                         "is not in the UWS transition table (opus.uws.TRANSITIONS)")
+    return wanted
 
 
 def check_transition(current: Phase, target: Phase) -> None:
@@ -87,7 +141,6 @@ def check_transition(current: Phase, target: Phase) -> None:
 
 def parse_phase(text: str, what: str = "PHASE") -> Phase:
     """A phase from client input (exact, upper case, as the schema requires)."""
-    from opus.errors import BadRequest
     try:
         return Phase(text.strip())
     except (ValueError, AttributeError):

@@ -10,20 +10,26 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from bottle import Bottle
 
 # Absolute imports: mod_wsgi executes this file as a script of its own (not as ``opus.wsgi``), so
 # relative imports would fail there.  ``opus`` must be importable: installed in the virtualenv of
 # python-home, or on python-path.
 from opus.server import create_app
 from opus.settings import load_settings
-_app = create_app(load_settings()) if os.environ.get("OPUS_SETTINGS") else None
+_app: Bottle | None = create_app(load_settings()) if os.environ.get("OPUS_SETTINGS") else None
 _lock = threading.Lock()
 
 
-def application(environ, start_response):
+def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """The WSGI callable (PEP 3333)."""
     global _app
     if _app is None:
         with _lock:
             if _app is None:
                 _app = create_app(load_settings(environ.get("OPUS_SETTINGS")))
-    return _app(environ, start_response)
+    served: Iterable[bytes] = _app(environ, start_response)
+    return served

@@ -18,6 +18,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 say() { echo "test.sh: $*" >&2; }
+STARTED=$SECONDS
+took() { local s=$((SECONDS - STARTED)); echo "$((s / 60)) min $((s % 60)) s"; }
 
 bash scripts/setup.sh --test
 
@@ -125,6 +127,7 @@ elif [ "$PYTEST_RC" -ne 5 ]; then
     [ "$STATUS" -ne 0 ] || STATUS=1
 fi
 
+say "the whole run (set-up, PostgreSQL, SLURM, pytest) took $(took)"
 # If we printed anything after pytest's closing line, repeat that line so it stays last.
 if [ "$STATUS" -ne 0 ] || [ -n "${DETAILS:-}" ] || [ "${N_SKIPPED:-0}" -gt 0 ]; then
     [ -z "$SUMMARY" ] || echo "$SUMMARY"

@@ -1,4 +1,13 @@
-"""Shared fixtures: settings in a temporary directory, the two databases, a live server.
+"""Shared fixtures: settings in a temporary directory, the two databases, the servers under test.
+
+Two servers, one interface (url, http, settings, services, create, wait_final):
+
+* ``api`` / ApiServer: the app called in-process (tests/inprocess.py: WebTest, no socket), jobs run
+  by tests/fakes.FakeManager through the real completion service.  For API tests that are about
+  neither HTTP transport nor execution: most of them, and fast.
+* ``live`` / LiveServer: real HTTP in a thread, the real manager and job wrapper.  For tests about
+  execution (sandbox, scripts, processes, restarts) and transport (Host, sockets, clients).
+Waiting is tests/helpers.py's (WAIT long-polls, ``wait_for``), nothing else.
 
 PostgreSQL tests use the server named by OPUS_TEST_PG_URL (scripts/test.sh starts one).  Without
 it they are skipped -- except when OPUS_REQUIRE_PG=1 (CI), where a missing server is a failure.
@@ -6,21 +15,29 @@ it they are skipped -- except when OPUS_REQUIRE_PG=1 (CI), where a missing serve
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import threading
-import time
 from pathlib import Path
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from unittest import mock
 
 import pytest
 import requests
 from sqlalchemy import text
 
-from opus.service.root import Services
+import opus.service.root as root_module
+from fakes import FakeManager
+from helpers import wait_final
+import inprocess
+from opus.server import create_app
+from opus.service.root import Root
 from opus.settings import REPO_ROOT, load_settings
 from opus.storage import create_engine_for, upgrade_schema
+
 #: The IVOA schemas and UWS samples the tests validate against, kept in the repository
 #: (tests/data/uws/README.md says where each comes from).
 UWS_DATA = Path(__file__).resolve().parent / "data" / "uws"
@@ -82,29 +99,12 @@ class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
 
-class LiveServer:
-    """An OPUS app served over real HTTP in this process (the wrapper calls back to it)."""
+class _Conveniences:
+    """What tests do with a server, whatever carries the requests: create jobs, wait for their end."""
 
-    def __init__(self, settings):
-        from opus.server import create_app
-        upgrade_schema(create_engine_for(settings.database_url))
-        self.httpd = make_server("127.0.0.1", 0, lambda e, s: self.app(e, s), server_class=_Server,
-                                 handler_class=_Quiet)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
-        self.settings = settings.with_overrides(CALLBACK_URL=self.url)
-        self.services = Services.build(self.settings)
-        self.app = create_app(self.settings, self.services)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-        self.http = requests.Session()
+    url: str
+    http: requests.Session
 
-    def stop(self):
-        self.services.stop()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.services.store.engine.dispose()
-
-    # ---- conveniences for tests -------------------------------------------------------------------
     def create(self, jobname="dummy", data=None, files=None, run=False) -> str:
         data = dict(data or {})
         if run:
@@ -114,18 +114,94 @@ class LiveServer:
         return r.headers["Location"]
 
     def wait_final(self, job_url: str, timeout: float = 30) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            phase = self.http.get(job_url + "/phase").text
-            if phase in ("COMPLETED", "ERROR", "ABORTED"):
-                return phase
-            self.http.get(job_url, params={"WAIT": 5})
-        raise AssertionError(f"{job_url} did not finish in {timeout} s (phase {phase})")
+        return wait_final(self.http, job_url, timeout)
+
+    def session(self) -> requests.Session:
+        """A new client session (its own cookies and credentials) to this server."""
+        return requests.Session()
+
+
+class LiveServer(_Conveniences):
+    """An OPUS app served over real HTTP in this process, with the real manager (the wrapper calls
+    back to it): for tests about execution and transport."""
+
+    def __init__(self, settings):
+        upgrade_schema(create_engine_for(settings.database_url))
+        self.httpd = make_server("127.0.0.1", 0, lambda e, s: self.app(e, s), server_class=_Server,
+                                 handler_class=_Quiet)
+        self.port = self.httpd.server_port
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.settings = self.configure(settings)
+        self.services = Root.build(self.settings)
+        self.app = create_app(self.settings, self.services)
+        # serve_forever checks for shutdown every poll_interval: 0.5 s by default, paid by every test.
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02},
+                                       daemon=True)
+        self.thread.start()
+        self.http = requests.Session()
+
+    def configure(self, settings):
+        """The settings this server runs with, once its address is known: jobs call it back here."""
+        return settings.with_overrides(CALLBACK_URL=self.url)
+
+    def stop(self):
+        self.services.stop()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.services.store.engine.dispose()
+
+
+class ApiServer(_Conveniences):
+    """The same app called in-process (WebTest, no socket), jobs run by ``tests/fakes.FakeManager``
+    through the real completion code: for API tests that are about neither transport nor execution.
+    Same attributes as LiveServer (url, http, settings, services, app)."""
+
+    _ports = itertools.count(50001)
+
+    def __init__(self, settings, behaviours=None):
+        # Each app its own base URL: requests to it never leave the process (inprocess.serve).
+        self.url = f"http://localhost:{next(self._ports)}"
+        upgrade_schema(create_engine_for(settings.database_url))
+        self.settings = settings.with_overrides(CALLBACK_URL=self.url)
+        self.services = build_with_fake_manager(self.settings, behaviours)
+        self.app = create_app(self.settings, self.services)
+        inprocess.serve(self.app, self.url)
+        self.http = requests.Session()
+
+    @property
+    def manager(self) -> FakeManager:
+        return self.services.manager
+
+    def stop(self):
+        inprocess.unserve(self.url)
+        self.services.stop()
+        self.services.store.engine.dispose()
+
+
+def build_with_fake_manager(settings, behaviours=None):
+    """The composition root of ``settings`` with a FakeManager in place of the configured manager."""
+    if not hasattr(root_module, "make_manager"):
+        raise AssertionError("opus.service.root no longer builds its manager with make_manager: "
+                             "update tests/conftest.build_with_fake_manager")
+    fake = lambda settings, store, registry, *args, **kwargs: FakeManager(  # noqa: E731
+        settings, store, registry, behaviours)
+    with mock.patch.object(root_module, "make_manager", fake):
+        services = Root.build(settings)
+    assert isinstance(services.manager, FakeManager)
+    return services
 
 
 @pytest.fixture
 def live(tmp_path):
     server = LiveServer(make_settings(tmp_path))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def api(tmp_path):
+    """The app in-process with the fake manager (see ApiServer)."""
+    server = ApiServer(make_settings(tmp_path))
     yield server
     server.stop()
 
@@ -143,10 +219,10 @@ def signed_in_sessions(server, users=(("root", {"admin": True}), ("alice", {}), 
     signed in with HTTP Basic; "anonymous" is a session without credentials."""
     from opus.auth.admin import UserAdmin
     admin = UserAdmin(server.services.users)  # the server's store: tokens hashed with its key
-    sessions = {"anonymous": requests.Session()}
+    sessions = {"anonymous": server.session()}
     for name, kwargs in users:
         _, token = admin.add(name, **kwargs)
-        sessions[name] = requests.Session()
+        sessions[name] = server.session()
         sessions[name].auth = (name, token)
     return sessions
 
@@ -157,10 +233,6 @@ def run_job(http, base_url: str, jobname: str, data=None, files=None, timeout: f
                   allow_redirects=False)
     assert r.status_code == 303, r.text
     url = r.headers["Location"]
-    deadline = time.monotonic() + timeout
-    phase = http.get(url + "/phase").text
-    while phase not in ("COMPLETED", "ERROR", "ABORTED") and time.monotonic() < deadline:
-        http.get(url, params={"WAIT": 5, "PHASE": phase})
-        phase = http.get(url + "/phase").text
+    phase = wait_final(http, url, timeout)
     assert phase == "COMPLETED", http.get(url).text
     return url

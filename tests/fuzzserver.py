@@ -97,7 +97,7 @@ class FuzzServer:
 
     def entity_ids(self) -> list[str]:
         """Entities of the pool's finished jobs (their results), for the /store paths."""
-        found = self.live.services.joblist.entities.generated_by([job_id for _, job_id in self.pool])
+        found = self.live.services.entities.generated_by([job_id for _, job_id in self.pool])
         return [e.entity_id for e in found] or ["0" * 16]
 
     @property

@@ -19,14 +19,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
 
+from helpers import wait_for, wait_phase
 from opus.settings import REPO_ROOT
 BIN = Path(sys.executable).parent
-FINAL_PHASES = ("COMPLETED", "ERROR", "ABORTED", "ARCHIVED")
 
 
 def free_port() -> int:
@@ -141,15 +140,16 @@ class GunicornServer:
                  "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers), "--no-control-socket",
                  "opus.wsgi:application"],
                 cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        deadline = time.monotonic() + timeout
-        while True:
+        def ready() -> bool:
             if self.proc.poll() is not None:
                 raise AssertionError(f"gunicorn exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if self._available() and len(self.worker_pids()) == self.workers:
-                return self
-            if time.monotonic() > deadline:
-                raise AssertionError(f"gunicorn did not become available in {timeout} s:\n{self.log_tail()}")
-            time.sleep(0.1)
+            return self._available() and len(self.worker_pids()) == self.workers
+
+        try:
+            wait_for(ready, timeout, "gunicorn to become available")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}:\n{self.log_tail()}") from None
+        return self
 
     def _available(self) -> bool:
         # http.client, closed at once: a connection left open would delay a later graceful stop.
@@ -171,9 +171,7 @@ class GunicornServer:
         workers = self.worker_pids()
         # Let the workers see our connections close: a stopping gthread worker keeps a connection it
         # still believes kept-alive open for 2 s.
-        deadline = time.monotonic() + 1
-        while any(self.connections_by_worker().values()) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: not any(self.connections_by_worker().values()), 1, quietly=True)
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout)
@@ -185,9 +183,7 @@ class GunicornServer:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + 10
-        while any(is_alive(p) for p in workers) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: not any(is_alive(p) for p in workers), 10, quietly=True)
 
     def restart(self) -> None:
         self.stop()
@@ -278,17 +274,8 @@ class GunicornServer:
 
     def wait_for(self, job_url: str, phases, timeout: float = 20) -> dict:
         """Block (with WAIT) until the job is in one of ``phases``; the job as JSON."""
-        phases = (phases,) if isinstance(phases, str) else tuple(phases)
-        deadline = time.monotonic() + timeout
-        while True:
-            job = self.job(job_url)
-            if job["phase"] in phases:
-                return job
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"{job_url} is {job['phase']}, not {phases} after {timeout} s\n"
-                                     f"{self.log_tail()}")
-            if job["phase"] in FINAL_PHASES:
-                raise AssertionError(f"{job_url} ended {job['phase']} ({job['errorSummary']}), "
-                                     f"expected {phases}")
-            self.job(job_url, WAIT=max(1, int(min(remaining, 5))), PHASE=job["phase"])
+        try:
+            wait_phase(self.http, job_url, phases, timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.log_tail()}") from None
+        return self.job(job_url)

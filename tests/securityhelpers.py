@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import http.client
 import secrets
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import helpers
 import requests
 from conftest import LiveServer, make_settings
 
@@ -92,14 +92,8 @@ def raw(server, method: str, path: str, body: bytes | None = None, headers: dict
 
 
 def wait_phase(url: str, phases, timeout: float = 20) -> str:
-    deadline = time.monotonic() + timeout
-    phase = ""
-    while time.monotonic() < deadline:
-        phase = requests.get(url + "/phase").text
-        if phase in phases:
-            return phase
-        time.sleep(0.05)
-    raise AssertionError(f"{url} never reached {phases} (phase {phase})")
+    """helpers.wait_phase for an anonymous caller."""
+    return helpers.wait_phase(requests, url, phases, timeout)
 
 
 def stop_jobs(server, urls) -> None:

@@ -10,7 +10,7 @@ import sys
 import pytest
 import requests
 
-from conftest import LiveServer, make_settings
+from conftest import ApiServer, make_settings
 from opus.storage.userstore import UserStore
 from opus.auth.admin import UserAdmin
 from opus.auth.identity import server_secret
@@ -18,7 +18,7 @@ from opus.auth.users import hash_token, keyed_token_hash, token_key, verify_toke
 @pytest.fixture
 def secured(tmp_path):
     """A server that refuses anonymous callers, with an admin, alice and bob (dummy only, 2 jobs)."""
-    server = LiveServer(make_settings(tmp_path, ALLOW_ANONYMOUS=False))
+    server = ApiServer(make_settings(tmp_path, ALLOW_ANONYMOUS=False))
     admin = UserAdmin(server.services.users)
     server.tokens = {}
     for name, kwargs in (("root", {"admin": True}), ("alice", {}), ("bob", {"jobdefs": "dummy", "max_active_jobs": 2})):
@@ -133,7 +133,7 @@ def test_admin_api(secured):
 
 def test_remote_user_only_when_trusted(tmp_path):
     for trusted in (False, True):
-        server = LiveServer(make_settings(tmp_path / str(trusted), ALLOW_ANONYMOUS=False, AUTH_REMOTE_USER=trusted))
+        server = ApiServer(make_settings(tmp_path / str(trusted), ALLOW_ANONYMOUS=False, AUTH_REMOTE_USER=trusted))
         try:
             environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/rest/dummy", "REMOTE_USER": "dave",
                        "wsgi.url_scheme": "http", "HTTP_HOST": "localhost", "SERVER_NAME": "localhost",
@@ -150,7 +150,7 @@ def test_remote_user_only_when_trusted(tmp_path):
 
 
 def test_anonymous_jobs_are_not_shared_with_users(tmp_path):
-    server = LiveServer(make_settings(tmp_path))
+    server = ApiServer(make_settings(tmp_path))
     try:
         _, token = UserAdmin(UserStore(server.services.store.engine)).add("alice")
         url = server.create()

@@ -10,7 +10,7 @@ from xml.etree import ElementTree as ET
 from conftest import LiveServer, make_settings
 
 from opus.server import create_app
-from opus.service.root import Services
+from opus.service.root import Root
 VOSI = "{http://www.ivoa.net/xml/VOSIAvailability/v1.0}"
 
 
@@ -23,7 +23,7 @@ def test_unreachable_database(tmp_path):
     # A PostgreSQL URL whose server does not exist: a unix socket directory with nothing in it.
     (tmp_path / "nopg").mkdir()
     settings = make_settings(tmp_path, DATABASE_URL=f"postgresql+psycopg2://opus@/opus?host={tmp_path / 'nopg'}")
-    services = Services.build(settings)
+    services = Root.build(settings)
     app = create_app(settings, services, start=False)
     status = {}
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/availability", "SERVER_NAME": "localhost",

@@ -51,6 +51,7 @@ from fuzzserver import (
     FuzzServer,
     fuzz_settings,
 )
+from helpers import wait_for
 from hypothesis import given, seed
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky, UnsatisfiedAssumption
@@ -297,19 +298,21 @@ def job_problems(server: FuzzServer) -> list[str]:
     store = server.live.services.store
     http = requests.Session()
     http.headers.update(server.admin_headers)
-    deadline = time.monotonic() + 60
-    while True:  # let the queued and running jobs finish
-        active = [r for r in store.list(phases=[UwsPhase.QUEUED, UwsPhase.EXECUTING])]
-        if not active or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+    # let the queued and running jobs finish
+    wait_for(lambda: not store.list(phases=[UwsPhase.QUEUED, UwsPhase.EXECUTING]), 60, quietly=True)
+    active = store.list(phases=[UwsPhase.QUEUED, UwsPhase.EXECUTING])
     problems = [f"{r.jobname}/{r.job_id} still {r.phase.value} a minute after the fuzz" for r in active]
     refs = store.list(include_archived=True)
-    time.sleep(server.settings.KILL_GRACE + 2)  # a deleted running job's files go when its processes have
     jobs_dir = server.settings.jobs_dir
-    on_disk = {p.name for p in jobs_dir.iterdir()} if jobs_dir.is_dir() else set()
-    leftovers = sorted(on_disk - {r.job_id for r in refs})
-    problems += [f"{jobs_dir / name}: the directory of no job (left by a deleted job?)" for name in leftovers]
+
+    def leftovers() -> list[str]:
+        on_disk = {p.name for p in jobs_dir.iterdir()} if jobs_dir.is_dir() else set()
+        return sorted(on_disk - {r.job_id for r in refs})
+
+    # A deleted running job's files go when its processes have (KILL_GRACE, then SIGKILL).
+    wait_for(lambda: not leftovers(), server.settings.KILL_GRACE + 2, quietly=True)
+    problems += [f"{jobs_dir / name}: the directory of no job (left by a deleted job?)"
+                 for name in leftovers()]
     listed: dict[str, set[str]] = {}
     for jobname in {r.jobname for r in refs}:
         every_phase = [("PHASE", p.value) for p in UwsPhase]

@@ -19,6 +19,7 @@ import requests
 
 from opus.settings import REPO_ROOT
 from gunicorn_server import GunicornServer, cmdline, is_alive, live_group_members
+from helpers import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -79,13 +80,13 @@ def start_waiters_on_all_workers(server: GunicornServer, path: str, at_least: in
             waiters.append(w)
             time.sleep(0.01)  # gives every worker a chance at the accept
         # wait until each connection has been accepted by some worker
-        while True:
+        def accepted() -> dict | None:
             by_worker = server.connections_by_worker()
             held = set().union(*by_worker.values())
-            if all(w.port in held for w in waiters if w.ended is None):
-                break
-            assert time.monotonic() < deadline, f"connections not accepted: {by_worker}"
-            time.sleep(0.02)
+            return by_worker if all(w.port in held for w in waiters if w.ended is None) else None
+
+        by_worker = wait_for(accepted, max(0.1, deadline - time.monotonic()),
+                             "every connection to be accepted")
         counts = {pid: sum(1 for w in waiters if w.port in ports) for pid, ports in by_worker.items()}
         if len(counts) == server.workers and min(counts.values()) >= per_worker:
             break
@@ -209,19 +210,12 @@ def _running_sleep_job(server: GunicornServer, **data) -> tuple[str, str, int, i
     job_id = url.rsplit("/", 1)[1]
     server.wait_for(url, "EXECUTING", timeout=10)
     child_file = server.job_dir(job_id) / "work" / "child.pid"
-    deadline = time.monotonic() + 5
-    while not (child_file.is_file() and child_file.read_text().strip()
-               and (server.job_dir(job_id) / "script.pgid").is_file()):
-        assert time.monotonic() < deadline, "the sleep job did not write work/child.pid"
-        time.sleep(0.02)
+    wait_for(lambda: child_file.is_file() and child_file.read_text().strip()
+             and (server.job_dir(job_id) / "script.pgid").is_file(), 5, "the sleep job to write work/child.pid")
     pgid = int((server.job_dir(job_id) / "script.pgid").read_text())
     # child.pid holds the pid inside the job's sandbox (a PID namespace): find the sleep as the host sees it.
-    while True:
-        sleeps = [p for p in live_group_members(pgid) if cmdline(p).startswith("sleep ")]
-        if sleeps:
-            break
-        assert time.monotonic() < deadline, "the sleep job's child is not in the script's process group"
-        time.sleep(0.02)
+    sleeps = wait_for(lambda: [p for p in live_group_members(pgid) if cmdline(p).startswith("sleep ")], 5,
+                      "the sleep job's child in the script's process group")
     child = sleeps[0]
     wrapper = server.wrapper_pid(job_id)
     assert wrapper is not None, "no wrapper process found for the job"
@@ -231,14 +225,12 @@ def _running_sleep_job(server: GunicornServer, **data) -> tuple[str, str, int, i
 
 
 def _assert_all_gone(child: int, wrapper: int, pgid: int, within: float) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        left = {"sleep child": [child] if is_alive(child) else [],
+    def left() -> dict:
+        return {"sleep child": [child] if is_alive(child) else [],
                 "wrapper group": live_group_members(wrapper), "script group": live_group_members(pgid)}
-        if not any(left.values()):
-            return
-        assert time.monotonic() < deadline, f"processes left behind {within} s later: {left}"
-        time.sleep(0.05)
+
+    if not wait_for(lambda: not any(left().values()), within, quietly=True):
+        raise AssertionError(f"processes left behind {within} s later: {left()}")
 
 
 def test_time_limit_and_abort_leave_no_process(make_server):
@@ -264,13 +256,6 @@ def test_time_limit_and_abort_leave_no_process(make_server):
 
 
 # ---- 5. jobs survive a server restart ---------------------------------------------------------------------
-def _wait_until(condition, what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(0.05)
-
-
 def test_jobs_survive_a_restart(make_server):
     server = make_server(MAX_RUNNING_JOBS=1)
     pending = server.create("dummy", {"text": "kept across restarts"})
@@ -287,10 +272,9 @@ def test_jobs_survive_a_restart(make_server):
     assert not (server.job_dir(run_id) / "report.json").exists(), "the job ended before the server stopped"
     assert is_alive(wrapper), "the job's wrapper must outlive the server"
     pgid = int((server.job_dir(run_id) / "script.pgid").read_text())
-    _wait_until(lambda: not live_group_members(pgid), "the job's script ends", timeout=10)
+    wait_for(lambda: not live_group_members(pgid), 10, "the job's script to end")
     log = server.job_dir(run_id) / "wrapper.log"
-    _wait_until(lambda: log.is_file() and "retrying" in log.read_text(), "the wrapper's callback fails",
-                timeout=3)
+    wait_for(lambda: log.is_file() and "retrying" in log.read_text(), 3, "the wrapper's callback to fail")
     assert (server.job_dir(run_id) / "report.json").is_file()
     assert is_alive(wrapper), "the wrapper keeps retrying its callback"
 
@@ -303,7 +287,7 @@ def test_jobs_survive_a_restart(make_server):
     job = server.job(pending)
     assert job["phase"] == "PENDING"
     assert [p["value"] for p in job["parameters"] if p["id"] == "text"] == ["kept across restarts"]
-    _wait_until(lambda: not live_group_members(wrapper), "the wrapper ends", timeout=5)
+    wait_for(lambda: not live_group_members(wrapper), 5, "the wrapper to end")
 
 
 def test_lost_callback_is_replayed_after_restart(make_server):
@@ -316,7 +300,7 @@ def test_lost_callback_is_replayed_after_restart(make_server):
     assert wrapper is not None
     server.stop()
     assert not (server.job_dir(job_id) / "report.json").exists(), "the job ended before the server stopped"
-    _wait_until(lambda: not live_group_members(wrapper), "the wrapper gives up and ends", timeout=10)
+    wait_for(lambda: not live_group_members(wrapper), 10, "the wrapper to give up and end")
     assert "failed for good" in (server.job_dir(job_id) / "wrapper.log").read_text()
 
     server.start()
@@ -331,15 +315,14 @@ def test_max_running_jobs_runs_one_after_the_other(make_server):
     first = server.create("sleep", {"seconds": "1"}, run=True)
     second = server.create("sleep", {"seconds": "1"}, run=True)
     seen = set()
-    deadline = time.monotonic() + 15
-    while True:
+
+    def both_completed() -> bool:
         phases = (server.phase(first), server.phase(second))
         seen.add(phases)
         assert phases != ("EXECUTING", "EXECUTING"), "both jobs execute at once with MAX_RUNNING_JOBS=1"
-        if phases == ("COMPLETED", "COMPLETED"):
-            break
-        assert time.monotonic() < deadline, f"jobs did not finish: {phases}"
-        time.sleep(0.05)
+        return phases == ("COMPLETED", "COMPLETED")
+
+    wait_for(both_completed, 15, "both jobs to complete")
     assert ("EXECUTING", "QUEUED") in seen, seen
     a, b = server.job(first), server.job(second)
     assert b["startTime"] >= a["endTime"], (a["startTime"], a["endTime"], b["startTime"], b["endTime"])

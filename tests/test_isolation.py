@@ -229,7 +229,7 @@ def test_the_wrapper_connects_to_the_address_it_checked(monkeypatch, tmp_path):
             pass
 
     httpd = HTTPServer(("127.0.0.1", 0), Canary)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     answers = iter([("1.1.1.1", 0)] + [("127.0.0.1", 0)] * 20)  # public first, then loopback
     real = socket.getaddrinfo
 

@@ -80,7 +80,7 @@ class _Files(BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def files_server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Files)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     yield f"http://127.0.0.1:{httpd.server_port}", httpd.server_port
     httpd.shutdown()
     httpd.server_close()

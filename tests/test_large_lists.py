@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 import requests
-from conftest import LiveServer, make_settings
+from conftest import ApiServer, make_settings
 from uwsschema import UWS_NS, validate
 
 from opus.storage.userstore import UserStore
@@ -19,7 +19,7 @@ N = 2500
 @pytest.fixture(scope="module")
 def big(tmp_path_factory, request):
     tmp_path = tmp_path_factory.mktemp("big")
-    server = LiveServer(make_settings(tmp_path))
+    server = ApiServer(make_settings(tmp_path))
     admin = UserAdmin(UserStore(server.services.store.engine))
     added = {name: admin.add(name, admin=name == "root") for name in ("root", "alice")}
     tokens = {name: token for name, (_user, token) in added.items()}

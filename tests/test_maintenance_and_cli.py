@@ -9,6 +9,7 @@ from datetime import timedelta
 
 
 from conftest import LiveServer, make_settings
+from helpers import wait_final, wait_for
 from opus.cli.main import main as opus_main
 from opus.storage.jobfiles import JobFiles
 from opus.timeutil import utcnow
@@ -30,7 +31,7 @@ def test_archive_policy_keeps_metadata_and_drops_results(tmp_path):
         job_id = _expire(server, url)
         pending = server.create()
         _expire(server, pending)
-        assert server.services.joblist.destroy_expired() == 2
+        assert server.services.maintenance.destroy_expired() == 2
         assert server.http.get(url + "/phase").text == "ARCHIVED"
         assert server.http.get(pending + "/phase").text == "ARCHIVED"  # aborted, then archived
         assert server.http.get(url + "/results/output").status_code == 404
@@ -39,7 +40,7 @@ def test_archive_policy_keeps_metadata_and_drops_results(tmp_path):
         listed = server.http.get(f"{server.url}/rest/dummy").text
         assert job_id not in listed
         assert job_id in server.http.get(f"{server.url}/rest/dummy?PHASE=ARCHIVED").text
-        assert server.services.joblist.destroy_expired() == 0  # archived jobs are not swept again
+        assert server.services.maintenance.destroy_expired() == 0  # archived jobs are not swept again
     finally:
         server.stop()
 
@@ -51,7 +52,7 @@ def test_delete_policy_removes_everything(tmp_path):
         server.wait_final(url)
         job_id = _expire(server, url)
         keep = server.create()
-        assert server.services.joblist.destroy_expired() == 1
+        assert server.services.maintenance.destroy_expired() == 1
         assert server.http.get(url).status_code == 404
         assert not JobFiles.of(server.settings.jobs_dir, job_id).root.exists()
         assert server.http.get(keep).status_code == 200
@@ -64,12 +65,8 @@ def test_in_server_maintenance_runs_on_schedule(tmp_path):
     try:
         url = server.create()
         _expire(server, url)
-        import time
-
-        deadline = time.monotonic() + 5
-        while server.http.get(url).status_code != 404:
-            assert time.monotonic() < deadline, "the maintenance task did not destroy the expired job"
-            time.sleep(0.1)
+        wait_for(lambda: server.http.get(url).status_code == 404, 5,
+                 "the maintenance task to destroy the expired job")
     finally:
         server.stop()
 
@@ -84,8 +81,10 @@ def _executing_under_a_dead_wrapper(live, left_behind=None) -> tuple[str, str]:
     if left_behind is not None:
         left_behind(JobFiles.of(live.settings.jobs_dir, job_id))
     store = live.services.store
-    # In one step: a QUEUED moment would let the live dispatcher claim and start the job itself.
-    assert store.set_phase(job_id, Phase.EXECUTING, [Phase.PENDING], manager_id="local:999999999")
+    # QUEUED already under the dead wrapper's id: the live dispatcher claims only QUEUED jobs that
+    # no manager holds, so it never starts this one itself.
+    assert store.set_phase(job_id, Phase.QUEUED, [Phase.PENDING], manager_id="local:999999999")
+    assert store.set_phase(job_id, Phase.EXECUTING, [Phase.QUEUED])
     return url, job_id
 
 
@@ -158,7 +157,6 @@ def test_cli_check_reports_invalid_definitions(tmp_path, capsys):
 def test_opus_serve_answers(tmp_path):
     """`opus serve` (the README's first command ends with it) starts and serves the example definitions."""
     import socket
-    import time
 
     import requests
 
@@ -171,23 +169,19 @@ def test_opus_serve_answers(tmp_path):
     proc = subprocess.Popen([*OPUS, "--settings", str(settings_file), "serve", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 20
-        while True:
+        def index():
+            assert proc.poll() is None, proc.stdout.read()
             try:
-                r = requests.get(f"http://127.0.0.1:{port}/", timeout=2)
-                break
+                return requests.get(f"http://127.0.0.1:{port}/", timeout=2)
             except requests.ConnectionError:
-                assert proc.poll() is None, proc.stdout.read()
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+                return None
+
+        r = wait_for(index, 20, "opus serve to answer")
         assert f"http://127.0.0.1:{port}/rest/dummy" in r.text
         r = requests.post(f"http://127.0.0.1:{port}/rest/dummy", data={"text": "served", "PHASE": "RUN"},
                           allow_redirects=False, timeout=5)
         job = r.headers["Location"]
-        for _ in range(50):
-            phase = requests.get(job, params={"WAIT": 5}, timeout=10).text
-            if "COMPLETED" in phase:
-                break
+        wait_final(requests, job)
         assert requests.get(job + "/results/output", timeout=5).text == "served\n"
     finally:
         proc.terminate()

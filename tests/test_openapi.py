@@ -6,7 +6,7 @@ import re
 
 import pytest
 import requests
-from conftest import LiveServer, make_settings
+from conftest import ApiServer, make_settings
 
 METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
 
@@ -28,7 +28,7 @@ def documented_operations(doc) -> set[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory):
-    server = LiveServer(make_settings(tmp_path_factory.mktemp("openapi"), ALLOW_ANONYMOUS=False))
+    server = ApiServer(make_settings(tmp_path_factory.mktemp("openapi"), ALLOW_ANONYMOUS=False))
     yield server
     server.stop()
 
@@ -136,13 +136,13 @@ def test_servers_and_job_definitions_follow_the_request(secured, document):
     assert jobname["schema"]["enum"] == secured.services.registry.names()
 
 
-def test_anonymous_callers_are_declared_when_allowed(live):
-    doc = requests.get(f"{live.url}/openapi.json").json()
+def test_anonymous_callers_are_declared_when_allowed(api):
+    doc = requests.get(f"{api.url}/openapi.json").json()
     assert {} in doc["security"]
 
 
 def test_base_url_setting_is_the_server(tmp_path):
-    server = LiveServer(make_settings(tmp_path, BASE_URL="https://opus.example.org/uws/"))
+    server = ApiServer(make_settings(tmp_path, BASE_URL="https://opus.example.org/uws/"))
     try:
         doc = requests.get(f"{server.url}/openapi.json").json()
         assert doc["servers"] == [{"url": "https://opus.example.org/uws"}]

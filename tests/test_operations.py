@@ -2,8 +2,9 @@
 
 The metrics are parsed with a small parser of the text exposition format 0.0.4, which also checks
 that the page is well formed (every sample in a declared family, histogram buckets cumulative and
-ending with +Inf = _count).  The last test runs gunicorn with two workers: the counters are totals
-over the workers, and do not go down when a worker dies.
+ending with +Inf = _count).  The counts of other processes are made by real subprocesses (the
+counters of prometheus_client's multiprocess mode belong to a pid).  The last test runs gunicorn
+with two workers: the counters are totals over the workers, and do not go down when a worker dies.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import LiveServer, make_settings
+from helpers import wait_for
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from opus.observability import metrics
 from opus.observability.logcontext import LOG_FORMAT
@@ -99,7 +102,6 @@ def server(tmp_path):
 
 
 def scrape(server) -> dict:
-    metrics.for_settings(server.settings).flush(force=True)
     r = requests.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {server.admin_token}"})
     assert r.status_code == 200, r.text
     assert r.headers["Content-Type"] == CONTENT_TYPE
@@ -197,52 +199,91 @@ def test_the_database_being_down_is_a_metric(server, monkeypatch):
     assert value(families, "opus_database_up") == 0 and families["opus_jobs"]["samples"] == []
 
 
-def test_label_values_are_escaped(tmp_path):
-    from opus.server.metrics import _labels
-    assert _labels((("a", 'x"y\\z\nw'),)) == '{a="x\\"y\\\\z\\nw"}'
+def test_label_values_are_escaped(server, monkeypatch):
+    import opus.server.metrics as server_metrics
+
+    monkeypatch.setattr(server_metrics, "jobs_by_phase", lambda engine: {'x"y\\z\nw': 1})
+    r = requests.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {server.admin_token}"})
+    assert 'opus_jobs{phase="x\\"y\\\\z\\nw"} 1.0\n' in r.text
+    assert value(parse(r.text), "opus_jobs", phase='x\\"y\\\\z\\nw') == 1
 
 
 # ---- the shared files -----------------------------------------------------------------------------------------
-def dead_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
+COUNT_AND_EXIT = """
+import json, os, sys
+from pathlib import Path
+from opus.observability import metrics
+directory = Path(sys.argv[1])
+own = metrics.for_directory(directory)
+own.count("opus_callbacks_total", outcome="applied")
+own.observe_request("GET", "200", 0.2)
+totals = {f.name: [[s.name, s.labels, s.value] for s in f.samples] for f in own.collect()}
+gauges = sorted(p.name for p in directory.glob("gauge_*"))
+print(json.dumps({"pid": os.getpid(), "totals": totals, "gauges": gauges}))
+"""
+
+
+def count_in_another_process(directory: Path) -> dict:
+    """Count one callback and one request in a process of its own, which then ends: what it saw."""
+    done = subprocess.run([sys.executable, "-c", COUNT_AND_EXIT, str(directory)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def sample(seen: dict, family: str, name: str, **labels) -> float:
+    (found,) = [v for n, lab, v in seen["totals"][family] if n == name and lab == labels]
+    return found
 
 
 def test_totals_sum_processes_and_keep_the_counts_of_dead_ones(tmp_path):
     directory = tmp_path / "metrics"
-    own = metrics.ProcessMetrics(directory)
-    own.count("opus_callbacks_total", outcome="applied")
-    own.observe_request("GET", "200", 0.003)
-    directory.mkdir()
-    other = metrics.ProcessMetrics(directory)
-    other.count("opus_callbacks_total", outcome="applied")
-    other.count("opus_callbacks_total", outcome="applied")
-    other.observe_request("GET", "200", 0.2)
-    gone = dead_pid()
-    other.pid = gone
-    other.flush()
-    assert (directory / f"{gone}.json").exists()
-
-    totals = metrics.collect(own)
-    assert totals.counters[("opus_callbacks_total", (("outcome", "applied"),))] == 3
-    assert totals.counters[("opus_http_requests_total", (("method", "GET"), ("status", "200")))] == 2
-    assert sum(totals.buckets) == 2 and totals.processes == 1
-    assert not (directory / f"{gone}.json").exists() and (directory / "retired.json").exists()
-    # Retired once: the next scrapes count them once too, and a new process with the dead one's pid
-    # keeps what a stale file under that pid held.
-    assert metrics.collect(own).counters[("opus_callbacks_total", (("outcome", "applied"),))] == 3
-    stale = {"pid": os.getpid(), "instance": "old", "counters": [["opus_callbacks_total", {"outcome": "ignored"}, 7]]}
-    fresh_dir = tmp_path / "fresh"
-    fresh_dir.mkdir()
-    (fresh_dir / f"{os.getpid()}.json").write_text(json.dumps(stale))
-    fresh = metrics.ProcessMetrics(fresh_dir)
-    fresh.count("opus_callbacks_total", outcome="ignored")
-    assert metrics.collect(fresh).counters[("opus_callbacks_total", (("outcome", "ignored"),))] == 8
+    first = count_in_another_process(directory)
+    assert sample(first, "opus_callbacks", "opus_callbacks_total", outcome="applied") == 1
+    count_in_another_process(directory)
+    # Three processes of one server (one parent, as gunicorn workers replaced one after the other).
+    seen = count_in_another_process(directory)
+    assert sample(seen, "opus_callbacks", "opus_callbacks_total", outcome="applied") == 3
+    assert sample(seen, "opus_http_requests", "opus_http_requests_total", method="GET", status="200") == 3
+    assert sample(seen, "opus_http_request_duration_seconds", "opus_http_request_duration_seconds_count") == 3
+    assert sample(seen, "opus_http_request_duration_seconds", "opus_http_request_duration_seconds_bucket",
+                  le="0.25") == 3
+    # The two that ended are not counted as processes: their live gauges are gone, their counters stay.
+    assert sample(seen, "opus_processes", "opus_processes") == 1
+    assert seen["gauges"] == [f"gauge_livesum_{seen['pid']}.db"]
+    assert len(list(directory.glob("counter_*.db"))) == 3
+    # A family nothing counted yet is still declared.
+    assert seen["totals"]["opus_slurm_end_hints"] == []
 
 
-def test_counting_is_cheap():
-    own = metrics.ProcessMetrics(Path("/nonexistent"))
+def test_a_new_server_clears_the_directory(tmp_path):
+    directory = tmp_path / "metrics"
+    count_in_another_process(directory)
+    # Its parent (this test) is not ours, and none of its processes is alive: a new server.
+    found = {f.name: [(s.name, s.labels, s.value) for s in f.samples]
+             for f in metrics.for_directory(directory).collect()}
+    assert ("opus_callbacks_total", {"outcome": "applied"}, 0) in found["opus_callbacks"]
+    assert found["opus_http_requests"] == [] and len(list(directory.glob("counter_*.db"))) == 1
+    assert (directory / metrics.SERVER_FILE).read_text() == str(os.getppid())
+
+
+def test_a_process_counts_for_one_directory_at_a_time(tmp_path):
+    first = metrics.for_directory(tmp_path / "a")
+    first.count("opus_callbacks_total", outcome="applied")
+    second = metrics.for_directory(tmp_path / "b")  # e.g. the next in-process test server
+    assert first.closed and not second.closed and metrics.for_directory(tmp_path / "b") is second
+    first.count("opus_callbacks_total", outcome="applied")  # nothing, and no error
+    first.observe_request("GET", "200", 0.1)
+    second.count("opus_callbacks_total", outcome="ignored")
+
+    def applied(families) -> list[float]:
+        return [s.value for f in families for s in f.samples if s.labels == {"outcome": "applied"}]
+
+    assert applied(second.collect()) == [0] and applied(first.collect()) == [1]
+
+
+def test_counting_is_cheap(tmp_path):
+    own = metrics.for_directory(tmp_path / "metrics")
     start = time.perf_counter()
     for _ in range(100_000):
         own.observe_request("GET", "200", 0.002)
@@ -270,7 +311,7 @@ def test_request_and_job_ids_on_log_lines(tmp_path, caplog, monkeypatch):
     caplog.set_level(logging.INFO)
     live = LiveServer(make_settings(tmp_path))
     try:
-        joblist = live.services.joblist
+        joblist = live.services.jobs
         run = joblist.run
 
         def logged_run(*args, **kwargs):
@@ -320,13 +361,13 @@ def test_an_unhandled_error_is_logged_with_the_ids(tmp_path, caplog, monkeypatch
         def boom(*args, **kwargs):
             raise RuntimeError("boom")
 
-        monkeypatch.setattr(live.services.joblist, "abort", boom)
+        monkeypatch.setattr(live.services.jobs, "abort", boom)
         r = requests.post(f"{job_url}/phase", data={"PHASE": "ABORT"}, headers={"X-Request-ID": "req-boom"})
         assert r.status_code == 500 and r.headers["X-Request-ID"] == "req-boom"
         errors = [rec for rec in caplog.records if "unhandled error" in rec.getMessage()]
         assert errors and (errors[0].request_id, errors[0].job_id) == ("req-boom", job_id)
         # A job id in a URL that is not a sane token does not reach the log line as it is.
-        monkeypatch.setattr(live.services.joblist, "abort", boom)
+        monkeypatch.setattr(live.services.jobs, "abort", boom)
         requests.post(f"{live.url}/rest/dummy/a%20b%0Ac/phase", data={"PHASE": "ABORT"})
         assert all("\n" not in rec.job_id for rec in caplog.records)
     finally:
@@ -343,10 +384,13 @@ def test_counters_are_totals_over_gunicorn_workers(tmp_path):
     server = GunicornServer(tmp_path, workers=2, METRICS_PUBLIC=True).start()
     try:
         def get_metrics() -> dict:
-            time.sleep(metrics.FLUSH_INTERVAL + 0.3)  # every worker has written what it counted
             r = requests.get(f"{server.url}/metrics", headers={"Connection": "close"})
             assert r.status_code == 200
             return parse(r.text)
+
+        def metrics_of_two_workers() -> dict | None:
+            scraped = get_metrics()
+            return scraped if value(scraped, "opus_processes") == 2 else None
 
         def availability_on_new_connections(n: int) -> None:
             for _ in range(n):
@@ -355,33 +399,32 @@ def test_counters_are_totals_over_gunicorn_workers(tmp_path):
                 assert conn.getresponse().status == 200
                 conn.close()
 
-        before = get_metrics()
-        assert value(before, "opus_processes") == 2
+        # Each worker counts from when it has built the app (gunicorn may report it before).
+        before = wait_for(metrics_of_two_workers, what="both workers in the metrics")
         base = value(before, "opus_http_requests_total", method="GET", status="200")
         availability_on_new_connections(200)
         after = get_metrics()
         # +200, plus the scrape that produced `before` (counted once it was answered).
         assert value(after, "opus_http_requests_total", method="GET", status="200") == base + 201
+        directory = server.data_dir / "run" / "metrics"
         served = {}
-        for path in (server.data_dir / "run" / "metrics").glob("[0-9]*.json"):
-            data = json.loads(path.read_text())
-            served[data["pid"]] = sum(n for name, labels, n in data["counters"]
-                                      if name == "opus_http_requests_total" and labels["status"] == "200")
+        for path in directory.glob("counter_*.db"):  # each worker's own file
+            merged = MultiProcessCollector.merge([str(path)])
+            (requests_family,) = [f for f in merged if f.name == "opus_http_requests"]
+            served[int(path.stem.split("_")[1])] = sum(s.value for s in requests_family.samples
+                                                       if s.labels["status"] == "200")
         assert set(served) == set(server.worker_pids()) and all(served.values()), served
 
         # A worker dies: its counts stay in the total, and its replacement is counted too.
         victim = server.worker_pids()[0]
         os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while (victim in server.worker_pids() or len(server.worker_pids()) < 2) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(1.0)  # the new worker has imported the app and written its first file
-        later = get_metrics()
-        # (>= : the scrape just before the kill may have been counted by the victim and not yet written)
-        assert value(later, "opus_http_requests_total", method="GET", status="200") >= base + 201
-        assert value(later, "opus_processes") == 2
-        assert not (server.data_dir / "run" / "metrics" / f"{victim}.json").exists()
-        assert (server.data_dir / "run" / "metrics" / "retired.json").exists()
+        wait_for(lambda: victim not in server.worker_pids() and len(server.worker_pids()) == 2,
+                 what="the worker replaced")
+        later = wait_for(metrics_of_two_workers, what="the new worker in the metrics")
+        assert value(later, "opus_http_requests_total", method="GET", status="200") >= base + 202
+        # The victim's counters stay (its file too), its live gauge is gone (gunicorn's child_exit).
+        assert (directory / f"counter_{victim}.db").exists()
+        assert not (directory / f"gauge_livesum_{victim}.db").exists()
         log = server.log_file.read_text()
         assert re.search(r"\[request=- job=-\]", log), "the log lines carry the context fields"
     finally:

@@ -143,7 +143,7 @@ def test_a_two_job_chain(srv, chain):
 
 def test_a_three_job_chain(srv, chain):
     c = chain
-    used3 = srv.services.joblist.entities.used_by([c["j3"]])
+    used3 = srv.services.entities.used_by([c["j3"]])
     assert [(role, e) for _j, role, e in used3] == [("infile", c["s2"])]  # the upload is the known entity
     full = {"jobs": {c["j1"], c["j2"], c["j3"]}, "entities": {c["e3"], c["s2"], c["e1"]},
             "used": {(c["j3"], c["s2"], "infile"), (c["j2"], c["e1"], "infile")},
@@ -363,15 +363,14 @@ def test_the_walk_is_the_same_level_by_level_and_in_one_query_on_both_databases(
     entities = EntityStore(store)
 
     def job(owner: str, used: list[str]) -> tuple[str, str]:
-        j = Job(job_id=secrets.token_hex(8), jobname="copy", phase=Phase.PENDING,
+        j = Job(job_id=secrets.token_hex(8), jobname="copy", phase=Phase.EXECUTING,
                 creation_time=datetime.now(UTC), execution_duration=60, destruction_time=None,
                 owner_id=owner, owner_key=f"user:{owner}", jdl_version="1.0")
         store.create(j)
         found = [Result("copy", "copy.dat", "application/octet-stream", 1, secrets.token_hex(32))]
-        rows, uses = entities.plan_completion(j, found, {}, [], {"infile": used} if used else {})
-        store.complete(j.job_id, Phase.COMPLETED, [Phase.PENDING], found,
-                       also=lambda conn: EntityStore.record(conn, rows, uses))
-        return j.job_id, rows[0]["entity_id"]
+        planned = entities.plan_completion(j, found, {}, [], {"infile": used} if used else {})
+        assert store.complete(j.job_id, Phase.COMPLETED, [Phase.EXECUTING], found, entities=planned)
+        return j.job_id, planned.entities[0]["entity_id"]
 
     j1, e1 = job("alice", [])
     j2, e2 = job("alice", [e1])

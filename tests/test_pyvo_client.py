@@ -18,6 +18,8 @@ from pyvo.dal.exceptions import DALQueryError, DALServiceError
 from pyvo.dal.tap import AsyncTAPJob
 from pyvo.io.uws import parse_job, parse_job_list
 
+from helpers import wait_phase
+
 WAIT_TIMEOUT = 30
 
 
@@ -41,16 +43,6 @@ def strict_job_list(source):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         return parse_job_list(source, pedantic=True)
-
-
-def wait_for(live, job_url: str, wanted: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        current = live.http.get(job_url + "/phase").text
-        if current == wanted:
-            return
-        live.http.get(job_url, params={"WAIT": 2, "PHASE": current})
-    raise AssertionError(f"{job_url} did not reach {wanted}")
 
 
 def as_utc(t) -> datetime:
@@ -109,7 +101,7 @@ def test_parse_job_in_every_phase(live):
 def test_parse_job_executing(live):
     url = create(live, "sleep", {"seconds": "30", "PHASE": "RUN"})
     try:
-        wait_for(live, url, "EXECUTING")
+        wait_phase(live.http, url, "EXECUTING")
         job = strict_job(url)
         assert job.phase == "EXECUTING"
         assert job.starttime is not None and job.endtime is None

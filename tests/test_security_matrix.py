@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import REPO_ROOT, LiveServer, make_settings
+from helpers import wait_final
 
 from opus.auth.identity import job_token, server_secret
 from opus.auth.admin import UserAdmin
@@ -208,13 +209,9 @@ class World:
         return path
 
     def wait_final(self, path: str) -> str:
-        for _ in range(60):
-            r = requests.get(f"{self.url}{path}", params={"WAIT": 5}, headers=self.headers["root"],
-                             allow_redirects=False)
-            phase = r.text.split("<uws:phase>")[1].split("<")[0]
-            if phase in ("COMPLETED", "ERROR", "ABORTED"):
-                return phase
-        raise AssertionError(f"{path} did not finish")
+        root = requests.Session()
+        root.headers.update(self.headers["root"])
+        return wait_final(root, f"{self.url}{path}", timeout=300)
 
     def new_jdl(self, live: bool) -> str:
         """A fresh definition proposed by alice (and made live if ``live``)."""
@@ -263,7 +260,7 @@ def make_world(tmp_path: Path, allow_anonymous: bool, owner: str) -> World:
     world.jobs["pending"] = world.create("dummy", {"text": world.secret})
     assert world.wait_final(world.jobs["done"]) == "COMPLETED"
     assert world.wait_final(world.jobs["error"]) == "ERROR"
-    (world.entity,) = [e.entity_id for e in server.services.joblist.entities.generated_by([world.jobs["done"][-16:]])]
+    (world.entity,) = [e.entity_id for e in server.services.entities.generated_by([world.jobs["done"][-16:]])]
     return world
 
 

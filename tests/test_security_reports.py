@@ -150,7 +150,7 @@ def test_forged_and_replayed_callbacks_change_nothing(callback_world):
 
 
 def test_a_refused_report_moves_nothing(callback_world):
-    """A report refused for its results (400) must leave the job as it was.  apply_report moves a
+    """A report refused for its results (400) must leave the job as it was.  CompletionService.apply moves a
     QUEUED job to EXECUTING ("the EXECUTING report was lost") before it checks the results."""
     w = callback_world
     before = state(w["Q"])
@@ -179,7 +179,7 @@ def test_result_ids_are_names_too(callback_world):
 
 def test_malformed_reports_are_400(callback_world):
     """A report whose results are not a list of {result_id, file_name} objects is malformed input
-    (400), not a server fault: joblist.apply_report indexes it blindly (KeyError, TypeError -> 500),
+    (400), not a server fault: CompletionService.apply indexes it blindly (KeyError, TypeError -> 500),
     and a 5xx makes a wrapper retry the same report for CALLBACK_RETRY_SECONDS."""
     w = callback_world
     problems = []

@@ -1,4 +1,6 @@
-"""The SLURM manager against a real single-node SLURM cluster (scripts/slurm-cluster.sh).
+"""The SLURM manager against a real single-node SLURM cluster (scripts/slurm-cluster.sh): what is
+SLURM's own (sbatch options, scancel, the epilog, ssh mode).  What every manager does (completion,
+errors, abort, executionDuration, restart) is tests/test_manager_contract.py.
 
 Without a cluster these tests are skipped, except when OPUS_REQUIRE_SLURM=1 (CI), where that is
 a failure.  The cluster's EpilogSlurmctld must be scripts/opus-slurm-epilog and its jobcomp log
@@ -17,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
+import helpers
 from conftest import LiveServer, make_settings
+from helpers import wait_for
 from opus.managers.slurm import SLURM_STATES, phase_of
 from opus.uws import Phase
 JOBCOMP = "/var/log/slurm/jobcomp.log"
@@ -83,13 +87,7 @@ def slurm(cluster, shared_dir):
 
 
 def wait_phase(server, url, phases, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        phase = server.http.get(url + "/phase").text
-        if phase in phases:
-            return phase
-        server.http.get(url, params={"WAIT": 2, "PHASE": phase})
-    raise AssertionError(f"{url} never reached {phases}; it is {phase}")
+    return helpers.wait_phase(server.http, url, phases, timeout)
 
 
 def test_state_table_covers_the_issue_mapping():
@@ -116,13 +114,6 @@ def test_lifecycle_with_results_and_one_sbatch_no_polling(slurm):
     assert "--comment=opus:" in sbatch and "--time=2" in sbatch  # 60 s + 60 s margin -> 2 minutes
 
 
-def test_failing_script_is_error_with_its_message(slurm):
-    url = slurm.create("fail", {"message": "no such observation"}, run=True)
-    assert wait_phase(slurm, url, {"COMPLETED", "ERROR"}) == "ERROR"
-    assert "no such observation" in slurm.http.get(url).text
-    assert slurm.http.get(url + "/stderr").text == "no such observation\n"
-
-
 def test_bad_partition_is_error_with_sbatch_words(slurm):
     url = slurm.create("sleep", {"seconds": "0", "slurm_partition": "nosuchpartition"}, run=True)
     assert wait_phase(slurm, url, {"ERROR", "COMPLETED"}) == "ERROR"
@@ -135,35 +126,22 @@ def test_slurm_options_are_checked_at_creation(slurm):
         assert r.status_code == 400, data
 
 
-def test_execution_duration_exceeded(slurm):
-    url = slurm.create("sleep", {"seconds": "60", "EXECUTIONDURATION": "2"}, run=True)
-    assert wait_phase(slurm, url, {"ABORTED", "ERROR", "COMPLETED"}) == "ABORTED"
-    assert "executionDuration" in slurm.http.get(url).text
-
-
 def test_abort_running_and_queued_jobs(slurm):
     cpus = int(subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True).stdout.split()[0])
     busy = slurm.create("sleep", {"seconds": "60", "slurm_cpus_per_task": str(cpus)}, run=True)
     assert wait_phase(slurm, busy, {"EXECUTING"}) == "EXECUTING"
     queued = slurm.create("sleep", {"seconds": "60", "slurm_cpus_per_task": str(cpus)}, run=True)
-    deadline = time.monotonic() + 10
-    while "slurm:" not in str(slurm.services.store.get_manager_id(queued.rsplit("/", 1)[1])):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_for(lambda: "slurm:" in str(slurm.services.store.get_manager_id(queued.rsplit("/", 1)[1])), 10,
+             "the second job to be submitted")
     assert slurm.http.get(queued + "/phase").text == "QUEUED"
     for url in (queued, busy):
         r = slurm.http.post(url + "/phase", data={"PHASE": "ABORT"}, allow_redirects=False)
         assert r.status_code == 303
         assert slurm.http.get(url + "/phase").text == "ABORTED"
     slurm_ids = [slurm.services.store.get_manager_id(u.rsplit("/", 1)[1])[6:] for u in (busy, queued)]
-    deadline = time.monotonic() + 30
-    while True:
-        out = subprocess.run(["squeue", "-h", "-j", ",".join(slurm_ids), "-o", "%i"], capture_output=True,
-                             text=True).stdout.split()
-        if not out:
-            break
-        assert time.monotonic() < deadline, f"SLURM jobs {out} were not cancelled"
-        time.sleep(0.5)
+    wait_for(lambda: not subprocess.run(["squeue", "-h", "-j", ",".join(slurm_ids), "-o", "%i"],
+                                        capture_output=True, text=True).stdout.split(), 30,
+             f"SLURM jobs {slurm_ids} to be cancelled")
     assert sum(1 for c in slurm.commands() if c.startswith("scancel")) == 2
 
 
@@ -228,24 +206,20 @@ def test_fifty_jobs_at_once(slurm):
     assert sum(1 for c in commands if c.startswith("squeue")) <= 1  # the start-up reconciliation only
 
 
-def test_server_down_while_jobs_finish(cluster, shared_dir):
+def test_a_job_cancelled_while_the_server_is_down_is_aborted_at_restart(cluster, shared_dir):
+    """Jobs that end while the server is down: tests/test_manager_contract.py.  Here SLURM's own
+    record (squeue, the jobcomp log) says how a job it cancelled ended."""
     settings = make_settings(shared_dir, MANAGER="slurm", SLURM_JOBCOMP_LOG=JOBCOMP, CALLBACK_RETRY_SECONDS=1)
     first = LiveServer(settings)
-    urls = [first.create("sleep", {"seconds": "2"}, run=True) for _ in range(3)]
     cancelled = first.create("sleep", {"seconds": "60"}, run=True)
-    for url in urls + [cancelled]:
-        wait_phase(first, url, {"EXECUTING"})
-    ids = [u.rsplit("/", 1)[1] for u in urls]
+    wait_phase(first, cancelled, {"EXECUTING"})
     cancelled_slurm = first.services.store.get_manager_id(cancelled.rsplit("/", 1)[1])[6:]
     first.stop()
     subprocess.run(["scancel", cancelled_slurm], check=True)
-    time.sleep(6)  # the jobs end; their callbacks and the epilog's find no server
+    wait_for(lambda: not subprocess.run(["squeue", "-h", "-j", cancelled_slurm, "-o", "%i"], capture_output=True,
+                                        text=True).stdout.split(), 30, "SLURM to end the cancelled job")
     second = LiveServer(settings)
     try:
-        for job_id in ids:
-            url = f"{second.url}/rest/sleep/{job_id}"
-            assert wait_phase(second, url, {"COMPLETED", "ERROR", "ABORTED"}, timeout=30) == "COMPLETED"
-            assert second.http.get(url + "/results/done").text == "done\n"
         url = f"{second.url}/rest/sleep/{cancelled.rsplit('/', 1)[1]}"
         assert wait_phase(second, url, {"COMPLETED", "ERROR", "ABORTED"}, timeout=30) == "ABORTED"
     finally:
@@ -277,14 +251,14 @@ def sshd(cluster, shared_dir):
     (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {(d / 'host_key.pub').read_text()}")
     Path("/run/sshd").mkdir(exist_ok=True)
     proc = subprocess.Popen([sshd_bin, "-D", "-e", "-f", str(d / "sshd_config")], stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
+    def listening() -> bool:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
+            return True
         except OSError:
-            assert time.monotonic() < deadline, "sshd did not start"
-            time.sleep(0.1)
+            return False
+
+    wait_for(listening, 10, "sshd to listen")
     yield {"SLURM_SSH_HOST": "127.0.0.1", "SLURM_SSH_PORT": port, "SLURM_SSH_USER": "root",
            "SLURM_SSH_KEY": str(d / "user_key"), "SLURM_SSH_KNOWN_HOSTS": str(d / "known_hosts")}
     proc.terminate()
@@ -314,10 +288,7 @@ def test_ssh_mode_without_shared_directory(cluster, shared_dir, sshd):
         assert server.http.get(failing + "/stderr").text == "remote failure\n"
         # DELETE removes both copies.
         assert server.http.delete(url, allow_redirects=False).status_code == 303
-        deadline = time.monotonic() + 10
-        while (remote / job_id).exists():
-            assert time.monotonic() < deadline, "the cluster-side directory was not removed"
-            time.sleep(0.1)
+        wait_for(lambda: not (remote / job_id).exists(), 10, "the cluster-side directory to be removed")
         assert (shared_dir / "commands.log").read_text().count("sbatch") == 2
     finally:
         server.stop()

@@ -59,17 +59,17 @@ def test_a_store_url_as_input_chains_the_jobs_and_a_known_upload_is_linked(srv):
     # the second job uses the first one's result by its /store URL: nothing fetched, the same entity
     second = _run(srv, "alice", "copy", {"infile": f"{srv.url}/store/{entity}/output.txt"})
     assert alice.get(second + "/results/copy").text == "chained\n"
-    used = srv.services.joblist.entities.used_by([second.rsplit("/", 1)[1]])
+    used = srv.services.entities.used_by([second.rsplit("/", 1)[1]])
     assert [(role, e) for _job, role, e in used] == [("infile", entity)]
     # the third uploads a copy of that result: recognised by its hash
     third = _run(srv, "alice", "copy", files={"infile": ("again.txt", b"chained\n")})
-    used = srv.services.joblist.entities.used_by([third.rsplit("/", 1)[1]])
+    used = srv.services.entities.used_by([third.rsplit("/", 1)[1]])
     assert [(role, e) for _job, role, e in used] == [("infile", entity)]
     users = {u["jobId"] for u in alice.get(f"{srv.url}/store/{entity}").json()["usedBy"]}
     assert users == {second.rsplit("/", 1)[1], third.rsplit("/", 1)[1]}
     # ... but someone else's upload of the same bytes is an entity of its own
     bobs = _run(srv, "bob", "copy", files={"infile": ("mine.txt", b"chained\n")})
-    (_j, _r, bob_entity), = srv.services.joblist.entities.used_by([bobs.rsplit("/", 1)[1]])
+    (_j, _r, bob_entity), = srv.services.entities.used_by([bobs.rsplit("/", 1)[1]])
     assert bob_entity != entity
     # and nobody may use someone else's entity
     r = srv.as_["bob"].post(f"{srv.url}/rest/copy", data={"infile": f"{srv.url}/store?ID={entity}"},
@@ -103,7 +103,7 @@ def test_the_destruction_sweep_keeps_entity_records_without_files(srv):
     entities = [_result(srv, "alice", u, "output")["entity"] for u in urls]
     ids = [u.rsplit("/", 1)[1] for u in urls]
     with srv.services.notifier.watch(ids[1]) as waiter:
-        destroyed = srv.services.joblist.destroy_expired(now=utcnow() + timedelta(days=3650))
+        destroyed = srv.services.maintenance.destroy_expired(now=utcnow() + timedelta(days=3650))
         assert waiter.wait(5) and waiter.phase == "DELETED"
     assert destroyed == 4  # the three and the copy job: one batch, one transaction
     for url, entity in zip(urls, entities):
@@ -111,4 +111,4 @@ def test_the_destruction_sweep_keeps_entity_records_without_files(srv):
         assert alice.get(f"{srv.url}/store?ID={entity}").status_code == 410
         assert alice.get(f"{srv.url}/store/{entity}").json()["available"] is False
         assert not (srv.settings.jobs_dir / url.rsplit("/", 1)[1]).exists()
-    assert srv.services.joblist.entities.used_by([second.rsplit("/", 1)[1]]) == []
+    assert srv.services.entities.used_by([second.rsplit("/", 1)[1]]) == []

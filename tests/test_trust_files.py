@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from conftest import LiveServer, make_settings, run_job, signed_in_sessions
+from helpers import wait_phase
 from securityhelpers import stop_jobs
 
 from opus.auth.identity import job_token, server_secret
@@ -151,7 +152,7 @@ def test_a_forged_report_cannot_choose_the_content_type(srv):
     alice = srv.as_["alice"]
     url = alice.post(f"{srv.url}/rest/slowpage", data={"PHASE": "RUN"}, allow_redirects=False).headers["Location"]
     try:
-        wait_phase_as(alice, url, "EXECUTING")
+        wait_phase(alice, url, "EXECUTING")
         job_id = url.rsplit("/", 1)[1]
         # what a compromised wrapper could have put in the result area before reporting
         results_dir = srv.settings.jobs_dir / job_id / "results"
@@ -181,14 +182,6 @@ def test_a_forged_report_cannot_choose_the_content_type(srv):
         stop_jobs(srv, [url])
 
 
-def wait_phase_as(http, url: str, phase: str) -> None:
-    for _ in range(100):
-        if http.get(url + "/phase").text == phase:
-            return
-        http.get(url, params={"WAIT": 1})
-    raise AssertionError(f"{url} never reached {phase}")
-
-
 def test_old_records_with_a_hostile_type_are_served_safely(srv):
     """A result recorded before this fix with the report's text/html is not served as HTML."""
     url = run_job(srv.as_["alice"], srv.url, "dummy", {"text": EVIL.decode().strip()})
@@ -216,7 +209,7 @@ def test_an_upload_sent_as_html_is_served_as_an_attachment(srv):
     assert r.headers["Content-Type"] == "application/octet-stream"
     # its entity in the store: typed by OPUS's extension table, not by the client
     job_id = url.rsplit("/", 1)[1]
-    (_job, _role, entity_id), = srv.services.joblist.entities.used_by([job_id])
+    (_job, _role, entity_id), = srv.services.entities.used_by([job_id])
     meta = admin.get(f"{srv.url}/store/{entity_id}").json()
     assert meta["contentType"] == "application/octet-stream"
     assert_attachment(admin.get(meta["href"]), "x.html")
@@ -248,12 +241,12 @@ class _HtmlServer(BaseHTTPRequestHandler):
 
 def test_a_fetched_input_does_not_keep_the_remote_servers_type(srv):
     remote = HTTPServer(("127.0.0.1", 0), _HtmlServer)
-    threading.Thread(target=remote.serve_forever, daemon=True).start()
+    threading.Thread(target=remote.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     try:
         alice = srv.as_["alice"]
         page = f"http://127.0.0.1:{remote.server_port}/page.html"
         url = run_job(alice, srv.url, "copy", {"infile": page})
-        (_job, _role, entity_id), = srv.services.joblist.entities.used_by([url.rsplit("/", 1)[1]])
+        (_job, _role, entity_id), = srv.services.entities.used_by([url.rsplit("/", 1)[1]])
         meta = srv.as_["root"].get(f"{srv.url}/store/{entity_id}").json()
         assert meta["source"] == page and meta["contentType"] == "application/octet-stream"
         assert_attachment(srv.as_["root"].get(meta["href"]), "page.html")

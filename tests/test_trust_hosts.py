@@ -16,12 +16,12 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 import requests
 from conftest import LiveServer, make_settings
+from helpers import wait_final, wait_for
 from lxml import etree
 
 from opus import listen
@@ -52,7 +52,7 @@ class Canary:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.httpd.server_port
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
 
     def stop(self):
         self.httpd.shutdown()
@@ -64,25 +64,13 @@ class ListeningServer(LiveServer):
     (``record=False``: none, as under mod_wsgi)."""
 
     def __init__(self, settings, record: bool = True):
-        from wsgiref.simple_server import make_server
+        self.record = record
+        super().__init__(settings)
 
-        from conftest import _Quiet, _Server
-
-        from opus.server import create_app
-        from opus.service.root import Services
-        from opus.storage import create_engine_for, upgrade_schema
-        upgrade_schema(create_engine_for(settings.database_url))
-        self.httpd = make_server("127.0.0.1", 0, lambda e, s: self.app(e, s), server_class=_Server,
-                                 handler_class=_Quiet)
-        self.port = self.httpd.server_port
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.settings = listen.with_listen_address(settings, "127.0.0.1", self.port) if record else settings
-        assert self.settings.CALLBACK_URL is None
-        self.services = Services.build(self.settings)
-        self.app = create_app(self.settings, self.services)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-        self.http = requests.Session()
+    def configure(self, settings):
+        settings = listen.with_listen_address(settings, "127.0.0.1", self.port) if self.record else settings
+        assert settings.CALLBACK_URL is None
+        return settings
 
 
 @pytest.fixture
@@ -103,15 +91,6 @@ def hostile_hosts(canary_port: int) -> list[str]:
     return [f"127.0.0.1:{canary_port}/any/path?", f"127.0.0.1:{canary_port}", "evil.example.org",
             f"evil.example.org:{canary_port}", "user@evil.example.org", "evil.example.org/x#",
             "a b", "[::1]:1/x", "localhost:1"]
-
-
-def wait_final(http, url: str, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    phase = http.get(url + "/phase").text
-    while phase not in ("COMPLETED", "ERROR", "ABORTED") and time.monotonic() < deadline:
-        http.get(url, params={"WAIT": 5, "PHASE": phase})
-        phase = http.get(url + "/phase").text
-    return phase
 
 
 def job_path(location: str) -> str:
@@ -313,14 +292,14 @@ def test_opus_serve_calls_back_its_own_address(tmp_path, canary):
                             stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
+        def answering() -> bool:
+            assert proc.poll() is None, proc.stdout.read()
             try:
-                requests.get(f"{url}/availability", timeout=2)
-                break
+                return requests.get(f"{url}/availability", timeout=2) is not None
             except requests.ConnectionError:
-                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
-                time.sleep(0.1)
+                return False
+
+        wait_for(answering, 30, "opus serve to answer")
         r = requests.post(f"{url}/rest/dummy", data={"PHASE": "RUN"},
                           headers={"Host": f"127.0.0.1:{canary.port}/steal?"}, allow_redirects=False)
         assert r.status_code == 303 and r.headers["Location"].startswith(f"{url}/rest/dummy/"), r.headers

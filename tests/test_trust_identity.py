@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from conftest import LiveServer, make_settings, run_job, signed_in_sessions
+from conftest import ApiServer, LiveServer, make_settings, run_job, signed_in_sessions
 
 from opus.auth import users as users_module
 from opus.auth.users import hash_token
@@ -75,7 +75,7 @@ def admin_of(server):
 @pytest.fixture
 def secured(tmp_path):
     """No anonymous access, users root (admin), alice and bob; throttling out of the way."""
-    server = LiveServer(make_settings(tmp_path, ALLOW_ANONYMOUS=False, SIGNIN_MAX_FAILURES_PER_NAME=0,
+    server = ApiServer(make_settings(tmp_path, ALLOW_ANONYMOUS=False, SIGNIN_MAX_FAILURES_PER_NAME=0,
                                       SIGNIN_MAX_FAILURES_PER_ADDRESS=0))
     server.tokens = {}
     for name, kwargs in (("root", {"admin": True}), ("alice", {}), ("bob", {})):
@@ -166,7 +166,7 @@ def test_the_sign_in_form_costs_one_keyed_hash_too(secured, monkeypatch):
 
 # ---- finding 5: throttling ---------------------------------------------------------------------------------------
 def test_failed_sign_ins_are_throttled_per_user_name(tmp_path, monkeypatch):
-    server = LiveServer(make_settings(tmp_path, ALLOW_ANONYMOUS=False, SIGNIN_MAX_FAILURES_PER_NAME=3,
+    server = ApiServer(make_settings(tmp_path, ALLOW_ANONYMOUS=False, SIGNIN_MAX_FAILURES_PER_NAME=3,
                                       SIGNIN_MAX_FAILURES_PER_ADDRESS=0, SIGNIN_FAILURE_WINDOW=120))
     try:
         tokens = {n: admin_of(server).add(n)[1] for n in ("alice", "bob")}
@@ -257,7 +257,7 @@ def test_a_401_never_echoes_the_credentials_or_the_authorization_header(secured)
 
 # ---- finding 6: ownership by an id that is never reused ---------------------------------------------------------
 def test_a_recreated_user_name_does_not_inherit_the_deleted_users_jobs_or_entities(tmp_path):
-    server = LiveServer(make_settings(tmp_path, ALLOW_ANONYMOUS=False))
+    server = ApiServer(make_settings(tmp_path, ALLOW_ANONYMOUS=False))
     try:
         as_ = signed_in_sessions(server)
         root = as_["root"]
@@ -322,7 +322,7 @@ def test_user_ids_are_never_reused_even_for_the_newest_user(secured):
 
 
 def test_front_end_users_without_a_stored_user_own_their_jobs_by_their_front_end_name(tmp_path):
-    server = LiveServer(make_settings(tmp_path, ALLOW_ANONYMOUS=True, AUTH_REMOTE_USER=True))
+    server = ApiServer(make_settings(tmp_path, ALLOW_ANONYMOUS=True, AUTH_REMOTE_USER=True))
 
     def call(method: str, path: str, remote_user: str | None, body: bytes = b"") -> tuple[str, dict]:
         environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "wsgi.url_scheme": "http", "HTTP_HOST": "localhost",
@@ -391,7 +391,7 @@ def test_the_migration_moves_ownership_from_names_to_ids(tmp_path, database_url)
                     "00000000000000e3": None}
     assert names["00000000000000a1"] == "alice"  # the name stays, for display (UWS ownerId)
 
-    server = LiveServer(make_settings(tmp_path, DATABASE_URL=database_url, ALLOW_ANONYMOUS=False))
+    server = ApiServer(make_settings(tmp_path, DATABASE_URL=database_url, ALLOW_ANONYMOUS=False))
     try:
         url = f"{server.url}/rest/dummy"
         assert requests.get(f"{url}/00000000000000a1", headers=basic("alice", token)).status_code == 200

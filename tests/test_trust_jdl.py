@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from conftest import LiveServer, make_settings, signed_in_sessions
+from conftest import ApiServer, make_settings, signed_in_sessions
 
 SCRIPT_ALICE = "echo written-by-alice > out.txt\n"
 SCRIPT_BOB = "cat /etc/passwd > out.txt  # written-by-bob\n"
@@ -68,7 +68,7 @@ def _definition(name: str, script: str, version: str = "1", **extra) -> dict:
 
 @pytest.fixture
 def srv(tmp_path):
-    server = LiveServer(make_settings(tmp_path))
+    server = ApiServer(make_settings(tmp_path))
     server.as_ = signed_in_sessions(server, (("root", {"admin": True}), ("alice", {}), ("bob", {}),
                                              ("carol", {"jobdefs": ["dummy"]})))
     yield server

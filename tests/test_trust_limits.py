@@ -150,7 +150,7 @@ def test_multipart_is_for_upload_routes_only(tmp_path):
 
         head = b'--b1\r\nContent-Disposition: form-data; name="infile"; filename="in.dat"\r\n\r\n'
         tail = b"\r\n--b1--\r\n"
-        content = bytes(random.Random(5).getrandbits(8) for _ in range(upload_limit - len(head) - len(tail)))
+        content = random.Random(5).randbytes(upload_limit - len(head) - len(tail))  # 3 MiB in 10 ms, not 16 s
         body = head + content + tail
         assert len(body) == upload_limit
         r = requests.post(f"{server.url}/rest/copy", data=body, headers=multipart_headers("b1"),

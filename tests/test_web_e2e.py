@@ -74,7 +74,7 @@ APP_JS = """
 def _site(opus_url: str) -> ThreadingHTTPServer:
     handler = type("Handler", (SitePage,), {"opus": opus_url})
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     return httpd
 
 

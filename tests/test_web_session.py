@@ -6,7 +6,7 @@ import re
 
 import pytest
 import requests
-from conftest import LiveServer, make_settings
+from conftest import ApiServer, make_settings
 from test_security_matrix import CHANGES, ROWS
 
 from opus.auth.admin import UserAdmin
@@ -16,7 +16,7 @@ STRANGER = "http://evil.example:8080"  # not listed
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    server = LiveServer(make_settings(tmp_path_factory.mktemp("websession"), ALLOW_ANONYMOUS=False,
+    server = ApiServer(make_settings(tmp_path_factory.mktemp("websession"), ALLOW_ANONYMOUS=False,
                                       CORS_ORIGINS=(OTHER_SITE,)))
     server.admin = UserAdmin(server.services.users)
     server.tokens = {}
@@ -198,7 +198,7 @@ def test_assets_come_from_node_modules_and_nothing_else(server):
 
 
 def test_anonymous_use_when_allowed(tmp_path):
-    server = LiveServer(make_settings(tmp_path))
+    server = ApiServer(make_settings(tmp_path))
     try:
         r = requests.get(f"{server.url}/web/")
         assert r.status_code == 200 and "Sign in" in r.text
@@ -211,7 +211,7 @@ def test_anonymous_use_when_allowed(tmp_path):
 
 
 def test_cookies_are_secure_behind_https(tmp_path):
-    server = LiveServer(make_settings(tmp_path, BASE_URL="https://opus.example.org/uws"))
+    server = ApiServer(make_settings(tmp_path, BASE_URL="https://opus.example.org/uws"))
     try:
         cookie = requests.get(f"{server.url}/web/signin").headers["Set-Cookie"]
         assert "Secure" in cookie and "Path=/uws/" in cookie and "SameSite=Strict" in cookie
@@ -241,7 +241,7 @@ def test_cors_credentials_only_for_listed_origins(server):
 
 
 def test_cors_wildcard_never_allows_credentials(tmp_path):
-    server = LiveServer(make_settings(tmp_path, CORS_ORIGINS=("*",)))
+    server = ApiServer(make_settings(tmp_path, CORS_ORIGINS=("*",)))
     try:
         r = requests.get(f"{server.url}/jdl", headers={"Origin": STRANGER})
         assert r.headers["Access-Control-Allow-Origin"] == "*"
@@ -254,7 +254,7 @@ def test_cors_wildcard_never_allows_credentials(tmp_path):
 
 
 def test_no_cors_headers_by_default(tmp_path):
-    server = LiveServer(make_settings(tmp_path))
+    server = ApiServer(make_settings(tmp_path))
     try:
         r = requests.get(f"{server.url}/jdl", headers={"Origin": OTHER_SITE})
         assert "Access-Control-Allow-Origin" not in r.headers

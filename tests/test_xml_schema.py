@@ -20,8 +20,9 @@ import pytest
 import requests
 from lxml import etree
 
+import helpers
 import uwsschema as U
-from conftest import LiveServer, make_settings
+from conftest import ApiServer, make_settings
 
 from opus.uws import Phase
 XSI_NIL = f"{{{U.XSI_NS}}}nil"
@@ -33,16 +34,16 @@ FINAL = ("COMPLETED", "ERROR", "ABORTED")
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------
-def fetch(live, url, params=None) -> bytes:
+def fetch(api, url, params=None) -> bytes:
     """GET a UWS container resource: 200, served as XML."""
-    r = live.http.get(url, params=params)
+    r = api.http.get(url, params=params)
     assert r.status_code == 200, (url, r.status_code, r.text)
     ctype = r.headers.get("Content-Type", "").split(";")[0].strip()
     assert ctype in ("text/xml", "application/xml"), (url, ctype)  # UWS-07
     return r.content
 
 
-def check_document(live, doc: bytes, root_name: str):
+def check_document(api, doc: bytes, root_name: str):
     """Validate and apply the rules every UWS document must follow; return the root element."""
     root = U.validate(doc)
     assert root.tag == U.uws(root_name), root.tag
@@ -61,7 +62,7 @@ def check_document(live, doc: bytes, root_name: str):
         if href is not None:
             parts = urlsplit(href)
             assert parts.scheme in ("http", "https") and parts.netloc, href
-            assert href.startswith(live.url + "/"), href
+            assert href.startswith(api.url + "/"), href
     # UWS-65..67: unset values are xsi:nil, never empty elements; nil elements are empty.
     for el in root.iter(*(U.uws(n) for n in (*INSTANTS, "ownerId"))):
         if el.get(XSI_NIL) == "true":
@@ -79,9 +80,9 @@ def is_nil(el) -> bool:
     return el is not None and el.get(XSI_NIL) == "true"
 
 
-def check_job(live, job_url: str, phase: str | None = None, params=None):
+def check_job(api, job_url: str, phase: str | None = None, params=None):
     """The job document at ``job_url``: all rules, the job order and the phase-dependent instants."""
-    root = check_document(live, fetch(live, job_url, params), "job")
+    root = check_document(api, fetch(api, job_url, params), "job")
     names = U.child_names(root)
     assert U.in_order(names, U.JOB_ORDER), names                     # UWS-64
     for required in REQUIRED_JOB_CHILDREN:                            # CLI-01: parameters always there
@@ -103,13 +104,13 @@ def check_job(live, job_url: str, phase: str | None = None, params=None):
     return root
 
 
-def check_list(live, jobname: str, params=None):
-    root = check_document(live, fetch(live, f"{live.url}/rest/{jobname}", params), "jobs")
+def check_list(api, jobname: str, params=None):
+    root = check_document(api, fetch(api, f"{api.url}/rest/{jobname}", params), "jobs")
     for ref in root:
         assert ref.tag == U.uws("jobref")
         names = U.child_names(ref)
         assert U.in_order(names, U.JOBREF_ORDER), names                # UWS-52
-        assert ref.get(XLINK_HREF) == f"{live.url}/rest/{jobname}/{ref.get('id')}"
+        assert ref.get(XLINK_HREF) == f"{api.url}/rest/{jobname}/{ref.get('id')}"
     return root
 
 
@@ -117,27 +118,18 @@ def ids_of(jobs_root) -> list[str]:
     return [ref.get("id") for ref in jobs_root]
 
 
-def phase_of(live, job_url: str) -> str:
-    return live.http.get(job_url + "/phase").text
+def phase_of(api, job_url: str) -> str:
+    return api.http.get(job_url + "/phase").text
 
 
-def wait_phase(live, job_url: str, wanted: str, timeout: float = 20) -> None:
-    """Block (WAIT, no sleeping) until the job is in ``wanted``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        current = phase_of(live, job_url)
-        if current == wanted:
-            return
-        if current in FINAL:
-            break
-        live.http.get(job_url, params={"WAIT": 2, "PHASE": current})
-    raise AssertionError(f"{job_url} did not reach {wanted} (phase {phase_of(live, job_url)})")
+def wait_phase(api, job_url: str, wanted: str, timeout: float = 20) -> None:
+    helpers.wait_phase(api.http, job_url, wanted, timeout)
 
 
 @pytest.fixture
-def live_one_slot(tmp_path):
-    """A live server running one job at a time, so a second job stays QUEUED."""
-    server = LiveServer(make_settings(tmp_path, MAX_RUNNING_JOBS=1))
+def api_one_slot(tmp_path):
+    """A server running one job at a time, so a second job stays QUEUED."""
+    server = ApiServer(make_settings(tmp_path, MAX_RUNNING_JOBS=1))
     yield server
     server.stop()
 
@@ -185,9 +177,9 @@ def _same_relative_order(ours: list[str], sample: list[str]) -> None:
 
 
 # ---- PENDING -----------------------------------------------------------------------------------------------
-def test_pending_job_without_run_id(live):
-    url = live.create("dummy", {"text": "hello"})
-    root = check_job(live, url, "PENDING")
+def test_pending_job_without_run_id(api):
+    url = api.create("dummy", {"text": "hello"})
+    root = check_job(api, url, "PENDING")
     assert child(root, "runId") is None
     assert not is_nil(child(root, "quote"))          # dummy declares a quote
     assert not is_nil(child(root, "destruction"))
@@ -200,90 +192,90 @@ def test_pending_job_without_run_id(live):
         _same_relative_order(U.child_names(root), U.child_names(U.parse(U.SAMPLES / sample)))
 
 
-def test_pending_job_with_run_id_and_tricky_text(live):
-    url = live.create("dummy", {"RUNID": "run <1> & \"2\"", "text": "a < b & c > d"})
-    root = check_job(live, url, "PENDING")
+def test_pending_job_with_run_id_and_tricky_text(api):
+    url = api.create("dummy", {"RUNID": "run <1> & \"2\"", "text": "a < b & c > d"})
+    root = check_job(api, url, "PENDING")
     assert child(root, "runId").text == "run <1> & \"2\""
     names = U.child_names(root)
     assert names.index("runId") == names.index("jobId") + 1
     _same_relative_order(names, U.child_names(U.parse(U.SAMPLES / "job-pending.xml")))
     assert [p.text for p in child(root, "parameters")] == ["a < b & c > d"]
     # the list shows the runId in jobref order (after phase, before ownerId)
-    refs = check_list(live, "dummy")
+    refs = check_list(api, "dummy")
     (ref,) = list(refs)
     assert U.child_names(ref) == ["phase", "runId", "ownerId", "creationTime"]
     _same_relative_order(U.child_names(ref), U.child_names(U.parse(U.SAMPLES / "jobs.xml")[1]))
 
 
-def test_pending_job_with_uploaded_file_is_by_reference(live):
+def test_pending_job_with_uploaded_file_is_by_reference(api):
     content = b"\x00\x01binary\xff content"
-    url = live.create("copy", files={"infile": ("data.bin", content, "application/octet-stream")})
-    root = check_job(live, url, "PENDING")
+    url = api.create("copy", files={"infile": ("data.bin", content, "application/octet-stream")})
+    root = check_job(api, url, "PENDING")
     assert is_nil(child(root, "quote"))              # copy has no quote: nil, not empty
     (param,) = list(child(root, "parameters"))
     assert param.get("id") == "infile"
     assert param.get("byReference") == "true"
     assert param.text == f"{url}/parameters/infile"   # an absolute URL (UWS-21, UWS-39)
-    assert live.http.get(param.text).content == content
-    proot = check_document(live, fetch(live, url + "/parameters"), "parameters")
+    assert api.http.get(param.text).content == content
+    proot = check_document(api, fetch(api, url + "/parameters"), "parameters")
     assert [(p.get("id"), p.get("byReference"), p.text) for p in proot] == [
         ("infile", "true", f"{url}/parameters/infile")]
-    check_document(live, fetch(live, url + "/results"), "results")
+    check_document(api, fetch(api, url + "/results"), "results")
 
 
-def test_pending_parameters_and_results_documents(live):
-    url = live.create("dummy", {"text": "x", "RUNID": "r"})
-    proot = check_document(live, fetch(live, url + "/parameters"), "parameters")
+def test_pending_parameters_and_results_documents(api):
+    url = api.create("dummy", {"text": "x", "RUNID": "r"})
+    proot = check_document(api, fetch(api, url + "/parameters"), "parameters")
     assert [(p.get("id"), p.text) for p in proot] == [("text", "x")]
-    rroot = check_document(live, fetch(live, url + "/results"), "results")
+    rroot = check_document(api, fetch(api, url + "/results"), "results")
     assert len(rroot) == 0
 
 
 # ---- QUEUED, EXECUTING, ABORTED ----------------------------------------------------------------------------
-def test_queued_executing_and_aborted(live_one_slot):
-    live = live_one_slot
-    first = live.create("sleep", {"seconds": "30"}, run=True)
+def test_queued_executing_and_aborted(api_one_slot):
+    api = api_one_slot
+    first = api.create("sleep", {"seconds": "30"}, run=True)
     second = None
     try:
-        wait_phase(live, first, "EXECUTING")
-        second = live.create("sleep", {"seconds": "30"}, run=True)
-        root = check_job(live, first, "EXECUTING")
+        wait_phase(api, first, "EXECUTING")
+        second = api.create("sleep", {"seconds": "30"}, run=True)
+        root = check_job(api, first, "EXECUTING")
         assert not is_nil(child(root, "quote"))
-        check_list(live, "sleep", {"PHASE": "EXECUTING"})
+        check_list(api, "sleep", {"PHASE": "EXECUTING"})
         # one slot: the second job waits in QUEUED
-        check_job(live, second, "QUEUED")
-        queued = check_list(live, "sleep", {"PHASE": "QUEUED"})
+        check_job(api, second, "QUEUED")
+        queued = check_list(api, "sleep", {"PHASE": "QUEUED"})
         assert ids_of(queued) == [second.rsplit("/", 1)[1]]
         # blocking GET in an active phase returns a valid document too
-        check_job(live, second, "QUEUED", params={"WAIT": 0})
+        check_job(api, second, "QUEUED", params={"WAIT": 0})
     finally:
         for url in (first, second):
             if url is None:
                 continue
-            r = live.http.post(url + "/phase", data={"PHASE": "ABORT"}, allow_redirects=False)
+            r = api.http.post(url + "/phase", data={"PHASE": "ABORT"}, allow_redirects=False)
             assert r.status_code == 303, r.text
     for url in (first, second):
-        check_job(live, url, "ABORTED")
-        check_document(live, fetch(live, url + "/results"), "results")
-        check_document(live, fetch(live, url + "/parameters"), "parameters")
-    root = check_job(live, first, "ABORTED")
+        check_job(api, url, "ABORTED")
+        check_document(api, fetch(api, url + "/results"), "results")
+        check_document(api, fetch(api, url + "/parameters"), "parameters")
+    root = check_job(api, first, "ABORTED")
     assert not is_nil(child(root, "startTime"))
-    aborted = check_list(live, "sleep", {"PHASE": "ABORTED"})
+    aborted = check_list(api, "sleep", {"PHASE": "ABORTED"})
     assert sorted(ids_of(aborted)) == sorted(u.rsplit("/", 1)[1] for u in (first, second))
 
 
-def test_pending_job_aborted(live):
-    url = live.create("dummy")
-    r = live.http.post(url + "/phase", data={"PHASE": "ABORT"}, allow_redirects=False)
+def test_pending_job_aborted(api):
+    url = api.create("dummy")
+    r = api.http.post(url + "/phase", data={"PHASE": "ABORT"}, allow_redirects=False)
     assert r.status_code == 303
-    root = check_job(live, url, "ABORTED")
+    root = check_job(api, url, "ABORTED")
     assert is_nil(child(root, "startTime"))          # it never started: nil, not empty
 
 
-def test_execution_duration_exceeded_is_aborted_with_error_summary(live):
-    url = live.create("sleep", {"seconds": "30", "EXECUTIONDURATION": "1"}, run=True)
-    assert live.wait_final(url, timeout=20) == "ABORTED"
-    root = check_job(live, url, "ABORTED")
+def test_execution_duration_exceeded_is_aborted_with_error_summary(api):
+    url = api.create("sleep", {"seconds": "30", "EXECUTIONDURATION": "1"}, run=True)
+    assert api.wait_final(url, timeout=20) == "ABORTED"
+    root = check_job(api, url, "ABORTED")
     assert child(root, "executionDuration").text == "1"
     summary = child(root, "errorSummary")
     assert summary is not None
@@ -293,83 +285,83 @@ def test_execution_duration_exceeded_is_aborted_with_error_summary(live):
 
 
 # ---- COMPLETED, ERROR --------------------------------------------------------------------------------------
-def test_completed_job_with_results(live):
-    url = live.create("dummy", {"text": "hi"}, run=True)
-    assert live.wait_final(url) == "COMPLETED"
-    root = check_job(live, url, "COMPLETED")
+def test_completed_job_with_results(api):
+    url = api.create("dummy", {"text": "hi"}, run=True)
+    assert api.wait_final(url) == "COMPLETED"
+    root = check_job(api, url, "COMPLETED")
     assert child(root, "errorSummary") is None
     (result,) = list(child(root, "results"))
     assert result.get("id") == "output"
     assert result.get(XLINK_HREF) == f"{url}/results/output"
     assert result.get("mime-type") == "text/plain"
     assert result.get("size") == "3"
-    assert live.http.get(result.get(XLINK_HREF)).text == "hi\n"
+    assert api.http.get(result.get(XLINK_HREF)).text == "hi\n"
     _same_relative_order(U.child_names(root), U.child_names(U.parse(U.SAMPLES / "job-completed.xml")))
-    rroot = check_document(live, fetch(live, url + "/results"), "results")
+    rroot = check_document(api, fetch(api, url + "/results"), "results")
     assert [(r.get("id"), r.get(XLINK_HREF)) for r in rroot] == [("output", f"{url}/results/output")]
-    check_document(live, fetch(live, url + "/parameters"), "parameters")
+    check_document(api, fetch(api, url + "/parameters"), "parameters")
     # a WAIT on a finished job answers at once with the same document
     t0 = time.monotonic()
-    check_job(live, url, "COMPLETED", params={"WAIT": 30})
+    check_job(api, url, "COMPLETED", params={"WAIT": 30})
     assert time.monotonic() - t0 < 5
 
 
-def test_error_job_has_error_summary(live):
-    url = live.create("fail", {"message": "broken <pipe> & more"}, run=True)
-    assert live.wait_final(url) == "ERROR"
-    root = check_job(live, url, "ERROR")
+def test_error_job_has_error_summary(api):
+    url = api.create("fail", {"message": "broken <pipe> & more"}, run=True)
+    assert api.wait_final(url) == "ERROR"
+    root = check_job(api, url, "ERROR")
     summary = child(root, "errorSummary")
     assert summary is not None
     assert summary.get("type") == "fatal" and summary.get("hasDetail") == "true"
     assert "broken <pipe> & more" in summary.find(U.uws("message")).text
     assert len(child(root, "results")) == 0
     _same_relative_order(U.child_names(root), U.child_names(U.parse(U.SAMPLES / "job-error.xml")))
-    assert live.http.get(url + "/error").status_code == 200     # hasDetail="true" is backed
-    check_document(live, fetch(live, url + "/results"), "results")
-    check_document(live, fetch(live, url + "/parameters"), "parameters")
+    assert api.http.get(url + "/error").status_code == 200     # hasDetail="true" is backed
+    check_document(api, fetch(api, url + "/results"), "results")
+    check_document(api, fetch(api, url + "/parameters"), "parameters")
 
 
 # ---- job lists ---------------------------------------------------------------------------------------------
-def test_empty_job_list(live):
-    root = check_list(live, "dummy")
+def test_empty_job_list(api):
+    root = check_list(api, "dummy")
     assert len(root) == 0
-    assert len(check_list(live, "dummy", {"PHASE": "PENDING"})) == 0
-    assert len(check_list(live, "dummy", {"LAST": 5})) == 0
+    assert len(check_list(api, "dummy", {"PHASE": "PENDING"})) == 0
+    assert len(check_list(api, "dummy", {"LAST": 5})) == 0
 
 
-def test_job_lists_filtered(live):
-    done = live.create("dummy", {"text": "a"}, run=True)
-    assert live.wait_final(done) == "COMPLETED"
-    failed = live.create("fail", run=True)
-    assert live.wait_final(failed) == "ERROR"
+def test_job_lists_filtered(api):
+    done = api.create("dummy", {"text": "a"}, run=True)
+    assert api.wait_final(done) == "COMPLETED"
+    failed = api.create("fail", run=True)
+    assert api.wait_final(failed) == "ERROR"
     time.sleep(0.005)  # creation times 5 ms apart at least: AFTER can separate them
-    pending = live.create("dummy", {"RUNID": "p1"})
-    later = live.create("dummy")
+    pending = api.create("dummy", {"RUNID": "p1"})
+    later = api.create("dummy")
     jid = {u: u.rsplit("/", 1)[1] for u in (done, pending, later)}
 
-    everything = check_list(live, "dummy")
+    everything = check_list(api, "dummy")
     assert sorted(ids_of(everything)) == sorted(jid.values())
-    assert ids_of(check_list(live, "dummy", {"PHASE": "COMPLETED"})) == [jid[done]]
-    pending_ids = ids_of(check_list(live, "dummy", {"PHASE": "PENDING"}))
+    assert ids_of(check_list(api, "dummy", {"PHASE": "COMPLETED"})) == [jid[done]]
+    pending_ids = ids_of(check_list(api, "dummy", {"PHASE": "PENDING"}))
     assert sorted(pending_ids) == sorted([jid[pending], jid[later]])
-    union = check_list(live, "dummy", [("PHASE", "COMPLETED"), ("PHASE", "PENDING")])
+    union = check_list(api, "dummy", [("PHASE", "COMPLETED"), ("PHASE", "PENDING")])
     assert len(union) == 3
-    assert len(check_list(live, "dummy", {"PHASE": "ERROR"})) == 0
-    assert ids_of(check_list(live, "fail", {"PHASE": "ERROR"})) == [failed.rsplit("/", 1)[1]]
-    assert len(check_list(live, "dummy", {"PHASE": "ARCHIVED"})) == 0
+    assert len(check_list(api, "dummy", {"PHASE": "ERROR"})) == 0
+    assert ids_of(check_list(api, "fail", {"PHASE": "ERROR"})) == [failed.rsplit("/", 1)[1]]
+    assert len(check_list(api, "dummy", {"PHASE": "ARCHIVED"})) == 0
 
-    pending_root = check_job(live, pending)
+    pending_root = check_job(api, pending)
     after = child(pending_root, "creationTime").text
-    after_root = check_list(live, "dummy", {"AFTER": "2000-01-01T00:00:00Z"})
+    after_root = check_list(api, "dummy", {"AFTER": "2000-01-01T00:00:00Z"})
     assert len(after_root) == 3
-    assert len(check_list(live, "dummy", {"AFTER": "2999-01-01T00:00:00Z"})) == 0
+    assert len(check_list(api, "dummy", {"AFTER": "2999-01-01T00:00:00Z"})) == 0
     # jobs created at or after ``pending`` (its creationTime is printed to the millisecond)
-    assert jid[done] not in ids_of(check_list(live, "dummy", {"AFTER": after}))
-    assert jid[later] in ids_of(check_list(live, "dummy", {"AFTER": after}))
+    assert jid[done] not in ids_of(check_list(api, "dummy", {"AFTER": after}))
+    assert jid[later] in ids_of(check_list(api, "dummy", {"AFTER": after}))
 
-    last = check_list(live, "dummy", {"LAST": 1})
+    last = check_list(api, "dummy", {"LAST": 1})
     assert ids_of(last) == [jid[later]]
-    combined = check_list(live, "dummy",
+    combined = check_list(api, "dummy",
                           [("PHASE", "PENDING"), ("LAST", "2"), ("AFTER", "2000-01-01T00:00:00Z")])
     assert ids_of(combined) == [jid[later], jid[pending]]
     # the runId appears in its jobref
@@ -377,16 +369,16 @@ def test_job_lists_filtered(live):
     assert ref.find(U.uws("runId")).text == "p1"
 
 
-def test_hrefs_follow_the_host_the_client_used(live):
+def test_hrefs_follow_the_host_the_client_used(api):
     """Absolute URLs are built from the request's Host (no BASE_URL set): still absolute."""
-    url = live.create("dummy", {"text": "x"}, run=True)
-    assert live.wait_final(url) == "COMPLETED"
+    url = api.create("dummy", {"text": "x"}, run=True)
+    assert api.wait_final(url) == "COMPLETED"
     job_id = url.rsplit("/", 1)[1]
-    port = urlsplit(live.url).port
-    r = requests.get(f"{live.url}/rest/dummy", headers={"Host": f"localhost:{port}"})
+    port = urlsplit(api.url).port
+    r = requests.get(f"{api.url}/rest/dummy", headers={"Host": f"localhost:{port}"})
     root = U.validate(r.content)
     assert [ref.get(XLINK_HREF) for ref in root] == [f"http://localhost:{port}/rest/dummy/{job_id}"]
-    r = requests.get(f"{live.url}/rest/dummy/{job_id}", headers={"Host": f"localhost:{port}"})
+    r = requests.get(f"{api.url}/rest/dummy/{job_id}", headers={"Host": f"localhost:{port}"})
     root = U.validate(r.content)
     hrefs = [res.get(XLINK_HREF) for res in root.iter(U.uws("result"))]
     assert hrefs == [f"http://localhost:{port}/rest/dummy/{job_id}/results/output"]
@@ -394,30 +386,30 @@ def test_hrefs_follow_the_host_the_client_used(live):
 
 # ---- values that XML cannot carry as given -----------------------------------------------------------------
 @pytest.mark.parametrize("data", [{"RUNID": "a\uffffb\x01c"}, {"text": "x\ufffey\x02z"}])
-def test_values_xml_cannot_carry_are_refused(live, data):
+def test_values_xml_cannot_carry_are_refused(api, data):
     """U+FFFE/U+FFFF and C0 controls are not XML 1.0 characters: refused at input (400), never emitted."""
-    r = live.http.post(f"{live.url}/rest/dummy", data=data, allow_redirects=False)
+    r = api.http.post(f"{api.url}/rest/dummy", data=data, allow_redirects=False)
     assert r.status_code == 400 and "XML" in r.text
-    check_list(live, "dummy")
+    check_list(api, "dummy")
 
 
-def test_error_message_with_xml_forbidden_characters_still_gives_valid_xml(live):
+def test_error_message_with_xml_forbidden_characters_still_gives_valid_xml(api):
     """Server-made text (a script's stderr in an error message) is filtered on output."""
-    url = live.create("sleep", {"seconds": "0"})
+    url = api.create("sleep", {"seconds": "0"})
     job_id = url.rsplit("/", 1)[1]
-    live.services.store.set_phase(job_id, Phase.QUEUED, [Phase.PENDING])
-    assert live.services.joblist.apply_report(job_id, {"phase": "ERROR", "message": "bad \x1b[31m \uffff end"}) \
+    api.services.store.set_phase(job_id, Phase.QUEUED, [Phase.PENDING])
+    assert api.services.completion.apply(job_id, {"phase": "ERROR", "message": "bad \x1b[31m \uffff end"}) \
         == "applied"
-    root = check_job(live, url, "ERROR")
+    root = check_job(api, url, "ERROR")
     assert "bad [31m  end" in etree.tostring(root, encoding="unicode")
 
 
-def test_destruction_before_year_1000_is_a_valid_datetime_or_refused(live):
+def test_destruction_before_year_1000_is_a_valid_datetime_or_refused(api):
     """xs:dateTime needs a 4-digit year: DESTRUCTION=0999-... must print as 0999, or be refused."""
-    r = live.http.post(f"{live.url}/rest/dummy", data={"DESTRUCTION": "0999-01-01T00:00:00Z"},
+    r = api.http.post(f"{api.url}/rest/dummy", data={"DESTRUCTION": "0999-01-01T00:00:00Z"},
                        allow_redirects=False)
     assert r.status_code in (303, 400), r.text
     if r.status_code == 303:
         url = r.headers["Location"]
-        root = check_job(live, url, "PENDING")
+        root = check_job(api, url, "PENDING")
         assert child(root, "destruction").text.startswith("0999-")

@@ -10,11 +10,17 @@ from opus.errors import BadRequest, Forbidden, NotFound
 from opus.storage.userstore import UserExists, UserStore
 from opus.timeutil import utcnow
 from opus.auth.users import User, check_user_name, new_token, parse_jobdefs
+
+#: ``update``'s default for max_active_jobs: "leave it as it is" (None means "no limit").
+UNCHANGED = ...
+
+
 class UserAdmin:
-    def __init__(self, users: UserStore):
+    def __init__(self, users: UserStore) -> None:
         self.users = users
 
-    def add(self, name: str, admin: bool = False, jobdefs="*", max_active_jobs: int | None = None) -> tuple[User, str]:
+    def add(self, name: str, admin: bool = False, jobdefs: object = "*",
+            max_active_jobs: object = None) -> tuple[User, str]:
         """Create a user; returns it with its token (shown once, never stored)."""
         check_user_name(name)
         token, token_id, token_hash = new_token(self.users.token_key)
@@ -36,10 +42,13 @@ class UserAdmin:
     def list(self) -> list[User]:
         return self.users.all()
 
-    def update(self, name: str, *, enabled: bool | None = None, admin: bool | None = None, jobdefs=None,
-               grant=None, revoke=None, max_active_jobs=...) -> User:
+    def update(self, name: str, *, enabled: bool | None = None, admin: bool | None = None,
+               jobdefs: object = None, grant: object = None, revoke: object = None,
+               max_active_jobs: object = UNCHANGED) -> User:
+        """Change a user; ``jobdefs``, ``grant``, ``revoke`` and ``max_active_jobs`` are as given by
+        the REST API's JSON or the command line (checked here)."""
         user = self.get(name)
-        fields: dict = {}
+        fields: dict[str, object] = {}
         if enabled is not None:
             fields["enabled"] = bool(enabled)
         if admin is not None:
@@ -55,7 +64,7 @@ class UserAdmin:
             allowed -= parse_jobdefs(revoke)
         if allowed != user.jobdefs:
             fields["jobdefs"] = allowed
-        if max_active_jobs is not ...:
+        if max_active_jobs is not UNCHANGED:
             fields["max_active_jobs"] = _limit(max_active_jobs)
         if fields:
             self.users.update(name, **fields)
@@ -84,7 +93,7 @@ class UserAdmin:
         return self.add(name, admin=True)
 
 
-def _limit(value) -> int | None:
+def _limit(value: object) -> int | None:
     if value in (None, "", "none"):
         return None
     if isinstance(value, bool) or not isinstance(value, (int, str)):

@@ -22,7 +22,7 @@ import hmac
 import logging
 import threading
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from opus.auth import users as users_module
 from opus.errors import Forbidden, TooManyRequests, Unauthorized
@@ -30,6 +30,9 @@ from opus.auth.identity import Identity, server_secret
 from opus.auth.throttle import SignInThrottle, address_key
 from opus.auth.users import DUMMY_HASH, USER_NAME, User, is_keyed, remote_owner_key, token_id_of, verify_token
 from opus.auth import session as web_session
+from opus.settings import Settings
+from opus.storage.userstore import UserStore
+
 log = logging.getLogger(__name__)
 CHALLENGE = 'Basic realm="OPUS", charset="UTF-8", Bearer realm="OPUS"'
 WRONG = "wrong user name or token"
@@ -38,7 +41,7 @@ MAX_REMOTE_USER = 255
 
 
 class Authenticator:
-    def __init__(self, settings, users):
+    def __init__(self, settings: Settings, users: UserStore) -> None:
         self.settings = settings
         self.users = users
         self.throttle = SignInThrottle(settings.SIGNIN_FAILURE_WINDOW, settings.SIGNIN_MAX_FAILURES_PER_NAME,
@@ -61,7 +64,7 @@ class Authenticator:
                 self._key = users_module.token_key(server_secret(self.settings))
         return self._key
 
-    def identify(self, environ: dict) -> Identity:
+    def identify(self, environ: dict[str, Any]) -> Identity:
         """The caller of a request, or Unauthorized (401), or TooManyRequests (429)."""
         s = self.settings
         header = environ.get("HTTP_AUTHORIZATION", "")
@@ -115,7 +118,7 @@ class Authenticator:
         return self._verify(_name_bucket(name), address_key(remote_addr), token, name,
                             lambda: self.users.get(name) if USER_NAME.match(name or "") else None)
 
-    def _session(self, environ: dict, cookie: str) -> Identity:
+    def _session(self, environ: dict[str, Any], cookie: str) -> Identity:
         """The user of a web session; state-changing requests must carry its CSRF token."""
         session = web_session.parse(self.settings, cookie)
         if session is None:
@@ -165,9 +168,9 @@ class Authenticator:
             # A hash of the legacy scheme: PBKDF2 once, then the keyed hash takes its place.
             ok = verify_token(token, user.token_hash)
             if ok:
-                self.users.replace_token_hash(user.uid, user.token_hash, presented.decode())
+                self.users.replace_token_hash(user.stored_uid, user.token_hash, presented.decode())
                 user.token_hash = presented.decode()
-        if not ok:
+        if not ok or user is None:
             self._failed(name_bucket, address)
             raise Unauthorized(WRONG)
         self.throttle.succeeded(name_bucket)

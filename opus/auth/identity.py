@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from opus.settings import Settings
 
 _SECRET_LOCK = threading.Lock()
 
@@ -47,18 +48,18 @@ def _read_or_make_secret(path: str) -> bytes:
     return p.read_bytes().strip()
 
 
-def server_secret(settings) -> bytes:
+def server_secret(settings: Settings) -> bytes:
     if settings.SECRET_KEY:
         return settings.SECRET_KEY.encode()
     return _file_secret(str(Path(settings.DATA_DIR) / "secret.key"))
 
 
-def job_token(settings, job_id: str) -> str:
+def job_token(settings: Settings, job_id: str) -> str:
     """The callback token of one job."""
     return hmac.new(server_secret(settings), f"job-event:{job_id}".encode(), hashlib.sha256).hexdigest()
 
 
-def check_job_token(settings, job_id: str, token: str) -> bool:
+def check_job_token(settings: Settings, job_id: str, token: str | None) -> bool:
     """Constant-time comparison of a presented token with the job's."""
     if not isinstance(token, str):
         return False
@@ -78,11 +79,11 @@ class Identity:
 
     name: str | None = None
     is_admin: bool = False
-    jobdefs: frozenset = frozenset({"*"})
+    jobdefs: frozenset[str] = frozenset({"*"})
     max_active_jobs: int | None = None
     owner_key: str | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         # A named caller without a key would share the anonymous jobs (key None): refuse to exist.
         if (self.name is None) != (self.owner_key is None):
             raise ValueError("an Identity has both a name and an owner key, or neither (anonymous)")

@@ -25,7 +25,11 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from typing import Any
+
 from opus.auth.identity import server_secret
+from opus.settings import Settings
+
 COOKIE = "opus_session"
 SIGNIN_COOKIE = "opus_signin"
 CSRF_HEADER = "X-CSRF-Token"
@@ -43,11 +47,11 @@ class Session:
     fingerprint: str
 
 
-def _key(settings, purpose: str) -> bytes:
+def _key(settings: Settings, purpose: str) -> bytes:
     return hmac.new(server_secret(settings), f"opus-web:{purpose}".encode(), hashlib.sha256).digest()
 
 
-def _mac(settings, purpose: str, message: str) -> str:
+def _mac(settings: Settings, purpose: str, message: str) -> str:
     digest = hmac.new(_key(settings, purpose), message.encode("utf-8"), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
@@ -57,7 +61,7 @@ def fingerprint(stamp: str) -> str:
     return hashlib.sha256(f"session:{stamp}".encode()).hexdigest()[:16]
 
 
-def issue(settings, name: str, stamp: str, now: float | None = None) -> tuple[str, Session]:
+def issue(settings: Settings, name: str, stamp: str, now: float | None = None) -> tuple[str, Session]:
     """A new session for user ``name`` (``stamp``: the user's ``session_stamp``): (cookie value, session)."""
     now = time.time() if now is None else now
     session = Session(name, secrets.token_hex(16), int(now) + settings.SESSION_LIFETIME, fingerprint(stamp))
@@ -66,7 +70,7 @@ def issue(settings, name: str, stamp: str, now: float | None = None) -> tuple[st
     return f"{payload}.{_mac(settings, 'session', payload)}", session
 
 
-def parse(settings, value: str, now: float | None = None) -> Session | None:
+def parse(settings: Settings, value: str, now: float | None = None) -> Session | None:
     """The session a cookie value carries; None if it is malformed, forged or expired."""
     parts = value.split(".")
     if len(parts) != 6 or parts[0] != _VERSION:
@@ -85,11 +89,11 @@ def parse(settings, value: str, now: float | None = None) -> Session | None:
     return Session(name, sid, expires_at, fp)
 
 
-def csrf_token(settings, session: Session) -> str:
+def csrf_token(settings: Settings, session: Session) -> str:
     return _mac(settings, "csrf", session.sid)
 
 
-def check_csrf(settings, session: Session, presented: str | None) -> bool:
+def check_csrf(settings: Settings, session: Session, presented: str | None) -> bool:
     if not presented or not isinstance(presented, str):
         return False
     return hmac.compare_digest(csrf_token(settings, session).encode(), presented.encode("utf-8", "replace"))
@@ -105,11 +109,11 @@ def fresh_signin_nonce(nonce: str | None) -> bool:
     return issued.isdigit() and len(rest) == 32 and 0 <= time.time() - int(issued) < SIGNIN_LIFETIME / 2
 
 
-def signin_token(settings, nonce: str) -> str:
+def signin_token(settings: Settings, nonce: str) -> str:
     return _mac(settings, "signin", nonce)
 
 
-def check_signin(settings, nonce: str | None, presented: str | None) -> bool:
+def check_signin(settings: Settings, nonce: str | None, presented: str | None) -> bool:
     """The sign-in form's field ``_csrf`` against its ``opus_signin`` cookie (at most an hour old)."""
     if not nonce or not presented:
         return False
@@ -119,7 +123,7 @@ def check_signin(settings, nonce: str | None, presented: str | None) -> bool:
     return hmac.compare_digest(signin_token(settings, nonce).encode(), presented.encode("utf-8", "replace"))
 
 
-def cookie_of(environ: dict, name: str = COOKIE) -> str | None:
+def cookie_of(environ: dict[str, Any], name: str = COOKIE) -> str | None:
     """A cookie's value from the request (None when absent or empty); tolerant of junk."""
     for item in environ.get("HTTP_COOKIE", "").split(";"):
         key, sep, value = item.strip().partition("=")

@@ -49,13 +49,13 @@ class SignInThrottle:
     """Sliding windows of failure times per key; thread-safe."""
 
     def __init__(self, window: float, per_name: int, per_address: int, max_keys: int = MAX_KEYS,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.window = float(window)
         self.per_name = per_name
         self.per_address = per_address
         self.max_keys = max_keys
         self.clock = clock
-        self._failures: OrderedDict[str, deque] = OrderedDict()
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
 
     def _limit(self, key: str) -> int:
@@ -81,9 +81,9 @@ class SignInThrottle:
         newly: list[str] = []
         with self._lock:
             for key in keys:
-                limit = self._limit(key) if key else 0
-                if limit <= 0:
+                if not key or self._limit(key) <= 0:
                     continue
+                limit = self._limit(key)
                 times = self._failures.pop(key, None)
                 if times is None:
                     times = deque(maxlen=limit)

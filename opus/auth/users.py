@@ -53,11 +53,16 @@ class User:
         return self.is_admin or "*" in self.jobdefs or jobname in self.jobdefs
 
     @property
-    def owner_key(self) -> str:
-        """What the user's jobs and entities are owned by (``opus.auth.identity.can_access``)."""
+    def stored_uid(self) -> int:
+        """``uid`` of a user read from the store (ValueError for one not stored yet)."""
         if self.uid is None:
             raise ValueError(f"user {self.name!r} has no id yet (not stored)")
-        return user_owner_key(self.uid)
+        return self.uid
+
+    @property
+    def owner_key(self) -> str:
+        """What the user's jobs and entities are owned by (``opus.auth.identity.can_access``)."""
+        return user_owner_key(self.stored_uid)
 
     @property
     def session_stamp(self) -> str:
@@ -65,7 +70,7 @@ class User:
         when the stored hash only changes scheme."""
         return f"{self.uid}:{self.token_id}"
 
-    def public(self) -> dict:
+    def public(self) -> dict[str, object]:
         """What the admin API shows (never the token or its hash)."""
         return {"name": self.name, "id": self.uid, "roles": ["admin", "user"] if self.is_admin else ["user"],
                 "enabled": self.enabled, "maxActiveJobs": self.max_active_jobs,
@@ -140,7 +145,7 @@ def token_id_of(token: str) -> str | None:
     return head if sep and re.fullmatch(r"[0-9a-f]{16}", head) else None
 
 
-def parse_jobdefs(value) -> set[str]:
+def parse_jobdefs(value: object) -> set[str]:
     """A set of job definition names from a list or a comma/space separated string ("*": all)."""
     items = value if isinstance(value, (list, tuple, set)) else re.split(r"[,\s]+", str(value or ""))
     out = {str(i).strip() for i in items if str(i).strip()}

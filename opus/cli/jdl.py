@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
 from opus.errors import ConfigurationError, OpusError
-def add_parser(sub) -> None:
+from opus.jobdef import JobDefinitionRegistry
+from opus.jobdef.formats import read_definition, write_definition
+from opus.settings import Settings
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     jdl = sub.add_parser("jdl", help="job definitions: list, show, convert, propose, validate, delete")
     actions = jdl.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="the live definitions and their versions")
@@ -34,9 +40,7 @@ def add_parser(sub) -> None:
         actions.add_parser(name, help=text).add_argument("name")
 
 
-def run(settings, args) -> int:
-    from opus.jobdef import JobDefinitionRegistry
-    from opus.jobdef.formats import read_definition, write_definition
+def run(settings: Settings, args: argparse.Namespace) -> int:
     registry = JobDefinitionRegistry(settings.JDL_DIR)
     try:
         if args.action == "list":

@@ -3,34 +3,43 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from opus import listen
-
+from opus.auth.admin import UNCHANGED, UserAdmin
+from opus.auth.identity import server_secret
 from opus.cli import jdl as jdl_cli
-
+from opus.errors import ConfigurationError, OpusError
+from opus.jobdef import JobDefinitionRegistry
+from opus.managers import sandbox
 from opus.observability import logcontext
-from opus.errors import ConfigurationError
-from opus.settings import load_settings
-def _serve(settings, args) -> int:
-    from socketserver import ThreadingMixIn
-    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from opus.server import create_app
+from opus.service.root import Root
+from opus.settings import Settings, load_settings
+from opus.storage import create_engine_for, upgrade_schema
+from opus.storage.userstore import UserStore
 
-    from opus.server import create_app
-    from opus.storage import create_engine_for, upgrade_schema
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base class's name)
+        logging.getLogger("opus.access").info("%s %s", self.address_string(), format % args)
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
     upgrade_schema(create_engine_for(settings.database_url))
-
-    class ThreadingServer(ThreadingMixIn, WSGIServer):
-        daemon_threads = True
-
-    class QuietHandler(WSGIRequestHandler):
-        def log_message(self, fmt, *a):
-            logging.getLogger("opus.access").info("%s %s", self.address_string(), fmt % a)
-
-    httpd = make_server(args.host, args.port, None, server_class=ThreadingServer, handler_class=QuietHandler)
+    # No app yet: it is made once the port is bound (set_app below), before anything is served.
+    httpd = make_server(args.host, args.port, None,  # type: ignore[call-overload]
+                        server_class=_ThreadingServer, handler_class=_QuietHandler)
     # Bound first, so that the app knows the address it listens on (port 0 resolved): the URL jobs
     # call back without CALLBACK_URL/BASE_URL, and the Host names allowed by default.
     settings = listen.with_listen_address(settings, args.host, httpd.server_port)
@@ -44,12 +53,7 @@ def _serve(settings, args) -> int:
     return 0
 
 
-def _init(settings, args) -> int:
-    from opus.storage import create_engine_for, upgrade_schema
-    from opus.storage.userstore import UserStore
-    from opus.auth.admin import UserAdmin
-    from opus.managers import sandbox
-    from opus.auth.identity import server_secret
+def _init(settings: Settings, args: argparse.Namespace) -> int:
     settings.jobs_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine_for(settings.database_url)
     upgrade_schema(engine)
@@ -74,13 +78,7 @@ def _init(settings, args) -> int:
     return 0
 
 
-def _user(settings, args) -> int:
-    import json
-
-    from opus.errors import OpusError
-    from opus.storage import create_engine_for
-    from opus.storage.userstore import UserStore
-    from opus.auth.admin import UserAdmin
+def _user(settings: Settings, args: argparse.Namespace) -> int:
     admin = UserAdmin(UserStore(create_engine_for(settings.database_url), settings))
     try:
         if args.action == "add":
@@ -99,12 +97,9 @@ def _user(settings, args) -> int:
             user = admin.update(args.name, **{args.action: args.jobdefs_list})
             print(f"user {args.name!r} may use: {' '.join(sorted(user.jobdefs)) or '(nothing)'}")
         elif args.action == "set":
-            kwargs = {}
-            if args.max_jobs is not None:
-                kwargs["max_active_jobs"] = args.max_jobs
-            if args.admin is not None:
-                kwargs["admin"] = args.admin == "yes"
-            print(json.dumps(admin.update(args.name, **kwargs).public()))
+            user = admin.update(args.name, admin=None if args.admin is None else args.admin == "yes",
+                                max_active_jobs=UNCHANGED if args.max_jobs is None else args.max_jobs)
+            print(json.dumps(user.public()))
         elif args.action == "delete":
             admin.delete(args.name)
             print(f"user {args.name!r} deleted")
@@ -114,16 +109,14 @@ def _user(settings, args) -> int:
     return 0
 
 
-def _maintenance(settings, args) -> int:
-    from opus.service.root import Services
-    services = Services.build(settings)
-    count = services.joblist.destroy_expired()
+def _maintenance(settings: Settings, args: argparse.Namespace) -> int:
+    count = Root.build(settings).maintenance.destroy_expired()
     verb = "archived" if settings.DESTRUCTION_POLICY == "archive" else "destroyed"
     print(f"{count} expired job(s) {verb}")
     return 0
 
 
-def _check_callbacks(settings) -> None:
+def _check_callbacks(settings: Settings) -> None:
     """Say where job wrappers will report (never to a URL taken from a request: opus.listen)."""
     url = settings.CALLBACK_URL or settings.BASE_URL
     if url:
@@ -135,9 +128,7 @@ def _check_callbacks(settings) -> None:
           "unix socket no job can start: set CALLBACK_URL")
 
 
-def _check(settings, args) -> int:
-    from opus.managers import sandbox
-    from opus.jobdef import JobDefinitionRegistry
+def _check(settings: Settings, args: argparse.Namespace) -> int:
     registry = JobDefinitionRegistry(settings.JDL_DIR)
     bad = 0
     _check_callbacks(settings)
@@ -208,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=settings.LOG_LEVEL, format=logcontext.LOG_FORMAT)
     else:
         logging.basicConfig(level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handler = {"serve": _serve, "init": _init, "maintenance": _maintenance, "check": _check,
+    handler: Callable[[Settings, argparse.Namespace], int] = {"serve": _serve, "init": _init, "maintenance": _maintenance, "check": _check,
                "user": _user, "jdl": jdl_cli.run}[args.command]
     try:
         return handler(settings, args)

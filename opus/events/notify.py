@@ -20,7 +20,7 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 class _Waiter:
     __slots__ = ("event", "phase")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.event = threading.Event()
         self.phase: str | None = None
 
@@ -41,7 +41,7 @@ class _Waiter:
 class Notifier:
     """Wakes waiters and subscribers of this process and of its peers on one host."""
 
-    def __init__(self, run_dir: str | Path):
+    def __init__(self, run_dir: str | Path) -> None:
         self.dir = Path(run_dir) / "events"
         self._prefix = "opus-" + hashlib.sha1(str(self.dir.resolve()).encode()).hexdigest()[:12]
         self._waiters: dict[str, set[_Waiter]] = {}
@@ -50,7 +50,7 @@ class Notifier:
         self._sock: socket.socket | None = None
         self._name: str | None = None
         self._send_sock: socket.socket | None = None
-        self._pid = None
+        self._pid: int | None = None
 
     # ---- listening ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -136,7 +136,7 @@ class Notifier:
 
     # ---- waiting -----------------------------------------------------------------------------
     @contextmanager
-    def watch(self, job_id: str):
+    def watch(self, job_id: str) -> Iterator[_Waiter]:
         """Register interest in ``job_id`` *before* reading its state, then ``.wait(timeout)``."""
         waiter = _Waiter()
         with self._lock:

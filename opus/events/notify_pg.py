@@ -16,8 +16,14 @@ import select
 import socket
 import threading
 import time
+from pathlib import Path
+from typing import cast
+
+from psycopg2.extensions import connection as PgConnection
+from sqlalchemy import Engine
 
 from opus.events.notify import Notifier
+
 log = logging.getLogger(__name__)
 CHANNEL = "opus_jobs"
 
@@ -25,19 +31,19 @@ CHANNEL = "opus_jobs"
 class PgNotifier(Notifier):
     """A Notifier that also crosses hosts through PostgreSQL LISTEN/NOTIFY."""
 
-    def __init__(self, run_dir, engine):
+    def __init__(self, run_dir: str | Path, engine: Engine) -> None:
         super().__init__(run_dir)
         self.engine = engine
         # Same origin = same host and run directory: those peers already got the datagram.
         self.origin = f"{socket.gethostname()}:{self._prefix}"[:120].replace(" ", "_")
         self._send_lock = threading.Lock()
-        self._sender = None
-        self._listening_pid = None
+        self._sender: PgConnection | None = None
+        self._listening_pid: int | None = None
         self.listening = threading.Event()
 
-    def _connect(self):
+    def _connect(self) -> PgConnection:
         raw = self.engine.raw_connection()
-        conn = raw.driver_connection
+        conn = cast(PgConnection, raw.driver_connection)  # PgNotifier is made for psycopg2 URLs only
         raw.detach()  # ours for good: never returned to the pool
         conn.autocommit = True
         return conn
@@ -79,7 +85,7 @@ class PgNotifier(Notifier):
                 except Exception:
                     pass
 
-    def _drain(self, conn) -> None:
+    def _drain(self, conn: PgConnection) -> None:
         while self._listening_pid is not None:
             if select.select([conn], [], [], 30)[0]:
                 conn.poll()

@@ -23,6 +23,14 @@ import argparse
 import math
 import os
 import sys
+from typing import Any, NoReturn
+
+# numpy, astropy and matplotlib come with the optional "science" extra: imported where they are used,
+# so that a missing one is the one-line error of main().  astropy has no type information, and the
+# arrays go through its calls: all three are typed loosely here.
+Array = Any  # a numpy.ndarray
+Wcs = Any  # an astropy.wcs.WCS
+Header = Any  # an astropy.io.fits.Header
 
 MAX_PIXELS = 5000
 _DEGREE_UNITS = {"", "deg", "degree", "degrees"}
@@ -33,7 +41,7 @@ class CountMapError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit status 1 like every other error of this program
+    def error(self, message: str) -> NoReturn:  # one line, exit status 1 like every other error of this program
         raise CountMapError(message)
 
 
@@ -62,7 +70,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def read_events(path: str):
+def read_events(path: str) -> tuple[Array, Array, Header]:
     """(ra, dec, header of EVENTS) in degrees, as float64 arrays."""
     import numpy as np
     from astropy.io import fits
@@ -103,7 +111,7 @@ def read_events(path: str):
         return coords[0], coords[1], hdu.header.copy()
 
 
-def make_wcs(ra: float, dec: float, nxpix: int, nypix: int, binsz: float):
+def make_wcs(ra: float, dec: float, nxpix: int, nypix: int, binsz: float) -> Wcs:
     from astropy.wcs import WCS
 
     wcs = WCS(naxis=2)
@@ -117,7 +125,7 @@ def make_wcs(ra: float, dec: float, nxpix: int, nypix: int, binsz: float):
     return wcs
 
 
-def count_events(ra, dec, wcs, nxpix: int, nypix: int):
+def count_events(ra: Array, dec: Array, wcs: Wcs, nxpix: int, nypix: int) -> tuple[Array, int]:
     """(int32 image of shape (nypix, nxpix), number of events with a valid position)."""
     import numpy as np
 
@@ -141,7 +149,7 @@ def count_events(ra, dec, wcs, nxpix: int, nypix: int):
     return counts, int(valid.sum())
 
 
-def write_fits(path: str, counts, wcs, *, total: int, invalid: int, obj: str, events_name: str,
+def write_fits(path: str, counts: Array, wcs: Wcs, *, total: int, invalid: int, obj: str, events_name: str,
                binsz: float) -> None:
     from astropy.io import fits
 
@@ -159,7 +167,7 @@ def write_fits(path: str, counts, wcs, *, total: int, invalid: int, obj: str, ev
     fits.PrimaryHDU(data=counts, header=header).writeto(path, overwrite=True)
 
 
-def write_png(path: str, counts, wcs, title: str) -> None:
+def write_png(path: str, counts: Array, wcs: Wcs, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

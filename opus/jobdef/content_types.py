@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import re
 
+from opus.jobdef.model import JobDefinition
+
 OCTET_STREAM = "application/octet-stream"
 
 #: File name extension (lower case, without the dot) -> content type.  Deliberately short, and with
@@ -74,7 +76,7 @@ def is_inline(content_type: str) -> bool:
     return checked_type(content_type) in INLINE_TYPES
 
 
-def result_type(jobdef, result_id: str, file_name: str) -> str:
+def result_type(jobdef: JobDefinition | None, result_id: str, file_name: str) -> str:
     """The type of a job's result: its definition's declaration for a named result; the extension
     table for a result matched by a glob pattern, for one the definition does not know, and when the
     definition (``jobdef``, None when gone) cannot be read."""

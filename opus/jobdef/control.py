@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from opus.jobdef.slurm_options import OPTIONS, PREFIX
 from opus.jobdef.model import ParameterDescription
+from opus.settings import Settings
 _SLURM_HELP = {
     "partition": ("string", "SLURM partition to run in"),
     "account": ("string", "SLURM account charged"),
@@ -19,7 +20,7 @@ _SLURM_HELP = {
 }
 
 
-def parameters(settings) -> list[ParameterDescription]:
+def parameters(settings: Settings) -> list[ParameterDescription]:
     """The control parameters of this server (SLURM ones only when it runs jobs with SLURM)."""
     cap = settings.MAX_EXECUTION_DURATION or None
     out = [

@@ -2,8 +2,8 @@
 
 The entry point for the three forms documented in ``docs/job-definition-formats.md``:
 ``read_definition(write_definition(d, fmt)) == d`` for every format.  The VOTable layout is in
-``votable.py``, the WADL one in ``wadl.py``; both build a dict of the JSON form, so the checks of
-``JobDefinition.from_dict`` apply to every format.  Every problem with the input raises
+``votable.py`` (read by ``votable_read.py``), the WADL one in ``wadl.py``; both build a dict of the
+JSON form, so the checks of ``JobDefinition.from_dict`` apply to every format.  Every problem with the input raises
 ``ConfigurationError`` saying where and why (the HTTP layer answers 400 with it).
 
 XML is parsed without entity expansion, network or DTD loading, and any entity declaration or
@@ -21,8 +21,8 @@ from lxml import etree
 
 from opus.errors import ConfigurationError, OpusError
 from opus.safejson import MAX_JSON_DEPTH, json_depth
-from opus.jobdef import votable, wadl
-from opus.jobdef.model import JobDefinition, ParameterDescription
+from opus.jobdef import votable, votable_read, wadl
+from opus.jobdef.model import JSONObject, JobDefinition, ParameterDescription
 FORMATS = ("json", "votable", "wadl")
 CONTENT_TYPES = {"json": "application/json", "votable": "application/x-votable+xml",
                  "wadl": "application/vnd.sun.wadl+xml"}
@@ -51,15 +51,15 @@ def detect_format(data: bytes, content_type: str = "", filename: str = "") -> st
     for suffix, fmt in _BY_SUFFIX.items():
         if name.endswith(suffix):
             return fmt
-    fmt = _sniff(bytes(data[:65536]))
-    if fmt is None:
+    sniffed = _sniff(bytes(data[:65536]))
+    if sniffed is None:
         raise ConfigurationError(
             "cannot tell the format of the job definition: give a Content-Type ("
             + ", ".join(CONTENT_TYPES.values()) + ") or a file name ending in .json, .vot or .wadl")
-    return fmt
+    return sniffed
 
 
-def read_definition(data: bytes, fmt: str | None = None, content_type: str = "",
+def read_definition(data: bytes | str, fmt: str | None = None, content_type: str = "",
                     filename: str = "") -> JobDefinition:
     """Parse and check a definition in any of FORMATS (detected unless ``fmt`` is given)."""
     if isinstance(data, str):
@@ -71,7 +71,7 @@ def read_definition(data: bytes, fmt: str | None = None, content_type: str = "",
     fmt = _check_format(fmt) if fmt else detect_format(data, content_type, filename)
     if fmt == "json":
         return build(_load_json(bytes(data)))
-    reader = votable.read if fmt == "votable" else wadl.read
+    reader = votable_read.read if fmt == "votable" else wadl.read
     return build(reader(parse_xml(bytes(data), fmt)))
 
 
@@ -106,7 +106,7 @@ def convert(data: bytes, to: str, src: str | None = None) -> bytes:
 
 
 # ---- helpers shared by votable.py and wadl.py ---------------------------------------------------
-def build(doc: dict) -> JobDefinition:
+def build(doc: JSONObject) -> JobDefinition:
     """JobDefinition.from_dict, with every failure turned into ConfigurationError."""
     try:
         return JobDefinition.from_dict(doc)
@@ -118,7 +118,7 @@ def build(doc: dict) -> JobDefinition:
         raise ConfigurationError(f"job definition: malformed content ({type(exc).__name__}: {exc})") from None
 
 
-def json_dict(jobdef: JobDefinition) -> dict:
+def json_dict(jobdef: JobDefinition) -> JSONObject:
     """``to_dict()``, plus the empty values it leaves out that differ from the field's default.
 
     (``to_dict`` drops every ``""``: a default of ``""`` would come back as None.)
@@ -186,7 +186,7 @@ def _sniff(head: bytes) -> str | None:
     return {"VOTABLE": "votable", "application": "wadl"}.get(root)
 
 
-def _load_json(data: bytes) -> dict:
+def _load_json(data: bytes) -> JSONObject:
     if json_depth(data) > MAX_JSON_DEPTH:  # before json recurses into it (opus.safejson)
         raise ConfigurationError(f"JSON: nested deeper than {MAX_JSON_DEPTH} levels")
     try:
@@ -202,11 +202,11 @@ def _load_json(data: bytes) -> dict:
     return doc
 
 
-def _control_dict(p: ParameterDescription) -> dict:
+def _control_dict(p: ParameterDescription) -> JSONObject:
     return {k: v for k, v in asdict(p).items() if k in ("name", "type", "required") or v not in (None, "", [], {})}
 
 
-def _check_xml_chars(value, where: str) -> None:
+def _check_xml_chars(value: object, where: str) -> None:
     """Refuse text XML 1.0 cannot hold (control characters other than tab, newline, return)."""
     if isinstance(value, str):
         bad = _NOT_XML.search(value)

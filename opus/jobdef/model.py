@@ -11,10 +11,15 @@ import fnmatch
 import math
 import re
 from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
 
 from opus.errors import BadRequest, ConfigurationError
-from opus.jobdef.slurm_options import check_option
 from opus.jobdef.envnames import PARAM_NAME_RE, RESERVED_NAMES, reserved_reason  # noqa: F401 (re-exported)
+from opus.jobdef.slurm_options import check_option
+from opus.timeutil import parse_instant
+
+#: A definition's JSON form, as parsed (checked field by field by ``JobDefinition.from_dict``).
+JSONObject = dict[str, Any]
 
 #: A definition's name: its URL (/rest/<name>, /jdl/<name>) and its file names in JDL_DIR (<name>.json,
 #: versions/<name>/, proposals/<name>.json and <name>.meta.json).  No dots, so that no name can be
@@ -87,7 +92,6 @@ class ParameterDescription:
             if value.strip().lower() not in ("true", "false", "1", "0", "yes", "no"):
                 raise BadRequest(f"{where}: {value!r} is not a boolean (true or false)")
         elif self.type == "dateTime":
-            from opus.timeutil import parse_instant
             parse_instant(value, where)
         elif self.type == "anyURI" and not value.strip():
             raise BadRequest(f"{where}: an empty URI")
@@ -168,7 +172,7 @@ class JobDefinition:
 
     # ---- construction -----------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: dict) -> "JobDefinition":
+    def from_dict(cls, data: JSONObject) -> JobDefinition:
         """Build from the JSON form; raise ConfigurationError with the offending field."""
         if not isinstance(data, dict):
             raise ConfigurationError("a job definition must be a JSON object")
@@ -183,55 +187,18 @@ class JobDefinition:
         if not isinstance(script, str) or not script.strip():
             raise ConfigurationError(f"{ctx}: 'script' (the bash script to run) is required")
         contact = data.get("contact") or {}
-        params = {}
-        for pname, pdata in (data.get("parameters") or {}).items():
-            params[pname] = _parameter(ctx, pname, pdata or {})
-        used = {}
-        for uname, udata in (data.get("used") or {}).items():
-            _check_name(ctx, uname)
-            if uname in params:
-                raise ConfigurationError(f"{ctx}: {uname!r} is both a parameter and an input")
-            used[uname] = UsedDescription(name=uname, **_known(ctx, uname, udata or {}, UsedDescription))
-            _check_multiplicity(ctx, uname, used[uname].multiplicity)
-            template = used[uname].url
-            if template and not (template.startswith(("http://", "https://")) and "$ID" in template):
-                raise ConfigurationError(f"{ctx}: input {uname!r}: url must be an http(s) URL template "
-                                         "holding $ID")
-        generated = {}
-        for gname, gdata in (data.get("generated") or {}).items():
-            if not RESULT_NAME_RE.match(gname):
-                raise ConfigurationError(f"{ctx}: result name {gname!r} is not valid")
-            gdata = dict(gdata or {})
-            gdata.setdefault("file", gname)
-            if "/" in gdata["file"] or gdata["file"].startswith("."):
-                raise ConfigurationError(f"{ctx}: result {gname!r}: file must be a name in the work directory")
-            gen = GeneratedDescription(name=gname, **_known(ctx, gname, gdata, GeneratedDescription))
-            if not isinstance(gen.obscore, dict) or not all(
-                    isinstance(k, str) and isinstance(v, (str, int, float)) for k, v in gen.obscore.items()):
-                raise ConfigurationError(f"{ctx}: result {gname!r}: obscore must map names to values")
-            gen.obscore = {k: str(v) for k, v in gen.obscore.items()}
-            gen.derived_from = [str(u) for u in gen.derived_from or []]
-            unknown = [u for u in gen.derived_from if u not in used]
-            if unknown:
-                raise ConfigurationError(f"{ctx}: result {gname!r}: derived_from names unknown input(s) "
-                                         f"{unknown}; inputs are {sorted(used)}")
-            if gen.required is not None and not isinstance(gen.required, bool):
-                raise ConfigurationError(f"{ctx}: result {gname!r}: required must be true or false")
-            generated[gname] = gen
+        params = {pname: _parameter(ctx, pname, pdata or {})
+                  for pname, pdata in (data.get("parameters") or {}).items()}
+        used = _used(ctx, data.get("used") or {}, params)
+        generated = _generated(ctx, data.get("generated") or {}, used)
         for key in ("executionDuration", "quote"):
             value = data.get(key)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise ConfigurationError(f"{ctx}: {key} must be a non-negative integer (seconds)")
         if not isinstance(data.get("network", False), bool):
             raise ConfigurationError(f"{ctx}: network must be true or false")
-        slurm = {}
-        for option, value in (data.get("slurm") or {}).items():
-            try:
-                slurm[option] = check_option(option, str(value), f"slurm option {option!r}")
-            except BadRequest as exc:
-                raise ConfigurationError(f"{ctx}: {exc.message}") from None
         return cls(
-            slurm=slurm, name=name, script=script, description=str(data.get("description", "")),
+            slurm=_slurm(ctx, data.get("slurm") or {}), name=name, script=script, description=str(data.get("description", "")),
             version=str(data.get("version", "1")), type=str(data.get("type", "")),
             subtype=str(data.get("subtype", "")), doculink=str(data.get("doculink", "")),
             contact_name=str(contact.get("name", "")), contact_email=str(contact.get("email", "")),
@@ -239,38 +206,26 @@ class JobDefinition:
             parameters=params, used=used, generated=generated, network=data.get("network", False),
         )
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> JSONObject:
         """The JSON form (the inverse of from_dict)."""
-        def strip(obj) -> dict:
-            """The fields that differ from their defaults (so "" survives where the default is None)."""
-            out = {}
-            for f in fields(obj):
-                value = getattr(obj, f.name)
-                default = f.default_factory() if f.default_factory is not MISSING else f.default
-                if f.name != "name" and value != default:
-                    out[f.name] = value
-            return out
-
-        out = {
+        parameters = {n: {**_strip(p), "required": p.required} for n, p in self.parameters.items()}
+        used = {n: {**_strip(u), "required": u.required} for n, u in self.used.items()}
+        generated = {n: _strip(g) for n, g in self.generated.items()}
+        for name, g in self.generated.items():
+            if g.required is not None:
+                generated[name]["required"] = g.required
+        return {
             "name": self.name, "description": self.description, "version": self.version,
             "type": self.type, "subtype": self.subtype, "doculink": self.doculink,
             "contact": {"name": self.contact_name, "email": self.contact_email},
             "executionDuration": self.execution_duration, "quote": self.quote,
-            "parameters": {n: strip(p) for n, p in self.parameters.items()},
-            "used": {n: strip(u) for n, u in self.used.items()},
-            "generated": {n: strip(g) for n, g in self.generated.items()},
+            "parameters": parameters,
+            "used": used,
+            "generated": generated,
             "slurm": dict(self.slurm),
             "network": self.network,
             "script": self.script,
         }
-        for name, p in self.parameters.items():
-            out["parameters"][name]["required"] = p.required
-        for name, u in self.used.items():
-            out["used"][name]["required"] = u.required
-        for name, g in self.generated.items():
-            if g.required is not None:
-                out["generated"][name]["required"] = g.required
-        return out
 
     # ---- checks on submitted values ----------------------------------------------------------
     def check_value(self, name: str, value: str) -> str:
@@ -332,22 +287,86 @@ def _check_name(ctx: str, name: str) -> None:
         raise ConfigurationError(f"{ctx}: {name!r} is a UWS control parameter name")
 
 
-def _check_multiplicity(ctx: str, name: str, text) -> None:
+def _check_multiplicity(ctx: str, name: str, text: object) -> None:
     try:
         multiplicity_range(str(text))
     except ValueError as exc:
         raise ConfigurationError(f"{ctx}: {name!r}: {exc}") from None
 
 
-def _known(ctx: str, name: str, data: dict, cls) -> dict:
-    allowed = set(cls.__dataclass_fields__) - {"name"}
+_Description = ParameterDescription | UsedDescription | GeneratedDescription
+
+
+def _strip(obj: _Description) -> JSONObject:
+    """The fields that differ from their defaults (so "" survives where the default is None)."""
+    out = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        default = f.default_factory() if f.default_factory is not MISSING else f.default
+        if f.name != "name" and value != default:
+            out[f.name] = value
+    return out
+
+
+def _used(ctx: str, data: JSONObject, params: dict[str, ParameterDescription]) -> dict[str, UsedDescription]:
+    used = {}
+    for uname, udata in data.items():
+        _check_name(ctx, uname)
+        if uname in params:
+            raise ConfigurationError(f"{ctx}: {uname!r} is both a parameter and an input")
+        used[uname] = UsedDescription(name=uname, **_known(ctx, uname, udata or {}, UsedDescription))
+        _check_multiplicity(ctx, uname, used[uname].multiplicity)
+        template = used[uname].url
+        if template and not (template.startswith(("http://", "https://")) and "$ID" in template):
+            raise ConfigurationError(f"{ctx}: input {uname!r}: url must be an http(s) URL template "
+                                     "holding $ID")
+    return used
+
+
+def _generated(ctx: str, data: JSONObject, used: dict[str, UsedDescription]) -> dict[str, GeneratedDescription]:
+    generated = {}
+    for gname, gdata in data.items():
+        if not RESULT_NAME_RE.match(gname):
+            raise ConfigurationError(f"{ctx}: result name {gname!r} is not valid")
+        gdata = dict(gdata or {})
+        gdata.setdefault("file", gname)
+        if "/" in gdata["file"] or gdata["file"].startswith("."):
+            raise ConfigurationError(f"{ctx}: result {gname!r}: file must be a name in the work directory")
+        gen = GeneratedDescription(name=gname, **_known(ctx, gname, gdata, GeneratedDescription))
+        if not isinstance(gen.obscore, dict) or not all(
+                isinstance(k, str) and isinstance(v, (str, int, float)) for k, v in gen.obscore.items()):
+            raise ConfigurationError(f"{ctx}: result {gname!r}: obscore must map names to values")
+        gen.obscore = {k: str(v) for k, v in gen.obscore.items()}
+        gen.derived_from = [str(u) for u in gen.derived_from or []]
+        unknown = [u for u in gen.derived_from if u not in used]
+        if unknown:
+            raise ConfigurationError(f"{ctx}: result {gname!r}: derived_from names unknown input(s) "
+                                     f"{unknown}; inputs are {sorted(used)}")
+        if gen.required is not None and not isinstance(gen.required, bool):
+            raise ConfigurationError(f"{ctx}: result {gname!r}: required must be true or false")
+        generated[gname] = gen
+    return generated
+
+
+def _slurm(ctx: str, data: JSONObject) -> dict[str, str]:
+    slurm = {}
+    for option, value in data.items():
+        try:
+            slurm[option] = check_option(option, str(value), f"slurm option {option!r}")
+        except BadRequest as exc:
+            raise ConfigurationError(f"{ctx}: {exc.message}") from None
+    return slurm
+
+
+def _known(ctx: str, name: str, data: JSONObject, cls: type[_Description]) -> JSONObject:
+    allowed = {f.name for f in fields(cls)} - {"name"}
     unknown = set(data) - allowed
     if unknown:
         raise ConfigurationError(f"{ctx}: {name!r}: unknown field(s) {sorted(unknown)}; allowed {sorted(allowed)}")
     return dict(data)
 
 
-def _parameter(ctx: str, name: str, data: dict) -> ParameterDescription:
+def _parameter(ctx: str, name: str, data: JSONObject) -> ParameterDescription:
     _check_name(ctx, name)
     data = _known(ctx, name, data, ParameterDescription)
     if data.get("type", "string") not in TYPES:

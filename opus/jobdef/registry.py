@@ -72,6 +72,18 @@ class JobDefinitionRegistry:
                           "rename it, and the 'name' inside", path, path.stem if path.is_file() else path.name)
         return sorted({p.stem for s in LIVE_SUFFIXES for p in self.directory.glob(f"*{s}") if NAME_RE.match(p.stem)})
 
+    def last_changed(self) -> float:
+        """When the set of live definitions last changed (POSIX time of the newest live file, JSON or
+        VOTable; 0.0 when there is none), for the Last-Modified of documents that list them."""
+        newest = 0.0
+        for name in self.names():
+            path = self._live_path(name)
+            try:
+                newest = max(newest, path.stat().st_mtime) if path is not None else newest
+            except FileNotFoundError:  # deleted meanwhile
+                continue
+        return newest
+
     def misnamed_files(self) -> list[Path]:
         """Definition files in the directory (and folders in ``versions/``) whose name does not fit."""
         found = [p for s in LIVE_SUFFIXES for p in self.directory.glob(f"*{s}")

@@ -13,11 +13,14 @@ fields, the results, the SLURM defaults and the script.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from lxml import etree
 
 from opus.errors import ConfigurationError
 from opus.jobdef.xmltext import elements, multiple, number_text, parse_bool, parse_int, parse_number, text_of
-from opus.jobdef.model import CONTROL_PARAMETERS, JobDefinition, ParameterDescription, UsedDescription
+from opus.jobdef.model import CONTROL_PARAMETERS, JSONObject, JobDefinition, ParameterDescription, UsedDescription
+
 WADL = "http://wadl.dev.java.net/2009/02"
 XSD = "http://www.w3.org/2001/XMLSchema"
 OPUS = "http://opus.obspm.fr/ns/jobdef"
@@ -38,7 +41,7 @@ _PHASES = ("PENDING", "QUEUED", "EXECUTING", "COMPLETED", "ERROR", "ABORTED", "U
            "SUSPENDED", "ARCHIVED")
 
 
-def _w(parent, tag: str, **attrs) -> etree._Element:
+def _w(parent: etree._Element, tag: str, **attrs: str | None) -> etree._Element:
     return etree.SubElement(parent, f"{{{WADL}}}{tag}", {k: v for k, v in attrs.items() if v is not None})
 
 
@@ -46,19 +49,19 @@ def _o(name: str) -> str:
     return f"{{{OPUS}}}{name}"
 
 
-def _doc(parent, text: str, title: str | None = None) -> None:
+def _doc(parent: etree._Element, text: str, title: str | None = None) -> None:
     if text:
         _w(parent, "doc", title=title).text = text
 
 
-def _get(parent, media_type: str, element: str | None = None, doc: str = "") -> etree._Element:
+def _get(parent: etree._Element, media_type: str, element: str | None = None, doc: str = "") -> etree._Element:
     method = _w(parent, "method", name="GET")
     _doc(method, doc)
     _w(_w(method, "response", status="200"), "representation", mediaType=media_type, element=element)
     return method
 
 
-def _post(parent, name: str, xs_type: str, options=(), doc: str = "") -> None:
+def _post(parent: etree._Element, name: str, xs_type: str, options: Sequence[str] = (), doc: str = "") -> None:
     method = _w(parent, "method", name="POST")
     _doc(method, doc)
     param = _w(_w(method, "request"), "param", name=name, style="query", type=xs_type, required="true")
@@ -77,7 +80,8 @@ def _base(access_url: str, name: str) -> tuple[str, str]:
 
 
 # ---- writing ------------------------------------------------------------------------------------
-def write(d: JobDefinition, access_url: str = "", control=()) -> etree._Element:
+def write(d: JobDefinition, access_url: str = "",
+          control: Sequence[ParameterDescription] = ()) -> etree._Element:
     root = etree.Element(f"{{{WADL}}}application", nsmap={None: WADL, "xs": XSD, "uws": UWS, "opus": OPUS})
     base, path = _base(access_url, d.name)
     joblist = _w(_w(root, "resources", base=base), "resource", path=path or None)
@@ -123,7 +127,7 @@ def write(d: JobDefinition, access_url: str = "", control=()) -> etree._Element:
     return root
 
 
-def _write_param(parent, p: ParameterDescription, where: str) -> etree._Element:
+def _write_param(parent: etree._Element, p: ParameterDescription, where: str) -> etree._Element:
     if p.type != "file" and p.type not in XS_TYPES:
         raise ConfigurationError(f"{where}: type {p.type!r} has no XML Schema type")
     high = multiple(p.multiplicity, where)[1]
@@ -144,7 +148,7 @@ def _write_param(parent, p: ParameterDescription, where: str) -> etree._Element:
     return param
 
 
-def _write_input(parent, u: UsedDescription) -> None:
+def _write_input(parent: etree._Element, u: UsedDescription) -> None:
     high = multiple(u.multiplicity, f"input {u.name!r}")[1]
     param = _w(parent, "param", name=u.name, style="query", type="xs:anyURI" if u.url else "opus:file",
                required=str(u.required).lower(), default=u.default, repeating="true" if high != 1 else None)
@@ -157,7 +161,7 @@ def _write_input(parent, u: UsedDescription) -> None:
     _doc(param, u.description)
 
 
-def _write_definition(parent, d: JobDefinition) -> None:
+def _write_definition(parent: etree._Element, d: JobDefinition) -> None:
     el = etree.SubElement(parent, _o("definition"), name=d.name, version=d.version)
     for attr, value in (("type", d.type), ("subtype", d.subtype), ("doculink", d.doculink)):
         if value:
@@ -187,7 +191,7 @@ def _write_definition(parent, d: JobDefinition) -> None:
 
 
 # ---- reading ------------------------------------------------------------------------------------
-def read(root) -> dict:
+def read(root: etree._Element) -> JSONObject:
     """The JSON form of the definition described by a WADL document."""
     if root.tag != f"{{{WADL}}}application":
         raise ConfigurationError(f"WADL: the root element is <{etree.QName(root).localname}> (namespace "
@@ -201,13 +205,14 @@ def read(root) -> dict:
                                  "not describe an OPUS job definition")
     name = definition.get("name")
     where = f"WADL definition {name!r}"
-    doc: dict = {"name": name, "description": text_of(joblist.find(f"{{{WADL}}}doc"))}
+    doc: JSONObject = {"name": name, "description": text_of(joblist.find(f"{{{WADL}}}doc"))}
     for attr in ("version", "type", "subtype", "doculink"):
         if definition.get(attr) is not None:
             doc[attr] = definition.get(attr)
     for attr in ("executionDuration", "quote"):
-        if definition.get(attr) is not None:
-            doc[attr] = parse_int(definition.get(attr), f"{where}: {attr}")
+        number = definition.get(attr)
+        if number is not None:
+            doc[attr] = parse_int(number, f"{where}: {attr}")
     if definition.get("network") is not None:
         doc["network"] = definition.get("network") in ("true", "1")
     doc["generated"], doc["slurm"] = {}, {}
@@ -242,8 +247,8 @@ def read(root) -> dict:
     return doc
 
 
-def _request_params(joblist) -> list:
-    params = []
+def _request_params(joblist: etree._Element) -> list[etree._Element]:
+    params: list[etree._Element] = []
     for method in joblist.findall(f"{{{WADL}}}method"):
         if method.get("name") != "POST":
             continue
@@ -253,8 +258,8 @@ def _request_params(joblist) -> list:
     return params
 
 
-def _common(param, where: str) -> dict:
-    out: dict = {"required": parse_bool(param.get("required", "false"), f"{where}: required")}
+def _common(param: etree._Element, where: str) -> JSONObject:
+    out: JSONObject = {"required": parse_bool(param.get("required", "false"), f"{where}: required")}
     if param.get("default") is not None:
         out["default"] = param.get("default")
     repeating = parse_bool(param.get("repeating", "false"), f"{where}: repeating")
@@ -267,7 +272,7 @@ def _common(param, where: str) -> dict:
     return out
 
 
-def _read_param(param, where: str) -> dict:
+def _read_param(param: etree._Element, where: str) -> JSONObject:
     qname = param.get("type", "xs:string")
     prefix, _, local = qname.rpartition(":")
     namespace = param.nsmap.get(prefix or None)
@@ -280,8 +285,9 @@ def _read_param(param, where: str) -> dict:
                                  "xs:float, xs:double, xs:boolean, xs:anyURI, xs:dateTime or opus:file")
     out = {"type": ptype, **_common(param, where)}
     for attr in ("min", "max"):
-        if param.get(_o(attr)) is not None:
-            out[attr] = parse_number(param.get(_o(attr)), f"{where}: opus:{attr}")
+        bound = param.get(_o(attr))
+        if bound is not None:
+            out[attr] = parse_number(bound, f"{where}: opus:{attr}")
     for attr in ("unit", "ucd", "utype"):
         if param.get(_o(attr)):
             out[attr] = param.get(_o(attr))
@@ -291,7 +297,7 @@ def _read_param(param, where: str) -> dict:
     return out
 
 
-def _read_input(param, where: str) -> dict:
+def _read_input(param: etree._Element, where: str) -> JSONObject:
     out = _common(param, where)
     for attr, key in (("role", "role"), ("contentType", "content_type"), ("url", "url")):
         if param.get(_o(attr)):
@@ -299,20 +305,21 @@ def _read_input(param, where: str) -> dict:
     return out
 
 
-def _read_result(el, generated: dict, where: str) -> None:
+def _read_result(el: etree._Element, generated: dict[str, JSONObject], where: str) -> None:
     name = el.get("name")
     if not name or name in generated:
         raise ConfigurationError(f"{where}: <opus:result> without a name or given twice (line {el.sourceline})")
     here = f"{where}: result {name!r}"
-    entry: dict = {"file": el.get("file", name)}
+    entry: JSONObject = {"file": el.get("file", name)}
     if el.get("contentType") is not None:
         entry["content_type"] = el.get("contentType")
     if el.get("role"):
         entry["role"] = el.get("role")
-    if el.get("required") is not None:
-        entry["required"] = parse_bool(el.get("required"), f"{here}: required")
-    if el.get("derivedFrom"):
-        entry["derived_from"] = el.get("derivedFrom").split()
+    required, derived_from = el.get("required"), el.get("derivedFrom")
+    if required is not None:
+        entry["required"] = parse_bool(required, f"{here}: required")
+    if derived_from:
+        entry["derived_from"] = derived_from.split()
     description = el.find(_o("description"))
     if description is not None:
         entry["description"] = text_of(description)

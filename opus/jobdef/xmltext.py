@@ -59,7 +59,7 @@ def parse_number(text: str, where: str) -> int | float:
     return value
 
 
-def number_text(value, where: str, integral: bool = False) -> str:
+def number_text(value: object, where: str, integral: bool = False) -> str:
     """A bound as text: exact (repr) for a float, an integer when ``integral`` and it is whole."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigurationError(f"{where}: {value!r} is not a number")

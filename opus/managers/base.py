@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import Any
 
-from opus.errors import ConfigurationError
-#: Applies a wrapper-style report dict for a job (``JobList.apply_report``).
-ReportSink = Callable[[str, dict], None]
+#: Applies a wrapper-style report (parsed JSON) for a job (``CompletionService.replay``).
+ReportSink = Callable[[str, dict[str, Any]], None]
 
 
 class Manager(ABC):

@@ -15,12 +15,15 @@ import shlex
 import subprocess
 import tarfile
 from pathlib import Path, PurePosixPath
+from typing import IO
+
+from opus.settings import Settings
 
 
 class ClusterAccess:
     """Run SLURM commands and move job directories, locally or through ssh."""
 
-    def __init__(self, settings):
+    def __init__(self, settings: Settings):
         self.settings = settings
         self.host = settings.SLURM_SSH_HOST
         self.remote_dir = settings.SLURM_REMOTE_DIR if self.host else None
@@ -43,13 +46,16 @@ class ClusterAccess:
             cmd += ["-i", s.SLURM_SSH_KEY, "-o", "IdentitiesOnly=yes"]
         if s.SLURM_SSH_KNOWN_HOSTS:
             cmd += ["-o", f"UserKnownHostsFile={s.SLURM_SSH_KNOWN_HOSTS}", "-o", "StrictHostKeyChecking=yes"]
+        if not self.host:
+            raise RuntimeError("ssh to the cluster without SLURM_SSH_HOST")
         target = f"{s.SLURM_SSH_USER}@{self.host}" if s.SLURM_SSH_USER else self.host
         return [*cmd, target, "--"]
 
     def _exe(self, name: str) -> str:
         return os.path.join(self.settings.SLURM_BIN_DIR, name) if self.settings.SLURM_BIN_DIR else name
 
-    def run(self, name: str, *args: str, timeout: float = 60, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    def run(self, name: str, *args: str, timeout: float = 60,
+            stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
         """Run a command (``name`` is looked up in SLURM_BIN_DIR) here or on the login node."""
         argv = [self._exe(name), *args]
         if self.host:
@@ -57,9 +63,9 @@ class ClusterAccess:
         return subprocess.run(argv, capture_output=True, text=stdin is None, timeout=timeout,
                               input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL)
 
-    def _remote_shell(self, script: str, timeout: float, stdin=None, stdout=None) -> subprocess.Popen:
+    def _remote_shell(self, script: str, stdin: IO[bytes] | None = None) -> subprocess.Popen[bytes]:
         return subprocess.Popen([*self._ssh(), script], stdin=stdin or subprocess.DEVNULL,
-                                stdout=stdout or subprocess.PIPE, stderr=subprocess.PIPE)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     # ---- files ---------------------------------------------------------------------------------
     def push(self, local_root: Path, timeout: float = 600) -> None:
@@ -68,7 +74,8 @@ class ClusterAccess:
             return
         remote = shlex.quote(str(self.job_root(local_root)))
         tar = subprocess.Popen(["tar", "-C", str(local_root), "-cf", "-", "."], stdout=subprocess.PIPE)
-        ssh = self._remote_shell(f"mkdir -p {remote} && tar -C {remote} -xf -", timeout, stdin=tar.stdout)
+        assert tar.stdout is not None  # stdout=PIPE
+        ssh = self._remote_shell(f"mkdir -p {remote} && tar -C {remote} -xf -", stdin=tar.stdout)
         tar.stdout.close()
         _, err = ssh.communicate(timeout=timeout)
         tar.wait(timeout=timeout)
@@ -81,8 +88,7 @@ class ClusterAccess:
             return
         remote = shlex.quote(str(self.job_root(local_root)))
         members = "results stdout.log stderr.log report.json wrapper.log slurm.log"
-        ssh = self._remote_shell(f"cd {remote} && tar -cf - --ignore-failed-read {members} 2>/dev/null; true",
-                                 timeout)
+        ssh = self._remote_shell(f"cd {remote} && tar -cf - --ignore-failed-read {members} 2>/dev/null; true")
         try:
             # The job's own script could have put anything there: the "data" filter refuses links
             # out of the directory, absolute paths and device files.
@@ -99,4 +105,4 @@ class ClusterAccess:
         if not self.copies_files:
             return
         remote = shlex.quote(str(self.job_root(local_root)))
-        self._remote_shell(f"rm -rf {remote}", 60).communicate(timeout=60)
+        self._remote_shell(f"rm -rf {remote}").communicate(timeout=60)

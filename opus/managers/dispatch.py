@@ -13,19 +13,30 @@ import logging
 import os
 import threading
 import time
-from pathlib import Path
+from pathlib import Path, PurePath
+from typing import IO, Any
 
-from opus.managers import sandbox
-from opus.errors import ConfigurationError
-from opus.service.inputs import InputResolver
-from opus.jobdef.model import multiplicity_range
-from opus.storage.jobfiles import JobFiles
-from opus.listen import NO_CALLBACK_URL, callback_base
-from opus.storage.entitystore import EntityStore
 from opus.auth.identity import job_token
+from opus.errors import ConfigurationError
+from opus.jobdef import JobDefinition, JobDefinitionRegistry
+from opus.jobdef.model import multiplicity_range
+from opus.listen import NO_CALLBACK_URL, callback_base
+from opus.managers import sandbox
 from opus.managers.base import Manager, ReportSink
+from opus.managers.staging import Fetch, InputStager
+from opus.settings import Settings
+from opus.storage.entitystore import EntityStore
+from opus.storage.jobfiles import JobFiles
+from opus.storage.jobstore import JobStore
+from opus.uws import Job
+
 log = logging.getLogger(__name__)
 WRAPPER = Path(__file__).resolve().parent / "wrapper.py"
+#: The stdlib-only modules the wrapper imports by bare name from its own directory: wherever the
+#: wrapper is shipped without the checkout (SLURM over ssh), they travel with it.
+WRAPPER_SIBLINGS = ("jobsandbox.py", "jobfetch.py")
+#: What ``prepare`` returns: the job, its definition and its files (here).
+Prepared = tuple[Job, JobDefinition, JobFiles]
 
 
 class DispatchingManager(Manager):
@@ -34,14 +45,16 @@ class DispatchingManager(Manager):
     #: Seconds between loop turns when nothing wakes the dispatcher.
     tick_seconds = 1.0
 
-    def __init__(self, settings, store, registry):
+    def __init__(self, settings: Settings, store: JobStore, registry: JobDefinitionRegistry,
+                 entities: EntityStore | None = None):
+        """``entities``: the process's one EntityStore (the composition root's); None builds one."""
         self.settings = settings
         self.store = store
         self.registry = registry
-        self.inputs = InputResolver(settings, EntityStore(store))
+        self.inputs = InputStager(settings, entities if entities is not None else EntityStore(store))
         self._wake = threading.Event()
-        self._report: ReportSink | None = None
-        self._lock_file = None
+        self._report_sink: ReportSink | None = None
+        self._lock_file: IO[str] | None = None
         self._started_pid: int | None = None
         self._stopping = False
 
@@ -50,7 +63,7 @@ class DispatchingManager(Manager):
         if self._started_pid == os.getpid():
             return
         self._started_pid = os.getpid()
-        self._report = report
+        self._report_sink = report
         self._stopping = False
         threading.Thread(target=self._run, name=f"opus-{self.name}-manager", daemon=True).start()
 
@@ -79,13 +92,17 @@ class DispatchingManager(Manager):
         log.info("process %d now dispatches %s jobs", os.getpid(), self.name)
         return True
 
-    def _run(self) -> None:
+    def _wait_to_lead(self) -> bool:
+        """Block until this process leads (True) or the manager stops (False)."""
         # A follower retries the lock every 2 s, not on each notification (those wake the leader).
         while not self._stopping:
             if self._try_lead():
                 break
             time.sleep(2.0)
-        if self._stopping:
+        return not self._stopping
+
+    def _run(self) -> None:
+        if not self._wait_to_lead():
             return
         try:
             self.reconcile()
@@ -111,7 +128,13 @@ class DispatchingManager(Manager):
         """One turn of the dispatch loop."""
 
     # ---- the wrapper's input -------------------------------------------------------------------------
-    def prepare(self, job_id: str, cluster_root: Path | None = None):
+    def _report(self, job_id: str, report: dict[str, Any]) -> None:
+        """Apply a report (the wrapper's, saved, or one the manager writes) through the sink ``start`` got."""
+        if self._report_sink is None:
+            raise RuntimeError(f"{self.name} manager: a report for job {job_id} before start()")
+        self._report_sink(job_id, report)
+
+    def prepare(self, job_id: str, cluster_root: PurePath | None = None) -> Prepared | None:
         """Write job.json and script.sh for the wrapper; returns (job, jobdef, files) or None if gone.
 
         ``cluster_root``: where the job directory will be when the wrapper runs, if not here.
@@ -124,6 +147,7 @@ class DispatchingManager(Manager):
         files.work.mkdir(parents=True, exist_ok=True)
         files.results.mkdir(parents=True, exist_ok=True)
         files.script.write_text(jobdef.script)
+        # JobFiles only builds paths: a cluster's POSIX path serves as well as a local one.
         seen_from = JobFiles(Path(cluster_root)) if cluster_root is not None else files
         environment, parameters, fetches = self._parameters(job, jobdef, files, seen_from)
         spec = {
@@ -154,7 +178,8 @@ class DispatchingManager(Manager):
             raise ConfigurationError(NO_CALLBACK_URL)
         return url
 
-    def _parameters(self, job, jobdef, files: JobFiles, seen_from: JobFiles) -> tuple[dict, dict, list]:
+    def _parameters(self, job: Job, jobdef: JobDefinition, files: JobFiles,
+                    seen_from: JobFiles) -> tuple[dict[str, str], dict[str, Any], list[Fetch]]:
         """(environment for the script, parameters.json content, inputs to fetch): defaults filled in."""
         values = {p.name: p for p in job.parameters}
         environment: dict[str, str] = {}
@@ -165,11 +190,11 @@ class DispatchingManager(Manager):
                 environment[name] = value
         inputs, fetches = self.inputs.plan(jobdef, values, files, seen_from)
         environment.update(inputs)
-        everything: dict = {p.name: p.value for p in job.parameters}
+        everything: dict[str, Any] = {p.name: p.value for p in job.parameters}
         everything.update(environment)
         for name, value in list(everything.items()):
-            desc = jobdef.parameters.get(name) or jobdef.used.get(name)
-            if desc is not None and multiplicity_range(desc.multiplicity)[1] != 1:
+            described = jobdef.parameters.get(name) or jobdef.used.get(name)
+            if described is not None and multiplicity_range(described.multiplicity)[1] != 1:
                 everything[name] = value.split()
         return environment, everything, fetches
 

@@ -37,6 +37,7 @@ import shutil
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 #: Read-only system trees, and the merged-/usr links (kept as links when they are links).
 SYSTEM_TREES = ("/usr", "/etc", "/opt")
@@ -92,9 +93,9 @@ class Sandbox:
     (bool), ``read_only`` (extra read-only paths) and ``hide`` (paths to cover).
     """
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict[str, Any]) -> None:  # Any: job.json
         self.config = config or {}
-        self.mode = self.config.get("mode", "bwrap")
+        self.mode: str = self.config.get("mode", "bwrap")
         if self.mode not in ("bwrap", "none"):
             raise SandboxError(f"unknown sandbox mode {self.mode!r}")
         self.as_root = os.geteuid() == 0

@@ -15,14 +15,20 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
-from opus.observability import metrics
 from opus.errors import OpusError
-from opus.storage.jobfiles import JobFiles
-from opus.managers.sandbox import SandboxProbe
-from opus.uws import Phase
+from opus.jobdef import JobDefinitionRegistry
 from opus.managers.dispatch import WRAPPER, DispatchingManager
 from opus.managers.jobsandbox import group_members
+from opus.managers.sandbox import SandboxProbe
+from opus.observability import metrics
+from opus.settings import Settings
+from opus.storage.entitystore import EntityStore
+from opus.storage.jobfiles import JobFiles
+from opus.storage.jobstore import JobStore
+from opus.uws import RUNNING, Phase
+
 log = logging.getLogger(__name__)
 STARTING = "local:starting"
 
@@ -50,9 +56,10 @@ def _group_alive(pgid: int) -> bool:
 class LocalManager(DispatchingManager):
     name = "local"
 
-    def __init__(self, settings, store, registry):
-        super().__init__(settings, store, registry)
-        self._children: dict[str, subprocess.Popen] = {}
+    def __init__(self, settings: Settings, store: JobStore, registry: JobDefinitionRegistry,
+                 entities: EntityStore | None = None):
+        super().__init__(settings, store, registry, entities)
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._adopted: dict[str, int] = {}
         self.sandbox_probe = SandboxProbe(settings)
         self._said_problem: str | None = None
@@ -106,16 +113,16 @@ class LocalManager(DispatchingManager):
                                     stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, close_fds=True,
                                     start_new_session=True, cwd=files.root)
         self._children[job_id] = proc
-        self.store.update_job(job_id, list(Phase), manager_id=f"local:{proc.pid}")
+        self.store.update_job(job_id, manager_id=f"local:{proc.pid}")
         threading.Thread(target=self._reap, args=(job_id, proc), daemon=True).start()
         # An ABORT or DELETE that landed between claim and launch could not signal anything: do it now.
         phase = self.store.get_phase(job_id)
         if phase is None:
             self.abort(job_id, f"local:{proc.pid}", then=files.remove)
-        elif phase not in (Phase.QUEUED, Phase.EXECUTING):
+        elif phase not in RUNNING:
             self.abort(job_id, f"local:{proc.pid}")
 
-    def _reap(self, job_id: str, proc: subprocess.Popen) -> None:
+    def _reap(self, job_id: str, proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
         self._children.pop(job_id, None)
         self._after_exit(job_id)
@@ -123,11 +130,11 @@ class LocalManager(DispatchingManager):
 
     def _after_exit(self, job_id: str) -> None:
         """The wrapper is gone: if the job still looks active, replay its report or mark it lost."""
-        if self.store.get_phase(job_id) in (Phase.QUEUED, Phase.EXECUTING):
+        if self.store.get_phase(job_id) in RUNNING:
             self.replay_or_fail(job_id, "the job's wrapper process ended without reporting")
 
     # ---- abort and reconciliation --------------------------------------------------------------------
-    def abort(self, job_id: str, manager_id: str | None, then=None) -> None:
+    def abort(self, job_id: str, manager_id: str | None, then: Callable[[], None] | None = None) -> None:
         pid = _pid_of(manager_id)
         if pid is None:
             if then is not None:
@@ -144,7 +151,7 @@ class LocalManager(DispatchingManager):
         except ProcessLookupError:
             pass
 
-        def backstop():
+        def backstop() -> None:
             deadline = time.monotonic() + self.settings.KILL_GRACE + 1.0
             while time.monotonic() < deadline and any(_group_alive(g) for g in groups):
                 time.sleep(0.05)

@@ -22,22 +22,25 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from opus.managers.jobsandbox import Sandbox, SandboxError
+from opus.settings import Settings
+
 #: Seconds a probe's answer is kept (a fixed installation is noticed within a minute).
 PROBE_TTL = 60.0
 
 
-def wrapper_config(settings, network: bool = False) -> dict:
+def wrapper_config(settings: Settings, network: bool = False) -> dict[str, Any]:
     """The ``sandbox`` section of job.json for a job (``network``: the definition allows it)."""
-    hide = [settings.DATA_DIR, settings.JDL_DIR]
-    if settings.extra.get("settings_file"):
-        hide.append(settings.extra["settings_file"])
+    hide: list[str] = [settings.DATA_DIR, settings.JDL_DIR]
+    if settings.settings_file:
+        hide.append(settings.settings_file)
     return {"mode": settings.JOB_SANDBOX, "bwrap": settings.JOB_SANDBOX_BWRAP, "user": settings.JOB_USER,
             "network": bool(network), "read_only": list(settings.JOB_SANDBOX_READ_ONLY), "hide": hide}
 
 
-def probe(settings) -> str | None:
+def probe(settings: Settings) -> str | None:
     """None when a job's script can run in the sandbox on this host, else why not."""
     if settings.JOB_SANDBOX == "none":
         return None
@@ -63,7 +66,7 @@ def probe(settings) -> str | None:
 class SandboxProbe:
     """``probe`` with its answer kept for ``PROBE_TTL`` seconds (thread-safe)."""
 
-    def __init__(self, settings):
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._lock = threading.Lock()
         self._answer: str | None = None
@@ -78,7 +81,7 @@ class SandboxProbe:
             return self._answer
 
 
-def ensure_job_user(settings) -> str:
+def ensure_job_user(settings: Settings) -> str:
     """Create the job user if this process is root and it is missing; return what was done."""
     if settings.JOB_SANDBOX == "none":
         return "JOB_SANDBOX is 'none': no job user needed"
@@ -101,18 +104,18 @@ def ensure_job_user(settings) -> str:
     return f"created the job user {name!r} (uid {pwd.getpwnam(name).pw_uid})"
 
 
-def private_files(settings) -> list[Path]:
+def private_files(settings: Settings) -> list[Path]:
     """The files only the server's user may read: its secret, its SQLite database, its settings."""
     data = Path(settings.DATA_DIR)
     paths = [data / "secret.key"]
     if settings.DATABASE_URL is None:
         paths += [data / "opus.sqlite", data / "opus.sqlite-wal", data / "opus.sqlite-shm"]
-    if settings.extra.get("settings_file"):
-        paths.append(Path(settings.extra["settings_file"]))
+    if settings.settings_file:
+        paths.append(Path(settings.settings_file))
     return paths
 
 
-def restrict_files(settings) -> list[str]:
+def restrict_files(settings: Settings) -> list[str]:
     """chmod 600 the private files that exist (``opus init``); what was changed."""
     changed = []
     for path in private_files(settings):
@@ -125,7 +128,7 @@ def restrict_files(settings) -> list[str]:
     return changed
 
 
-def check_files(settings) -> list[str]:
+def check_files(settings: Settings) -> list[str]:
     """Problems with who may read the server's secrets: each a sentence for ``opus check``."""
     problems = []
     data = Path(settings.DATA_DIR)  # itself traversable: SLURM's epilog reads callback_url (docs/slurm.md)

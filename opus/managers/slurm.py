@@ -25,14 +25,20 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
+from collections.abc import Callable
+from pathlib import Path, PurePath
 
-from opus.observability import metrics
-from opus.storage.jobfiles import JobFiles
-from opus.uws import Phase
-from opus.managers.cluster import ClusterAccess
-from opus.managers.dispatch import WRAPPER, DispatchingManager
+from opus.jobdef import JobDefinition, JobDefinitionRegistry
 from opus.jobdef.slurm_options import sbatch_flags
+from opus.managers.cluster import ClusterAccess
+from opus.managers.dispatch import WRAPPER, WRAPPER_SIBLINGS, DispatchingManager
+from opus.observability import metrics
+from opus.settings import Settings
+from opus.storage.entitystore import EntityStore
+from opus.storage.jobfiles import JobFiles
+from opus.storage.jobstore import JobStore
+from opus.uws import ENDED, FINAL, UNABORTED, Job, Phase
+
 log = logging.getLogger(__name__)
 SUBMITTING = "slurm:submitting"
 
@@ -89,15 +95,16 @@ def phase_of(state: str, reason: str = "") -> Phase | None:
 class SlurmManager(DispatchingManager):
     name = "slurm"
 
-    def __init__(self, settings, store, registry):
-        super().__init__(settings, store, registry)
+    def __init__(self, settings: Settings, store: JobStore, registry: JobDefinitionRegistry,
+                 entities: EntityStore | None = None):
+        super().__init__(settings, store, registry, entities)
         self._next_reconcile = 0.0
         self.cluster = ClusterAccess(settings)
         self.user = settings.SLURM_SSH_USER if settings.SLURM_SSH_HOST and settings.SLURM_SSH_USER \
             else pwd.getpwuid(os.getuid()).pw_name
 
     # ---- commands -----------------------------------------------------------------------------
-    def command(self, name: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    def command(self, name: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return self.cluster.run(name, *args, timeout=timeout)
 
     def is_alive(self) -> bool:
@@ -117,7 +124,7 @@ class SlurmManager(DispatchingManager):
             self.reconcile()
 
     # ---- submission ------------------------------------------------------------------------------
-    def sbatch_arguments(self, job, jobdef, root) -> list[str]:
+    def sbatch_arguments(self, job: Job, jobdef: JobDefinition, root: PurePath) -> list[str]:
         """Every sbatch option of a job: fixed ones, then checked resources (never raw text)."""
         args = ["--parsable", f"--job-name=opus-{job.jobname}", f"--chdir={root}",
                 f"--output={root}/slurm.log", f"--error={root}/slurm.log",
@@ -132,7 +139,7 @@ class SlurmManager(DispatchingManager):
                 options[p.name[len("slurm_"):]] = p.value
         return args + sbatch_flags(options)
 
-    def batch_script(self, root) -> str:
+    def batch_script(self, root: PurePath) -> str:
         if self.cluster.copies_files:  # the wrapper travels with the job
             python, wrapper = self.settings.SLURM_PYTHON or "python3", f"{root}/wrapper.py"
         else:
@@ -152,7 +159,8 @@ class SlurmManager(DispatchingManager):
             (files.root / "batch.sh").write_text(self.batch_script(root))
             if self.cluster.copies_files:
                 shutil.copyfile(WRAPPER, files.root / "wrapper.py")
-                shutil.copyfile(WRAPPER.with_name("jobsandbox.py"), files.root / "jobsandbox.py")
+                for sibling in WRAPPER_SIBLINGS:
+                    shutil.copyfile(WRAPPER.with_name(sibling), files.root / sibling)
                 self.cluster.push(files.root)
         except Exception as exc:
             log.exception("job %s: cannot prepare", job_id)
@@ -185,8 +193,7 @@ class SlurmManager(DispatchingManager):
     def _submitted(self, job_id: str, slurm_id: str) -> None:
         # Recorded unless the job was aborted meanwhile (compare-and-set): an ABORT that lands later
         # reads this id and cancels the SLURM job itself, so every SLURM job is cancelled exactly once.
-        recorded = self.store.update_job(job_id, [p for p in Phase if p is not Phase.ABORTED],
-                                         manager_id=f"slurm:{slurm_id}")
+        recorded = self.store.update_job(job_id, UNABORTED, manager_id=f"slurm:{slurm_id}")
         log.info("job %s: submitted as SLURM job %s", job_id, slurm_id)
         phase = self.store.get_phase(job_id)
         if phase is None:
@@ -208,7 +215,7 @@ class SlurmManager(DispatchingManager):
                 log.warning("job %s: cannot remove its directory on the cluster: %s", job_id, exc)
 
     # ---- abort --------------------------------------------------------------------------------------
-    def abort(self, job_id: str, manager_id: str | None, then=None) -> None:
+    def abort(self, job_id: str, manager_id: str | None, then: Callable[[], None] | None = None) -> None:
         slurm_id = slurm_id_of(manager_id)
         if slurm_id is not None:
             try:
@@ -229,7 +236,7 @@ class SlurmManager(DispatchingManager):
         if self.store.get_manager_id(job_id) != f"slurm:{slurm_id}":
             return "ignored"
         phase = self.store.get_phase(job_id)
-        if phase is None or phase in (Phase.COMPLETED, Phase.ERROR, Phase.ABORTED, Phase.ARCHIVED):
+        if phase is None or phase in FINAL:
             return "already"
         files = JobFiles.of(self.settings.jobs_dir, job_id)
         if self.cluster.copies_files:
@@ -248,7 +255,7 @@ class SlurmManager(DispatchingManager):
             seen = done.stdout.strip()
             # While the epilog runs, squeue says COMPLETING: the job has ended.
             if done.returncode == 0 and seen and seen != "COMPLETING" and \
-                    phase_of(seen) not in (Phase.COMPLETED, Phase.ERROR, Phase.ABORTED):
+                    phase_of(seen) not in ENDED:
                 return "ignored"
             state = seen if seen and seen != "COMPLETING" else "FAILED"
         self.job_ended(job_id, slurm_id, state, code or exit_code)
@@ -257,7 +264,7 @@ class SlurmManager(DispatchingManager):
     def job_ended(self, job_id: str, slurm_id: str, state: str, exit_code: str = "") -> None:
         """EpilogSlurmctld (or reconciliation) says SLURM job ``slurm_id`` ended in ``state``."""
         phase = self.store.get_phase(job_id)
-        if phase is None or phase in (Phase.COMPLETED, Phase.ERROR, Phase.ABORTED, Phase.ARCHIVED):
+        if phase is None or phase in FINAL:
             return
         files = JobFiles.of(self.settings.jobs_dir, job_id)
         try:
@@ -273,7 +280,7 @@ class SlurmManager(DispatchingManager):
             return
         base = state.split()[0].rstrip("+") if state else ""
         target = phase_of(state) or Phase.ERROR
-        if target not in (Phase.COMPLETED, Phase.ERROR, Phase.ABORTED):
+        if target not in ENDED:
             return  # not ended after all
         if target is Phase.COMPLETED:
             target = Phase.ERROR  # ended "successfully" but the wrapper never reported
@@ -319,9 +326,11 @@ class SlurmManager(DispatchingManager):
             if slurm_id in queue:
                 state, reason = queue[slurm_id]
                 target = phase_of(state, reason)
-                if target in (Phase.COMPLETED, Phase.ERROR, Phase.ABORTED):
+                if target in ENDED:
                     self.job_ended(job_id, slurm_id, state)
                 elif target is not None and target is not phase:
+                    # squeue is the truth for a job SLURM holds: any ACTIVE -> ACTIVE move is in the
+                    # table (opus.uws.NAMED_MOVES checks it), compare-and-set from what we last saw.
                     self.store.set_phase(job_id, target, [phase])
                 continue
             if completions is None:

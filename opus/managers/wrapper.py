@@ -3,6 +3,7 @@
 Run as ``python -I -S wrapper.py <job dir>/job.json`` by the local manager (and by the SLURM batch
 script), so it uses the standard library only and starts fast.  It
 
+* fetches the inputs given as URLs (``jobfetch.py``);
 * runs ``bash script.sh`` in the job's work directory, in a process group of its own, inside the
   job sandbox (``jobsandbox.py``: bubblewrap, as the unprivileged job user), with the parameters
   given as environment variables and in ``parameters.json`` -- values are never parsed as shell;
@@ -19,6 +20,8 @@ script), so it uses the standard library only and starts fast.  It
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import json
 import os
 import signal
@@ -29,13 +32,22 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urlsplit
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import SplitResult, urlsplit
 
-if __package__:  # imported as opus.managers.wrapper (tests)
+# Its siblings travel with it (opus.managers.slurm copies them next to it when the cluster does not
+# share DATA_DIR).  mypy reads the first branch: the second imports the same files by path.
+if TYPE_CHECKING or __package__:  # imported as opus.managers.wrapper (tests)
+    from .jobfetch import fetch
     from .jobsandbox import Sandbox, SandboxError, terminate
-else:  # run as a script with -I (no script directory on sys.path): the module beside this file
+else:  # run as a script with -I (no script directory on sys.path): the modules beside this file
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from jobfetch import fetch  # noqa: E402
     from jobsandbox import Sandbox, SandboxError, terminate  # noqa: E402
+
+#: A report to the server, or the job's spec: parsed or written JSON.
+JSON = dict[str, Any]
 
 # urllib.request/http.client cost ~50 ms of start-up (email, ssl): plain http callbacks use a
 # socket directly, https ones import http.client when needed.
@@ -48,13 +60,13 @@ def now_iso() -> str:
 
 
 class Wrapper:
-    def __init__(self, spec_path: str):
+    def __init__(self, spec_path: str) -> None:
         self.spec_path = Path(spec_path)
-        self.spec = json.loads(self.spec_path.read_text())
+        self.spec: JSON = json.loads(self.spec_path.read_text())
         self.root = self.spec_path.parent
         self.work = self.root / "work"
         self.results = self.root / "results"
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.sandbox: Sandbox | None = None
         self.killed_by_signal: int | None = None
         self._sent_executing: threading.Thread | None = None
@@ -64,7 +76,7 @@ class Wrapper:
         with open(self.root / "wrapper.log", "a", encoding="utf-8") as f:
             f.write(f"{now_iso()} {message}\n")
 
-    def post(self, report: dict, retry_seconds: float) -> bool:
+    def post(self, report: JSON, retry_seconds: float) -> bool:
         """POST one report; retry on connection errors and 5xx with backoff for ``retry_seconds``."""
         url = urlsplit(self.spec["callback_url"].rstrip("/") + "/handler/job_event")
         body = json.dumps({**report, "job_id": self.spec["job_id"], "token": self.spec["token"]}).encode()
@@ -88,7 +100,7 @@ class Wrapper:
             time.sleep(delay)
             delay = min(delay * 2, 30)
 
-    def finish(self, report: dict) -> None:
+    def finish(self, report: JSON) -> None:
         if self._sent_executing is not None:
             self._sent_executing.join()
         report.setdefault("end_time", now_iso())
@@ -98,7 +110,7 @@ class Wrapper:
         self.post(report, self.spec.get("retry_seconds", 900))
 
     # ---- the script ----------------------------------------------------------------------------
-    def environment(self, sandboxed: bool) -> dict:
+    def environment(self, sandboxed: bool) -> dict[str, str]:
         env = {
             "PATH": SAFE_PATH, "HOME": str(self.work), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
             "OPUS_JOB_ID": self.spec["job_id"], "OPUS_JOB_NAME": self.spec["jobname"],
@@ -133,11 +145,12 @@ class Wrapper:
             pass
         self.proc.wait()
 
-    def on_signal(self, signum, _frame) -> None:
+    def on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self.killed_by_signal = signum
         threading.Thread(target=self.kill_script, args=(self.spec.get("kill_grace", 2.0),), daemon=True).start()
 
     def run(self) -> int:
+        """Run the job to its end and report it: 0 when it COMPLETED, else 1."""
         self.work.mkdir(exist_ok=True)
         self.results.mkdir(exist_ok=True)
         (self.root / "parameters.json").write_text(json.dumps(self.spec["parameters"], indent=1))
@@ -155,7 +168,6 @@ class Wrapper:
             if self.killed_by_signal is not None:
                 self.finish({"phase": "ABORTED", "message": "the job was stopped while its inputs were fetched"})
                 return 1
-        duration = self.spec.get("execution_duration") or 0
         script = self.root / "script.sh"
         try:
             self.sandbox = Sandbox(self.spec.get("sandbox") or {"mode": "bwrap"})
@@ -165,24 +177,35 @@ class Wrapper:
         except (SandboxError, OSError) as exc:
             self.finish({"phase": "ERROR", "message": f"the job's sandbox cannot be set up: {exc}"})
             return 1
+        code = self.execute(command, self.sandbox.enabled)
+        return 1 if code is None else self.conclude(code)
+
+    def execute(self, command: list[str], sandboxed: bool) -> int | None:
+        """Run the script within executionDuration: its exit status, or None when it could not start
+        or ran out of time (then the job's end is reported here)."""
+        duration = self.spec.get("execution_duration") or 0
         with open(self.root / "stdout.log", "wb") as out, open(self.root / "stderr.log", "wb") as err:
             try:
                 self.proc = subprocess.Popen(
-                    command, cwd=self.work, env=self.environment(self.sandbox.enabled),
+                    command, cwd=self.work, env=self.environment(sandboxed),
                     stdin=subprocess.DEVNULL, stdout=out, stderr=err, process_group=0, close_fds=True)
             except OSError as exc:
                 self.finish({"phase": "ERROR", "message": f"cannot start the job's script: {exc}"})
-                return 1
+                return None
             (self.root / "script.pgid").write_text(str(self.proc.pid))
             try:
-                code = self.proc.wait(timeout=duration if duration > 0 else None)
+                return self.proc.wait(timeout=duration if duration > 0 else None)
             except subprocess.TimeoutExpired:
                 self.kill_script(self.spec.get("kill_grace", 2.0))
                 self.finish({"phase": "ABORTED", "message":
                              f"executionDuration of {duration} s exceeded: the job was stopped"})
-                return 1
+                return None
+
+    def conclude(self, code: int) -> int:
+        """Report how a script that ran to its end (exit status ``code``) ended the job."""
         if self.killed_by_signal is not None:
-            self.proc.wait()
+            if self.proc is not None:
+                self.proc.wait()
             self.finish({"phase": "ABORTED", "message":
                          f"the job was stopped by signal {signal.Signals(self.killed_by_signal).name}"})
             return 1
@@ -212,11 +235,9 @@ class Wrapper:
         return f": {lines[-1].strip()}" if lines else ""
 
     # ---- results -----------------------------------------------------------------------------
-    def collect(self, strict: bool) -> tuple[list[dict], list[str]]:
-        import glob
-        import hashlib
-
-        found, missing = [], []
+    def collect(self, strict: bool) -> tuple[list[JSON], list[str]]:
+        found: list[JSON] = []
+        missing: list[str] = []
         for spec in self.spec["generated"]:
             pattern = spec["file"]
             is_glob = any(c in pattern for c in "*?[")
@@ -254,8 +275,6 @@ class Wrapper:
     # ---- inputs given as URLs ---------------------------------------------------------------------
     def fetch_inputs(self) -> str:
         """Download every URL input; "" when all arrived, else the error message for the job."""
-        import hashlib
-
         done = []
         for item in self.spec["fetch"]:
             path = Path(item["path"])
@@ -274,125 +293,19 @@ class Wrapper:
         return ""
 
 
-def allowed_addresses(host: str, port: int, allowed: list[str]) -> list[str]:
-    """The addresses to connect to for ``host``, resolved once; ValueError if it is not allowed.
-
-    The server's rule (opus.service.inputs.host_allowed): a host listed exactly (or under a listed
-    ``.domain``) is allowed with whatever addresses it has; with "*", any host whose addresses are
-    all public.  The connection then goes to an address checked here, never to a second lookup
-    (which a hostile DNS server could answer differently: DNS rebinding).
-    """
-    import ipaddress
-
-    name = host.lower().rstrip(".").strip("[]")
-    listed = any(e.lower().rstrip(".") == name or (e.startswith(".") and name.endswith(e.lower().rstrip(".")))
-                 for e in allowed)
-    if not listed and "*" not in allowed:
-        raise ValueError(f"host {host!r} is not allowed (INPUT_URL_HOSTS)")
-    try:
-        infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise ValueError(f"host {host!r} cannot be resolved: {exc}") from None
-    addresses = list(dict.fromkeys(info[4][0] for info in infos))
-    if not addresses:
-        raise ValueError(f"host {host!r} has no address")
-    if not listed and not all(ipaddress.ip_address(a.split("%")[0]).is_global for a in addresses):
-        raise ValueError(f"host {host!r} is not allowed (INPUT_URL_HOSTS): it has a non-public address")
-    return addresses
-
-
-def _pinned_connection(parts, address: str, timeout: float):
-    """An http.client connection to ``address`` that speaks to (and, for https, verifies) ``parts.hostname``."""
-    import http.client
-
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    base = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-
-    class Pinned(base):  # type: ignore[misc, valid-type]
-        def connect(self):
-            sock = socket.create_connection((address, port), self.timeout)
-            if parts.scheme == "https":
-                sock = self._context.wrap_socket(sock, server_hostname=parts.hostname)
-            self.sock = sock
-
-    return Pinned(parts.hostname, port, timeout=timeout)
-
-
-def fetch(url: str, path: Path, allowed: list[str], timeout: float, max_size: int, digest) -> tuple[int, str, str]:
-    """Stream ``url`` into ``path``, following at most 5 redirects, each to an allowed host."""
-    from urllib.parse import urljoin
-
-    deadline = time.monotonic() + timeout
-    for _hop in range(6):
-        parts = urlsplit(url)
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
-            raise ValueError(f"{url[:200]!r} has an invalid port") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"only http and https URLs are fetched, not {url[:200]!r}")
-        addresses = allowed_addresses(parts.hostname, port, allowed)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        response = conn = None
-        error: OSError | None = None
-        for address in addresses:
-            conn = _pinned_connection(parts, address, max(1.0, deadline - time.monotonic()))
-            try:
-                conn.request("GET", target, headers={"User-Agent": "OPUS job wrapper"})
-                response = conn.getresponse()
-                break
-            except OSError as exc:
-                conn.close()
-                error = exc
-        if response is None:
-            raise error or OSError(f"cannot connect to {parts.hostname}")
-        try:
-            if response.status in (301, 302, 303, 307, 308) and response.getheader("Location"):
-                url = urljoin(url, response.getheader("Location"))
-                continue
-            if response.status >= 300:
-                raise ValueError(f"HTTP {response.status} {response.reason}")
-            length = response.getheader("Content-Length")
-            if length and length.isdigit() and int(length) > max_size:
-                raise ValueError(f"it is {length} bytes, more than the limit of {max_size}")
-            size = 0
-            tmp = path.with_name(f".{path.name}.part")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as out:
-                while True:
-                    if time.monotonic() > deadline:
-                        raise ValueError(f"not complete after {timeout:g} s")
-                    block = response.read(1 << 20)
-                    if not block:
-                        break
-                    size += len(block)
-                    if size > max_size:
-                        out.close()
-                        tmp.unlink(missing_ok=True)
-                        raise ValueError(f"more than the limit of {max_size} bytes")
-                    digest.update(block)
-                    out.write(block)
-            os.replace(tmp, path)
-            ctype = (response.getheader("Content-Type") or "application/octet-stream").split(";")[0].strip()
-            return size, digest.hexdigest(), ctype
-        finally:
-            conn.close()
-    raise ValueError("more than 5 redirects")
-
-
-def _http_post(url, body: bytes) -> tuple[int, bytes]:
+def _http_post(url: SplitResult, body: bytes) -> tuple[int, bytes]:
     """POST a JSON body; return (status, body).  Raises OSError when the server cannot be reached."""
+    host = url.hostname or "127.0.0.1"
     if url.scheme == "https":
-        import http.client
+        import http.client  # only for https callbacks: see the note on start-up above
 
-        conn = http.client.HTTPSConnection(url.hostname, url.port or 443, timeout=30)
+        conn = http.client.HTTPSConnection(host, url.port or 443, timeout=30)
         try:
             conn.request("POST", url.path, body, {"Content-Type": "application/json"})
             resp = conn.getresponse()
             return resp.status, resp.read()
         finally:
             conn.close()
-    host = url.hostname or "127.0.0.1"
     port = url.port or 80
     with socket.create_connection((host, port), timeout=30) as sock:
         head = (f"POST {url.path} HTTP/1.0\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 from contextvars import ContextVar
+from typing import Any
 
 REQUEST_ID: ContextVar[str] = ContextVar("opus_request_id", default="-")
 JOB_ID: ContextVar[str] = ContextVar("opus_job_id", default="-")
@@ -58,7 +59,7 @@ def install_record_factory() -> None:
     _installed = True
     previous = logging.getLogRecordFactory()
 
-    def factory(*args, **kwargs):
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
         record.request_id = REQUEST_ID.get()
         record.job_id = JOB_ID.get()

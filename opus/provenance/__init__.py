@@ -12,17 +12,37 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
+from prov.model import ProvDocument
+
+from opus.auth.identity import Identity
+from opus.jobdef.registry import JobDefinitionRegistry
 from opus.provenance.model import STEPS_FILE, Builder
 from opus.provenance.options import FORMATS, ProvOptions, job_options, provsap_options
 from opus.provenance.traverse import Selection, select
 from opus.provenance.writers import serialize
-__all__ = ["FORMATS", "STEPS_FILE", "Builder", "ProvOptions", "Selection", "build", "job_options",
-           "provsap_options", "select", "serialize"]
+from opus.settings import Settings
+from opus.storage.entitystore import EntityStore
+from opus.storage.jobstore import JobStore
+
+__all__ = ["FORMATS", "STEPS_FILE", "Builder", "ProvOptions", "ProvSources", "Selection", "build",
+           "job_options", "provsap_options", "select", "serialize"]
 
 
-def build(services, who, options: ProvOptions, base: str, with_results: bool = False):
+class ProvSources(Protocol):
+    """What provenance is read from: the composition root (``opus.service.root.Root``) has these."""
+
+    settings: Settings
+    store: JobStore
+    entities: EntityStore
+    registry: JobDefinitionRegistry
+
+
+def build(services: ProvSources, who: Identity, options: ProvOptions, base: str,
+          with_results: bool = False) -> ProvDocument:
     """The ProvDocument answering ``options`` for the caller ``who``."""
-    sel = select(services.store, services.joblist.entities, who, options.ids, options.depth, options.direction,
+    sel = select(services.store, services.entities, who, options.ids, options.depth, options.direction,
                  with_results=with_results)
     builder = Builder(base, model=options.model, agents=options.agents, descriptions=options.descriptions,
                       configuration=options.configuration, registry=services.registry,

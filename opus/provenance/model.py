@@ -13,10 +13,15 @@ import re
 from pathlib import Path
 
 from prov.identifier import QualifiedName
-from prov.model import PROV, ProvDocument
+from prov.model import PROV, ProvActivity, ProvDocument
 
 from opus.errors import ConfigurationError, NotFound
+from opus.jobdef.model import GeneratedDescription, JobDefinition
+from opus.jobdef.registry import JobDefinitionRegistry
 from opus.provenance.traverse import Selection
+from opus.storage.entitystore import Entity
+from opus.uws import Job
+
 log = logging.getLogger(__name__)
 
 VOPROV = "http://www.ivoa.net/documents/ProvenanceDM/ns/voprov/"
@@ -31,7 +36,8 @@ class Builder:
     """Adds jobs, entities and their relations to one document; ``build()`` does it for a Selection."""
 
     def __init__(self, base: str, model: str = "IVOA", agents: bool = True, descriptions: bool = False,
-                 configuration: bool = True, registry=None, jobs_dir: Path | None = None):
+                 configuration: bool = True, registry: JobDefinitionRegistry | None = None,
+                 jobs_dir: Path | None = None) -> None:
         self.base = base.rstrip("/")
         self.ivoa = model == "IVOA"
         self.agents, self.descriptions, self.configuration = agents, descriptions, configuration
@@ -44,13 +50,16 @@ class Builder:
         self.ns_user = doc.add_namespace("opus_user", f"{self.base}/users/")
         self.ns_agent = doc.add_namespace("opus_agent", f"{self.base}/agents/")
         self.ns_jdl = doc.add_namespace("opus_jdl", f"{self.base}/jdl/")
-        self.t = lambda name: self.vocab[name]  # a term of the model's vocabulary
-        self._defs: dict[tuple[str, str | None], object] = {}
+        self._defs: dict[tuple[str, str | None], JobDefinition | None] = {}
         self._plans: set[QualifiedName] = set()
         self._agents: set[QualifiedName] = set()
 
     # ---- identifiers --------------------------------------------------------------------------
-    def job_id(self, job) -> QualifiedName:
+    def t(self, name: str) -> QualifiedName:
+        """A term of the model's vocabulary."""
+        return self.vocab[name]
+
+    def job_id(self, job: Job) -> QualifiedName:
         return self.ns_job[f"{job.jobname}/{job.job_id}"]
 
     def entity_id(self, entity_id: str) -> QualifiedName:
@@ -68,7 +77,7 @@ class Builder:
         jobs_used: dict[str, dict[str, list[str]]] = {}
         for job_id, role, entity_id in sel.used:
             job = sel.jobs[job_id]
-            attrs = {PROV["role"]: role}
+            attrs: dict[QualifiedName, str | QualifiedName] = {PROV["role"]: role}
             jobdef = self.definition(job)
             if self.descriptions and jobdef is not None and role in jobdef.used:
                 attrs[self.t("usageDescription")] = self.plan_id(job.jobname, jobdef.version, f"&used={role}")
@@ -79,7 +88,7 @@ class Builder:
             attrs = {PROV["role"]: role}
             jobdef = self.definition(job)
             spec = self._generated_spec(jobdef, sel.entities[entity_id])
-            if self.descriptions and spec is not None:
+            if self.descriptions and spec is not None and jobdef is not None:  # a spec comes from a jobdef
                 attrs[self.t("generationDescription")] = self.plan_id(job.jobname, jobdef.version,
                                                                       f"&generated={spec.name}")
             self.doc.wasGeneratedBy(self.entity_id(entity_id), self.job_id(job), job.end_time,
@@ -92,7 +101,7 @@ class Builder:
         return self.doc
 
     # ---- definitions ----------------------------------------------------------------------------
-    def definition(self, job):
+    def definition(self, job: Job) -> JobDefinition | None:
         key = (job.jobname, job.jdl_version)
         if key not in self._defs:
             try:
@@ -102,7 +111,7 @@ class Builder:
         return self._defs[key]
 
     @staticmethod
-    def _generated_spec(jobdef, entity):
+    def _generated_spec(jobdef: JobDefinition | None, entity: Entity) -> GeneratedDescription | None:
         if jobdef is None:
             return None
         if entity.role in jobdef.generated:
@@ -110,7 +119,7 @@ class Builder:
         return next((g for g in jobdef.generated.values()
                      if g.is_pattern and fnmatch.fnmatch(entity.file_name, g.file)), None)
 
-    def add_plan(self, job, jobdef) -> QualifiedName:
+    def add_plan(self, job: Job, jobdef: JobDefinition | None) -> QualifiedName:
         version = jobdef.version if jobdef is not None else job.jdl_version
         plan = self.plan_id(job.jobname, version)
         if plan in self._plans:
@@ -131,7 +140,7 @@ class Builder:
             self._add_descriptions(job.jobname, jobdef, plan)
         return plan
 
-    def _add_descriptions(self, jobname: str, jobdef, plan) -> None:
+    def _add_descriptions(self, jobname: str, jobdef: JobDefinition, plan: QualifiedName) -> None:
         t = self.t
         for p in jobdef.parameters.values():
             attrs = [(PROV["type"], t("ParameterDescription")), (t("name"), p.name), (t("datatype"), p.type),
@@ -155,7 +164,7 @@ class Builder:
                                                      attrs))
 
     # ---- activities, agents, configuration -------------------------------------------------------
-    def add_job(self, job) -> None:
+    def add_job(self, job: Job) -> None:
         t = self.t
         jobdef = self.definition(job)
         attrs = [(PROV["label"], job.jobname), (t("name"), job.jobname),
@@ -189,14 +198,13 @@ class Builder:
             self.doc.agent(ident, attrs)
         return ident
 
-    def _add_configuration(self, job, jobdef, activity) -> None:
+    def _add_configuration(self, job: Job, jobdef: JobDefinition | None, activity: ProvActivity) -> None:
         """The parameter values (not the inputs: those are used entities) as voprov:Parameter entities."""
         t = self.t
         given = {p.name: p.value for p in job.parameters if not p.by_reference}
+        values: dict[str, str | None] = dict(given)
         if jobdef is not None:
             values = {name: given.get(name, p.default) for name, p in jobdef.parameters.items()}
-        else:
-            values = given
         for name, value in values.items():
             if value is None:
                 continue
@@ -209,7 +217,7 @@ class Builder:
                                          other_attributes={PROV["type"]: t("hadDescription")})
 
     # ---- entities ----------------------------------------------------------------------------------
-    def add_entity(self, entity, deleted: bool = False) -> None:
+    def add_entity(self, entity: Entity, deleted: bool = False) -> None:
         t = self.t
         attrs = [(PROV["label"], entity.file_name), (t("file_name"), entity.file_name),
                  (t("content_type"), entity.content_type), (t("size"), int(entity.size)),
@@ -231,7 +239,7 @@ class Builder:
         self.doc.entity(self.entity_id(entity.entity_id), attrs)
 
     # ---- a job's own internal steps ------------------------------------------------------------------
-    def graft_steps(self, job) -> None:
+    def graft_steps(self, job: Job) -> None:
         """Copy the records of the job's ``provenance.json`` (PROV-JSON) in; each activity there was
         started by the job's activity (wasStartedBy with the job as starter)."""
         if self.jobs_dir is None:
@@ -256,5 +264,5 @@ class Builder:
                                       other_attributes={PROV["type"]: self.opus["internalStep"]})
 
 
-def _is_voprov(value) -> bool:
+def _is_voprov(value: object) -> bool:
     return isinstance(value, QualifiedName) and value.namespace.uri == VOPROV

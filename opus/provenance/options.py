@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TypedDict
 
 from opus.errors import BadRequest
+
+#: A request's query items: (name, value), names as sent.
+Items = list[tuple[str, str]]
 #: Canonical format name -> (Content-Type of the answer, accepted spellings: names and media types).
 FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
     "json": ("application/json", ("json", "prov-json", "application/json", "application/provenance+json")),
@@ -47,7 +51,7 @@ class ProvOptions:
         return FORMATS[self.format][0]
 
 
-def _one(items: list[tuple[str, str]], name: str) -> str | None:
+def _one(items: Items, name: str) -> str | None:
     """The value of a single-valued parameter (name case-insensitive), or None when absent."""
     values = {v.strip() for k, v in items if k.upper() == name}
     if len(values) > 1:
@@ -55,7 +59,7 @@ def _one(items: list[tuple[str, str]], name: str) -> str | None:
     return values.pop() if values else None
 
 
-def _choice(items, name: str, allowed: tuple[str, ...], default: str) -> str:
+def _choice(items: Items, name: str, allowed: tuple[str, ...], default: str) -> str:
     value = _one(items, name)
     if value is None:
         return default
@@ -64,7 +68,7 @@ def _choice(items, name: str, allowed: tuple[str, ...], default: str) -> str:
     return value.upper()
 
 
-def _boolean(items, name: str, default: bool) -> bool:
+def _boolean(items: Items, name: str, default: bool) -> bool:
     value = _one(items, name)
     if value is None:
         return default
@@ -96,7 +100,7 @@ def parse_depth(value: str | None, default: int | None = 1) -> int | None:
     return int(value)
 
 
-def parse_ids(items) -> tuple[str, ...]:
+def parse_ids(items: Items) -> tuple[str, ...]:
     ids = [v.strip().lower() for k, v in items if k.upper() == "ID"]
     if not ids:
         raise BadRequest("ID is required: a job id or an entity id (16 hexadecimal digits), repeatable")
@@ -108,7 +112,7 @@ def parse_ids(items) -> tuple[str, ...]:
     return tuple(dict.fromkeys(ids))
 
 
-def provsap_options(items: list[tuple[str, str]]) -> ProvOptions:
+def provsap_options(items: Items) -> ProvOptions:
     """The options of ``GET /provsap`` from its (name, value) query items."""
     return ProvOptions(
         ids=parse_ids(items), depth=parse_depth(_one(items, "DEPTH")),
@@ -116,7 +120,7 @@ def provsap_options(items: list[tuple[str, str]]) -> ProvOptions:
         format=parse_format(_one(items, "RESPONSEFORMAT")))
 
 
-def job_options(items: list[tuple[str, str]], job_id: str) -> ProvOptions:
+def job_options(items: Items, job_id: str) -> ProvOptions:
     """The options of ``GET /rest/<jobname>/<id>/provenance`` (``format`` or ``RESPONSEFORMAT``)."""
     fmt = _one(items, "FORMAT")
     other = _one(items, "RESPONSEFORMAT")
@@ -127,7 +131,14 @@ def job_options(items: list[tuple[str, str]], job_id: str) -> ProvOptions:
                                                               "format" if fmt is not None else "RESPONSEFORMAT"))
 
 
-def _common(items) -> dict:
+class _Common(TypedDict):
+    model: str
+    agents: bool
+    descriptions: bool
+    configuration: bool
+
+
+def _common(items: Items) -> _Common:
     return {"model": _choice(items, "MODEL", MODELS, "IVOA"), "agents": _boolean(items, "AGENTS", True),
             "descriptions": _boolean(items, "DESCRIPTIONS", False),
             "configuration": _boolean(items, "CONFIGURATION", True)}

@@ -17,11 +17,14 @@ relation between the nodes kept.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from opus.auth.identity import Identity, can_access
-from opus.storage.entitystore import Entity
+from opus.storage.entitystore import Entity, EntityStore
+from opus.storage.jobstore import JobStore
 from opus.uws import Job
+
 @dataclass
 class Selection:
     jobs: dict[str, Job] = field(default_factory=dict)
@@ -35,8 +38,8 @@ class Selection:
                 if e.generated_by is not None and e.generated_by in self.jobs]
 
 
-def select(jobstore, entitystore, who: Identity, ids, depth: int | None, direction: str,
-           with_results: bool = False) -> Selection:
+def select(jobstore: JobStore, entitystore: EntityStore, who: Identity, ids: Collection[str],
+           depth: int | None, direction: str, with_results: bool = False) -> Selection:
     """The nodes within ``depth`` steps of ``ids`` (job or entity ids; unknown or hidden ones are left out).
 
     ``with_results``: also keep the results of the given jobs (a job's own provenance page).
@@ -67,8 +70,8 @@ def select(jobstore, entitystore, who: Identity, ids, depth: int | None, directi
         new_jobs: set[str] = set()
         new_ents: dict[str, Entity] = {}
         if direction == "BACK":
-            new_jobs = {sel.entities[e].generated_by for e in frontier_ents
-                        if sel.entities[e].generated_by is not None} - set(sel.jobs)
+            new_jobs = {generator for e in frontier_ents
+                        if (generator := sel.entities[e].generated_by) is not None} - set(sel.jobs)
             rows = entitystore.used_by(frontier_jobs)
             for row in rows:
                 used_of.setdefault(row[0], []).append(row)

@@ -30,11 +30,11 @@ def serialize(doc: ProvDocument, fmt: str) -> bytes:
     if fmt == "json":
         # What doc.serialize(format="json") writes, through json.dumps (its C encoder: 2x faster).
         return json.dumps(doc, cls=ProvJSONEncoder).encode("utf-8")
-    if fmt == "provn":
-        return doc.serialize(format="provn").encode("utf-8")
-    if fmt == "xml":
-        text = doc.serialize(format="xml")
-        return text.encode("utf-8") if isinstance(text, str) else text
+    if fmt in ("provn", "xml"):
+        text = doc.serialize(format=fmt)  # no destination: the text itself, never None
+        if text is None:
+            raise RuntimeError(f"prov wrote no {fmt} text")
+        return text.encode("utf-8")
     if fmt == "votable":
         return to_votable(doc)
     if fmt in ("svg", "png"):
@@ -43,7 +43,7 @@ def serialize(doc: ProvDocument, fmt: str) -> bytes:
 
 
 # ---- PROV-VOTABLE ----------------------------------------------------------------------------------
-def _text(value) -> str:
+def _text(value: object) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, bool):
@@ -93,10 +93,11 @@ def to_votable(doc: ProvDocument) -> bytes:
     for name, (columns, rows) in tables.items():
         _table(resource, name, columns, rows, ivoa)
     ET.indent(root, space=" ")
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="utf-8")
+    body: bytes = ET.tostring(root, encoding="utf-8")
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body
 
 
-def _table(resource, name: str, columns: list[str], rows: list[dict[str, str]], ivoa: bool) -> None:
+def _table(resource: ET.Element, name: str, columns: list[str], rows: list[dict[str, str]], ivoa: bool) -> None:
     attrs = {"name": name}
     if ivoa and name != "prefix":
         attrs["utype"] = f"voprov:{name[0].upper()}{name[1:]}"
@@ -123,7 +124,7 @@ def dot_available() -> bool:
 
 def to_image(doc: ProvDocument, fmt: str) -> bytes:
     """SVG or PNG of the graph: ServiceUnavailable (503) without Graphviz, BadRequest when too large."""
-    records = len(doc.get_records())
+    records = len(list(doc.get_records()))
     if records > MAX_GRAPH_RECORDS:
         raise BadRequest(f"the graph has {records} records; images are drawn up to {MAX_GRAPH_RECORDS}: "
                          "ask for a smaller DEPTH, or for PROV-JSON, PROV-N, PROV-XML or PROV-VOTABLE")

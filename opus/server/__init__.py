@@ -1,4 +1,4 @@
-"""The WSGI application: thin bottle routes over ``opus.service.jobs.JobList``."""
+"""The WSGI application: thin bottle routes over ``opus.service.jobs.JobService``."""
 
 from opus.server.app import create_app
 __all__ = ["create_app"]

@@ -1,153 +1,117 @@
-"""create_app(settings): the bottle application, its plugins and error handling."""
+"""create_app(settings): the bottle application, its plugins, its routes and error handling."""
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
+from typing import Any
 
 import bottle
-from bottle import Bottle, HTTPError, HTTPResponse, request
+from bottle import Bottle, HTTPResponse, Route, request
 
+from opus.auth.authenticate import Authenticator
 from opus.observability import logcontext
-from opus.errors import ConfigurationError, OpusError, Unauthorized
-from opus.auth.authenticate import CHALLENGE
-from opus.service.root import Services
-from opus.server import cors
-from opus.settings import Settings
-from opus.server import admin_routes, jdl_routes, metrics, openapi, prov_routes, store_routes, uws_routes, vosi
-from opus.server import limits, web_routes
+from opus.server import (admin_routes, callback_routes, cors, errors, jdl_routes, limits, metrics, openapi,
+                         prov_routes, routing, store_routes, urls, uws_routes, vosi, web_routes)
+from opus.server.routing import RouteTable, services
 from opus.server.web import as_json, base_url, text, wants_json
+from opus.service.root import Root
+from opus.settings import Settings
+
 log = logging.getLogger(__name__)
 # Bodies of forms up to this size are parsed in memory; larger ones (uploads) spool to disk.
 bottle.BaseRequest.MEMFILE_MAX = 1024 * 1024
+routes = RouteTable()
 
 
 class IdentityPlugin:
     """Resolves the caller once per request into ``environ['opus.identity']`` (401 on bad
-    credentials).  Routes declared with ``opus_public=True`` (VOSI, the wrapper callback, the
-    OpenAPI document) are served to anyone and resolve no identity.  Routes with an
-    ``opus_unauthorized`` handler (the web pages) answer a 401 with it (the sign-in form)."""
+    credentials, rendered by the route's kind: the sign-in form on pages).  Routes declared with
+    ``opus_public=True`` (VOSI, the wrapper callback, the OpenAPI document) are served to anyone
+    and resolve no identity."""
 
     name = "opus_identity"
     api = 2
 
-    def __init__(self, auth):
+    def __init__(self, auth: Authenticator):
         self.auth = auth
 
-    def apply(self, callback, route):
+    def apply(self, callback: Callable[..., Any], route: Route) -> Callable[..., Any]:
         if route.config.get("opus_public"):
             return callback
 
-        def wrapper(*args, **kwargs):
-            try:
-                request.environ["opus.identity"] = self.auth.identify(request.environ)
-            except Unauthorized as exc:
-                if route.config.get("opus_unauthorized") is None:
-                    raise
-                return route.config["opus_unauthorized"](exc)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            request.environ["opus.identity"] = self.auth.identify(request.environ)
             return callback(*args, **kwargs)
 
         return wrapper
 
 
-class ErrorPlugin:
-    """Turns OpusError into its HTTP status with a plain-text (or JSON) message; logs the rest."""
-
-    name = "opus_errors"
-    api = 2
-
-    def apply(self, callback, route):
-        def wrapper(*args, **kwargs):
-            try:
-                return callback(*args, **kwargs)
-            except HTTPResponse:
-                raise
-            except OpusError as exc:
-                response = error_response(exc.status, exc.message)
-                for name, value in getattr(exc, "headers", {}).items():  # e.g. 429's Retry-After
-                    response.set_header(name, value)
-                return response
-            except ConfigurationError as exc:
-                log.error("configuration error: %s", exc)
-                return error_response(500, f"server configuration error: {exc}")
-
-        return wrapper
+@routes.get("/")
+def index() -> HTTPResponse:
+    base = base_url(services().settings)
+    names = services().registry.names()
+    if wants_json():
+        return as_json({"jobDefinitions": [{"name": n, "href": urls.job_list(base, n)} for n in names]})
+    lines = ["OPUS: an IVOA UWS 1.1 job server", "", "Job lists:"]
+    lines += [f"  {urls.job_list(base, n)}" for n in names]
+    lines += ["", f"VOSI: {base}/capabilities  {base}/availability", f"Job definitions: {urls.jdl_list(base)}",
+              f"Provenance: {base}/provsap?ID=<job or entity id>  Result store: {base}/store?ID=<entity id>",
+              f"API description: {base}/openapi.json"]
+    lines += [f"Web client: {urls.web(base)}"]
+    return text("\n".join(lines) + "\n")
 
 
-def error_response(status: int, message: str) -> HTTPResponse:
-    response = as_json({"error": message, "status": status}, status) if wants_json() else text(message + "\n", status)
-    if status == 401:
-        response.set_header("WWW-Authenticate", CHALLENGE)
-    return response
+def configure_logging(settings: Settings) -> None:
+    """Every record gets request_id and job_id; under gunicorn/mod_wsgi (no handler yet) records go
+    to stderr, their error log."""
+    logcontext.install_record_factory()
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format=logcontext.LOG_FORMAT)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(logcontext.ContextFilter())
+    logging.getLogger("opus").setLevel(settings.LOG_LEVEL)
 
 
-def create_app(settings: Settings, services: Services | None = None, start: bool = True) -> Bottle:
+def _install_routes(app: Bottle, root: Root) -> None:
+    """Every route, in this order (bottle tries dynamic routes in the order they were added)."""
+    routes.install(app)
+    for table in (uws_routes.routes, jdl_routes.routes, store_routes.routes, prov_routes.routes):
+        table.install(app)
+    vosi.install(app)
+    for table in (callback_routes.routes, admin_routes.routes, web_routes.routes, openapi.routes):
+        table.install(app)
+    metrics.install(app, root)
+
+
+def create_app(settings: Settings, services: Root | None = None, start: bool = True) -> Bottle:
     """The WSGI application for ``settings``.
 
     Background work (notifications, the manager, maintenance) starts in the serving process:
     at once when ``start`` is true, and again in any forked worker on its first request.
     """
-    logcontext.install_record_factory()  # every record gets request_id and job_id
-    if not logging.getLogger().handlers:  # under gunicorn/mod_wsgi: log to stderr, their error log
-        logging.basicConfig(format=logcontext.LOG_FORMAT)
-        for handler in logging.getLogger().handlers:
-            handler.addFilter(logcontext.ContextFilter())
-    logging.getLogger("opus").setLevel(settings.LOG_LEVEL)
-    services = services or Services.build(settings)
+    configure_logging(settings)
+    root = services or Root.build(settings)
     app = Bottle(catchall=True)
     app.config["json.enable"] = False
-    app.config["opus.service.root"] = services
+    app.config[routing.SERVICES_KEY] = root
     app.install(metrics.JobContextPlugin())  # first: outermost, so the job id is on every line
-    app.install(ErrorPlugin())
+    app.install(errors.ErrorPlugin())
     # Before identity: a body over its route's ceiling costs no credential check and is not read.
     app.install(limits.BodyLimitPlugin(settings))
-    app.install(IdentityPlugin(services.auth))
+    app.install(IdentityPlugin(root.auth))
     cors.install(app, settings)
-
     if start:
-        services.start()
+        root.start()
 
-        @app.hook("before_request")
-        def _start_in_worker():
-            if services._started_pid != os.getpid():
-                services.start()
+        def _start_in_worker() -> None:
+            if root._started_pid != os.getpid():
+                root.start()
 
-    @app.get("/")
-    def index():
-        base = base_url(settings)
-        names = services.registry.names()
-        if wants_json():
-            return as_json({"jobDefinitions": [{"name": n, "href": f"{base}/rest/{n}"} for n in names]})
-        lines = ["OPUS: an IVOA UWS 1.1 job server", "", "Job lists:"]
-        lines += [f"  {base}/rest/{n}" for n in names]
-        lines += ["", f"VOSI: {base}/capabilities  {base}/availability", f"Job definitions: {base}/jdl",
-                  f"Provenance: {base}/provsap?ID=<job or entity id>  Result store: {base}/store?ID=<entity id>",
-                  f"API description: {base}/openapi.json"]
-        lines += [f"Web client: {base}/web/"]
-        return text("\n".join(lines) + "\n")
+        app.add_hook("before_request", _start_in_worker)
 
-    uws_routes.install(app, services)
-    jdl_routes.install(app, services)
-    store_routes.install(app, services)
-    prov_routes.install(app, services)
-    vosi.install(app, services)
-    admin_routes.install(app, services)
-    web_routes.install(app, services)
-    openapi.install(app, services)
-    metrics.install(app, services)
-
-    def _plain_error(err: HTTPError):
-        status = err.status_code
-        message = {404: "not found", 405: "method not allowed"}.get(status, err.body or err.status_line)
-        if status == 500:
-            log.error("unhandled error on %s %s: %s", request.method, request.path, err.exception,
-                      exc_info=err.exception)
-            message = "internal server error"
-        if status == 405:
-            err.set_header("Allow", err.headers.get("Allow", ""))
-        err.content_type = "text/plain; charset=UTF-8"
-        return f"{message}\n"
-
-    for code in (400, 404, 405, 413, 500):
-        app.error(code)(_plain_error)
+    _install_routes(app, root)
+    for code in errors.BOTTLE_STATUSES:
+        app.error(code)(errors.bottle_error)
     return app

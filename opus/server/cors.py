@@ -13,7 +13,9 @@ Preflights (``OPTIONS`` with ``Access-Control-Request-Method``) are answered bef
 
 from __future__ import annotations
 
-from bottle import HTTPResponse, request, response
+from bottle import Bottle, HTTPResponse, request, response
+
+from opus.settings import Settings
 
 ALLOW_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE"
 ALLOW_HEADERS = "Authorization, Content-Type, Accept, Range, X-CSRF-Token"
@@ -30,13 +32,12 @@ def _headers(origin: str, origins: tuple[str, ...]) -> dict[str, str] | None:
     return None
 
 
-def install(app, settings) -> None:
+def install(app: Bottle, settings: Settings) -> None:
     origins = tuple(o.rstrip("/") for o in settings.CORS_ORIGINS)
     if not origins:
         return  # same-origin only: not even a Vary header
 
-    @app.hook("before_request")
-    def _preflight():
+    def _preflight() -> None:
         env = request.environ
         if env.get("REQUEST_METHOD") != "OPTIONS" or "HTTP_ACCESS_CONTROL_REQUEST_METHOD" not in env:
             return
@@ -48,8 +49,7 @@ def install(app, settings) -> None:
                         "Access-Control-Max-Age": MAX_AGE, "Content-Length": "0"})
         raise HTTPResponse(status=204, headers=headers)
 
-    @app.hook("after_request")
-    def _actual():
+    def _actual() -> None:
         headers = _headers(request.environ.get("HTTP_ORIGIN", ""), origins)
         if headers is None:
             response.set_header("Vary", "Origin")
@@ -57,3 +57,6 @@ def install(app, settings) -> None:
         for name, value in headers.items():
             response.set_header(name, value)
         response.set_header("Access-Control-Expose-Headers", EXPOSE_HEADERS)
+
+    app.add_hook("before_request", _preflight)
+    app.add_hook("after_request", _actual)

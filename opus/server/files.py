@@ -24,6 +24,8 @@ from bottle import HTTPError, HTTPResponse, static_file
 
 from opus.jobdef.content_types import is_inline, served_type
 from opus.server.web import base_url
+from opus.settings import Settings
+
 CSP = "sandbox; default-src 'none'"
 #: What may stay in the quoted ASCII ``filename``; everything else becomes "_" (the exact name, in
 #: UTF-8, goes in ``filename*``).
@@ -31,7 +33,7 @@ _UNSAFE_ASCII = re.compile(r"[^A-Za-z0-9 !#$&'()+,.=@\[\]^_`{}~-]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def files_base_url(settings) -> str:
+def files_base_url(settings: Settings) -> str:
     """The base of the links to job files: RESULTS_BASE_URL when set, else the service's own base."""
     return settings.RESULTS_BASE_URL.rstrip("/") if settings.RESULTS_BASE_URL else base_url(settings)
 
@@ -66,7 +68,7 @@ def serve_file(root: Path | str, relative: str, recorded_type: str, file_name: s
     back as bottle's HTTPError for the caller to turn into its own error."""
     ctype = served_type(recorded_type)
     # bottle adds "; charset=UTF-8" to text/* types; download=False: we set Content-Disposition.
-    response = static_file(relative, root=str(root), mimetype=ctype, download=False)
+    response: HTTPResponse = static_file(relative, root=str(root), mimetype=ctype, download=False)
     if isinstance(response, HTTPError) and response.status_code != 416:
         return response
     return protect(response, ctype, file_name)

@@ -15,10 +15,13 @@ import ipaddress
 import logging
 import re
 import socket
+from typing import Any
 from urllib.parse import quote
 
 from opus.errors import BadRequest
 from opus.listen import ListenAddress, listen_address
+from opus.settings import Settings
+
 log = logging.getLogger(__name__)
 
 #: A well-formed Host: a DNS name or IPv4 address, or a bracketed IPv6 address, and an optional port.
@@ -85,7 +88,7 @@ def _bracketed(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def is_allowed(settings, name: str, port: int | None, scheme: str,
+def is_allowed(settings: Settings, name: str, port: int | None, scheme: str,
                address: ListenAddress | None = None) -> bool:
     """May ``name[:port]`` (from parse_host) appear in this server's URLs?"""
     effective = port if port is not None else (443 if scheme == "https" else 80)
@@ -102,7 +105,7 @@ def is_allowed(settings, name: str, port: int | None, scheme: str,
     return address.is_wildcard and (name in _machine_names() or _is_local_address(name))
 
 
-def request_base_url(settings, environ: dict) -> str:
+def request_base_url(settings: Settings, environ: dict[str, Any]) -> str:
     """scheme://host[:port]/script-name of this request when its Host is allowed, else of the
     listening address; 400 when neither is usable.  (BASE_URL, when set, is used before this.)"""
     scheme = environ.get("wsgi.url_scheme")

@@ -25,23 +25,32 @@ Browsers' forms may use POST with ``ACTION=DELETE`` instead of DELETE.
 
 from __future__ import annotations
 
-from bottle import Bottle, HTTPResponse, request
+from typing import Any
 
+from bottle import HTTPResponse, request
+
+from opus.auth.identity import Identity
 from opus.errors import BadRequest, ConfigurationError, Conflict, Forbidden, NotFound, Unauthorized
-from opus.jobdef import control
+from opus.jobdef import JobDefinition, control
 from opus.jobdef.formats import CONTENT_TYPES, FORMATS, read_definition, write_definition
 from opus.jobdef.registry import is_proposer
-from opus.server.web import as_json, base_url, check_body_size, form_input, form_values, identity, read_body, see_other
-MAX_DEFINITION_SIZE = 1024 * 1024
+from opus.server import urls
+from opus.server.limits import MAX_DEFINITION_SIZE
+from opus.server.routing import RouteTable, services, settings
+from opus.server.web import (as_json, base_url, check_body_size, form_input, form_values, identity, read_body,
+                             require_admin, see_other)
+from opus.settings import Settings
+
 DIGEST_HEADER = "OPUS-Proposal-Digest"
+routes = RouteTable()
 
 
-def _require_admin(what: str) -> None:
+def _signed_in(message: str) -> tuple[str, Identity]:
+    """The caller's name and identity; 401 with ``message`` when anonymous."""
     who = identity()
-    if who.anonymous:
-        raise Unauthorized(f"{what} needs an admin's credentials")
-    if not who.is_admin:
-        raise Forbidden(f"{what} is for admins only")
+    if who.name is None:  # anonymous
+        raise Unauthorized(message)
+    return who.name, who
 
 
 def _require_granted(name: str) -> None:
@@ -51,10 +60,10 @@ def _require_granted(name: str) -> None:
         raise Forbidden(f"you may not use the job definition {name!r}")
 
 
-def _digest_sent(settings) -> str:
+def _digest_sent() -> str:
     """The ``digest`` of a validate request: a form field or a query parameter, given once."""
-    fields, _files = form_input(settings)
-    values = form_values(fields, "digest") + [v for k, v in request.query.allitems() if k.lower() == "digest"]
+    fields, _files = form_input(settings())
+    values = form_values(fields, "digest") + [str(v) for k, v in request.query.allitems() if k.lower() == "digest"]
     if len(set(values)) > 1:
         raise BadRequest("digest given more than once")
     if not values:
@@ -64,16 +73,16 @@ def _digest_sent(settings) -> str:
 
 
 def _format() -> str:
-    fmt = (request.query.get("format") or "votable").strip().lower()
+    fmt = str(request.query.get("format") or "votable").strip().lower()
     fmt = {"vot": "votable", "xml": "votable"}.get(fmt, fmt)
     if fmt not in FORMATS:
         raise BadRequest(f"format {fmt[:32]!r}: use one of {', '.join(FORMATS)}")
     return fmt
 
 
-def _document(jobdef, settings, fmt: str) -> HTTPResponse:
-    access_url = f"{base_url(settings)}/rest/{jobdef.name}"
-    body = write_definition(jobdef, fmt, access_url=access_url, control=control.parameters(settings))
+def _document(jobdef: JobDefinition, fmt: str) -> HTTPResponse:
+    access_url = urls.job_list(base_url(settings()), jobdef.name)
+    body = write_definition(jobdef, fmt, access_url=access_url, control=control.parameters(settings()))
     ctype = CONTENT_TYPES[fmt]
     ctype += "; charset=UTF-8" if fmt == "json" else ""
     ext = {"votable": "vot", "wadl": "wadl", "json": "json"}[fmt]
@@ -81,13 +90,13 @@ def _document(jobdef, settings, fmt: str) -> HTTPResponse:
         "Content-Type": ctype, "Content-Disposition": f'inline; filename="{jobdef.name}.{ext}"'})
 
 
-def _summary(jobdef, base: str) -> dict:
+def _summary(jobdef: JobDefinition, base: str) -> dict[str, Any]:
     return {"name": jobdef.name, "version": jobdef.version, "description": jobdef.description,
-            "type": jobdef.type, "subtype": jobdef.subtype, "href": f"{base}/jdl/{jobdef.name}",
-            "jobs": f"{base}/rest/{jobdef.name}"}
+            "type": jobdef.type, "subtype": jobdef.subtype, "href": urls.jdl(base, jobdef.name),
+            "jobs": urls.job_list(base, jobdef.name)}
 
 
-def _uploaded_definition(settings):
+def _uploaded_definition(settings: Settings) -> JobDefinition:
     """The proposed document: a multipart part "file", or the request body itself."""
     ctype = request.content_type.split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
@@ -112,111 +121,113 @@ def _uploaded_definition(settings):
         raise BadRequest(f"invalid job definition: {exc}") from None
 
 
-def install(app: Bottle, services) -> None:
-    settings = services.settings
-    registry = services.registry
+def _action_delete() -> None:
+    fields, _files = form_input(settings())
+    actions = [v.strip().upper() for k, v in fields if k.upper() == "ACTION"]
+    if actions != ["DELETE"]:
+        raise BadRequest("POST here needs ACTION=DELETE")
 
-    @app.get("/jdl")
-    def jdl_list():
-        who = identity()
-        base = base_url(settings)
-        return as_json({"jobDefinitions": [_summary(d, base) for d in registry.all() if who.may_use(d.name)]})
 
-    @app.get("/jdl/proposals")
-    def proposals():
-        who = identity()
-        if who.anonymous:
-            raise Unauthorized("sign in to see proposed job definitions")
-        base = base_url(settings)
-        return as_json({"proposals": [
-            {**p, "href": f"{base}/jdl/proposals/{p['name']}"} for p in registry.proposals()
-            if who.is_admin or is_proposer(p, who.name, who.owner_key)]})
+def _own_proposal(name: str) -> tuple[JobDefinition, dict[str, Any]]:
+    _name, who = _signed_in("sign in to see proposed job definitions")
+    jobdef, meta = services().registry.proposal(name)
+    if not who.is_admin and not is_proposer(meta, who.name, who.owner_key):
+        raise Forbidden(f"the proposal {name!r} is someone else's")
+    return jobdef, meta
 
-    @app.post("/jdl")
-    def propose():
-        who = identity()
-        if who.anonymous:
-            raise Unauthorized("sign in to propose a job definition")
-        jobdef = _uploaded_definition(settings)
-        meta = registry.propose(jobdef, who.name, who.owner_key)
-        url = f"{base_url(settings)}/jdl/proposals/{jobdef.name}"
-        response = as_json({**meta, "href": url, "status": "proposed: an admin validates it"}, 201)
-        response.set_header("Location", url)
-        return response
 
-    def _own_proposal(name: str):
-        who = identity()
-        if who.anonymous:
-            raise Unauthorized("sign in to see proposed job definitions")
-        jobdef, meta = registry.proposal(name)
-        if not who.is_admin and not is_proposer(meta, who.name, who.owner_key):
-            raise Forbidden(f"the proposal {name!r} is someone else's")
-        return jobdef, meta
+# ---- live definitions ----------------------------------------------------------------------------
+@routes.get("/jdl")
+def jdl_list() -> HTTPResponse:
+    who = identity()
+    base = base_url(settings())
+    return as_json({"jobDefinitions": [_summary(d, base) for d in services().registry.all() if who.may_use(d.name)]})
 
-    @app.get("/jdl/proposals/<name>")
-    def proposal(name):
-        fmt = _format()
-        jobdef, meta = _own_proposal(name)
-        pinned = (request.query.get("digest") or "").strip().lower()
-        if pinned and pinned != meta["digest"]:
-            # A link made from the list shows the document that Validate would make live, or nothing.
-            raise Conflict(f"the proposal {name!r} changed since its digest was shown: list the proposals again")
-        response = _document(jobdef, settings, fmt)
-        response.set_header(DIGEST_HEADER, meta["digest"])
-        return response
 
-    @app.route("/jdl/proposals/<name>", method=["DELETE", "POST"])
-    def withdraw(name):
-        if request.method == "POST":
-            _action_delete()
-        _own_proposal(name)
-        registry.withdraw(name)
-        return see_other(f"{base_url(settings)}/jdl/proposals")
+@routes.get("/jdl/proposals")
+def proposals() -> HTTPResponse:
+    _name, who = _signed_in("sign in to see proposed job definitions")
+    base = base_url(settings())
+    return as_json({"proposals": [
+        {**p, "href": urls.proposal(base, p["name"])} for p in services().registry.proposals()
+        if who.is_admin or is_proposer(p, who.name, who.owner_key)]})
 
-    @app.post("/jdl/proposals/<name>/validate")
-    def validate(name):
-        _require_admin("validating a job definition")
-        jobdef = registry.validate(name, _digest_sent(settings))
-        return see_other(f"{base_url(settings)}/jdl/{jobdef.name}")
 
-    @app.get("/jdl/<name>")
-    def jdl_get(name):
-        fmt = _format()
-        version = request.query.get("version") or None
-        if registry.known(name):  # before reading it: an ungranted caller learns nothing of its versions
-            _require_granted(name)
-        jobdef = registry.get(name, version)
-        if version is not None and jobdef.version != version:
-            raise NotFound(f"no version {version[:64]!r} of the job definition {name!r}")
-        return _document(jobdef, settings, fmt)
+@routes.post("/jdl")
+def propose() -> HTTPResponse:
+    proposer, who = _signed_in("sign in to propose a job definition")
+    jobdef = _uploaded_definition(settings())
+    meta = services().registry.propose(jobdef, proposer, who.owner_key)
+    url = urls.proposal(base_url(settings()), jobdef.name)
+    response = as_json({**meta, "href": url, "status": "proposed: an admin validates it"}, 201)
+    response.set_header("Location", url)
+    return response
 
-    @app.get("/jdl/<name>/versions")
-    def jdl_versions(name):
-        if not registry.known(name):
-            raise NotFound(f"no job definition named {name[:64]!r}")
+
+@routes.get("/jdl/proposals/<name>")
+def proposal(name: str) -> HTTPResponse:
+    fmt = _format()
+    jobdef, meta = _own_proposal(name)
+    pinned = (request.query.get("digest") or "").strip().lower()
+    if pinned and pinned != meta["digest"]:
+        # A link made from the list shows the document that Validate would make live, or nothing.
+        raise Conflict(f"the proposal {name!r} changed since its digest was shown: list the proposals again")
+    response = _document(jobdef, fmt)
+    response.set_header(DIGEST_HEADER, meta["digest"])
+    return response
+
+
+@routes.route(["DELETE", "POST"], "/jdl/proposals/<name>")
+def withdraw(name: str) -> HTTPResponse:
+    if request.method == "POST":
+        _action_delete()
+    _own_proposal(name)
+    services().registry.withdraw(name)
+    return see_other(urls.proposals(base_url(settings())))
+
+
+@routes.post("/jdl/proposals/<name>/validate")
+def validate(name: str) -> HTTPResponse:
+    require_admin(identity(), "validating a job definition")
+    jobdef = services().registry.validate(name, _digest_sent())
+    return see_other(urls.jdl(base_url(settings()), jobdef.name))
+
+
+@routes.get("/jdl/<name>")
+def jdl_get(name: str) -> HTTPResponse:
+    fmt = _format()
+    version = request.query.get("version") or None
+    if services().registry.known(name):  # before reading it: an ungranted caller learns nothing of its versions
         _require_granted(name)
-        try:
-            live = registry.get(name).version
-        except NotFound:
-            live = None
-        base = base_url(settings)
-        versions = registry.versions(name)
-        if live is not None and live not in {v["version"] for v in versions}:
-            versions.append({"version": live, "kept": None})
-        return as_json({"name": name, "live": live, "versions": [
-            {**v, "live": v["version"] == live, "href": f"{base}/jdl/{name}?version={v['version']}"}
-            for v in versions]})
+    jobdef = services().registry.get(name, version)
+    if version is not None and jobdef.version != version:
+        raise NotFound(f"no version {version[:64]!r} of the job definition {name!r}")
+    return _document(jobdef, fmt)
 
-    @app.route("/jdl/<name>", method=["DELETE", "POST"])
-    def jdl_delete(name):
-        if request.method == "POST":
-            _action_delete()
-        _require_admin("deleting a job definition")
-        registry.delete(name)
-        return see_other(f"{base_url(settings)}/jdl")
 
-    def _action_delete() -> None:
-        fields, _files = form_input(settings)
-        actions = [v.strip().upper() for k, v in fields if k.upper() == "ACTION"]
-        if actions != ["DELETE"]:
-            raise BadRequest("POST here needs ACTION=DELETE")
+@routes.get("/jdl/<name>/versions")
+def jdl_versions(name: str) -> HTTPResponse:
+    registry = services().registry
+    if not registry.known(name):
+        raise NotFound(f"no job definition named {name[:64]!r}")
+    _require_granted(name)
+    try:
+        live: str | None = registry.get(name).version
+    except NotFound:
+        live = None
+    base = base_url(settings())
+    versions = registry.versions(name)
+    if live is not None and live not in {v["version"] for v in versions}:
+        versions.append({"version": live, "kept": None})
+    return as_json({"name": name, "live": live, "versions": [
+        {**v, "live": v["version"] == live, "href": urls.jdl_version(base, name, v["version"])}
+        for v in versions]})
+
+
+@routes.route(["DELETE", "POST"], "/jdl/<name>")
+def jdl_delete(name: str) -> HTTPResponse:
+    if request.method == "POST":
+        _action_delete()
+    require_admin(identity(), "deleting a job definition")
+    services().registry.delete(name)
+    return see_other(urls.jdl_list(base_url(settings())))

@@ -14,30 +14,32 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from itertools import islice
-from typing import BinaryIO
+from typing import IO, Any, BinaryIO
 
 import multipart
-from bottle import request
+from bottle import Route, request
 
 from opus.errors import BadRequest, PayloadTooLarge
-from opus.service.jobs import Upload
+from opus.service.submission import Upload
+from opus.server.urls import JOB_LIST_RULE, JOB_RULE as JOB
 from opus.settings import Settings
+
 #: The sign-in and sign-out forms: a name, a token, a CSRF token and a local "next" URL.
 SIGNIN_BODY_LIMIT = 8 * 1024
 #: Where the route's ceiling is kept for the body helpers (bytes).
 CEILING_KEY = "opus.body_limit"
 #: Where bottle caches the body it read (reused, so that bottle reads nothing more itself).
 BOTTLE_BODY_KEY = "bottle.request.body"
+#: The largest job definition accepted (``POST /jdl``), as a body or a multipart part.
+MAX_DEFINITION_SIZE = 1024 * 1024
 _FIELD = re.compile(rb"[^&]+")
 _CHUNK_LINE = 1024  # the longest chunk-size line accepted (size, extensions, CRLF)
 
 
 def route_limits(settings: Settings) -> dict[tuple[str, str], int]:
     """The body ceiling of each route that differs from ``MAX_BODY_SIZE``, by (method, rule)."""
-    from opus.server.jdl_routes import MAX_DEFINITION_SIZE  # the routes import this module's helpers
-    from opus.server.uws_routes import JOB
     upload = max(settings.MAX_UPLOAD_SIZE, settings.MAX_BODY_SIZE)  # their forms take MAX_BODY_SIZE
     # The public routes take the lower of their own limit and MAX_BODY_SIZE, the ceiling of all forms.
     small = min(SIGNIN_BODY_LIMIT, settings.MAX_BODY_SIZE)
@@ -46,7 +48,7 @@ def route_limits(settings: Settings) -> dict[tuple[str, str], int]:
         ("POST", "/web/signout"): small,
         ("POST", "/handler/job_event"): min(settings.MAX_REPORT_SIZE, settings.MAX_BODY_SIZE),
         # Job creation and parameters: the only routes that take uploads.
-        ("POST", "/rest/<jobname>"): upload,
+        ("POST", JOB_LIST_RULE): upload,
         ("POST", JOB): upload,
         ("POST", JOB + "/parameters"): upload,
         ("PUT", JOB + "/parameters/<name>"): upload,
@@ -55,7 +57,7 @@ def route_limits(settings: Settings) -> dict[tuple[str, str], int]:
     }
 
 
-def content_length(environ: dict) -> int:
+def content_length(environ: dict[str, Any]) -> int:
     """The Content-Length (-1 when absent); 400 when it is not a non-negative number."""
     raw = environ.get("CONTENT_LENGTH") or ""
     if not raw.strip():
@@ -83,12 +85,12 @@ class BodyLimitPlugin:
         self.default = settings.MAX_BODY_SIZE
         self.limits = route_limits(settings)
 
-    def apply(self, callback, route):
+    def apply(self, callback: Callable[..., Any], route: Route) -> Callable[..., Any]:
         if route.method not in ("POST", "PUT", "PATCH"):
             return callback  # no route reads the body of other methods
         limit = self.limits.get((route.method, route.rule), self.default)
 
-        def wrapper(*args, **kwargs):
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             request.environ[CEILING_KEY] = limit
             length = content_length(request.environ)
             if length > limit:
@@ -100,7 +102,8 @@ class BodyLimitPlugin:
 
 def effective_limit(limit: int) -> int:
     """``limit``, lowered to the route's ceiling."""
-    return min(limit, request.environ.get(CEILING_KEY, limit))
+    ceiling: int = request.environ.get(CEILING_KEY, limit)
+    return min(limit, ceiling)
 
 
 def bounded_body(limit: int) -> None:
@@ -130,7 +133,7 @@ def bounded_body(limit: int) -> None:
     env[BOTTLE_BODY_KEY] = env["wsgi.input"] = body
 
 
-def _spool(env: dict, limit: int) -> BinaryIO:
+def _spool(env: dict[str, Any], limit: int) -> IO[bytes]:
     stream = env["wsgi.input"]
     # gunicorn and mod_wsgi remove the chunked framing themselves and say so with
     # wsgi.input_terminated; wsgiref passes it on.
@@ -147,7 +150,7 @@ def _spool(env: dict, limit: int) -> BinaryIO:
     return body
 
 
-def _until_eof(read: Callable[[int], bytes], limit: int):
+def _until_eof(read: Callable[[int], bytes], limit: int) -> Iterator[bytes]:
     left = limit + 1
     while left > 0:
         block = read(min(left, 1 << 16))
@@ -157,7 +160,7 @@ def _until_eof(read: Callable[[int], bytes], limit: int):
         yield block
 
 
-def _dechunk(stream, limit: int):
+def _dechunk(stream: BinaryIO, limit: int) -> Iterator[bytes]:
     """The data of a chunked body (RFC 9112 §7.1), reading no more than limit + 1 bytes of it."""
     left = limit + 1
     while left > 0:
@@ -199,7 +202,7 @@ def too_many(max_parts: int, what: str) -> str:
             "(MAX_FORM_PARTS)")
 
 
-def _parse_multipart(options: dict, max_parts: int) -> tuple[list[tuple[str, str]], list[Upload]]:
+def _parse_multipart(options: dict[str, str], max_parts: int) -> tuple[list[tuple[str, str]], list[Upload]]:
     boundary = options.get("boundary")
     if not boundary:
         raise BadRequest("malformed multipart body: the Content-Type has no boundary")
@@ -233,6 +236,6 @@ def _parse_multipart(options: dict, max_parts: int) -> tuple[list[tuple[str, str
     return fields, files
 
 
-def _close(parts) -> None:
+def _close(parts: list[multipart.MultipartPart]) -> None:
     for part in parts:
         part.close()

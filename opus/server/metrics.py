@@ -8,38 +8,47 @@ every request
 and adds the ``/metrics`` route.  ``JobContextPlugin`` names the job of routes with a ``job_id``.
 
 ``/metrics`` is for admins unless ``METRICS_PUBLIC`` (then restrict it at the front end).  It is
-the text exposition format 0.0.4; counters are totals over the server's processes on this host.
+the text exposition format 0.0.4, written by prometheus_client; counters are totals over the
+server's processes on this host, and the gauges below are read from the database at each scrape.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
-from bottle import Bottle, HTTPResponse
+from bottle import Bottle, HTTPResponse, Route
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from opus import __version__
-
 from opus.observability import metrics
-from opus.errors import Forbidden, Unauthorized
 from opus.observability.logcontext import JOB_ID, REQUEST_ID, new_request_id, sane, set_job_id
+from opus.server import routing
+from opus.server.web import identity, require_admin
+from opus.service.root import Root
 from opus.storage.stats import jobs_by_phase
 from opus.uws import Phase
-from opus.server.web import identity
+
 log = logging.getLogger(__name__)
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # what generate_latest writes
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"))
-CALLBACK_OUTCOMES = ("applied", "already", "ignored", "refused", "invalid")
+# WSGI's own types: the environ and the start_response callable are the boundary (PEP 3333).
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 class RequestObserver:
     """WSGI middleware: request id in and out, request counted and timed."""
 
-    def __init__(self, wsgi, process_metrics: metrics.ProcessMetrics):
+    def __init__(self, wsgi: WSGIApp, process_metrics: metrics.ServerMetrics):
         self.wsgi = wsgi
         self.metrics = process_metrics
 
-    def __call__(self, environ, start_response):
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
         request_id = sane(environ.get("HTTP_X_REQUEST_ID")) or new_request_id()
         environ["opus.request_id"] = request_id
@@ -47,7 +56,7 @@ class RequestObserver:
         job_token = JOB_ID.set("-")
         status = "500"
 
-        def start(status_line, headers, exc_info=None):
+        def start(status_line: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             nonlocal status
             status = status_line[:3]
             headers.append(("X-Request-ID", request_id))
@@ -57,8 +66,11 @@ class RequestObserver:
             return self.wsgi(environ, start)
         finally:
             method = environ.get("REQUEST_METHOD", "")
-            self.metrics.observe_request(method if method in METHODS else "other", status,
-                                         time.perf_counter() - started)
+            try:
+                self.metrics.observe_request(method if method in METHODS else "other", status,
+                                             time.perf_counter() - started)
+            except Exception:  # counting must never break what is counted
+                log.exception("metrics: cannot count a request")
             JOB_ID.reset(job_token)
             REQUEST_ID.reset(request_token)
 
@@ -69,11 +81,11 @@ class JobContextPlugin:
     name = "opus_job_context"
     api = 2
 
-    def apply(self, callback, route):
+    def apply(self, callback: Callable[..., Any], route: Route) -> Callable[..., Any]:
         if "<job_id" not in route.rule:
             return callback
 
-        def wrapper(*args, **kwargs):
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             set_job_id(kwargs.get("job_id"))
             return callback(*args, **kwargs)
 
@@ -81,86 +93,51 @@ class JobContextPlugin:
 
 
 # ---- the exposition format -------------------------------------------------------------------------------
-HELP = {
-    "opus_info": ("gauge", "This OPUS server; the value is always 1"),
-    "opus_processes": ("gauge", "Server processes of this host whose counters are in the totals"),
-    "opus_database_up": ("gauge", "1 when the database answered this scrape, else 0"),
-    "opus_jobs": ("gauge", "Jobs in the database, by phase"),
-    "opus_http_requests_total": ("counter", "HTTP requests answered, by method and status"),
-    "opus_http_request_duration_seconds": ("histogram", "Time to answer an HTTP request (blocking WAITs "
-                                           "included; the streaming of result files excluded)"),
-    "opus_callbacks_total": ("counter", "Job wrapper reports received at /handler/job_event, by outcome"),
-    "opus_slurm_end_hints_total": ("counter", "SLURM epilog hints received at /handler/job_event, by outcome"),
-    "opus_manager_errors_total": ("counter", "Jobs an execution manager could not start or submit"),
-}
+class Scrape(Collector):
+    """What one scrape shows: this server, its jobs by phase (database), the processes' totals."""
+
+    def __init__(self, services: Root, process_metrics: metrics.ServerMetrics):
+        self.services = services
+        self.metrics = process_metrics
+
+    def collect(self) -> Iterator[Metric]:
+        info = GaugeMetricFamily("opus_info", "This OPUS server; the value is always 1.", labels=["version"])
+        info.add_metric([__version__], 1)
+        yield info
+        up = GaugeMetricFamily("opus_database_up", "1 when the database answered this scrape, else 0.")
+        jobs = GaugeMetricFamily("opus_jobs", "Jobs in the database, by phase.", labels=["phase"])
+        try:
+            phases = jobs_by_phase(self.services.store.engine)
+        except Exception as exc:  # a scrape still answers, saying why
+            log.warning("metrics: cannot count jobs: %s", exc)
+            up.add_metric([], 0)
+        else:
+            up.add_metric([], 1)
+            known = [p.value for p in Phase]
+            for phase in known + sorted(set(phases) - set(known)):
+                jobs.add_metric([phase], phases.get(phase, 0))
+        yield from (up, jobs)
+        yield from self.metrics.collect()
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+def render(services: Root, process_metrics: metrics.ServerMetrics) -> str:
+    """The metrics page: the jobs by phase from the database, and the totals of the processes."""
+    return generate_latest(Scrape(services, process_metrics)).decode()
 
 
-def _labels(labels) -> str:
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels) + "}"
+def prometheus_metrics() -> HTTPResponse:
+    """``GET /metrics``."""
+    services = routing.services()
+    if not services.settings.METRICS_PUBLIC:
+        require_admin(identity(), "reading the metrics")
+    body = render(services, metrics.for_settings(services.settings))
+    return HTTPResponse(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
-def _number(value: float) -> str:
-    if isinstance(value, float) and not value.is_integer():
-        return repr(value)
-    return str(int(value))
-
-
-def render(services, totals: metrics.Totals) -> str:
-    """The metrics page: totals of the processes, and the jobs by phase from the database."""
-    samples: dict[str, list[tuple]] = {name: [] for name in HELP}
-    samples["opus_info"].append(((("version", __version__),), 1))
-    samples["opus_processes"].append(((), totals.processes))
-    try:
-        phases = jobs_by_phase(services.store.engine)
-        samples["opus_database_up"].append(((), 1))
-    except Exception as exc:  # a scrape still answers, saying why
-        log.warning("metrics: cannot count jobs: %s", exc)
-        phases = None
-        samples["opus_database_up"].append(((), 0))
-    if phases is not None:
-        for phase in [p.value for p in Phase] + sorted(set(phases) - {p.value for p in Phase}):
-            samples["opus_jobs"].append(((("phase", phase),), phases.get(phase, 0)))
-    counters = dict(totals.counters)
-    for outcome in CALLBACK_OUTCOMES:
-        counters.setdefault(("opus_callbacks_total", (("outcome", outcome),)), 0)
-    counters.setdefault(("opus_manager_errors_total", (("manager", services.manager.name),)), 0)
-    for (name, labels), value in sorted(counters.items()):
-        if name in samples:
-            samples[name].append((labels, value))
-    lines = []
-    for name, (kind, text) in HELP.items():
-        lines += [f"# HELP {name} {text}.", f"# TYPE {name} {kind}"]
-        if kind == "histogram":
-            running = 0
-            for bound, n in zip([*metrics.BUCKETS, None], totals.buckets):
-                running += n
-                le = "+Inf" if bound is None else repr(float(bound))
-                lines.append(f'{name}_bucket{{le="{le}"}} {running}')
-            lines += [f"{name}_sum {_number(totals.duration_sum)}", f"{name}_count {running}"]
-        for labels, value in samples.get(name, []):
-            lines.append(f"{name}{_labels(labels)} {_number(value)}")
-    return "\n".join(lines) + "\n"
-
-
-def install(app: Bottle, services) -> None:
+def install(app: Bottle, services: Root) -> None:
     """Wrap ``app``'s WSGI entry with ``RequestObserver`` and add ``GET /metrics``."""
     settings = services.settings
     process_metrics = metrics.for_settings(settings)
+    process_metrics.declare("opus_manager_errors_total", manager=services.manager.name)
     app.wsgi = RequestObserver(app.wsgi, process_metrics)  # Bottle.__call__ calls self.wsgi
-
-    @app.get("/metrics", opus_public=settings.METRICS_PUBLIC)
-    def prometheus_metrics():
-        if not settings.METRICS_PUBLIC:
-            who = identity()
-            if who.anonymous:
-                raise Unauthorized("the metrics need an admin's credentials")
-            if not who.is_admin:
-                raise Forbidden("the metrics are for admins only")
-        body = render(services, metrics.collect(process_metrics))
-        return HTTPResponse(body=body, headers={"Content-Type": CONTENT_TYPE})
+    app.route("/metrics", "GET", prometheus_metrics, opus_public=settings.METRICS_PUBLIC)

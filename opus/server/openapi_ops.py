@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from opus.server.metrics import CONTENT_TYPE
+from opus.server.openapi_parts import Doc
+from opus.settings import Settings
+
 TEXT = CONTENT_TYPE.split(";")[0]
 
 
-def paths(settings) -> dict:
+def paths(settings: Settings) -> Doc:
     public = settings.METRICS_PUBLIC
-    op: dict = {
+    op: Doc = {
         "operationId": "metrics",
         "summary": "Prometheus metrics of this server",
         "tags": ["Service"],

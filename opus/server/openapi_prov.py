@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from opus.provenance.options import FORMATS, MAX_DEPTH, MAX_IDS
-STRING = {"type": "string"}
+from opus.server.openapi_parts import STRING, Doc, errors
+
 TAG = "Provenance"
 ID = {"type": "string", "pattern": "^[0-9a-fA-F]{16}$"}
 _SPELLINGS = sorted({s for _ctype, spellings in FORMATS.values() for s in spellings})
 _ANY_CASE = "case-insensitive; "
 
 
-def _errors(*codes: int) -> dict:
-    names = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound"}
-    return {str(code): {"$ref": f"#/components/responses/{names[code]}"} for code in codes}
-
-
-def _documents() -> dict:
+def _documents() -> Doc:
     schemas = {"application/json": {"type": "object", "description": "PROV-JSON"},
                "image/png": {"type": "string", "format": "binary"}}
     content = {ctype: {"schema": schemas.get(ctype, STRING)} for ctype, _s in FORMATS.values()}
@@ -28,11 +26,11 @@ def _documents() -> dict:
     }
 
 
-def _query(name: str, description: str, schema: dict, **extra) -> dict:
+def _query(name: str, description: str, schema: Doc, **extra: Any) -> Doc:
     return {"name": name, "in": "query", "required": False, "description": description, "schema": schema, **extra}
 
 
-def _common() -> list[dict]:
+def _common() -> list[Doc]:
     boolean = {"type": "string", "enum": ["true", "false", "TRUE", "FALSE", "True", "False", "yes", "no", "1", "0"]}
     return [
         _query("DEPTH", "Steps to follow from the given ids (one step: entity to the activity that generated "
@@ -47,13 +45,13 @@ def _common() -> list[dict]:
     ]
 
 
-def _format(name: str) -> dict:
+def _format(name: str) -> Doc:
     return _query(name, _ANY_CASE + "PROV-JSON (json, the default), PROV-N (provn), PROV-XML (xml), "
                   "PROV-VOTABLE (votable), svg or png; media types are accepted too",
                   {"type": "string", "enum": _SPELLINGS + [s.upper() for s in _SPELLINGS if "/" not in s]})
 
 
-def paths(jobname_schema: dict) -> dict:
+def paths(jobname_schema: Doc) -> Doc:
     return {
         "/rest/{jobname}/{job_id}/provenance": {
             "parameters": [
@@ -65,7 +63,7 @@ def paths(jobname_schema: dict) -> dict:
                 "description": "The job's activity, its agents, plan and configuration, its results, then DEPTH "
                                "steps back (default 1: the entities it used). The job's owner and admins.",
                 "parameters": [_format("format"), *_common()],
-                "responses": {**_documents(), **_errors(400, 401, 403, 404)}}},
+                "responses": {**_documents(), **errors(400, 401, 403, 404)}}},
         "/provsap": {"get": {
             "operationId": "provsap", "summary": "ProvSAP: the provenance of jobs and entities", "tags": [TAG],
             "description": "Ids the caller may not see, or that do not exist, are left out (an empty document "
@@ -78,5 +76,5 @@ def paths(jobname_schema: dict) -> dict:
                 _query("DIRECTION", "BACK (towards the origins, the default) or FORTH (towards what was made "
                        "from them)", {"type": "string", "enum": ["BACK", "FORTH", "back", "forth"]}),
                 _format("RESPONSEFORMAT")],
-            "responses": {**_documents(), **_errors(400, 401)}}},
+            "responses": {**_documents(), **errors(400, 401)}}},
     }

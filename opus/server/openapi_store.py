@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-STRING = {"type": "string"}
+from opus.server.openapi_parts import STRING, Doc, errors
+
 TAG = "Result store"
 ENTITY_ID = {"type": "string", "pattern": "^[0-9a-f]{16}$"}
 
 
-def _errors(*codes: int) -> dict:
-    names = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 410: "Gone"}
-    return {str(code): {"$ref": f"#/components/responses/{names[code]}"} for code in codes}
-
-
-def _file() -> dict:
+def _file() -> Doc:
     body = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
     return {
         "200": {"description": "The file, with its content type, `Content-Length` and `Digest`", "content": body},
@@ -22,7 +18,7 @@ def _file() -> dict:
     }
 
 
-def paths() -> dict:
+def paths() -> Doc:
     entity = {"name": "entity_id", "in": "path", "required": True, "description": "An entity's id",
               "schema": ENTITY_ID}
     rng = {"name": "Range", "in": "header", "required": False, "schema": STRING,
@@ -32,17 +28,17 @@ def paths() -> dict:
             "operationId": "getStoreFile", "summary": "An entity's file, by id", "tags": [TAG],
             "parameters": [{"name": "ID", "in": "query", "required": True, "schema": ENTITY_ID,
                             "description": "The entity's id"}, rng],
-            "responses": {**_file(), **_errors(400, 401, 403, 404, 410)}}},
+            "responses": {**_file(), **errors(400, 401, 403, 404, 410)}}},
         "/store/{entity_id}": {
             "parameters": [entity],
             "get": {"operationId": "describeEntity", "summary": "What is known of an entity (JSON)", "tags": [TAG],
                     "responses": {"200": {"description": "Checksum, size, type, origin, the jobs that used it",
                                           "content": {"application/json": {"schema": {"type": "object"}}}},
-                                  **_errors(401, 403, 404)}}},
+                                  **errors(401, 403, 404)}}},
         "/store/{entity_id}/{file_name}": {
             "parameters": [entity, {"name": "file_name", "in": "path", "required": True, "schema": STRING,
                                     "description": "The entity's file name"}],
             "get": {"operationId": "getStoreFileByName", "summary": "An entity's file, under its name",
                     "tags": [TAG], "parameters": [rng],
-                    "responses": {**_file(), **_errors(401, 403, 404, 410)}}},
+                    "responses": {**_file(), **errors(401, 403, 404, 410)}}},
     }

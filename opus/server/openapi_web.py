@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-STRING = {"type": "string"}
+from opus.server.openapi_parts import STRING, Doc, errors
+
 TAG = "Web client"
 HTML = {"text/html": {"schema": STRING}}
 JOB_ID = {"type": "string", "pattern": "^[0-9a-f]{16}$"}
 
 
-def _errors(*codes: int) -> dict:
-    names = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 413: "PayloadTooLarge"}
-    return {str(code): {"$ref": f"#/components/responses/{names[code]}"} for code in codes}
-
-
-def _page(op_id: str, summary: str, *codes: int, parameters: list | None = None) -> dict:
+def _page(op_id: str, summary: str, *codes: int, parameters: list[Doc] | None = None) -> Doc:
     """A page: 200 HTML; 401 is the sign-in form (HTML); other errors are HTML pages too."""
     responses = {"200": {"description": "The page (its script then calls the REST API)", "content": HTML},
                  "401": {"description": "Not signed in (or a stale session): the sign-in form",
@@ -22,23 +18,23 @@ def _page(op_id: str, summary: str, *codes: int, parameters: list | None = None)
         responses[str(code)] = {"description": {403: "Not allowed to this caller", 404: "No such job or definition",
                                                 400: "Malformed request"}[code],
                                 "content": {**HTML, "text/plain": {"schema": STRING}}}
-    op = {"operationId": op_id, "summary": summary, "tags": [TAG], "responses": responses}
+    op: Doc = {"operationId": op_id, "summary": summary, "tags": [TAG], "responses": responses}
     if parameters:
         op["parameters"] = parameters
     return {"get": op}
 
 
-def _path(name: str, description: str, schema: dict | None = None) -> dict:
+def _path(name: str, description: str, schema: Doc | None = None) -> Doc:
     return {"name": name, "in": "path", "required": True, "description": description, "schema": schema or STRING}
 
 
-def _form(properties: dict, required: list[str]) -> dict:
+def _form(properties: Doc, required: list[str]) -> Doc:
     schema = {"type": "object", "properties": properties, "required": required}
     return {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": schema},
                                           "multipart/form-data": {"schema": schema}}}
 
 
-def _asset(op_id: str, summary: str) -> dict:
+def _asset(op_id: str, summary: str) -> Doc:
     any_body = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
     return {"get": {
         "operationId": op_id, "summary": summary, "tags": [TAG], "security": [],
@@ -47,11 +43,11 @@ def _asset(op_id: str, summary: str) -> dict:
                       "206": {"description": "A byte range of it", "content": any_body},
                       "304": {"description": "Not modified"},
                       "416": {"description": "A range beyond the end of the file"},
-                      **_errors(400),
+                      **errors(400),
                       "404": {"description": "No such file", "content": {"text/plain": {"schema": STRING}}}}}}
 
 
-def paths(jobname_schema: dict) -> dict:
+def paths(jobname_schema: Doc) -> Doc:
     jobname = _path("jobname", "A job definition's name", jobname_schema)
     signin_page = {"description": "The sign-in form, with what went wrong", "content": HTML}
     see_other = {"description": "Signed in (or out): go on to the page", "headers": {
@@ -78,7 +74,7 @@ def paths(jobname_schema: dict) -> dict:
                     "user": {"type": ["string", "null"]}, "admin": {"type": "boolean"},
                     "anonymous": {"type": "boolean"}, "session": {"type": "boolean"},
                     "csrfToken": {"type": ["string", "null"]}, "expires": {"type": ["string", "null"]},
-                    "signin": STRING}}}}}, **_errors(401)}}},
+                    "signin": STRING}}}}}, **errors(401)}}},
         "/web/signin": {
             "get": {"operationId": "webSigninForm", "summary": "Page: the sign-in form", "tags": [TAG], "security": [],
                     "parameters": [{"name": "next", "in": "query", "required": False, "schema": STRING,
@@ -100,7 +96,7 @@ def paths(jobname_schema: dict) -> dict:
             "operationId": "webSignout", "summary": "Sign out (end the session)", "tags": [TAG], "security": [],
             "description": "With a session cookie, the form's `_csrf` field must be the session's CSRF token.",
             "requestBody": _form({"_csrf": STRING}, []),
-            "responses": {"303": see_other, **_errors(400, 403, 413)}}},
+            "responses": {"303": see_other, **errors(400, 403, 413)}}},
         "/web/static/{path}": _asset("webStatic", "The pages' scripts and styles, and uws.js"),
         "/web/lib/{path}": _asset("webLibrary", "Bootstrap and CodeMirror (installed by npm ci)"),
     }

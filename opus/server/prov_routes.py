@@ -10,15 +10,20 @@ Both are built from the database when asked (never in a job's completion).
 
 from __future__ import annotations
 
-from bottle import Bottle, HTTPResponse
+from bottle import HTTPResponse
+from prov.model import ProvDocument
 
 from opus import provenance
+from opus.provenance.options import ProvOptions
 from opus.server.files import protect
+from opus.server.routing import RouteTable, services, settings
+from opus.server.urls import JOB_RULE
 from opus.server.web import base_url, identity, query_items
-JOB = "/rest/<jobname>/<job_id>"
+
+routes = RouteTable()
 
 
-def _answer(doc, options, name: str) -> HTTPResponse:
+def _answer(doc: ProvDocument, options: ProvOptions, name: str) -> HTTPResponse:
     body = provenance.serialize(doc, options.format)
     ext = {"json": "json", "provn": "provn", "xml": "provx", "votable": "vot", "svg": "svg", "png": "png"}
     # Served like a job's files (opus.server.files): the document quotes names and values that users
@@ -27,18 +32,16 @@ def _answer(doc, options, name: str) -> HTTPResponse:
                    options.content_type, f"{name}.{ext[options.format]}")
 
 
-def install(app: Bottle, services) -> None:
-    settings = services.settings
+@routes.get(JOB_RULE + "/provenance")
+def job_provenance(jobname: str, job_id: str) -> HTTPResponse:
+    job = services().jobs.get(jobname, job_id, identity())
+    options = provenance.job_options(query_items(), job.job_id)
+    doc = provenance.build(services(), identity(), options, base_url(settings()), with_results=True)
+    return _answer(doc, options, f"provenance-{job.job_id}")
 
-    @app.get(JOB + "/provenance")
-    def job_provenance(jobname, job_id):
-        job = services.joblist.get(jobname, job_id, identity())
-        options = provenance.job_options(query_items(), job.job_id)
-        doc = provenance.build(services, identity(), options, base_url(settings), with_results=True)
-        return _answer(doc, options, f"provenance-{job.job_id}")
 
-    @app.get("/provsap")
-    def provsap():
-        options = provenance.provsap_options(query_items())
-        doc = provenance.build(services, identity(), options, base_url(settings))
-        return _answer(doc, options, "provenance")
+@routes.get("/provsap")
+def provsap() -> HTTPResponse:
+    options = provenance.provsap_options(query_items())
+    doc = provenance.build(services(), identity(), options, base_url(settings()))
+    return _answer(doc, options, "provenance")

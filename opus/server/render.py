@@ -5,9 +5,14 @@ and every GET renders one; the tests validate every document against the schema.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from opus.jobdef import JobDefinition
+from opus.server import urls
 from opus.timeutil import format_instant
 from opus.uws import NOT_XML_CHAR, Job, JobRef, Parameter, Result
 UWS_NS = "http://www.ivoa.net/xml/UWS/v1.0"
@@ -15,9 +20,11 @@ XLINK_NS = "http://www.w3.org/1999/xlink"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 ROOT_NS = f'xmlns:uws="{UWS_NS}" xmlns:xlink="{XLINK_NS}" xmlns:xsi="{XSI_NS}"'
 HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n'
+#: {result id: (entity id, URL in the result store)} of a job's results.
+Entities = dict[str, tuple[str, str]]
 
 
-def _instant(tag: str, value) -> str:
+def _instant(tag: str, value: datetime | None) -> str:
     if value is None:
         return f'<uws:{tag} xsi:nil="true"/>'
     return f"<uws:{tag}>{format_instant(value)}</uws:{tag}>"
@@ -32,12 +39,12 @@ def _text(value: str) -> str:
 def parameter_value(job_url: str, p: Parameter) -> str:
     """The value a client sees: uploads as the URL where OPUS serves them."""
     if p.by_reference and p.value.startswith("param:"):
-        return f"{job_url}/parameters/{p.value[6:]}"
+        return urls.parameter(job_url, p.value[6:])
     return p.value
 
 
 def result_url(job_url: str, r: Result) -> str:
-    return f"{job_url}/results/{r.result_id}"
+    return urls.result(job_url, r.result_id)
 
 
 def _parameters_xml(job_url: str, params: Iterable[Parameter]) -> list[str]:
@@ -104,7 +111,7 @@ def joblist_xml_chunks(refs: Iterable[JobRef], list_url: str, per_chunk: int = 1
         run_id = "" if r.run_id is None else f"<uws:runId>{_text(r.run_id)}</uws:runId>"
         owner = '<uws:ownerId xsi:nil="true"/>' if r.owner_id is None \
             else f"<uws:ownerId>{_text(r.owner_id)}</uws:ownerId>"
-        append(f'<uws:jobref id="{r.job_id}" xlink:type="simple" xlink:href="{base}/{r.job_id}">'
+        append(f'<uws:jobref id="{r.job_id}" xlink:type="simple" xlink:href="{urls.job_in_list(base, r.job_id)}">'
                f"<uws:phase>{r.phase.value}</uws:phase>{run_id}{owner}"
                f"<uws:creationTime>{format_instant(r.creation_time)}</uws:creationTime></uws:jobref>")
         if len(parts) >= per_chunk:
@@ -131,22 +138,22 @@ def error_votable(message: str) -> str:
 
 
 # ---- JSON ---------------------------------------------------------------------------------------------
-def _iso(value):
+def iso(value: datetime | None) -> str | None:
+    """An instant as ISO 8601 (JSON's null for None)."""
     return format_instant(value) if value is not None else None
 
 
-iso = _iso  # for other modules
 
 
-def job_json(job: Job, job_url: str, jobdef=None, entities: dict | None = None,
-             files_url: str | None = None) -> dict:
+def job_json(job: Job, job_url: str, jobdef: JobDefinition | None = None, entities: Entities | None = None,
+             files_url: str | None = None) -> dict[str, Any]:
     """The job as JSON; ``files_url`` as in ``job_xml``."""
     files_url = files_url or job_url
     return {
         "jobId": job.job_id, "jobName": job.jobname, "runId": job.run_id, "ownerId": job.owner_id,
-        "phase": job.phase.value, "quote": _iso(job.quote), "creationTime": _iso(job.creation_time),
-        "startTime": _iso(job.start_time), "endTime": _iso(job.end_time),
-        "executionDuration": job.execution_duration, "destruction": _iso(job.destruction_time),
+        "phase": job.phase.value, "quote": iso(job.quote), "creationTime": iso(job.creation_time),
+        "startTime": iso(job.start_time), "endTime": iso(job.end_time),
+        "executionDuration": job.execution_duration, "destruction": iso(job.destruction_time),
         "parameters": parameters_json(job, files_url), "results": results_json(job, files_url, jobdef, entities),
         "errorSummary": None if job.error is None else {
             "type": job.error.type, "hasDetail": job.error.has_detail, "message": job.error.message},
@@ -154,18 +161,19 @@ def job_json(job: Job, job_url: str, jobdef=None, entities: dict | None = None,
     }
 
 
-def parameters_json(job: Job, job_url: str) -> list[dict]:
+def parameters_json(job: Job, job_url: str) -> list[dict[str, Any]]:
     return [{"id": p.name, "value": parameter_value(job_url, p), "byReference": p.by_reference}
             for p in job.parameters]
 
 
-def results_json(job: Job, job_url: str, jobdef=None, entities: dict | None = None) -> list[dict]:
+def results_json(job: Job, job_url: str, jobdef: JobDefinition | None = None,
+                 entities: Entities | None = None) -> list[dict[str, Any]]:
     """The results; with the job's definition, each with its description, role and ObsCore metadata;
     with ``entities`` ({result id: (entity id, store URL)}), its entity in the result store."""
     out = []
     for r in job.results:
-        item = {"id": r.result_id, "href": result_url(job_url, r), "size": r.size, "mimeType": r.content_type,
-                "sha256": r.sha256}
+        item: dict[str, Any] = {"id": r.result_id, "href": result_url(job_url, r), "size": r.size,
+                                "mimeType": r.content_type, "sha256": r.sha256}
         if entities and r.result_id in entities:
             item["entity"], item["store"] = entities[r.result_id]
         desc = jobdef.result_description(r.result_id, r.file_name) if jobdef is not None else None
@@ -175,19 +183,17 @@ def results_json(job: Job, job_url: str, jobdef=None, entities: dict | None = No
     return out
 
 
-def joblist_json(refs: Iterable[JobRef], list_url: str) -> dict:
+def joblist_json(refs: Iterable[JobRef], list_url: str) -> dict[str, Any]:
     return {"jobs": [_jobref_json(r, list_url) for r in refs]}
 
 
-def _jobref_json(r: JobRef, list_url: str) -> dict:
+def _jobref_json(r: JobRef, list_url: str) -> dict[str, Any]:
     return {"jobId": r.job_id, "jobName": r.jobname, "phase": r.phase.value, "runId": r.run_id,
-            "ownerId": r.owner_id, "creationTime": _iso(r.creation_time), "href": f"{list_url}/{r.job_id}"}
+            "ownerId": r.owner_id, "creationTime": iso(r.creation_time), "href": urls.job_in_list(list_url, r.job_id)}
 
 
 def joblist_json_chunks(refs: Iterable[JobRef], list_url: str, per_chunk: int = 1000) -> Iterator[str]:
     """``joblist_json`` as JSON text in pieces, for streaming long lists."""
-    import json
-
     parts = ['{"jobs": [']
     first = True
     for r in refs:

@@ -11,75 +11,85 @@ it) but not its file: 410 Gone.
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from typing import Any
 
-from bottle import Bottle, request
+from bottle import HTTPResponse, request
 
-from opus.errors import BadRequest, Forbidden, Gone, NotFound
 from opus.auth.identity import can_access
+from opus.errors import BadRequest, Forbidden, Gone, NotFound
+from opus.server import urls
 from opus.server.files import files_base_url, serve_file
 from opus.server.render import iso
+from opus.server.routing import RouteTable, services, settings
+from opus.server.urls import ENTITY_RULE
 from opus.server.web import as_json, base_url, identity
-ENTITY_ID = "<entity_id:re:[0-9a-f]{16}>"
+from opus.storage.entitystore import Entity
+
+routes = RouteTable()
 
 
-def install(app: Bottle, services) -> None:
-    settings = services.settings
-    store = services.joblist.entities
+def _entity_of(entity_id: str) -> Entity:
+    entity = services().entities.get(entity_id)
+    if entity is None:
+        raise NotFound(f"no entity {entity_id!r} in the store")
+    if not can_access(identity(), entity.owner_key):
+        raise Forbidden(f"the entity {entity_id} belongs to someone else")
+    return entity
 
-    def entity_of(entity_id: str):
-        entity = store.get(entity_id)
-        if entity is None:
-            raise NotFound(f"no entity {entity_id!r} in the store")
-        if not can_access(identity(), entity.owner_key):
-            raise Forbidden(f"the entity {entity_id} belongs to someone else")
-        return entity
 
-    def serve(entity):
-        if not entity.available:
-            raise Gone(f"the file of entity {entity.entity_id} was deleted with its job")
-        # The recorded type was decided by the server (opus.jobdef.content_types); serve_file filters it again
-        # for records made before that, and adds nosniff, the sandboxing CSP and the disposition.
-        response = serve_file(settings.jobs_dir, entity.location, entity.content_type, entity.file_name)
-        if response.status_code >= 400 and response.status_code != 416:
-            raise Gone(f"the file of entity {entity.entity_id} is no longer there")
-        response.set_header("Digest", f"sha-256={entity.sha256}")
-        return response
+def _serve(entity: Entity) -> HTTPResponse:
+    if entity.location is None:  # not available
+        raise Gone(f"the file of entity {entity.entity_id} was deleted with its job")
+    # The recorded type was decided by the server (opus.jobdef.content_types); serve_file filters it again
+    # for records made before that, and adds nosniff, the sandboxing CSP and the disposition.
+    response = serve_file(settings().jobs_dir, entity.location, entity.content_type, entity.file_name)
+    if response.status_code >= 400 and response.status_code != 416:
+        raise Gone(f"the file of entity {entity.entity_id} is no longer there")
+    response.set_header("Digest", f"sha-256={entity.sha256}")
+    return response
 
-    @app.get("/store")
-    def by_query():
-        ids = [v for k, v in request.query.allitems() if k.upper() == "ID"]
-        if len(ids) != 1:
-            raise BadRequest("give one ID: /store?ID=<entity id>")
-        entity_id = ids[0].strip()
-        if len(entity_id) != 16 or any(c not in "0123456789abcdef" for c in entity_id):
-            raise BadRequest(f"ID {entity_id[:40]!r}: an entity id is 16 hexadecimal digits")
-        return serve(entity_of(entity_id))
 
-    @app.get(f"/store/{ENTITY_ID}/<file_name>")
-    def by_name(entity_id, file_name):
-        entity = entity_of(entity_id)
-        if file_name != entity.file_name:
-            raise NotFound(f"the entity {entity_id} is called {entity.file_name!r}")
-        return serve(entity)
+@routes.get("/store")
+def by_query() -> HTTPResponse:
+    ids = [v for k, v in request.query.allitems() if k.upper() == "ID"]
+    if len(ids) != 1:
+        raise BadRequest("give one ID: /store?ID=<entity id>")
+    entity_id = ids[0].strip()
+    if len(entity_id) != 16 or any(c not in "0123456789abcdef" for c in entity_id):
+        raise BadRequest(f"ID {entity_id[:40]!r}: an entity id is 16 hexadecimal digits")
+    return _serve(_entity_of(entity_id))
 
-    @app.get(f"/store/{ENTITY_ID}")
-    def describe(entity_id):
-        entity = entity_of(entity_id)
-        base = base_url(settings)
-        who = identity()
-        users = []
-        for job_id, _role, _eid in store.users_of([entity_id]):
-            job = services.store.get(job_id)
-            if job is not None and can_access(who, job.owner_key):
-                users.append({"jobId": job_id, "jobName": job.jobname, "href": f"{base}/rest/{job.jobname}/{job_id}"})
-        return as_json({
-            "id": entity.entity_id, "fileName": entity.file_name, "contentType": entity.content_type,
-            "size": entity.size, "sha256": entity.sha256, "owner": entity.owner_id, "role": entity.role,
-            "created": iso(entity.created), "available": entity.available, "source": entity.source,
-            "href": f"{files_base_url(settings)}/store/{entity.entity_id}/{quote(entity.file_name, safe='')}",
-            "generatedBy": None if entity.generated_by is None else {
-                "jobId": entity.generated_by, "jobName": entity.jobname,
-                "href": f"{base}/rest/{entity.jobname}/{entity.generated_by}"},
-            "usedBy": users,
-        })
+
+@routes.get(ENTITY_RULE + "/<file_name>")
+def by_name(entity_id: str, file_name: str) -> HTTPResponse:
+    entity = _entity_of(entity_id)
+    if file_name != entity.file_name:
+        raise NotFound(f"the entity {entity_id} is called {entity.file_name!r}")
+    return _serve(entity)
+
+
+def _users(entity_id: str, base: str) -> list[dict[str, Any]]:
+    """The jobs that used the entity, those the caller may see."""
+    who = identity()
+    users = []
+    for job_id, _role, _eid in services().entities.users_of([entity_id]):
+        job = services().store.get(job_id)
+        if job is not None and can_access(who, job.owner_key):
+            users.append({"jobId": job_id, "jobName": job.jobname, "href": urls.job(base, job.jobname, job_id)})
+    return users
+
+
+@routes.get(ENTITY_RULE)
+def describe(entity_id: str) -> HTTPResponse:
+    entity = _entity_of(entity_id)
+    base = base_url(settings())
+    return as_json({
+        "id": entity.entity_id, "fileName": entity.file_name, "contentType": entity.content_type,
+        "size": entity.size, "sha256": entity.sha256, "owner": entity.owner_id, "role": entity.role,
+        "created": iso(entity.created), "available": entity.available, "source": entity.source,
+        "href": urls.store_file(files_base_url(settings()), entity.entity_id, entity.file_name),
+        "generatedBy": None if entity.generated_by is None else {
+            "jobId": entity.generated_by, "jobName": entity.jobname,
+            "href": urls.job(base, str(entity.jobname), entity.generated_by)},
+        "usedBy": _users(entity_id, base),
+    })

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from bottle import HTTPError, HTTPResponse, request
 
-from opus.errors import BadRequest, PayloadTooLarge
-from opus.service.jobs import Upload
+from opus.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthorized
+from opus.service.submission import Upload
 from opus.auth.identity import ANONYMOUS, Identity
 from opus.server import hosts, limits
+from opus.settings import Settings
+
 XML_TYPE = "text/xml; charset=UTF-8"
 TEXT_TYPE = "text/plain; charset=UTF-8"
 JSON_TYPE = "application/json"
@@ -17,10 +20,20 @@ JSON_TYPE = "application/json"
 
 def identity() -> Identity:
     """The caller, as resolved by the identity plugin."""
-    return request.environ.get("opus.identity", ANONYMOUS)
+    who: Identity = request.environ.get("opus.identity", ANONYMOUS)
+    return who
 
 
-def base_url(settings) -> str:
+def require_admin(who: Identity, what: str) -> None:
+    """401 for an anonymous caller (who may still sign in as an admin), 403 for other non-admins;
+    ``what`` names what is asked for ("the admin API")."""
+    if who.anonymous:
+        raise Unauthorized(f"{what} needs an admin's credentials")
+    if not who.is_admin:
+        raise Forbidden(f"{what} is for admins only")
+
+
+def base_url(settings: Settings) -> str:
     """The public base URL for Location and links: BASE_URL, else this request's Host only when it is
     allowed (ALLOWED_HOSTS, the listening address), else the listening address (opus.server.hosts).
     The URL jobs call back is not this: it never comes from a request (opus.listen.callback_base)."""
@@ -47,7 +60,8 @@ def query_values(name: str) -> list[str]:
 def content_length() -> int:
     """The Content-Length (-1 when absent, i.e. chunked); 400 when it is not a number."""
     try:
-        return request.content_length
+        length: int = request.content_length
+        return length
     except ValueError:
         raise BadRequest(f"malformed Content-Length {request.environ.get('CONTENT_LENGTH')!r}") from None
 
@@ -61,10 +75,11 @@ def check_body_size(limit: int) -> None:
 def read_body(limit: int) -> bytes:
     """The raw body, or 413 when it is over ``limit`` bytes."""
     check_body_size(limit)
-    return request.body.read(limit + 1)
+    body: bytes = request.body.read(limit + 1)
+    return body
 
 
-def form_input(settings) -> tuple[list[tuple[str, str]], list[Upload]]:
+def form_input(settings: Settings) -> tuple[list[tuple[str, str]], list[Upload]]:
     """The (name, value) fields and the uploaded files of a form POST (urlencoded or multipart).
 
     Multipart bodies may be up to MAX_UPLOAD_SIZE where the route takes uploads (its ceiling,
@@ -105,6 +120,14 @@ def single(fields: list[tuple[str, str]], name: str, required: bool = True) -> s
     return values[0]
 
 
+def required(fields: list[tuple[str, str]], name: str) -> str:
+    """The one value of a required field: 400 when it is missing or given more than once."""
+    value = single(fields, name, required=False)
+    if value is None:
+        raise BadRequest(f"{name} is required")
+    return value
+
+
 def see_other(url: str) -> HTTPResponse:
     """The 303 every state change answers with (absolute Location, CHECKLIST CLI-03/05)."""
     return HTTPResponse(status=303, headers={"Location": url, "Content-Type": TEXT_TYPE}, body="")
@@ -118,5 +141,5 @@ def text(body: str, status: int = 200) -> HTTPResponse:
     return HTTPResponse(status=status, body=body.encode("utf-8"), headers={"Content-Type": TEXT_TYPE})
 
 
-def as_json(data, status: int = 200) -> HTTPResponse:
+def as_json(data: Any, status: int = 200) -> HTTPResponse:
     return HTTPResponse(status=status, body=json.dumps(data).encode("utf-8"), headers={"Content-Type": JSON_TYPE})

@@ -1,54 +1,75 @@
-"""The objects one OPUS process works with, built once from the settings."""
+"""The composition root: every object one OPUS process works with, built once from the settings."""
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
-import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 
 from opus.auth.authenticate import Authenticator
-from opus.jobdef import JobDefinitionRegistry
-from opus.service.jobs import JobList
-from opus.managers.base import Manager
-from opus.managers.factory import make_manager
+from opus.auth.identity import check_job_token
 from opus.events.notify import Notifier
 from opus.events.notify_pg import PgNotifier
+from opus.jobdef import JobDefinitionRegistry
+from opus.managers.base import Manager
+from opus.managers.factory import make_manager
+from opus.observability import metrics
+from opus.service.completion import CompletionService
+from opus.service.inputs import InputResolver
+from opus.service.jobs import JobService
+from opus.service.maintenance import MaintenanceService
 from opus.settings import Settings
 from opus.storage import JobStore, create_engine_for
+from opus.storage.entitystore import EntityStore
 from opus.storage.userstore import UserStore
+from opus.uws import FINAL, Phase
+
 log = logging.getLogger(__name__)
+#: Phase changes that give the dispatcher nothing new to do: no job was queued, none freed a slot.
+_NO_DISPATCH_WORK = frozenset(p.value for p in Phase if p is not Phase.QUEUED and p not in FINAL)
 
 
 @dataclass
-class Services:
-    """Engine, store, definitions, notifier, manager and job list of one process."""
+class Root:
+    """The collaborators of one process, each built once by ``build``: the routes, the CLI and the
+    tests reach them here."""
 
     settings: Settings
     store: JobStore
     registry: JobDefinitionRegistry
     notifier: Notifier
     manager: Manager
-    joblist: JobList
     users: UserStore
     auth: Authenticator
+    entities: EntityStore
+    jobs: JobService
+    completion: CompletionService
+    maintenance: MaintenanceService
+    #: The process that started the background work (a forked worker must start its own).
+    _started_pid: int | None = field(default=None, init=False)
 
     @classmethod
-    def build(cls, settings: Settings) -> "Services":
+    def build(cls, settings: Settings) -> Root:
         engine = create_engine_for(settings.database_url)
         # PostgreSQL may be shared by several hosts: its LISTEN/NOTIFY carries wake-ups between them.
         notifier = PgNotifier(settings.run_dir, engine) if engine.dialect.name == "postgresql" \
             else Notifier(settings.run_dir)
         store = JobStore(engine, on_change=notifier.publish)
         registry = JobDefinitionRegistry(settings.JDL_DIR)
-        manager = make_manager(settings, store, registry)
+        entities = EntityStore(store)
+        manager = make_manager(settings, store, registry, entities)
         users = UserStore(engine, settings)
-        joblist = JobList(settings, store, registry, manager, notifier, active_jobs=users.active_jobs)
-        services = cls(settings, store, registry, notifier, manager, joblist, users, Authenticator(settings, users))
-        services._started_pid = None
-        services._stop = threading.Event()
-        return services
+        jobs = JobService(settings, store, registry, manager, notifier, InputResolver(settings, entities),
+                          active_jobs=users.active_jobs)
+        completion = CompletionService(store, registry, manager, entities, settings.jobs_dir,
+                                       verify_token=partial(check_job_token, settings),
+                                       count=partial(metrics.count, settings))
+        maintenance = MaintenanceService(store, manager, jobs, settings.jobs_dir, settings.run_dir,
+                                         archive=settings.DESTRUCTION_POLICY == "archive",
+                                         interval=settings.MAINTENANCE_INTERVAL)
+        return cls(settings, store, registry, notifier, manager, users, Authenticator(settings, users),
+                   entities, jobs, completion, maintenance)
 
     # ---- background work of a serving process --------------------------------------------------------
     def start(self) -> None:
@@ -56,39 +77,19 @@ class Services:
         if self._started_pid == os.getpid():
             return
         self._started_pid = os.getpid()
-        self._stop.clear()
         self.settings.jobs_dir.mkdir(parents=True, exist_ok=True)
         self.notifier.start()
         self.notifier.subscribe(self._on_change)
-        self.manager.start(self.joblist.apply_report)
-        if self.settings.MAINTENANCE_INTERVAL:
-            threading.Thread(target=self._maintenance, name="opus-maintenance", daemon=True).start()
+        self.manager.start(self.completion.replay)
+        self.maintenance.start()
 
     def _on_change(self, job_id: str, phase: str) -> None:
-        # Work for the dispatcher: a job was queued, or one ended and freed a slot.
-        if phase not in ("EXECUTING", "PENDING", "HELD", "SUSPENDED", "UNKNOWN"):
+        # Work for the dispatcher: a job was queued, or one ended (or was deleted) and freed a slot.
+        if phase not in _NO_DISPATCH_WORK:
             self.manager.wake()
 
     def stop(self) -> None:
-        self._stop.set()
+        self.maintenance.stop()
         self.manager.stop()
         self.notifier.stop()
         self._started_pid = None
-
-    def _maintenance(self) -> None:
-        self.settings.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.settings.run_dir / "maintenance.lock", "a+") as lock:
-            while not self._stop.is_set():
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError:
-                    self._stop.wait(self.settings.MAINTENANCE_INTERVAL)
-            while not self._stop.is_set():
-                try:
-                    count = self.joblist.destroy_expired()
-                    if count:
-                        log.info("maintenance: %d expired job(s) destroyed", count)
-                except Exception:
-                    log.exception("maintenance failed; will retry")
-                self._stop.wait(self.settings.MAINTENANCE_INTERVAL)

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, inspect
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from opus.errors import ConfigurationError
 log = logging.getLogger(__name__)
@@ -28,7 +33,7 @@ def create_engine_for(url: str) -> Engine:
                                pool_size=20, max_overflow=40)
 
         @event.listens_for(engine, "connect")
-        def _sqlite_connect(dbapi_conn, _record):
+        def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
             # Let SQLAlchemy's "begin" event below issue BEGIN itself (pysqlite's own is deferred).
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
@@ -39,7 +44,7 @@ def create_engine_for(url: str) -> Engine:
             cur.close()
 
         @event.listens_for(engine, "begin")
-        def _sqlite_begin(conn):
+        def _sqlite_begin(conn: Connection) -> None:
             mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
             conn.exec_driver_sql(f"BEGIN {mode}")
 
@@ -52,9 +57,7 @@ def create_engine_for(url: str) -> Engine:
     raise ConfigurationError(f"DATABASE_URL {url!r}: only sqlite:/// and postgresql+psycopg2:// are supported")
 
 
-def _alembic_config(engine: Engine):
-    from alembic.config import Config
-
+def _alembic_config(engine: Engine) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["engine"] = engine
@@ -63,16 +66,11 @@ def _alembic_config(engine: Engine):
 
 def upgrade_schema(engine: Engine, revision: str = "head") -> None:
     """Create or upgrade the schema to ``revision`` (Alembic)."""
-    from alembic import command
-
     command.upgrade(_alembic_config(engine), revision)
 
 
 def schema_is_current(engine: Engine) -> bool:
     """True when the database is at the newest migration."""
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
     script = ScriptDirectory.from_config(_alembic_config(engine))
     with engine.connect() as conn:
         if not inspect(conn).has_table("alembic_version"):

@@ -2,7 +2,7 @@
 index and the raw material of provenance.
 
 Entities are recorded when a job ends, in the same transaction that records its results
-(``JobStore.complete(..., also=...)``).  An input whose content is already known to the job's
+(``JobStore.complete(..., entities=EntityStore.plan_completion(...))``).  An input whose content is already known to the job's
 owner (same SHA-256), or that names an entity of this server (a ``/store`` URL), is linked to the
 existing entity instead of becoming a new one: that link is what chains jobs.
 """
@@ -12,15 +12,43 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import bindparam, insert, select, text
+from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.sql.elements import ColumnElement
 
 from opus.jobdef.content_types import type_by_extension
 from opus.timeutil import utcnow
 from opus.uws import Job, Result
-from opus.storage.jobstore import from_db_time, to_db_time
+from opus.storage.rows import to_db_time
 from opus.storage.tables import entities, used
+
+#: A row of ``entities`` or ``used``, as SQLAlchemy inserts it.
+DbRow = dict[str, Any]
+
+
+class EntityRows(NamedTuple):
+    """What a job's end adds to the result store: new ``entities`` rows and ``used`` rows."""
+
+    entities: list[DbRow]
+    used: list[DbRow]
+
+
+def record_entities(conn: Connection, planned: EntityRows) -> None:
+    """Insert planned rows (inside the completion's transaction: ``JobStore.complete``)."""
+    if planned.entities:
+        conn.execute(insert(entities), planned.entities)
+    if planned.used:
+        conn.execute(insert(used), planned.used)
+
+
+class _HasEngine(Protocol):
+    @property
+    def engine(self) -> Engine: ...
+
+
 @dataclass
 class Entity:
     entity_id: str
@@ -42,11 +70,11 @@ class Entity:
         return self.location is not None
 
 
-def _entity(row) -> Entity:
+def _entity(row: Row[Any]) -> Entity:
     return Entity(entity_id=row.entity_id, sha256=row.sha256, size=row.size, content_type=row.content_type,
                   file_name=row.file_name, owner_id=row.owner_id, generated_by=row.generated_by, role=row.role,
                   jobname=row.jobname, location=row.location, source=row.source,
-                  created=from_db_time(row.created), owner_key=row.owner_key)
+                  created=row.created.replace(tzinfo=timezone.utc), owner_key=row.owner_key)
 
 
 def new_entity_id() -> str:
@@ -54,9 +82,10 @@ def new_entity_id() -> str:
 
 
 class EntityStore:
-    """Reads and records entities on the JobStore's engine (and its write serialisation)."""
+    """Reads entities on the JobStore's engine; built once per process and shared (the service and
+    the dispatcher).  Writing happens in ``JobStore.complete`` (``EntityRows``)."""
 
-    def __init__(self, jobstore):
+    def __init__(self, jobstore: _HasEngine):
         self.jobstore = jobstore
         self.engine = jobstore.engine
 
@@ -94,7 +123,8 @@ class EntityStore:
         """(job_id, role, entity_id) for every job that used one of the entities."""
         return self._used_where(used.c.entity_id, entity_ids, (used.c.entity_id, used.c.job_id))
 
-    def _used_where(self, column, values: Iterable[str], order) -> list[tuple[str, str, str]]:
+    def _used_where(self, column: ColumnElement[str], values: Iterable[str],
+                    order: tuple[ColumnElement[str], ...]) -> list[tuple[str, str, str]]:
         ids = list(set(values))
         out: list[tuple[str, str, str]] = []
         with self.engine.connect() as conn:
@@ -141,7 +171,7 @@ class EntityStore:
             f" WHERE (w.kind = 'e' AND j.job_id IS NOT NULL{mine_j}) OR (w.kind = 'j' AND e2.entity_id IS NOT NULL{mine_e})"
             ") SELECT kind, id FROM walk").bindparams(bindparam("jobs", expanding=True),
                                                       bindparam("ents", expanding=True))
-        params = {"jobs": list(job_ids) or [""], "ents": list(entity_ids) or [""]}
+        params: dict[str, object] = {"jobs": list(job_ids) or [""], "ents": list(entity_ids) or [""]}
         if not any_owner and owner_key is not None:
             params["owner"] = owner_key
         found_jobs: set[str] = set()
@@ -152,8 +182,9 @@ class EntityStore:
         return found_jobs, found_entities
 
     # ---- recording at a job's end -------------------------------------------------------------------
-    def plan_completion(self, job: Job, found: Sequence[Result], inputs: dict, fetched: list[dict],
-                        linked: dict[str, list[str]]) -> tuple[list[dict], list[dict]]:
+    def plan_completion(self, job: Job, found: Sequence[Result], inputs: dict[str, dict[str, Any]],
+                        fetched: list[dict[str, Any]],
+                        linked: dict[str, list[str]]) -> EntityRows:
         """(entity rows, used rows) for a job ending with results ``found``.
 
         ``inputs``: the job's uploads record ({name: {file_name, size, sha256}}); ``fetched``: what the
@@ -161,8 +192,8 @@ class EntityStore:
         entities of this server ({name: [entity ids]}).
         """
         now = to_db_time(utcnow())
-        rows: list[dict] = []
-        uses: list[dict] = []
+        rows: list[DbRow] = []
+        uses: list[DbRow] = []
         for r in found:
             rows.append({"entity_id": new_entity_id(), "sha256": r.sha256 or "", "size": r.size or 0,
                          "content_type": r.content_type, "file_name": r.file_name, "owner_id": job.owner_id,
@@ -202,12 +233,4 @@ class EntityStore:
             for entity_id in entity_ids:
                 uses.append({"job_id": job.job_id, "role": name, "entity_id": entity_id})
         unique = {(u["job_id"], u["role"], u["entity_id"]): u for u in uses}
-        return rows, list(unique.values())
-
-    @staticmethod
-    def record(conn, rows: list[dict], uses: list[dict]) -> None:
-        """Insert planned rows (inside the completion's transaction)."""
-        if rows:
-            conn.execute(insert(entities), rows)
-        if uses:
-            conn.execute(insert(used), uses)
+        return EntityRows(rows, list(unique.values()))

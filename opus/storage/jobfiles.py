@@ -23,6 +23,7 @@ import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def _plain(name: str) -> str:
     return name
 
 
-def read_json(path: Path, default):
+def read_json(path: Path, default: Any) -> Any:
     """A job's small JSON record, or ``default`` when it is missing or unreadable."""
     try:
         return json.loads(path.read_text())
@@ -119,7 +120,7 @@ def read_json(path: Path, default):
         return default
 
 
-def write_json(path, data) -> None:
+def write_json(path: Path, data: Any) -> None:
     """Replace a small JSON file atomically."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     tmp.write_text(json.dumps(data, indent=1))

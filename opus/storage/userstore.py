@@ -6,15 +6,21 @@ never given again after the user is deleted: what the user owned stays with that
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, Row
 from sqlalchemy.exc import IntegrityError
 
 from opus.auth.identity import server_secret
-from opus.timeutil import utcnow
 from opus.auth.users import User, token_key
-from opus.storage.jobstore import from_db_time, to_db_time
+from opus.settings import Settings
+from opus.storage.rows import from_db_time, to_db_time
 from opus.storage.tables import jobs, users
+from opus.timeutil import utcnow
+from opus.uws import UNFINISHED
+
+
 class UserExists(Exception):
     """A user of that name exists already."""
 
@@ -23,7 +29,7 @@ class UserStore:
     """Users on one engine.  ``settings`` (the server's) give the key of token hashes; a store made
     without them (a tool or test that opened the database alone) has no ``token_key``."""
 
-    def __init__(self, engine: Engine, settings=None):
+    def __init__(self, engine: Engine, settings: Settings | None = None):
         self.engine = engine
         self.settings = settings
 
@@ -32,7 +38,7 @@ class UserStore:
         return token_key(server_secret(self.settings)) if self.settings is not None else None
 
     @staticmethod
-    def _user(row) -> User:
+    def _user(row: Row[Any]) -> User:
         return User(name=row.name, is_admin=row.is_admin, enabled=row.enabled, max_active_jobs=row.max_active_jobs,
                     jobdefs=set(row.jobdefs.split()), token_id=row.token_id, token_hash=row.token_hash,
                     created=from_db_time(row.created), uid=row.uid)
@@ -45,7 +51,9 @@ class UserStore:
                     name=user.name, token_id=user.token_id, token_hash=user.token_hash, is_admin=user.is_admin,
                     enabled=user.enabled, max_active_jobs=user.max_active_jobs,
                     jobdefs=" ".join(sorted(user.jobdefs)), created=to_db_time(user.created or utcnow())))
-                user.uid = result.inserted_primary_key[0]
+                key = result.inserted_primary_key
+                assert key is not None  # an INSERT of one row always has its key
+                user.uid = key[0]
         except IntegrityError:
             raise UserExists(user.name) from None
 
@@ -63,7 +71,7 @@ class UserStore:
         with self.engine.connect() as conn:
             return [self._user(r) for r in conn.execute(select(users).order_by(users.c.name))]
 
-    def update(self, name: str, **fields) -> bool:
+    def update(self, name: str, **fields: Any) -> bool:
         values = dict(fields)
         if "jobdefs" in values:
             values["jobdefs"] = " ".join(sorted(values["jobdefs"]))
@@ -84,13 +92,12 @@ class UserStore:
     def count_admins(self) -> int:
         with self.engine.connect() as conn:
             return conn.execute(select(func.count()).select_from(users)
-                                .where(users.c.is_admin.is_(True), users.c.enabled.is_(True))).scalar()
+                                .where(users.c.is_admin.is_(True), users.c.enabled.is_(True))).scalar_one()
 
     def active_jobs(self, owner_key: str | None) -> int:
-        """Jobs of ``owner_key`` (None: anonymous) that are not finished (PENDING, QUEUED, EXECUTING,
-        HELD, SUSPENDED)."""
-        active = ["PENDING", "QUEUED", "EXECUTING", "HELD", "SUSPENDED"]
+        """Jobs of ``owner_key`` (None: anonymous) that are not finished (``opus.uws.UNFINISHED``)."""
+        active = [p.value for p in UNFINISHED]
         cond = jobs.c.owner_key.is_(None) if owner_key is None else jobs.c.owner_key == owner_key
         with self.engine.connect() as conn:
             return conn.execute(select(func.count()).select_from(jobs)
-                                .where(cond, jobs.c.phase.in_(active))).scalar()
+                                .where(cond, jobs.c.phase.in_(active))).scalar_one()

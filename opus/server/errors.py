@@ -1,0 +1,103 @@
+"""Every error response, rendered in one place and chosen by the route's kind.
+
+* ``API`` routes (UWS, VOSI, the registry, the store, admin, the callback): the message as plain
+  text, or JSON ``{error, status}`` when the client asks for JSON; 401 carries the challenge.
+* ``PAGE`` routes (the web client's pages, declared with ``kind=PAGE``): an HTML page; 401 is
+  the sign-in form, which brings the browser back to the page.
+* Bottle's own errors (no such route, a method the route lacks, an unhandled exception): plain
+  text, whatever the route.
+
+``ErrorPlugin`` is installed outermost, so that errors raised while the body is bounded or the
+caller identified are rendered like the handler's own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from bottle import HTTPError, HTTPResponse, Route, request
+
+from opus.auth.authenticate import CHALLENGE
+from opus.errors import ConfigurationError, OpusError, Unauthorized
+from opus.server import pages
+from opus.server.web import as_json, text, wants_json
+
+log = logging.getLogger(__name__)
+#: The route option that names a route's kind.
+KIND = "opus_kind"
+API = "api"
+PAGE = "page"
+
+
+def api_error(status: int, message: str) -> HTTPResponse:
+    """An API error: plain text, or JSON for clients that ask for it."""
+    response = as_json({"error": message, "status": status}, status) if wants_json() else text(message + "\n", status)
+    if status == 401:
+        response.set_header("WWW-Authenticate", CHALLENGE)
+    return response
+
+
+def page_error(exc: OpusError) -> HTTPResponse:
+    """A page's error: the sign-in form for 401, else an HTML page with the status."""
+    if isinstance(exc, Unauthorized):
+        return pages.signin_required(exc)
+    return pages.error_page(exc.status, exc.message)
+
+
+def render(kind: str, exc: OpusError) -> HTTPResponse:
+    """The response to ``exc`` on a route of ``kind``, with the headers it carries (429's Retry-After)."""
+    response = None
+    if kind == PAGE:
+        try:
+            response = page_error(exc)
+        except OpusError as inner:  # the page itself cannot be built (e.g. an unknown Host): plain text
+            response = api_error(inner.status, inner.message)
+    if response is None:
+        response = api_error(exc.status, exc.message)
+    for name, value in getattr(exc, "headers", {}).items():
+        response.set_header(name, value)
+    return response
+
+
+class ErrorPlugin:
+    """Turns OpusError into the response of its route's kind; a ConfigurationError into a 500 that
+    says so (and logs it).  Anything else is bottle's 500 (``bottle_error``)."""
+
+    name = "opus_errors"
+    api = 2
+
+    def apply(self, callback: Callable[..., Any], route: Route) -> Callable[..., Any]:
+        kind = route.config.get(KIND, API)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return callback(*args, **kwargs)
+            except HTTPResponse:
+                raise
+            except OpusError as exc:
+                return render(kind, exc)
+            except ConfigurationError as exc:
+                log.error("configuration error: %s", exc)
+                return api_error(500, f"server configuration error: {exc}")
+
+        return wrapper
+
+
+def bottle_error(err: HTTPError) -> str:
+    """Bottle's own errors, as plain text (the unhandled exception of a 500 is logged, not shown)."""
+    status = err.status_code
+    message = {404: "not found", 405: "method not allowed"}.get(status, err.body or err.status_line)
+    if status == 500:
+        log.error("unhandled error on %s %s: %s", request.method, request.path, err.exception,
+                  exc_info=err.exception)
+        message = "internal server error"
+    if status == 405:
+        err.set_header("Allow", err.headers.get("Allow", ""))
+    err.content_type = "text/plain; charset=UTF-8"
+    return f"{message}\n"
+
+
+#: The statuses bottle itself may answer with, each rendered by ``bottle_error``.
+BOTTLE_STATUSES = (400, 404, 405, 413, 500)

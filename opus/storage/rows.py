@@ -1,0 +1,127 @@
+"""Domain objects <-> table rows: instants, job fields, and the job-list query.
+
+Instants are stored as naive UTC truncated to milliseconds (``opus.storage.tables`` says why).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Select, and_, select
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.sql.elements import ColumnElement
+
+from opus.storage.tables import jobs
+from opus.uws import ErrorSummary, Job, JobRef, Parameter, Phase
+
+
+def to_db_time(dt: datetime | None) -> datetime | None:
+    """Aware UTC -> naive UTC, truncated to milliseconds (what UWS prints)."""
+    if dt is None:
+        return None
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+    return dt.replace(microsecond=dt.microsecond - dt.microsecond % 1000)
+
+
+def from_db_time(dt: datetime | None) -> datetime | None:
+    return None if dt is None else dt.replace(tzinfo=timezone.utc)
+
+
+def _aware(dt: datetime) -> datetime:
+    """A NOT NULL column's instant, made aware."""
+    return dt.replace(tzinfo=timezone.utc)
+
+
+_PHASES = {p.value: p for p in Phase}
+#: The job fields a compare-and-set update may write (never the owner, the name or the phase).
+JOB_FIELDS = frozenset({
+    "start_time", "end_time", "execution_duration", "destruction_time", "quote", "manager_id",
+    "callback_url", "run_id", "error", "jdl_version",
+})
+REF_COLUMNS = (jobs.c.job_id, jobs.c.jobname, jobs.c.phase, jobs.c.run_id, jobs.c.owner_id,
+               jobs.c.creation_time)
+
+
+def job_values(fields: Mapping[str, object]) -> dict[str, object]:
+    """Domain field values -> column values (TypeError for a name that is not a job field)."""
+    unknown = set(fields) - JOB_FIELDS
+    if unknown:
+        raise TypeError(f"not job fields: {sorted(unknown)}")
+    out: dict[str, object] = {}
+    for key, value in fields.items():
+        if key == "error":
+            err = value if isinstance(value, ErrorSummary) else None
+            out["error_type"] = err.type if err else None
+            out["error_message"] = err.message if err else None
+            out["error_has_detail"] = bool(err and err.has_detail)
+        elif isinstance(value, datetime):
+            out[key] = to_db_time(value)
+        else:
+            out[key] = value
+    return out
+
+
+def new_job_row(job: Job) -> dict[str, object]:
+    """The ``jobs`` row of a new job."""
+    if job.owner_id is not None and job.owner_key is None:
+        # A named owner without a key would make the job anonymous to can_access: never store that.
+        raise ValueError(f"job {job.job_id!r}: owner {job.owner_id!r} without an owner_key")
+    return {
+        "job_id": job.job_id, "jobname": job.jobname, "phase": job.phase.value,
+        "creation_time": to_db_time(job.creation_time), "owner_id": job.owner_id, "owner_key": job.owner_key,
+        **job_values({"run_id": job.run_id, "execution_duration": job.execution_duration,
+                      "destruction_time": job.destruction_time, "quote": job.quote,
+                      "jdl_version": job.jdl_version, "error": job.error}),
+    }
+
+
+def parameter_row(job_id: str, p: Parameter) -> dict[str, object]:
+    return {"job_id": job_id, "name": p.name, "value": p.value, "by_reference": p.by_reference,
+            "is_post": p.is_post}
+
+
+def job_of(row: RowMapping) -> Job:
+    """A ``jobs`` row as a Job (without its parameters and results)."""
+    error = None
+    if row["error_message"] is not None:
+        error = ErrorSummary(row["error_message"], row["error_type"] or "fatal", bool(row["error_has_detail"]))
+    return Job(
+        job_id=row["job_id"], jobname=row["jobname"], phase=Phase(row["phase"]),
+        creation_time=_aware(row["creation_time"]), execution_duration=row["execution_duration"],
+        destruction_time=from_db_time(row["destruction_time"]), run_id=row["run_id"],
+        owner_id=row["owner_id"], quote=from_db_time(row["quote"]),
+        start_time=from_db_time(row["start_time"]), end_time=from_db_time(row["end_time"]),
+        error=error, jdl_version=row["jdl_version"], manager_id=row["manager_id"], owner_key=row["owner_key"],
+    )
+
+
+def ref_of(r: Sequence[Any]) -> JobRef:
+    """A row of ``REF_COLUMNS`` as a JobRef."""
+    return JobRef(r[0], r[1], _PHASES[r[2]], r[3], r[4], _aware(r[5]))
+
+
+def list_query(jobname: str | None, phases: Iterable[Phase], after: datetime | None, last: int | None,
+               owner_key: str | None, include_archived: bool, filter_owner: bool) -> Select[Any]:
+    """The job-list query: AND of the criteria, newest first (``seq`` orders a same-millisecond tie)."""
+    query = select(*REF_COLUMNS)
+    conds: list[ColumnElement[bool]] = []
+    if jobname is not None:
+        conds.append(jobs.c.jobname == jobname)
+    wanted = list(phases)
+    if wanted:
+        conds.append(jobs.c.phase.in_([p.value for p in wanted]))
+    elif not include_archived:
+        conds.append(jobs.c.phase != Phase.ARCHIVED.value)
+    if after is not None:
+        conds.append(jobs.c.creation_time > to_db_time(after))
+    if filter_owner or owner_key is not None:
+        conds.append(jobs.c.owner_key.is_(None) if owner_key is None else jobs.c.owner_key == owner_key)
+    if conds:
+        query = query.where(and_(*conds))
+    query = query.order_by(jobs.c.creation_time.desc(), jobs.c.seq.desc())
+    if last is not None:
+        query = query.limit(last)
+    return query

@@ -1,0 +1,160 @@
+"""The layout is the architecture: the import graph of ``opus/`` has no cycles and no upward imports.
+
+The layers, top to bottom (README, "Architecture"): a module may import from its own layer and
+from the layers below it, never from a layer above.  The graph is read from the source with
+``ast`` (every import, including those inside functions), so the test needs no import side effects.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+OPUS = Path(__file__).resolve().parent.parent / "opus"
+
+#: Top to bottom.  A module belongs to the longest prefix that names it.
+LAYERS: list[tuple[str, ...]] = [
+    ("opus.wsgi", "opus.cli"),
+    ("opus.server",),
+    ("opus.service",),
+    ("opus.auth", "opus.managers", "opus.events"),
+    ("opus.provenance",),
+    ("opus.storage", "opus.observability"),
+    ("opus.jobdef", "opus.auth.identity", "opus.auth.users"),
+    ("opus.uws", "opus.errors", "opus.settings", "opus.timeutil", "opus.safejson", "opus.listen",
+     "opus.web", "opus.examples", "opus"),
+]
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in OPUS.rglob("*.py"):
+        parts = list(path.relative_to(OPUS.parent).with_suffix("").parts)
+        if "migrations" in parts:  # alembic scripts, loaded by alembic
+            continue
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def _package_of(path: Path) -> list[str]:
+    return list(path.relative_to(OPUS.parent).parent.parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """The opus modules ``path`` imports (``from pkg import submodule`` counts as the submodule)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:  # only the standalone wrapper (see test below); resolved all the same
+                base = _package_of(path)[:len(_package_of(path)) - node.level + 1]
+                module = ".".join(base + ([module] if module else []))
+            if not module.startswith("opus"):
+                continue
+            for alias in node.names:
+                full = f"{module}.{alias.name}"
+                out.add(full if full in MODULES else module)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.split(".")[0] == "opus")
+    return out
+
+
+GRAPH = {name: _imports(path) for name, path in MODULES.items()}
+
+
+def layer_of(module: str) -> int:
+    best = None
+    for index, prefixes in enumerate(LAYERS):
+        for prefix in prefixes:
+            if module == prefix or module.startswith(prefix + "."):
+                if best is None or len(prefix) > best[1]:
+                    best = (index, len(prefix))
+    assert best is not None, module
+    return best[0]
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found = []
+    counter = 0
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next((c for c in children if c in graph), None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_the_import_graph_has_no_cycles():
+    assert cycles(GRAPH) == []
+
+
+def test_no_module_imports_from_a_layer_above_its_own():
+    upward = [f"{m} -> {t}" for m, targets in sorted(GRAPH.items()) for t in sorted(targets)
+              if t in MODULES and layer_of(t) < layer_of(m)]
+    assert upward == []
+
+
+def test_every_module_is_in_a_layer():
+    for name in MODULES:
+        layer_of(name)
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    # The check above is only as good as this function: it must see a three-module loop.
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+@pytest.mark.parametrize("module", ["opus.storage.jobstore", "opus.service.jobs"])
+def test_layers_are_ordered_as_documented(module):
+    assert layer_of("opus.server.app") < layer_of(module) < layer_of("opus.uws")
+
+
+def test_imports_are_absolute_except_in_the_standalone_wrapper():
+    # wrapper.py runs as a script on compute nodes, beside jobsandbox.py, and as opus.managers.wrapper.
+    relative = sorted(str(path.relative_to(OPUS.parent)) for path in MODULES.values()
+                      if any(isinstance(n, ast.ImportFrom) and n.level
+                             for n in ast.walk(ast.parse(path.read_text(encoding="utf-8")))))
+    assert relative == ["opus/managers/wrapper.py"]
