@@ -40,7 +40,7 @@ def test_a_wait_on_one_instance_ends_when_the_other_completes_the_job(two_instan
         seen["pending"] = (time.monotonic() - start, r.text.split("<uws:phase>")[1].split("<")[0])
         start = time.monotonic()
         while True:
-            r = b.http.get(url_b, params={"WAIT": 30})
+            r = b.http.get(url_b, params={"WAIT": 60})
             phase = r.text.split("<uws:phase>")[1].split("<")[0]
             if phase in ("COMPLETED", "ERROR", "ABORTED"):
                 break
@@ -49,13 +49,12 @@ def test_a_wait_on_one_instance_ends_when_the_other_completes_the_job(two_instan
     t = threading.Thread(target=waiter)
     t.start()
     time.sleep(0.5)  # the waiter is blocked on instance b
-    ended = time.monotonic()
     a.http.post(url_a + "/phase", data={"PHASE": "RUN"})  # instance a runs it (b runs nothing)
-    t.join(40)
-    assert seen["pending"][1] != "PENDING" and seen["pending"][0] < 5
+    t.join(150)
+    # Woken by the changes, not by the WAITs' 60 s timeouts: half of it is a bound no load reaches.
+    assert seen["pending"][1] != "PENDING" and seen["pending"][0] < 30
     assert seen["final"][1] == "COMPLETED"
-    assert seen["final"][0] < 5, "the WAIT on b should end at the completion, not at its timeout"
-    assert time.monotonic() - ended < 10
+    assert seen["final"][0] < 30, "the WAIT on b should end at the completion, not at its timeout"
 
 
 def test_the_listener_comes_back_after_its_connection_is_killed(two_instances):
@@ -71,6 +70,6 @@ def test_the_listener_comes_back_after_its_connection_is_killed(two_instances):
     job_id = url_a.rsplit("/", 1)[1]
     t0 = time.monotonic()
     threading.Timer(0.5, lambda: a.http.post(url_a + "/phase", data={"PHASE": "RUN"})).start()
-    r = b.http.get(f"{b.url}/rest/dummy/{job_id}", params={"WAIT": 20, "PHASE": "PENDING"})
+    r = b.http.get(f"{b.url}/rest/dummy/{job_id}", params={"WAIT": 60, "PHASE": "PENDING"})
     assert "<uws:phase>PENDING</uws:phase>" not in r.text
-    assert time.monotonic() - t0 < 5
+    assert time.monotonic() - t0 < 30  # woken, not timed out after 60 s

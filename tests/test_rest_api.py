@@ -266,19 +266,19 @@ def test_wait_returns_on_change_and_honours_phase(api):
     t0 = time.monotonic()
     # Not in that phase: at once.  Bounds here only tell "at once" from the 10 s asked for, with a
     # margin no machine load reaches; how fast is bench/'s business.
-    r = api.http.get(url, params={"WAIT": 10, "PHASE": "EXECUTING"})
-    assert time.monotonic() - t0 < 5 and "PENDING" in r.text
+    r = api.http.get(url, params={"WAIT": 60, "PHASE": "EXECUTING"})
+    assert time.monotonic() - t0 < 30 and "PENDING" in r.text
     api.http.post(url + "/phase", data={"PHASE": "RUN"})
     phase = api.http.get(url + "/phase").text
     t0 = time.monotonic()
     while phase not in ("COMPLETED", "ERROR"):
         r = api.http.get(url, params={"WAIT": 10, "PHASE": phase})
         phase = r.text.split("<uws:phase>")[1].split("<")[0]
-        assert time.monotonic() - t0 < 30
+        assert time.monotonic() - t0 < 120
     assert phase == "COMPLETED"
     t0 = time.monotonic()
-    api.http.get(url, params={"WAIT": 10})  # a final job: at once
-    assert time.monotonic() - t0 < 5
+    api.http.get(url, params={"WAIT": 60})  # a final job: at once, not after the 60 s asked
+    assert time.monotonic() - t0 < 30
 
 
 def test_error_job_has_error_summary_and_error_document(api):

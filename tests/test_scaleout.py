@@ -59,9 +59,10 @@ def test_a_job_completed_through_one_instance_wakes_a_wait_on_the_other(cluster,
         assert set(returned) >= {"QUEUED", "COMPLETED"}
         lag = returned["COMPLETED"] - _instant(xml, "endTime").timestamp()
         # endTime is the wrapper's clock at the end of the script; the report, the commit and the
-        # NOTIFY follow.  "At once": well under a second, against a WAIT of 60 s.
+        # NOTIFY follow.  Woken by the change, not by the WAIT's 60 s timeout: half of it is a bound no
+        # machine load reaches; the lag itself (well under a second when quiet) is bench/'s business.
         print(f"scale-out: the WAIT on the other instance returned {lag * 1000:.0f} ms after endTime")
-        assert lag < 1.0, f"the WAIT on the other instance returned {lag:.3f} s after the job ended"
+        assert lag < 30, f"the WAIT on the other instance returned {lag:.3f} s after the job ended"
     finally:
         b.stop()
         a.stop()

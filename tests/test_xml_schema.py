@@ -302,8 +302,8 @@ def test_completed_job_with_results(api):
     check_document(api, fetch(api, url + "/parameters"), "parameters")
     # a WAIT on a finished job answers at once with the same document
     t0 = time.monotonic()
-    check_job(api, url, "COMPLETED", params={"WAIT": 30})
-    assert time.monotonic() - t0 < 5
+    check_job(api, url, "COMPLETED", params={"WAIT": 60})
+    assert time.monotonic() - t0 < 30  # not the 60 s asked: half of it is a bound no load reaches
 
 
 def test_error_job_has_error_summary(api):
