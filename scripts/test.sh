@@ -8,8 +8,9 @@
 #    and exports OPUS_TEST_PG_URL and OPUS_REQUIRE_PG=1; as root, installs and
 #    starts a single-node SLURM cluster (scripts/slurm-cluster.sh) with OPUS's
 #    epilog and exports OPUS_REQUIRE_SLURM=1
-# 3. runs .venv/bin/python -m pytest -rs [args]
-# 4. fails if pytest failed, collected no tests (exit 5), or SKIPPED any test
+# 3. runs mypy (strict, [tool.mypy] in pyproject.toml) on opus/, then
+#    .venv/bin/python -m pytest -rs [args]
+# 4. fails if mypy found an error, if pytest failed, collected no tests (exit 5), or SKIPPED any test
 #    (read from a JUnit XML report).  xfail/xpass are reported, not failures.
 #    For local runs only, OPUS_ALLOW_SKIPS=1 turns skips into a warning.
 set -euo pipefail
@@ -64,6 +65,10 @@ JUNIT="$WORK/junit.xml"
 LOG="$WORK/pytest.log"
 export PYTHONUNBUFFERED=1
 
+# Types first: a strict mypy error fails the run, but pytest still runs so that one run shows both.
+MYPY_RC=0
+"$ROOT/.venv/bin/mypy" --cache-dir "$WORK/mypy-cache" || MYPY_RC=$?
+
 set +e
 "$ROOT/.venv/bin/python" -m pytest -rs --junitxml="$JUNIT" -o junit_family=xunit2 "$@" 2>&1 | (trap "" INT; tee "$LOG")   # tee survives Ctrl-C: see pytest's report
 PYTEST_RC=${PIPESTATUS[0]}
@@ -75,6 +80,10 @@ SUMMARY="$(sed 's/\x1b\[[0-9;]*m//g' "$LOG" \
     | tail -n 1 || true)"
 
 STATUS=0
+if [ "$MYPY_RC" -ne 0 ]; then
+    say "FAIL: mypy --strict found errors in opus/ (above)"
+    STATUS=1
+fi
 if [ "$PYTEST_RC" -eq 5 ]; then
     say "FAIL: pytest collected no tests (exit 5)"
     STATUS=1

@@ -23,13 +23,11 @@ from pathlib import Path
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from unittest import mock
 
 import pytest
 import requests
 from sqlalchemy import text
 
-import opus.service.root as root_module
 from fakes import FakeManager
 from helpers import wait_final
 import inprocess
@@ -180,13 +178,10 @@ class ApiServer(_Conveniences):
 
 def build_with_fake_manager(settings, behaviours=None):
     """The composition root of ``settings`` with a FakeManager in place of the configured manager."""
-    if not hasattr(root_module, "make_manager"):
-        raise AssertionError("opus.service.root no longer builds its manager with make_manager: "
-                             "update tests/conftest.build_with_fake_manager")
-    fake = lambda settings, store, registry, *args, **kwargs: FakeManager(  # noqa: E731
-        settings, store, registry, behaviours)
-    with mock.patch.object(root_module, "make_manager", fake):
-        services = Root.build(settings)
+    def fake(settings, store, registry, entities):
+        return FakeManager(settings, store, registry, behaviours)
+
+    services = Root.build(settings, manager_factory=fake)
     assert isinstance(services.manager, FakeManager)
     return services
 

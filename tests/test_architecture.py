@@ -1,4 +1,5 @@
-"""The layout is the architecture: the import graph of ``opus/`` has no cycles and no upward imports.
+"""The layout is the architecture: the import graph of ``opus/`` has no cycles and no upward imports,
+and no module or function grows past the size a reader can hold in mind.
 
 The layers, top to bottom (README, "Architecture"): a module may import from its own layer and
 from the layers below it, never from a layer above.  The graph is read from the source with
@@ -158,3 +159,36 @@ def test_imports_are_absolute_except_in_the_standalone_wrapper():
                       if any(isinstance(n, ast.ImportFrom) and n.level
                              for n in ast.walk(ast.parse(path.read_text(encoding="utf-8")))))
     assert relative == ["opus/managers/wrapper.py"]
+
+
+#: Limits from the architecture issue: a module one can read in a sitting, a function on one screen.
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
+
+
+def too_long(path: Path, root: Path = OPUS.parent) -> list[str]:
+    """The module itself and each function in it that is over its limit, as readable strings."""
+    source = path.read_text(encoding="utf-8")
+    out = []
+    lines = source.count("\n") + (0 if source.endswith("\n") else 1)
+    if lines > MAX_MODULE_LINES:
+        out.append(f"{path.relative_to(root)}: {lines} lines")
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            length = (node.end_lineno or node.lineno) - node.lineno + 1
+            if length > MAX_FUNCTION_LINES:
+                out.append(f"{path.relative_to(root)}:{node.lineno} {node.name}(): {length} lines")
+    return out
+
+
+def test_no_module_over_400_lines_and_no_function_over_60():
+    assert [finding for path in sorted(MODULES.values()) for finding in too_long(path)] == []
+
+
+def test_the_size_check_sees_a_long_function_and_a_long_module(tmp_path):
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    probe = tmp_path / "probe.py"
+    probe.write_text("def long():\n" + body + "\n" + "\n" * MAX_MODULE_LINES, encoding="utf-8")
+    found = too_long(probe, root=tmp_path)
+    assert any("long(): 61 lines" in f for f in found), found
+    assert f"probe.py: {MAX_FUNCTION_LINES + 1 + MAX_MODULE_LINES} lines" in found, found

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
 import webtest
@@ -70,8 +69,7 @@ class World:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     settings = make_settings(tmp_path_factory.mktemp("transitions"))
     upgrade_schema(create_engine_for(settings.database_url))
-    with mock.patch.object(root_module, "make_manager", StillManager):
-        root = root_module.Root.build(settings)
+    root = root_module.Root.build(settings, manager_factory=StillManager)
     app = create_app(settings, root)
     yield World(webtest.TestApp(app, extra_environ={"REMOTE_ADDR": "127.0.0.1"}), root.store, settings)
     root.stop()

@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from opus.errors import BadRequest, ConfigurationError, Conflict, NotFound
@@ -150,20 +151,20 @@ class JobDefinitionRegistry:
     def _version_path(self, name: str, version: str) -> Path:
         return self.directory / "versions" / name / f"{quote(version, safe='')}.json"
 
-    def versions(self, name: str) -> list[dict]:
+    def versions(self, name: str) -> list[dict[str, Any]]:
         """The kept versions of ``name``, oldest first: [{version, kept}] (kept: when it was archived)."""
         folder = self.directory / "versions" / name
         if not NAME_RE.match(name or "") or not folder.is_dir():
             return []
-        out = []
+        found: list[tuple[float, dict[str, Any]]] = []
         for path in folder.glob("*.json"):
             try:
                 version = json.loads(path.read_text(encoding="utf-8")).get("version")
             except (OSError, ValueError, AttributeError):
                 continue
-            out.append({"version": str(version), "kept": _mtime(path), "_t": path.stat().st_mtime})
-        out.sort(key=lambda v: v.pop("_t"))
-        return out
+            found.append((path.stat().st_mtime, {"version": str(version), "kept": _mtime(path)}))
+        found.sort(key=lambda item: item[0])
+        return [entry for _, entry in found]
 
     def _keep(self, jobdef: JobDefinition) -> None:
         path = self._version_path(jobdef.name, jobdef.version)
@@ -175,7 +176,7 @@ class JobDefinitionRegistry:
         folder = self.directory / "proposals"
         return folder / f"{name}.json", folder / f"{name}.meta.json"
 
-    def propose(self, jobdef: JobDefinition, proposer: str, proposer_key: str | None = None) -> dict:
+    def propose(self, jobdef: JobDefinition, proposer: str, proposer_key: str | None = None) -> dict[str, Any]:
         """Store ``jobdef`` as the pending proposal for its name, replacing the proposer's own earlier
         one; Conflict if someone else's proposal of that name is pending.  Returns its record, with
         the digest an admin validates.  ``proposer_key``: the account (``Identity.owner_key``, never
@@ -209,7 +210,7 @@ class JobDefinitionRegistry:
             raise Conflict(f"version {jobdef.version!r} of {jobdef.name!r} existed before: "
                            "give the new one another version")
 
-    def proposals(self) -> list[dict]:
+    def proposals(self) -> list[dict[str, Any]]:
         """The pending proposals' records: name, version, proposer, proposed (instant) and digest."""
         folder = self.directory / "proposals"
         out = []
@@ -229,12 +230,12 @@ class JobDefinitionRegistry:
             out.append({**meta, "name": name, "digest": _digest(data)})
         return out
 
-    def proposal(self, name: str) -> tuple[JobDefinition, dict]:
+    def proposal(self, name: str) -> tuple[JobDefinition, dict[str, Any]]:
         """The proposed definition ``name`` and its record (with its digest); else NotFound."""
         data, meta = self._proposal_bytes(name)
         return _parse_json(data, self._proposal_paths(name)[0]), {**meta, "digest": _digest(data)}
 
-    def _proposal_bytes(self, name: str) -> tuple[bytes, dict]:
+    def _proposal_bytes(self, name: str) -> tuple[bytes, dict[str, Any]]:
         if not NAME_RE.match(name or ""):
             raise NotFound(f"no proposal named {str(name)[:64]!r}")
         doc, meta_path = self._proposal_paths(name)
@@ -312,7 +313,7 @@ def _mtime(path: Path) -> str:
     return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def _write_json(path: Path, data: dict) -> None:
+def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -323,7 +324,7 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _read_meta(path: Path) -> dict | None:
+def _read_meta(path: Path) -> dict[str, Any] | None:
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -361,7 +362,7 @@ def load_file(path: Path) -> JobDefinition:
         raise ConfigurationError(f"{path}: {exc}") from None
 
 
-def is_proposer(meta: dict, name: str | None, owner_key: str | None) -> bool:
+def is_proposer(meta: dict[str, Any], name: str | None, owner_key: str | None) -> bool:
     """Whether the caller (``name``, ``owner_key``) is the proposer recorded in ``meta``: by account id
     when the proposal has one (a later user of the same name is another account), else by name."""
     if meta.get("proposer_key") is not None:

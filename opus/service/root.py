@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -26,6 +27,8 @@ from opus.storage.userstore import UserStore
 from opus.uws import FINAL, Phase
 
 log = logging.getLogger(__name__)
+#: Builds the manager from the settings and the collaborators it drives (``make_manager`` by default).
+ManagerFactory = Callable[[Settings, JobStore, JobDefinitionRegistry, EntityStore], Manager]
 #: Phase changes that give the dispatcher nothing new to do: no job was queued, none freed a slot.
 _NO_DISPATCH_WORK = frozenset(p.value for p in Phase if p is not Phase.QUEUED and p not in FINAL)
 
@@ -50,7 +53,8 @@ class Root:
     _started_pid: int | None = field(default=None, init=False)
 
     @classmethod
-    def build(cls, settings: Settings) -> Root:
+    def build(cls, settings: Settings, manager_factory: ManagerFactory = make_manager) -> Root:
+        """Everything ``settings`` describe; ``manager_factory`` chooses the manager (tests pass a fake)."""
         engine = create_engine_for(settings.database_url)
         # PostgreSQL may be shared by several hosts: its LISTEN/NOTIFY carries wake-ups between them.
         notifier = PgNotifier(settings.run_dir, engine) if engine.dialect.name == "postgresql" \
@@ -58,7 +62,7 @@ class Root:
         store = JobStore(engine, on_change=notifier.publish)
         registry = JobDefinitionRegistry(settings.JDL_DIR)
         entities = EntityStore(store)
-        manager = make_manager(settings, store, registry, entities)
+        manager = manager_factory(settings, store, registry, entities)
         users = UserStore(engine, settings)
         jobs = JobService(settings, store, registry, manager, notifier, InputResolver(settings, entities),
                           active_jobs=users.active_jobs)
