@@ -107,6 +107,9 @@ class WaiterPool:
                     w.done = now
                     self.sel.unregister(w.sock)
 
+    def client_ports(self) -> set[int]:
+        return {w.sock.getsockname()[1] for w in self.waiters}
+
     def answered(self) -> list[_Waiter]:
         return [w for w in self.waiters if w.first_byte is not None]
 
@@ -119,6 +122,32 @@ class WaiterPool:
             except OSError:
                 pass
         self.sel.close()
+
+
+def held_on_server(server_port: int, client_ports: set[int]) -> int:
+    """How many of these clients' requests a server thread has read and not yet answered.
+
+    From the kernel's socket table (/proc/net/tcp, tcp6): the server's end of each client's connection
+    is ESTABLISHED with an empty receive queue once a worker thread has read the request (gthread
+    reads a request only in the thread that serves it; a request waiting for a free thread stays in
+    the receive queue).  Counting threads instead undercounts: idle pool threads left by earlier
+    steps take waiters without the thread count growing.
+    """
+    held = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    local, remote, state, queues = fields[1], fields[2], fields[3], fields[4]
+                    if state != "01" or int(local.rsplit(":", 1)[1], 16) != server_port:
+                        continue
+                    if int(remote.rsplit(":", 1)[1], 16) in client_ports and int(queues.split(":")[1], 16) == 0:
+                        held += 1
+        except OSError:
+            continue
+    return held
 
 
 def _workers_status(pids: list[int]) -> dict:
@@ -180,27 +209,22 @@ def measure_waiters(bench, n: int, per_kind: int) -> None:
     try:
         t0 = time.perf_counter()
         pool.open()
-        # Held = each WAIT has a server thread of its own: the workers' thread count shows it.
+        # Held = each WAIT's request read by a server thread that has not answered it (see held_on_server).
         deadline = t0 + HOLD_TIMEOUT
-        held, stable_since, last = _workers_status(pids), time.perf_counter(), -1
-        while time.perf_counter() < deadline:
-            # (idle pool threads from earlier steps take some waiters: at most 64 here)
-            if held["threads"] >= before["threads"] + n - 64:
-                break
-            if held["threads"] != last:
-                stable_since, last = time.perf_counter(), held["threads"]
-            elif held["threads"] >= n and time.perf_counter() - stable_since > 1.0:
-                break
+        ports = pool.client_ports()
+        held_n = held_on_server(bench.port, ports)
+        while held_n < n and time.perf_counter() < deadline and not pool.answered():
             time.sleep(0.1)
-            held = _workers_status(pids)
-        time.sleep(0.5)
+            held_n = held_on_server(bench.port, ports)
         held = _workers_status(pids)
         result["all_held_after_s"] = round(time.perf_counter() - t0, 2)
         result["workers_held"] = held
-        if held["threads"] < n:
-            ERRORS.add("waiters not all held", f"{held['threads']} server threads for {n} waiters")
-        log(f"{n} waiters held after {result['all_held_after_s']} s (server threads {before['threads']} -> "
-            f"{held['threads']}); timing other requests meanwhile")
+        result["held_on_server"] = held_n
+        if held_n < n:
+            ERRORS.add("waiters not all held", f"{held_n} of {n} waiting requests read by a server thread "
+                       f"within {HOLD_TIMEOUT:.0f} s ({held['threads']} server threads)")
+        log(f"{held_n} of {n} waiters held after {result['all_held_after_s']} s (server threads "
+            f"{before['threads']} -> {held['threads']}); timing other requests meanwhile")
         result["with_waiters"] = other_requests(bench, others_ids, per_kind)
         result["rss_per_waiter_kb"] = round((held["rss_kb"] - before["rss_kb"]) / n, 1)
         early = pool.answered()
