@@ -10,11 +10,16 @@ import re
 from datetime import datetime, timedelta, timezone
 
 from opus.errors import BadRequest
+
 _ISO = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})"
     r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?"
-    r"(Z|[+-]\d{2}:?\d{2})?$"
+    r"(Z|[+-]\d{2}:?\d{2})?$",
+    re.ASCII,
 )
+#: The largest zone offset, as XML Schema's dateTime allows (-14:00 to +14:00).
+MAX_OFFSET = timedelta(hours=14)
+RANGE = "0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z"
 
 
 def utcnow() -> datetime:
@@ -23,7 +28,9 @@ def utcnow() -> datetime:
 
 
 def parse_instant(text: str, what: str = "date") -> datetime:
-    """Parse an ISO 8601 instant into an aware UTC datetime, or raise BadRequest naming ``what``."""
+    """Parse an ISO 8601 instant into an aware UTC datetime, or raise BadRequest naming ``what``:
+    for a malformed text, an impossible date, a zone offset beyond +-14:00 (or with minutes over 59)
+    and an instant that falls outside years 1 to 9999 once moved to UTC."""
     value = (text or "").strip()
     m = _ISO.match(value)
     if not m:
@@ -36,10 +43,16 @@ def parse_instant(text: str, what: str = "date") -> datetime:
         raise BadRequest(f"{what}: {text!r} is not a valid date ({exc})") from None
     if zone in (None, "Z"):
         return dt.replace(tzinfo=timezone.utc)
-    sign = 1 if zone[0] == "+" else -1
     digits = zone[1:].replace(":", "")
-    offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
-    return (dt - sign * offset).replace(tzinfo=timezone.utc)
+    hours, minutes = int(digits[:2]), int(digits[2:])
+    offset = timedelta(hours=hours, minutes=minutes)
+    if minutes > 59 or offset > MAX_OFFSET:
+        raise BadRequest(f"{what}: {text!r} has the zone offset {zone}: offsets run from -14:00 to +14:00, "
+                         "minutes from 00 to 59")
+    try:
+        return (dt - offset if zone[0] == "+" else dt + offset).replace(tzinfo=timezone.utc)
+    except OverflowError:
+        raise BadRequest(f"{what}: {text!r} is outside the instants this server handles ({RANGE})") from None
 
 
 def format_instant(dt: datetime | None) -> str:

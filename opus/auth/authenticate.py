@@ -3,7 +3,10 @@
 Modes (combinable, settings AUTH_*): HTTP Basic ``name:token``, ``Authorization: Bearer
 <token>``, ``REMOTE_USER`` from a trusted front end, the web client's session cookie (made by
 signing in with a token, ``opus.auth.session``; state-changing requests need its CSRF token), and
-anonymous access.  Wrong credentials are always a 401, never a silent fall-back to anonymous.
+anonymous access.  Wrong credentials are always a 401, never a silent fall-back to anonymous; empty
+Basic credentials (``Basic Og==``, an empty name and token, which some clients send to mean
+"anonymous") are no credentials: anonymous where anonymous access is allowed, else the 401 asking to
+sign in.
 
 The cost of a credential is bounded before anyone is known (issue 11, finding 5):
 - every presented token, right or wrong, for a user who exists or not, and every malformed header or
@@ -36,6 +39,8 @@ from opus.storage.userstore import UserStore
 log = logging.getLogger(__name__)
 CHALLENGE = 'Basic realm="OPUS", charset="UTF-8", Bearer realm="OPUS"'
 WRONG = "wrong user name or token"
+#: ``Authorization: Basic Og==``: an empty user name and token.
+EMPTY_BASIC = base64.b64encode(b":").decode()
 #: owner_id (the display name) is 255 characters; a longer front-end name could not own a job.
 MAX_REMOTE_USER = 255
 
@@ -68,6 +73,8 @@ class Authenticator:
         """The caller of a request, or Unauthorized (401), or TooManyRequests (429)."""
         s = self.settings
         header = environ.get("HTTP_AUTHORIZATION", "")
+        if _empty_basic(header):
+            header = ""  # empty name and token: some clients' way of saying "anonymous" (no hash, no 401)
         if header:
             return self._identity(self._credentials(header, address_key(environ.get("REMOTE_ADDR"))))
         if s.AUTH_REMOTE_USER and environ.get("REMOTE_USER"):
@@ -175,6 +182,12 @@ class Authenticator:
             raise Unauthorized(WRONG)
         self.throttle.succeeded(name_bucket)
         return user
+
+
+def _empty_basic(header: str) -> bool:
+    """``Basic`` with an empty name and token (base64 of ":"): no credentials at all, not wrong ones."""
+    scheme, _, credentials = header.strip().partition(" ")
+    return scheme.lower() == "basic" and credentials.strip() == EMPTY_BASIC
 
 
 def _name_bucket(name: str | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 from collections.abc import Callable
@@ -13,9 +14,10 @@ from bottle import Bottle, HTTPResponse, Route, request
 from opus.auth.authenticate import Authenticator
 from opus.observability import logcontext
 from opus.server import (admin_routes, callback_routes, cors, errors, jdl_routes, limits, metrics, openapi,
-                         prov_routes, routing, store_routes, urls, uws_routes, vosi, web_routes)
+                         pages, prov_routes, routing, store_routes, urls, uws_routes, vosi, web_routes)
 from opus.server.routing import RouteTable, services
-from opus.server.web import as_json, base_url, text, wants_json
+from opus.server.web import (HTML_MEDIA, JSON_MEDIA, TEXT_MEDIA, as_json, base_url, preferred, text,
+                             vary_on_accept)
 from opus.service.root import Root
 from opus.settings import Settings
 
@@ -50,10 +52,14 @@ class IdentityPlugin:
 
 @routes.get("/")
 def index() -> HTTPResponse:
+    """What this server offers: plain text by default (curl), JSON, or an HTML page for a browser."""
     base = base_url(services().settings)
     names = services().registry.names()
-    if wants_json():
+    kind = preferred(TEXT_MEDIA, JSON_MEDIA, HTML_MEDIA)
+    if kind == 1:
         return as_json({"jobDefinitions": [{"name": n, "href": urls.job_list(base, n)} for n in names]})
+    if kind == 2:
+        return HTTPResponse(_index_html(base, names).encode("utf-8"), headers=pages.PAGE_HEADERS)
     lines = ["OPUS: an IVOA UWS 1.1 job server", "", "Job lists:"]
     lines += [f"  {urls.job_list(base, n)}" for n in names]
     lines += ["", f"VOSI: {base}/capabilities  {base}/availability", f"Job definitions: {urls.jdl_list(base)}",
@@ -61,6 +67,22 @@ def index() -> HTTPResponse:
               f"API description: {base}/openapi.json"]
     lines += [f"Web client: {urls.web(base)}"]
     return text("\n".join(lines) + "\n")
+
+
+def _index_html(base: str, names: list[str]) -> str:
+    """The index for a browser: the web client first, then the same links as the text."""
+    def link(url: str, label: str | None = None) -> str:
+        return f'<a href="{html.escape(url)}">{html.escape(label or url)}</a>'
+
+    lists = "".join(f"<li>{link(urls.job_list(base, n), n)}</li>" for n in names)
+    return ('<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1"><title>OPUS</title></head>'
+            "<body><h1>OPUS: an IVOA UWS 1.1 job server</h1>"
+            f"<p>{link(urls.web(base), 'Open the web client')}</p>"
+            f"<h2>Job lists (UWS)</h2><ul>{lists}</ul><h2>More</h2><ul>"
+            f"<li>VOSI: {link(base + '/capabilities')}, {link(base + '/availability')}</li>"
+            f"<li>Job definitions: {link(urls.jdl_list(base))}</li>"
+            f"<li>API description: {link(base + '/openapi.json')}</li></ul></body></html>\n")
 
 
 def configure_logging(settings: Settings) -> None:
@@ -101,6 +123,8 @@ def create_app(settings: Settings, services: Root | None = None, start: bool = T
     # Before identity: a body over its route's ceiling costs no credential check and is not read.
     app.install(limits.BodyLimitPlugin(settings))
     app.install(IdentityPlugin(root.auth))
+    # Before cors: after_request hooks run last-added first, so this one adds Accept to its Vary.
+    app.add_hook("after_request", vary_on_accept)
     cors.install(app, settings)
     if start:
         root.start()

@@ -29,8 +29,9 @@ def _service_paths() -> Doc:
     """The index and this document."""
     return {
         "/": {"get": op("index", "What this server offers", "Service", {
-            **ok("The job lists (JSON with `Accept: application/json`)", {
+            **ok("The job lists (JSON with `Accept: application/json`, HTML for `Accept: text/html`)", {
                 TEXT: {"schema": STRING},
+                "text/html": {"schema": STRING},
                 JSON: {"schema": obj({"jobDefinitions": array(obj({"name": STRING, "href": STRING}))})}}),
             **errors(401)})},
         "/openapi.json": {"get": op("openapi", "This document", "Service", ok(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-from bottle import HTTPError, HTTPResponse, request
+from bottle import HTTPError, HTTPResponse, request, response
 
 from opus.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthorized
 from opus.service.submission import Upload
@@ -42,9 +43,87 @@ def base_url(settings: Settings) -> str:
     return hosts.request_base_url(settings, request.environ)
 
 
-def wants_json() -> bool:
-    accept = request.environ.get("HTTP_ACCEPT", "")
-    return "application/json" in accept and "xml" not in accept.split("application/json")[0]
+# ---- content negotiation (RFC 9110 §12.5.1) ------------------------------------------------------
+#: The media types that ask for each representation a route may send.
+XML_MEDIA = ("application/xml", "text/xml")
+JSON_MEDIA = ("application/json",)
+TEXT_MEDIA = ("text/plain",)
+HTML_MEDIA = ("text/html", "application/xhtml+xml")
+#: Set in the environ by ``negotiate``: the response varies with Accept (``vary_on_accept``).
+NEGOTIATED = "opus.negotiated"
+_QVALUE = re.compile(r"(?:0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)\Z")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+\Z")
+#: Media ranges read from one Accept header at most (a longer header costs no more).
+MAX_RANGES = 64
+
+
+def accept_ranges(header: str) -> list[tuple[str, str, float]]:
+    """The (type, subtype, q) of each media range of an Accept header, lower-cased; a range or q-value
+    that is malformed is skipped (a client's typo must not cost it every other range)."""
+    ranges = []
+    for item in header.split(",")[:MAX_RANGES]:
+        media, *params = item.split(";")
+        kind, slash, sub = media.strip().lower().partition("/")
+        if not slash or not _TOKEN.match(kind) or not _TOKEN.match(sub) or (kind == "*" and sub != "*"):
+            continue
+        q: float | None = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                q = float(value.strip()) if _QVALUE.match(value.strip()) else None
+                break  # what follows q are accept-extensions, not media type parameters
+        if q is not None:
+            ranges.append((kind, sub, q))
+    return ranges
+
+
+def quality(ranges: list[tuple[str, str, float]], media: str) -> float:
+    """The q-value ``ranges`` give ``media``: that of the most specific matching range (the highest of
+    equally specific ones), 0 when none matches."""
+    kind, _, sub = media.partition("/")
+    best, q_best = -1, 0.0
+    for r_kind, r_sub, q in ranges:
+        specificity = 2 if (r_kind, r_sub) == (kind, sub) else 1 if (r_kind, r_sub) == (kind, "*") \
+            else 0 if r_kind == "*" else -1
+        if specificity > best or (specificity == best and q > q_best):
+            best, q_best = specificity, q
+    return q_best if best >= 0 else 0.0
+
+
+def negotiate(*offers: tuple[str, ...]) -> int | None:
+    """The index of the representation this request's Accept prefers among ``offers`` (each the media
+    types that ask for it, the server's preference first): the highest q-value, ties to the earlier
+    offer; 0 without an Accept header (or with none that can be read); None when the header refuses
+    every offer.  The response is marked to carry ``Vary: Accept``."""
+    request.environ[NEGOTIATED] = True
+    ranges = accept_ranges(request.environ.get("HTTP_ACCEPT", ""))
+    if not ranges:
+        return 0
+    scores = [max(quality(ranges, media) for media in offer) for offer in offers]
+    best = max(scores)
+    return scores.index(best) if best > 0 else None
+
+
+def preferred(*offers: tuple[str, ...]) -> int:
+    """``negotiate``, with the first offer when the client accepts none of them: UWS resources answer
+    XML whatever the client says (UWS-09), and HTTP allows a default in place of 406."""
+    return negotiate(*offers) or 0
+
+
+def wants_json(alternative: tuple[str, ...] = XML_MEDIA) -> bool:
+    """Whether this request prefers JSON to ``alternative`` (UWS XML by default; plain text for
+    errors), the alternative winning ties and refusals."""
+    return preferred(alternative, JSON_MEDIA) == 1
+
+
+def vary_on_accept() -> None:
+    """An after_request hook: a response whose representation was negotiated says so
+    (``Vary: Accept``, added to any Vary already set, e.g. Origin by opus.server.cors)."""
+    if not request.environ.get(NEGOTIATED):
+        return
+    present = [v.strip() for v in response.headers.get("Vary", "").split(",") if v.strip()]
+    if "accept" not in (v.lower() for v in present) and "*" not in present:
+        response.set_header("Vary", ", ".join([*present, "Accept"]))
 
 
 def query_items() -> list[tuple[str, str]]:
