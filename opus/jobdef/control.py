@@ -16,7 +16,8 @@ _SLURM_HELP = {
     "nodes": ("int", "Number of nodes"),
     "ntasks": ("int", "Number of tasks"),
     "cpus_per_task": ("int", "CPUs per task"),
-    "mem": ("string", "Memory per node, e.g. 500M or 4G"),
+    "ntasks_per_node": ("int", "Tasks per node"),
+    "mem": ("string", "Memory per node, e.g. 500M, 4G or 1gb"),
 }
 
 
