@@ -12,6 +12,17 @@
 # callback secret.  Default: the `var/` directory of the source tree.
 DATA_DIR = "/var/lib/opus"
 
+# The OS user the server runs as (gunicorn, mod_wsgi's daemon process, `opus serve`).  `opus init`,
+# run as root (it creates the job user), makes DATA_DIR, its jobs/ directory, the SQLite database
+# and the secret this user's, so that the server can write them.  None: the user running
+# `opus init`; as root, `opus init` then refuses until you name one (here, or `opus init --user NAME`;
+# "root" if the server really runs as root).
+SERVICE_USER = None
+
+# /availability answers "not available" when DATA_DIR's file system has less free space than this
+# (bytes), or no free inode left: jobs, uploads and results would fail.  0: not checked.
+DATA_DIR_MIN_FREE = 512 * 1024 * 1024
+
 # SQLAlchemy database URL.  None: SQLite at DATA_DIR/opus.sqlite (the embedded default).
 # Production: PostgreSQL through psycopg2, e.g.
 #   DATABASE_URL = "postgresql+psycopg2://opus:secret@dbhost:5432/opus"
@@ -212,7 +223,8 @@ CORS_ORIGINS = ()
 # disabling the user) ends all the user's sessions at once.
 SESSION_LIFETIME = 8 * 3600
 
-# Where `npm ci` (scripts/setup.sh) installed Bootstrap and CodeMirror, served at /web/lib/.
+# Where the web client's npm libraries are, served at /web/lib/ (default: the installed package's
+# opus/web/lib, else the checkout's node_modules/, where `npm ci` in scripts/setup.sh puts them).
 # WEB_LIBRARIES_DIR = "/opt/opus/node_modules"
 
 # ---- Logging and metrics ------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import pwd
 import secrets
 import signal
 import subprocess
@@ -84,6 +85,8 @@ class Server:
             "MAINTENANCE_INTERVAL = 0",
             f"CALLBACK_URL = {self.url!r}",
             'LOG_LEVEL = "WARNING"',
+            # The benchmarked server runs as whoever runs the bench (opus init refuses root without it).
+            f"SERVICE_USER = {pwd.getpwuid(os.geteuid()).pw_name!r}",
         ]
         self.settings_file.write_text("\n".join(lines) + "\n")
 

@@ -16,6 +16,7 @@ import argparse
 import http.client
 import json
 import os
+import pwd
 import secrets
 import signal
 import socket
@@ -114,7 +115,7 @@ def main(argv=None) -> int:
     settings_file = work / "settings.py"
     db = f"sqlite:///{work / 'opus.sqlite'}" if args.database == "sqlite" else args.database
     settings_file.write_text(f"DATA_DIR = {str(work / 'var')!r}\nDATABASE_URL = {db!r}\nMAINTENANCE_INTERVAL = 0\n"
-                             "LOG_LEVEL = 'WARNING'\n")
+                             f"LOG_LEVEL = 'WARNING'\nSERVICE_USER = {pwd.getpwuid(os.geteuid()).pw_name!r}\n")
     env = dict(os.environ, OPUS_SETTINGS=str(settings_file))
     subprocess.run([str(BIN / "opus"), "init"], env=env, check=True, capture_output=True)
     t0 = time.monotonic()

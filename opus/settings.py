@@ -32,6 +32,13 @@ class Settings:
 
     # Where OPUS keeps its state: the SQLite database (by default), job directories, secrets.
     DATA_DIR: str = str(REPO_ROOT / "var")
+    # The OS user the server runs as (gunicorn, mod_wsgi's daemon, `opus serve`): `opus init` makes
+    # what it creates in DATA_DIR this user's.  None: the user running `opus init`, which then refuses
+    # to run as root (give `opus init --user NAME`, or "root" if the server runs as root).
+    SERVICE_USER: str | None = None
+    # /availability says the service is not available when DATA_DIR's file system has less free
+    # space than this (bytes), or no free inode: jobs, uploads and results would fail.  0: not checked.
+    DATA_DIR_MIN_FREE: int = 512 * 1024 * 1024
     # SQLAlchemy database URL; None means SQLite at DATA_DIR/opus.sqlite.
     DATABASE_URL: str | None = None
     # Directory holding one job definition per file (<name>.json).
@@ -159,7 +166,8 @@ class Settings:
     CORS_ORIGINS: tuple[str, ...] = ()
     # Seconds a web session (signing in with a token) lasts; a new token for the user ends it early.
     SESSION_LIFETIME: int = 8 * 3600
-    # Where `npm ci` installed the front-end libraries (Bootstrap, CodeMirror) that the pages use.
+    # Where the web client's npm libraries are (default: the installed package's opus/web/lib, else
+    # the checkout's node_modules/, where `npm ci` puts them).
     WEB_LIBRARIES_DIR: str = str(REPO_ROOT / "node_modules")
 
     # ---- SLURM manager ---------------------------------------------------------------------
@@ -257,7 +265,7 @@ def _validated(s: Settings) -> Settings:
     if s.SLURM_RECONCILE_MINUTES <= 0:
         raise ConfigurationError("SLURM_RECONCILE_MINUTES must be > 0")
     for name in ("MAX_WAIT", "DESTRUCTION_INTERVAL", "MAX_EXECUTION_DURATION", "MAINTENANCE_INTERVAL",
-                 "MAX_RUNNING_JOBS", "DEFAULT_EXECUTION_DURATION"):
+                 "MAX_RUNNING_JOBS", "DEFAULT_EXECUTION_DURATION", "DATA_DIR_MIN_FREE"):
         if getattr(s, name) < 0:
             raise ConfigurationError(f"{name} must be >= 0")
     for origin in s.CORS_ORIGINS:

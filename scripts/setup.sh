@@ -7,10 +7,12 @@
 #   both install bubblewrap and, as root, create the job user (opus-job): the job sandbox
 #   scripts/setup.sh --test    same with the [test,science] extras, plus the system
 #                              packages the tests need (PostgreSQL server,
-#                              openssh-server, chromium; SLURM: scripts/slurm-cluster.sh)
-#   both also run `npm ci`: the web client's Bootstrap and CodeMirror (node_modules/)
+#                              openssh-server, chromium, apache2 with mod_wsgi;
+#                              SLURM: scripts/slurm-cluster.sh)
+#   both also run `npm ci`: the web client's libraries of package-lock.json (node_modules/)
 #
-# Works from any cwd.  Output is quiet; on failure the tail of the failing
+# Works from any cwd.  Output is short: one line per step, and during the long
+# installs (pip, apt-get) one line per package; on failure the tail of the failing
 # command's log is printed.  A stamp file in .venv makes re-runs fast when
 # pyproject.toml/setup.py have not changed; OPUS_SETUP_FORCE=1 forces a
 # full re-install.
@@ -21,7 +23,7 @@ for arg in "$@"; do
     case "$arg" in
         --test) WITH_TEST=1 ;;
         -h|--help)
-            sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
             exit 0 ;;
         *) echo "setup.sh: unknown argument: $arg (usage: scripts/setup.sh [--test])" >&2; exit 2 ;;
     esac
@@ -54,6 +56,55 @@ run_quiet() {
     rm -f "$out"
 }
 
+# >>> progress (tests/test_first_run.py reads this block)
+# progress_lines: the lines of pip's and apt-get's output that say how far they are, one short
+# line each on stderr, so that a first install of several minutes is not minutes of silence.
+progress_lines() {
+    # bash, not awk: Debian's mawk reads a pipe in blocks and would hold the lines back.
+    local line n=0 re_collect='^Collecting ([^ ]+)' re_local='^Processing ([^ ]+)' re_size='^ *Downloading .*\(([^)]*)\)$'
+    while IFS= read -r line; do
+        if [[ $line =~ $re_collect ]]; then
+            n=$((n + 1)); echo "setup:   pip: [$n] ${BASH_REMATCH[1]}"
+        elif [[ $line =~ $re_local ]]; then  # from a local index or wheel directory
+            n=$((n + 1)); echo "setup:   pip: [$n] ${BASH_REMATCH[1]##*/}"
+        elif [[ $line == *Downloading*.metadata* ]]; then
+            :
+        elif [[ $line =~ $re_size ]]; then
+            echo "setup:   pip:     downloading ${BASH_REMATCH[1]}"
+        elif [[ $line == "Building wheels for "* ]]; then
+            echo "setup:   pip: building ${line#*: }"
+        elif [[ $line == "Installing collected packages:"* ]]; then
+            local names="${line#*: }"; names="${names//,/}"; set -- $names
+            echo "setup:   pip: installing $# packages (can take a minute)"
+        elif [[ $line == "Successfully installed "* ]]; then
+            echo "setup:   pip: done"
+        elif [[ $line == "Setting up "* ]]; then
+            set -- $line; echo "setup:   apt: ${3:-}"
+        fi
+    done >&2
+}
+
+# run_progress DESCRIPTION CMD...: run_quiet, showing the progress lines as the command runs.
+run_progress() {
+    local what="$1"; shift
+    local out rc
+    out="$(mktemp "${TMPDIR:-/tmp}/opus-setup.XXXXXX")"
+    set +e
+    "$@" </dev/null 2>&1 | tee "$out" | progress_lines
+    rc="${PIPESTATUS[0]}"
+    set -e
+    if [ "$rc" -ne 0 ]; then
+        echo "setup: ERROR: $what failed (exit $rc): $*" >&2
+        echo "---- last 40 lines of output ----" >&2
+        tail -n 40 "$out" >&2
+        echo "---------------------------------" >&2
+        rm -f "$out"
+        exit "$rc"
+    fi
+    rm -f "$out"
+}
+# <<< progress
+
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then
         "$@"
@@ -74,7 +125,7 @@ apt_install() {
         APT_UPDATED=1
     fi
     log "apt-get install $*"
-    run_quiet "apt-get install $*" as_root apt-get install -y -q --no-install-recommends "$@"
+    run_progress "apt-get install $*" as_root apt-get install -y -q --no-install-recommends "$@"
 }
 
 # ---------------------------------------------------------------- python
@@ -138,6 +189,14 @@ if [ "$WITH_TEST" -eq 1 ]; then
     if ! command -v chromium >/dev/null 2>&1; then
         apt_install chromium
     fi
+    # The README's curl walkthrough is run by tests/test_docs_commands.py.
+    if ! command -v curl >/dev/null 2>&1; then
+        apt_install curl
+    fi
+    # docs/deployment.md's Apache mod_wsgi set-up is run by tests/test_packaging.py.
+    if [ ! -x /usr/sbin/apache2 ] || [ ! -f /usr/lib/apache2/modules/mod_wsgi.so ]; then
+        apt_install apache2 libapache2-mod-wsgi-py3
+    fi
 fi
 
 # ---------------------------------------------------------------- web client libraries
@@ -196,9 +255,9 @@ up_to_date() {
 if up_to_date; then
     log "venv up to date ($TARGET)"
 else
-    log "pip install -e '$TARGET'"
+    log "pip install -e '$TARGET' (the first time: several minutes, one line per package)"
     rm -f "$STAMP"
-    run_quiet "pip install -e '$TARGET'" "$VENV/bin/python" -m pip install -q -e "$TARGET"
+    run_progress "pip install -e '$TARGET'" "$VENV/bin/python" -m pip install --progress-bar off -e "$TARGET"
     installed_ok || die "pip install finished but opus-uws (or its extras) is not importable in $VENV"
     echo "$KEY" >"$STAMP"
 fi

@@ -28,6 +28,7 @@ from typing import Any
 from opus.errors import OpusError
 from opus.managers.base import Manager
 from opus.storage.jobfiles import JobFiles
+from opus.storage.outage import is_outage
 from opus.uws import Phase
 
 
@@ -141,7 +142,8 @@ class FakeManager(Manager):
         for run, _thread in runs:
             run.stop.set()
         for _run, thread in runs:
-            thread.join(5)
+            if thread.ident is not None:  # registered by _launch, maybe not started yet
+                thread.join(5)
         if self._thread is not None:
             self._thread.join(5)  # no turn of the loop after the server's engine is gone
             self._thread = None
@@ -170,12 +172,19 @@ class FakeManager(Manager):
         while not self._stopping.is_set():
             self._wake.wait(0.2)
             self._wake.clear()
-            free = self.settings.max_running_jobs - len(self.store.running())
-            if free <= 0:
-                continue
-            for job_id in self.store.claimable(free):
-                if self.store.claim(job_id, f"fake:{job_id}"):
-                    self._launch(job_id)
+            try:
+                self._turn()
+            except Exception as exc:  # as the real dispatcher: a database outage skips a turn
+                if not is_outage(exc):
+                    raise
+
+    def _turn(self) -> None:
+        free = self.settings.max_running_jobs - len(self.store.running())
+        if free <= 0:
+            return
+        for job_id in self.store.claimable(free):
+            if self.store.claim(job_id, f"fake:{job_id}"):
+                self._launch(job_id)
 
     def _launch(self, job_id: str) -> None:
         job = self.store.get(job_id)

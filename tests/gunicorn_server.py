@@ -23,7 +23,7 @@ from pathlib import Path
 
 import requests
 
-from helpers import wait_for, wait_phase
+from helpers import ME, wait_for, wait_phase
 from opus.settings import REPO_ROOT
 BIN = Path(sys.executable).parent
 
@@ -121,7 +121,7 @@ class GunicornServer:
         self.log_file = self.tmp_path / "gunicorn.log"
         self.proc: subprocess.Popen | None = None
         values = dict(DATA_DIR=str(self.data_dir), DATABASE_URL=database_url, CALLBACK_URL=self.url,
-                      MAINTENANCE_INTERVAL=0, KILL_GRACE=0.5, LOG_LEVEL="INFO")
+                      MAINTENANCE_INTERVAL=0, KILL_GRACE=0.5, LOG_LEVEL="INFO", SERVICE_USER=ME)
         values.update(settings)
         self.settings = values
         self.settings_file.write_text("".join(f"{k} = {v!r}\n" for k, v in values.items()))

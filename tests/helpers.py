@@ -8,6 +8,8 @@ request can block on (a process gone, a file written by a job, a log line) is po
 
 from __future__ import annotations
 
+import os
+import pwd
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -72,3 +74,8 @@ def wait_phase(http: Any, job_url: str, phases: Iterable[str] | str = FINAL, tim
 def wait_final(http: Any, job_url: str, timeout: float = 30) -> str:
     """Block until the job is COMPLETED, ERROR or ABORTED; that phase."""
     return wait_phase(http, job_url, FINAL, timeout)
+
+
+#: The user these tests run as: the SERVICE_USER of servers they start with `opus init` (which, run as
+#: root, must be told who will own DATA_DIR).
+ME = pwd.getpwuid(os.geteuid()).pw_name

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from conftest import ApiServer, make_settings
+from helpers import ME
 from opus.storage.userstore import UserStore
 from opus.auth.admin import UserAdmin
 from opus.auth.identity import server_secret
@@ -162,7 +163,7 @@ def test_anonymous_jobs_are_not_shared_with_users(tmp_path):
 
 def test_init_creates_the_first_admin_once(tmp_path):
     settings_file = tmp_path / "s.py"
-    settings_file.write_text(f"DATA_DIR = {str(tmp_path / 'd')!r}\n")
+    settings_file.write_text(f"DATA_DIR = {str(tmp_path / 'd')!r}\nSERVICE_USER = {ME!r}\n")
     run = lambda *a: subprocess.run([sys.executable, "-m", "opus.cli", "--settings", str(settings_file), *a],  # noqa: E731
                                     capture_output=True, text=True, timeout=60)
     first = run("init")

@@ -237,7 +237,8 @@ def run_edges(server: FuzzServer, doc: dict) -> None:
             if "{name}" in path and path.startswith("/admin"):
                 server.admin.add(user)
             valid = {"jobname": jobname, "job_id": job_id, "name": "text" if "/rest/" in path else user,
-                     "result_id": "output", "entity_id": server.entity_ids()[0], "file_name": "output.txt"}
+                     "result_id": "output", "entity_id": server.entity_ids()[0], "file_name": "output.txt",
+                     "kind": "json"}  # the original OPUS's .../provjson (opus.server.compat_routes)
             if path == "/jdl/{name}":
                 valid["name"] = "dummy"
             for p in params:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import subprocess
 import sys
 from datetime import timedelta
@@ -123,7 +125,9 @@ def test_a_claimed_but_unlaunched_job_is_requeued(live):
 def test_cli_init_check_and_maintenance(tmp_path):
     settings_file = tmp_path / "settings.py"
     data = tmp_path / "data"
-    settings_file.write_text(f"DATA_DIR = {str(data)!r}\n")
+    # SERVICE_USER: the tests run as root, and `opus init` as root must be told who the server runs as.
+    settings_file.write_text(f"DATA_DIR = {str(data)!r}\nSERVICE_USER = {pwd.getpwuid(os.geteuid()).pw_name!r}\n")
+    settings_file.chmod(0o600)
     env_run = lambda *args: subprocess.run([*OPUS, "--settings", str(settings_file), *args],  # noqa: E731
                                            capture_output=True, text=True, timeout=60)
     r = env_run("init")

@@ -277,7 +277,7 @@ def test_nobody_sees_someone_elses_jobs_or_entities(srv, chain):
     ({"ID": "0123456789abcdef", "DIRECTION": "UP"}, "BACK, FORTH"),
     ({"ID": "0123456789abcdef", "MODEL": "PROV"}, "IVOA, W3C"),
     ({"ID": "0123456789abcdef", "AGENTS": "maybe"}, "true or false"),
-    ({"ID": "0123456789abcdef", "DESCRIPTIONS": "2"}, "true or false"),
+    ({"ID": "0123456789abcdef", "DESCRIPTIONS": "3"}, "true or false"),
     ({"ID": "0123456789abcdef", "CONFIGURATION": "x"}, "true or false"),
     ({"ID": "0123456789abcdef", "RESPONSEFORMAT": "pdf"}, "PROV-VOTABLE (votable)"),
     ({"ID": "../etc/passwd"}, "16 hexadecimal digits"),

@@ -36,6 +36,7 @@ from helpers import wait_final
 
 from opus.auth.identity import job_token, server_secret
 from opus.auth.admin import UserAdmin
+from opus.server import compat_routes
 JOB = "/rest/<jobname>/<job_id>"
 ROLES = ("alice", "bob", "anonymous", "root", "wrong")
 
@@ -127,6 +128,14 @@ ROWS = [
     Row("GET", JOB + "/results/<result_id>", "job", "{job}/results/nosuch", ok=404),
     Row("GET", JOB + "/stdout", "job", "{job}/stdout"),
     Row("GET", JOB + "/stderr", "job", "{job}/stderr", job="error", has_secret=True),
+    Row("GET", JOB + "/progress", "job", "{job}/progress"),
+    # ---- the original OPUS's URLs (opus.server.compat_routes): the same rules as what replaces them ------
+    Row("GET", JOB + "/prov<kind:re:json|xml|svg>", "job", "{job}/provjson", ok=301),
+    Row("POST", JOB + "/parameters/<name>", "job", "{job}/parameters/text", ok=303, job="pending", fresh=True,
+        data={"VALUE": "changed"}),
+    Row("POST", JOB + "/parameters/<name>", "job", "{job}/parameters/text", ok=403, data={"VALUE": "changed"}),
+    Row("GET", "/jdl/<name>/json", "signed_in", "/jdl/dummy/json"),
+    Row("GET", "/jdl/<name>/script", "signed_in", "/jdl/dummy/script"),
     # ---- the result store: an entity follows its job's owner ---------------------------------------------
     Row("GET", "/store", "job", "/store", params={"ID": "{entity}"}, has_secret=True),
     Row("GET", "/store/<entity_id:re:[0-9a-f]{16}>", "job", "/store/{entity}"),
@@ -164,6 +173,15 @@ ROWS = [
     Row("GET", "/web/static/<path:path>", "public", "/web/static/uws.js"),
     Row("GET", "/web/lib/<path:path>", "public", "/web/lib/bootstrap/dist/css/bootstrap.min.css"),
 ]
+# The original client's pages: redirects to the web client's pages, which apply their own rules.
+_EXAMPLE = {"<jobname>": "dummy", "<job_id>": "0123456789abcdef", "<jobname:path>": "dummy"}
+for _prefix in compat_routes.CLIENT_PREFIXES:
+    for _rule in [r for r, _ in compat_routes.PAGES] + ["/job_definition/<jobname:path>"] \
+            + (["", "/"] if _prefix else []):
+        _path = _prefix + _rule
+        for _name, _value in _EXAMPLE.items():
+            _path = _path.replace(_name, _value)
+        ROWS.append(Row("GET", _prefix + _rule, "signed_in", _path, ok=301))
 
 CHANGES = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -234,8 +252,10 @@ class World:
 def make_world(tmp_path: Path, allow_anonymous: bool, owner: str) -> World:
     jdl = tmp_path / "jdl"
     shutil.copytree(REPO_ROOT / "jdl", jdl)
+    # Every row is tried with a wrong token: no sign-in throttling here (tests/test_trust_limits.py has it).
     server = LiveServer(make_settings(tmp_path, ALLOW_ANONYMOUS=allow_anonymous, MAX_RUNNING_JOBS=4,
-                                      JDL_DIR=str(jdl)))
+                                      JDL_DIR=str(jdl), SIGNIN_MAX_FAILURES_PER_ADDRESS=0,
+                                      SIGNIN_MAX_FAILURES_PER_NAME=0))
     # Create the server secret before any thread needs it: its first creation is not thread-safe
     # (see test_security_inputs.py::test_the_server_secret_is_created_safely_by_concurrent_threads).
     server_secret(server.settings)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import LiveServer, make_settings
-from helpers import wait_final, wait_for
+from helpers import ME, wait_final, wait_for
 from lxml import etree
 
 from opus import listen
@@ -272,7 +272,7 @@ def _opus(*args, env=None, **kw):
 
 def _settings_file(tmp_path: Path, **values) -> Path:
     values = dict(DATA_DIR=str(tmp_path / "var"), MAINTENANCE_INTERVAL=0, KILL_GRACE=0.5,
-                  CALLBACK_RETRY_SECONDS=20, **values)
+                  CALLBACK_RETRY_SECONDS=20, SERVICE_USER=ME, **values)
     path = tmp_path / "settings.py"
     path.write_text("".join(f"{k} = {v!r}\n" for k, v in values.items()))
     return path

@@ -204,7 +204,6 @@ def test_create_and_run_then_completed_live_with_preview_and_provenance(world, p
     page.goto(f"{world.url}/web/new/dummy")
     page.wait_for_selector("#job-form[data-ready]")
     shoot(page, "form")
-    page.click("#toggle-optional")
     page.fill('[data-field="text"] input', "Hello from the browser")
     page.click("#control-block summary")
     page.fill('[data-field="RUNID"] input', "e2e-run")
@@ -216,9 +215,9 @@ def test_create_and_run_then_completed_live_with_preview_and_provenance(world, p
     assert "e2e-run" in page.locator("#job-properties").inner_text()
     page.click('[data-result="output"] .preview-button')
     assert page.locator("#preview-body pre").inner_text().strip() == "Hello from the browser"
-    graph = page.locator("#provenance-graph")
-    graph.wait_for()
-    assert page.evaluate("document.getElementById('provenance-graph').naturalWidth") > 100
+    graph = page.locator("#provenance-graph")  # Graphviz's drawing, in the closed "Drawing for print" section
+    graph.wait_for(state="attached")
+    page.wait_for_function("() => document.getElementById('provenance-graph').naturalWidth > 100")
     links = page.locator("#provenance-links a")
     hrefs = [links.nth(i).get_attribute("href") for i in range(links.count())]
     for fmt in ("svg", "png", "json", "xml", "provn", "votable"):
@@ -238,7 +237,6 @@ def test_create_and_run_then_completed_live_with_preview_and_provenance(world, p
 def test_abort_a_sleeping_job(world, page):
     page.goto(f"{world.url}/web/new/sleep")
     page.wait_for_selector("#job-form[data-ready]")
-    page.click("#toggle-optional")
     page.fill('[data-field="seconds"] input', "60")
     page.click("#create-run")
     page.wait_for_selector('#job-phase[data-phase="EXECUTING"]')
@@ -251,7 +249,6 @@ def test_server_errors_are_shown_next_to_their_field(world, page):
     page.goto(f"{world.url}/web/new/sleep")
     page.wait_for_selector("#job-form[data-ready]")
     page.context.watch.allowed = re.compile(r"status of 400")
-    page.click("#toggle-optional")
     page.fill('[data-field="seconds"] input', "999999")
     page.click("#create")
     field = page.locator('[data-field="seconds"]')
@@ -437,7 +434,6 @@ def test_upload_an_input_and_preview_a_fits_result_through_its_png(world, page):
     page.wait_for_selector("#job-form[data-ready]")
     page.set_input_files('[data-field="events"] input[type=file]', files=[
         {"name": "events.fits", "mimeType": "application/fits", "buffer": synthetic_events(n=500)}])
-    page.click("#toggle-optional")
     for name, value in (("RA", RA0), ("Dec", DEC0), ("nxpix", 40), ("nypix", 40), ("binsz", 0.05)):
         page.fill(f'[data-field="{name}"] input', str(value))
     page.click("#create-run")

@@ -6,6 +6,8 @@ keeps what it owned under its id, which no later user gets: a name re-created is
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from opus.errors import BadRequest, Forbidden, NotFound
 from opus.storage.userstore import UserExists, UserStore
 from opus.timeutil import utcnow
@@ -16,8 +18,22 @@ UNCHANGED = ...
 
 
 class UserAdmin:
-    def __init__(self, users: UserStore) -> None:
+    """``known(name)``: whether a job definition of that name exists; given, granting (or allowing
+    at creation) a definition that does not is refused with 400 (revoking one never is)."""
+
+    def __init__(self, users: UserStore, known: Callable[[str], bool] | None = None) -> None:
         self.users = users
+        self.known = known
+
+    def _granted(self, value: object, already: frozenset[str] | set[str] = frozenset()) -> set[str]:
+        """Job definition names to allow, each known when ``known`` was given (except those ``already``
+        allowed: a list saved again may keep the name of a definition removed since)."""
+        names = parse_jobdefs(value)
+        unknown = sorted(n for n in names - set(already) - {"*"} if self.known is not None and not self.known(n))
+        if unknown:
+            raise BadRequest(f"no job definition named {', '.join(repr(n) for n in unknown)}: "
+                             "`opus jdl list` (or GET /jdl) shows those that exist")
+        return names
 
     def add(self, name: str, admin: bool = False, jobdefs: object = "*",
             max_active_jobs: object = None) -> tuple[User, str]:
@@ -25,7 +41,7 @@ class UserAdmin:
         check_user_name(name)
         token, token_id, token_hash = new_token(self.users.token_key)
         user = User(name=name, is_admin=bool(admin), enabled=True, max_active_jobs=_limit(max_active_jobs),
-                    jobdefs=parse_jobdefs(jobdefs) or {"*"}, token_id=token_id, token_hash=token_hash,
+                    jobdefs=self._granted(jobdefs) or {"*"}, token_id=token_id, token_hash=token_hash,
                     created=utcnow())
         try:
             self.users.add(user)
@@ -57,9 +73,9 @@ class UserAdmin:
             raise Forbidden(f"{name!r} is the last enabled admin: make another admin first")
         allowed = set(user.jobdefs)
         if jobdefs is not None:
-            allowed = parse_jobdefs(jobdefs)
+            allowed = self._granted(jobdefs, user.jobdefs)
         if grant:
-            allowed |= parse_jobdefs(grant)
+            allowed |= self._granted(grant)
         if revoke:
             allowed -= parse_jobdefs(revoke)
         if allowed != user.jobdefs:

@@ -5,23 +5,23 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import subprocess
 import sys
 from collections.abc import Callable
+from importlib import metadata
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from opus import listen
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from opus import __version__, listen
 from opus.auth.admin import UNCHANGED, UserAdmin
-from opus.auth.identity import server_secret
+from opus.cli import check as check_cli
+from opus.cli import init as init_cli
 from opus.cli import jdl as jdl_cli
 from opus.errors import ConfigurationError, OpusError
 from opus.jobdef import JobDefinitionRegistry
-from opus.managers import sandbox
 from opus.observability import logcontext
-from opus.server import create_app
-from opus.service.root import Root
 from opus.settings import Settings, load_settings
 from opus.storage import create_engine_for, upgrade_schema
 from opus.storage.userstore import UserStore
@@ -35,7 +35,10 @@ class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base class's name)
         logging.getLogger("opus.access").info("%s %s", self.address_string(), format % args)
 
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from opus.server import create_app  # here: the other commands (and --version) need no web application
+
     upgrade_schema(create_engine_for(settings.database_url))
     # No app yet: it is made once the port is bound (set_app below), before anything is served.
     httpd = make_server(args.host, args.port, None,  # type: ignore[call-overload]
@@ -44,7 +47,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     # call back without CALLBACK_URL/BASE_URL, and the Host names allowed by default.
     settings = listen.with_listen_address(settings, args.host, httpd.server_port)
     httpd.set_app(create_app(settings))
-    print(f"OPUS serving on http://{args.host}:{httpd.server_port}/ (database {settings.database_url}; "
+    print(f"OPUS serving on http://{args.host}:{httpd.server_port}/ (database {_shown(settings.database_url)}; "
           "development server: use gunicorn in production, see README)", flush=True)
     try:
         httpd.serve_forever()
@@ -53,33 +56,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _init(settings: Settings, args: argparse.Namespace) -> int:
-    settings.jobs_dir.mkdir(parents=True, exist_ok=True)
-    engine = create_engine_for(settings.database_url)
-    upgrade_schema(engine)
-    print(f"database schema is up to date ({settings.database_url})")
-    server_secret(settings)
-    for path in sandbox.restrict_files(settings):
-        print(f"made {path} readable by its owner only")
-    try:
-        print(sandbox.ensure_job_user(settings))
-    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
-        print(f"WARNING: {exc}", file=sys.stderr)
-    problem = sandbox.probe(settings)
-    if problem:
-        print(f"WARNING: jobs will not start until the job sandbox works: {problem} (see SECURITY.md)",
-              file=sys.stderr)
-    first = UserAdmin(UserStore(engine, settings)).ensure_admin()
-    if first is not None:
-        user, token = first
-        print(f"created the first admin user {user.name!r}; its token, shown only now:\n  {token}\n"
-              f"(sign in with HTTP Basic {user.name}:<token> or 'Authorization: Bearer <token>'; "
-              f"`opus user token {user.name}` makes a new one)")
-    return 0
-
-
 def _user(settings: Settings, args: argparse.Namespace) -> int:
-    admin = UserAdmin(UserStore(create_engine_for(settings.database_url), settings))
+    admin = UserAdmin(UserStore(create_engine_for(settings.database_url), settings),
+                      JobDefinitionRegistry(settings.JDL_DIR).known)
     try:
         if args.action == "add":
             user, token = admin.add(args.name, args.admin, args.jobdefs, args.max_jobs)
@@ -110,85 +89,86 @@ def _user(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _maintenance(settings: Settings, args: argparse.Namespace) -> int:
+    from opus.service.root import Root
+
     count = Root.build(settings).maintenance.destroy_expired()
     verb = "archived" if settings.DESTRUCTION_POLICY == "archive" else "destroyed"
     print(f"{count} expired job(s) {verb}")
     return 0
 
 
-def _check_callbacks(settings: Settings) -> None:
-    """Say where job wrappers will report (never to a URL taken from a request: opus.listen)."""
-    url = settings.CALLBACK_URL or settings.BASE_URL
-    if url:
-        print(f"ok       callbacks: jobs report to {url.rstrip('/')}/handler/job_event")
-        return
-    far = " (SLURM compute nodes cannot reach a loopback address)" if settings.MANAGER == "slurm" else ""
-    print("WARNING  callbacks: CALLBACK_URL and BASE_URL are unset: jobs report to the address the "
-          f"server listens on (`opus serve --host/--port`, gunicorn's bind){far}; under mod_wsgi or on a "
-          "unix socket no job can start: set CALLBACK_URL")
+def _shown(url: str) -> str:
+    """A database URL fit to print: its password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(an unreadable DATABASE_URL)"
 
 
-def _check(settings: Settings, args: argparse.Namespace) -> int:
-    registry = JobDefinitionRegistry(settings.JDL_DIR)
-    bad = 0
-    _check_callbacks(settings)
-    problem = sandbox.probe(settings)
-    if settings.JOB_SANDBOX == "none":
-        print("WARNING  JOB_SANDBOX is 'none': job scripts run unsandboxed, with the rights of the process "
-              "that starts them")
-    elif problem:
-        bad += 1
-        print(f"PROBLEM  job sandbox: {problem}")
-    else:
-        print(f"ok       job sandbox (bubblewrap{', job user ' + settings.JOB_USER if os.geteuid() == 0 else ''})")
-    for line in sandbox.check_files(settings):
-        bad += 1
-        print(f"PROBLEM  {line}")
-    for name in registry.names():
-        try:
-            registry.get(name)
-            print(f"ok       {name}")
-        except ConfigurationError as exc:
-            bad += 1
-            print(f"INVALID  {name}: {exc}")
-    for path in registry.misnamed_files():
-        bad += 1
-        print(f"INVALID  {path}: not offered: a definition name is a letter, then letters, digits, '_' or '-' "
-              "(at most 64)")
-    return 1 if bad else 0
+def _version() -> str:
+    try:
+        return metadata.version("opus-uws")
+    except metadata.PackageNotFoundError:  # run from a checkout that pip did not install
+        return __version__
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="opus", description="OPUS UWS job server")
-    parser.add_argument("--settings", help="settings file (default: $OPUS_SETTINGS, else built-in defaults)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the development server (threaded; gunicorn for production)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    sub.add_parser("init", help="create or upgrade the database schema")
-    sub.add_parser("maintenance", help="destroy or archive expired jobs (for cron)")
-    sub.add_parser("check", help="validate every job definition in JDL_DIR")
-    user = sub.add_parser("user", help="manage users and their tokens")
-    actions = user.add_subparsers(dest="action", required=True)
+def _add_user_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    user = sub.add_parser("user", help="manage users and their tokens (in the database of these settings)")
+    actions = user.add_subparsers(dest="action", required=True, metavar="ACTION", help="what to do")
     add = actions.add_parser("add", help="create a user and print its token (once)")
-    add.add_argument("name")
+    add.add_argument("name", help="the new user's name")
     add.add_argument("--admin", action="store_true", help="give the admin role")
     add.add_argument("--jobdefs", default="*", help="job definitions allowed, comma-separated ('*': all)")
-    add.add_argument("--max-jobs", type=int, default=None, help="limit of unfinished jobs")
+    add.add_argument("--max-jobs", type=int, default=None, help="limit of unfinished jobs (default: "
+                     "DEFAULT_MAX_ACTIVE_JOBS)")
     actions.add_parser("list", help="list users (JSON lines)")
     for name, text in (("disable", "stop a user signing in"), ("enable", "let a disabled user sign in again"),
                        ("token", "replace a user's token and print the new one"), ("delete", "delete a user")):
-        actions.add_parser(name, help=text).add_argument("name")
+        actions.add_parser(name, help=text).add_argument("name", help="the user's name")
     for name, text in (("grant", "allow job definitions"), ("revoke", "disallow job definitions")):
         p = actions.add_parser(name, help=text)
-        p.add_argument("name")
-        p.add_argument("jobdefs_list", nargs="+", metavar="jobdef")
-    jdl_cli.add_parser(sub)
+        p.add_argument("name", help="the user's name")
+        p.add_argument("jobdefs_list", nargs="+", metavar="jobdef",
+                       help="job definition names ('*': all)" + (" (each must exist)" if name == "grant" else ""))
     setp = actions.add_parser("set", help="change a user's limit or role")
-    setp.add_argument("name")
-    setp.add_argument("--max-jobs", type=int, default=None)
-    setp.add_argument("--admin", choices=("yes", "no"), default=None)
-    args = parser.parse_args(argv)
+    setp.add_argument("name", help="the user's name")
+    setp.add_argument("--max-jobs", type=int, default=None, help="the new limit of unfinished jobs")
+    setp.add_argument("--admin", choices=("yes", "no"), default=None, help="give (yes) or take away (no) "
+                      "the admin role")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``opus`` command line: every option and argument has its help text."""
+    parser = argparse.ArgumentParser(prog="opus", description="OPUS, a UWS 1.1 job server: serve it and "
+                                     "administer it on its host (see README, \"Commands\")")
+    parser.add_argument("--version", action="version", version=f"opus {_version()}",
+                        help="print the version of OPUS and exit")
+    parser.add_argument("--settings", help="settings file (default: $OPUS_SETTINGS, else built-in defaults)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do")
+    serve = sub.add_parser("serve", help="run the development server (threaded; gunicorn for production)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080; 0: any free one)")
+    init = sub.add_parser("init", help="create DATA_DIR, create or upgrade the database schema, the job user "
+                          "and the first admin")
+    init.add_argument("--user", default=None, help="the OS user the server runs as, who will own what init "
+                      "creates in DATA_DIR (default: SERVICE_USER; required when run as root)")
+    sub.add_parser("maintenance", help="destroy or archive expired jobs (for cron)")
+    sub.add_parser("check", help="check the job sandbox, DATA_DIR and every job definition in JDL_DIR "
+                   "(exit status 1 if anything is wrong)")
+    _add_user_parser(sub)
+    jdl_cli.add_parser(sub)
+    return parser
+
+
+def _database_error(settings: Settings, exc: SQLAlchemyError) -> str:
+    """One line for a database that cannot be used (unreachable, refused, not a database)."""
+    cause = getattr(exc, "orig", None) or exc
+    first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    return f"opus: cannot use the database {_shown(settings.database_url)}: {first}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         settings = load_settings(args.settings)
     except ConfigurationError as exc:
@@ -199,11 +179,18 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=settings.LOG_LEVEL, format=logcontext.LOG_FORMAT)
     else:
         logging.basicConfig(level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handler: Callable[[Settings, argparse.Namespace], int] = {"serve": _serve, "init": _init, "maintenance": _maintenance, "check": _check,
-               "user": _user, "jdl": jdl_cli.run}[args.command]
+    handlers: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+        "serve": _serve, "init": init_cli.run, "maintenance": _maintenance, "check": check_cli.run,
+        "user": _user, "jdl": jdl_cli.run}
     try:
-        return handler(settings, args)
+        return handlers[args.command](settings, args)
     except ConfigurationError as exc:
+        print(f"opus: {exc}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as exc:
+        print(_database_error(settings, exc), file=sys.stderr)
+        return 2
+    except OSError as exc:  # a directory it may not create or write, a port in use, ...
         print(f"opus: {exc}", file=sys.stderr)
         return 2
 

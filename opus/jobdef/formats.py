@@ -21,7 +21,7 @@ from lxml import etree
 
 from opus.errors import ConfigurationError, OpusError
 from opus.safejson import MAX_JSON_DEPTH, json_depth
-from opus.jobdef import votable, votable_read, wadl
+from opus.jobdef import needs_xml, original, votable, votable_read, wadl
 from opus.jobdef.model import JSONObject, JobDefinition, ParameterDescription
 FORMATS = ("json", "votable", "wadl")
 CONTENT_TYPES = {"json": "application/json", "votable": "application/x-votable+xml",
@@ -70,15 +70,24 @@ def read_definition(data: bytes | str, fmt: str | None = None, content_type: str
         raise ConfigurationError("job definition: the document is empty")
     fmt = _check_format(fmt) if fmt else detect_format(data, content_type, filename)
     if fmt == "json":
-        return build(_load_json(bytes(data)))
+        doc = _load_json(bytes(data))
+        if original.is_original_json(doc):  # the original OPUS's JSON file: imported, warnings logged
+            doc = original.to_json_form(doc, original.Notes(str(doc.get("name"))))
+        return build(doc)
     reader = votable_read.read if fmt == "votable" else wadl.read
-    return build(reader(parse_xml(bytes(data), fmt)))
+    root = parse_xml(bytes(data), fmt)
+    needs = needs_xml.take(root, fmt)
+    doc = reader(root)
+    if needs is not None:
+        doc["needs"] = needs
+    return build(doc)
 
 
 def write_definition(jobdef: JobDefinition, fmt: str, access_url: str = "",
-                     control: Sequence[ParameterDescription] = ()) -> bytes:
-    """The definition as a document of format ``fmt``; ``access_url`` (the job list URL) and
-    ``control`` (the UWS control parameters) are written for clients and ignored on reading."""
+                     control: Sequence[ParameterDescription] = (), limits: JSONObject | None = None) -> bytes:
+    """The definition as a document of format ``fmt``; ``access_url`` (the job list URL),
+    ``control`` (the UWS control parameters) and, in JSON only, ``limits`` (``opus.jobdef.limits``:
+    the server's bounds on its jobs) are written for clients and ignored on reading."""
     fmt = _check_format(fmt)
     control = list(control)
     if fmt == "json":
@@ -87,6 +96,8 @@ def write_definition(jobdef: JobDefinition, fmt: str, access_url: str = "",
             out["accessURL"] = access_url
         if control:
             out["controlParameters"] = [_control_dict(p) for p in control]
+        if limits:
+            out["limits"] = limits
         try:
             text = json.dumps(out, indent=2, ensure_ascii=False)
             return (text + "\n").encode("utf-8")
@@ -96,6 +107,7 @@ def write_definition(jobdef: JobDefinition, fmt: str, access_url: str = "",
     _check_xml_chars(access_url, "accessURL")
     _check_xml_chars([asdict(p) for p in control], "control parameters")
     root = (votable.write if fmt == "votable" else wadl.write)(jobdef, access_url, control)
+    needs_xml.add(root, fmt, jobdef.needs)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 
@@ -203,7 +215,8 @@ def _load_json(data: bytes) -> JSONObject:
 
 
 def _control_dict(p: ParameterDescription) -> JSONObject:
-    return {k: v for k, v in asdict(p).items() if k in ("name", "type", "required") or v not in (None, "", [], {})}
+    return {k: v for k, v in asdict(p).items()
+            if k in ("name", "type", "required") or (v not in (None, "", [], {}) and k != "prominent")}
 
 
 def _check_xml_chars(value: object, where: str) -> None:

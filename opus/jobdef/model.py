@@ -15,6 +15,10 @@ from typing import Any
 
 from opus.errors import BadRequest, ConfigurationError
 from opus.jobdef.envnames import PARAM_NAME_RE, RESERVED_NAMES, reserved_reason  # noqa: F401 (re-exported)
+from opus.jobdef import needs as _needs
+# Re-exported: callers import them from here too.
+from opus.jobdef.multiplicity import describe_multiplicity as describe_multiplicity
+from opus.jobdef.multiplicity import multiplicity_range as multiplicity_range
 from opus.jobdef.slurm_options import check_option
 from opus.timeutil import parse_instant
 
@@ -52,6 +56,9 @@ class ParameterDescription:
     utype: str = ""
     #: How many values: "1" (default), "N" (at most N), "M..N", "M..*" or "*" (any number).
     multiplicity: str = "1"
+    #: Shown at once in the web form, whether required or not (without any, the form shows the
+    #: required fields and the first few).
+    prominent: bool = False
 
     @property
     def multiple(self) -> bool:
@@ -119,6 +126,8 @@ class UsedDescription:
     required: bool = True
     #: URL template with ``$ID`` resolving an identifier to a file to fetch ("" = the script resolves it).
     url: str = ""
+    #: Shown at once in the web form (as for parameters).
+    prominent: bool = False
 
 
 @dataclass
@@ -169,6 +178,8 @@ class JobDefinition:
     #: Whether the job's script may use the network (its sandbox has none by default).  Inputs are
     #: fetched outside the sandbox either way.
     network: bool = False
+    #: What the script needs on the host: {"python": [modules], "commands": [names]} (opus.jobdef.needs).
+    needs: dict[str, list[str]] = field(default_factory=dict)
 
     # ---- construction -----------------------------------------------------------------------
     @classmethod
@@ -177,7 +188,7 @@ class JobDefinition:
         if not isinstance(data, dict):
             raise ConfigurationError("a job definition must be a JSON object")
         # Written for clients alongside the model (the job list's URL, the control parameters): not part of it.
-        data = {k: v for k, v in data.items() if k not in ("accessURL", "controlParameters")}
+        data = {k: v for k, v in data.items() if k not in ("accessURL", "controlParameters", "limits")}
         name = data.get("name")
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise ConfigurationError(f"job definition name {name!r}: a letter, then letters, digits, '_' or '-' "
@@ -204,6 +215,7 @@ class JobDefinition:
             contact_name=str(contact.get("name", "")), contact_email=str(contact.get("email", "")),
             execution_duration=data.get("executionDuration"), quote=data.get("quote"),
             parameters=params, used=used, generated=generated, network=data.get("network", False),
+            needs=_needs.parse(ctx, data.get("needs")),
         )
 
     def to_dict(self) -> JSONObject:
@@ -224,6 +236,7 @@ class JobDefinition:
             "generated": generated,
             "slurm": dict(self.slurm),
             "network": self.network,
+            **({"needs": {k: list(v) for k, v in self.needs.items()}} if self.needs else {}),
             "script": self.script,
         }
 
@@ -247,33 +260,6 @@ class JobDefinition:
         missing = [n for n, p in self.parameters.items() if p.required and p.default is None and n not in present]
         missing += [n for n, u in self.used.items() if u.required and u.default is None and n not in present]
         return missing
-
-
-_MULTIPLICITY = re.compile(r"^(?:\*|([0-9]{1,6})|([0-9]{1,6})\.\.([0-9]{1,6}|\*))\Z")
-
-
-def multiplicity_range(text: str) -> tuple[int, int | None]:
-    """(minimum, maximum or None) of a multiplicity: "1", "N", "M..N", "M..*" or "*"."""
-    m = _MULTIPLICITY.match(text or "1")
-    if not m:
-        raise ValueError(f"multiplicity {text!r}: use 1, N, M..N, M..* or *")
-    if text == "*":
-        return 0, None
-    if m.group(1) is not None:
-        return 0, int(m.group(1))
-    low, high = int(m.group(2)), m.group(3)
-    if high == "*":
-        return low, None
-    if int(high) < low or int(high) == 0:
-        raise ValueError(f"multiplicity {text!r}: the maximum is below the minimum")
-    return low, int(high)
-
-
-def describe_multiplicity(text: str) -> str:
-    low, high = multiplicity_range(text)
-    if high is None:
-        return f"at least {low} value(s)" if low else "any number of values"
-    return f"between {low} and {high} values" if low else f"at most {high} value(s)"
 
 
 def _check_name(ctx: str, name: str) -> None:
@@ -363,6 +349,8 @@ def _known(ctx: str, name: str, data: JSONObject, cls: type[_Description]) -> JS
     unknown = set(data) - allowed
     if unknown:
         raise ConfigurationError(f"{ctx}: {name!r}: unknown field(s) {sorted(unknown)}; allowed {sorted(allowed)}")
+    if not isinstance(data.get("prominent", False), bool):
+        raise ConfigurationError(f"{ctx}: {name!r}: prominent must be true or false")
     return dict(data)
 
 

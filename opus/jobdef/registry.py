@@ -37,6 +37,7 @@ from typing import Any
 from urllib.parse import quote
 
 from opus.errors import BadRequest, ConfigurationError, Conflict, NotFound
+from opus.jobdef.definition_files import InvalidDefinitionFile, load_file, parse_proposal
 from opus.jobdef.model import NAME_RE, JobDefinition
 log = logging.getLogger(__name__)
 LIVE_SUFFIXES = (".json", ".vot")
@@ -49,12 +50,13 @@ class JobDefinitionRegistry:
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
-        self._cache: dict[Path, tuple[float, int, JobDefinition]] = {}
+        self._cache: dict[Path, tuple[float, int, JobDefinition | InvalidDefinitionFile]] = {}
         self._lock = threading.Lock()
         self._reported: set[Path] = set()  # misnamed files already logged (once each, not per request)
 
     # ---- live definitions ------------------------------------------------------------------------
-    def _live_path(self, name: str) -> Path | None:
+    def live_path(self, name: str) -> Path | None:
+        """The file of the live definition ``name`` (a valid name), if there is one."""
         for suffix in LIVE_SUFFIXES:
             path = self.directory / f"{name}{suffix}"
             if path.is_file():
@@ -78,7 +80,7 @@ class JobDefinitionRegistry:
         VOTable; 0.0 when there is none), for the Last-Modified of documents that list them."""
         newest = 0.0
         for name in self.names():
-            path = self._live_path(name)
+            path = self.live_path(name)
             try:
                 newest = max(newest, path.stat().st_mtime) if path is not None else newest
             except FileNotFoundError:  # deleted meanwhile
@@ -98,7 +100,7 @@ class JobDefinitionRegistry:
         """The live definition ``name``; with ``version``, that version (live or kept); else NotFound."""
         if not NAME_RE.match(name or ""):
             raise NotFound(f"no job definition named {str(name)[:64]!r}")
-        path = self._live_path(name)
+        path = self.live_path(name)
         live = self._load(path, name) if path is not None else None
         if version is None or (live is not None and live.version == version):
             if live is None:
@@ -118,9 +120,16 @@ class JobDefinitionRegistry:
             return live
         raise NotFound(f"no version {version!r} of the job definition {name!r}")
 
+    def _valid_live(self, name: str) -> JobDefinition | None:
+        path = self.live_path(name)
+        try:
+            return self._load(path, name) if path is not None else None
+        except InvalidDefinitionFile:
+            return None
+
     def known(self, name: str) -> bool:
         """True if ``name`` is live or was (its jobs can still be listed)."""
-        return bool(NAME_RE.match(name or "")) and (self._live_path(name) is not None or bool(self.versions(name)))
+        return bool(NAME_RE.match(name or "")) and (self.live_path(name) is not None or bool(self.versions(name)))
 
     def all(self) -> list[JobDefinition]:
         """Every valid live definition; an invalid file is logged and left out."""
@@ -138,14 +147,29 @@ class JobDefinitionRegistry:
         except FileNotFoundError:
             raise NotFound(f"no job definition named {name!r}") from None
         cached = self._cache.get(path)
-        if cached and cached[:2] == (st.st_mtime, st.st_size):
-            return cached[2]
-        with self._lock:
-            jobdef = load_file(path)
-            if jobdef.name != name:
-                raise ConfigurationError(f"{path}: 'name' is {jobdef.name!r}, the file name says {name!r}")
-            self._cache[path] = (st.st_mtime, st.st_size, jobdef)
-            return jobdef
+        if cached is None or cached[:2] != (st.st_mtime, st.st_size):
+            with self._lock:
+                found: JobDefinition | InvalidDefinitionFile
+                try:
+                    found = load_file(path)
+                    if found.name != name:
+                        raise ConfigurationError(f"its 'name' is {found.name!r}, the file name says {name!r}")
+                except ConfigurationError as exc:  # logged once per change of the file, not per request
+                    reason = str(exc).removeprefix(f"{path}: ")
+                    log.error("job definition file %s cannot be used: %s", path, reason)
+                    # What is wrong with the content, for clients too; never where the file is.
+                    hidden = reason.startswith("cannot read") or any(
+                        str(where) in reason for where in (self.directory, self.directory.resolve()))
+                    shown = "" if hidden else f": {reason}"
+                    found = InvalidDefinitionFile(f"the job definition {name!r} cannot be used now: its file is "
+                                                  f"invalid{shown} (admins see the file on the admin page and "
+                                                  "with `opus check`)", path, reason)
+                cached = (st.st_mtime, st.st_size, found)
+                self._cache[path] = cached
+        found = cached[2]
+        if isinstance(found, InvalidDefinitionFile):  # a new instance: the kept one is shared by threads
+            raise InvalidDefinitionFile(found.message, found.path, found.reason)
+        return found
 
     # ---- versions ----------------------------------------------------------------------------------
     def _version_path(self, name: str, version: str) -> Path:
@@ -203,8 +227,8 @@ class JobDefinitionRegistry:
             return {**meta, "digest": _digest(doc.read_bytes())}
 
     def _check_new_version(self, jobdef: JobDefinition) -> None:
-        path = self._live_path(jobdef.name)
-        if path is not None and self._load(path, jobdef.name).version == jobdef.version:
+        live = self._valid_live(jobdef.name)  # a broken live file may be replaced by any version
+        if live is not None and live.version == jobdef.version:
             raise Conflict(f"version {jobdef.version!r} of {jobdef.name!r} is live: give the new one another version")
         if self._version_path(jobdef.name, jobdef.version).exists():
             raise Conflict(f"version {jobdef.version!r} of {jobdef.name!r} existed before: "
@@ -233,7 +257,7 @@ class JobDefinitionRegistry:
     def proposal(self, name: str) -> tuple[JobDefinition, dict[str, Any]]:
         """The proposed definition ``name`` and its record (with its digest); else NotFound."""
         data, meta = self._proposal_bytes(name)
-        return _parse_json(data, self._proposal_paths(name)[0]), {**meta, "digest": _digest(data)}
+        return parse_proposal(data, self._proposal_paths(name)[0], name), {**meta, "digest": _digest(data)}
 
     def _proposal_bytes(self, name: str) -> tuple[bytes, dict[str, Any]]:
         if not NAME_RE.match(name or ""):
@@ -266,13 +290,13 @@ class JobDefinitionRegistry:
                 raise Conflict(f"the proposal {name!r} changed since you looked at it (its digest is not the "
                                "one you sent): review it again, then validate its new digest")
             # The bytes just hashed are the ones made live: no second read between check and use.
-            jobdef = _parse_json(data, self._proposal_paths(name)[0])
-            if jobdef.name != name:
-                raise ConfigurationError(f"proposal {name!r}: the document's 'name' is {jobdef.name!r}")
+            jobdef = parse_proposal(data, self._proposal_paths(name)[0], name)
             self._check_new_version(jobdef)
-            path = self._live_path(name)
+            path = self.live_path(name)
             if path is not None:
-                self._keep(self._load(path, name))
+                kept = self._valid_live(name)
+                if kept is not None:
+                    self._keep(kept)
             self._keep(jobdef)
             live = self.directory / f"{name}.json"
             _write_json(live, jobdef.to_dict())
@@ -283,15 +307,17 @@ class JobDefinitionRegistry:
         log.info("job definition %s version %s is live", name, jobdef.version)
         return jobdef
 
-    def delete(self, name: str) -> JobDefinition:
-        """Stop offering ``name``; its last version is kept (its jobs remain readable)."""
+    def delete(self, name: str) -> JobDefinition | None:
+        """Stop offering ``name``; its last version is kept (its jobs remain readable).  A live file
+        that cannot be read as a definition is removed as it is (None: nothing to keep)."""
         with self._locked():
-            jobdef = self.get(name)
-            self._keep(jobdef)
-            path = self._live_path(name)
+            path = self.live_path(name)
+            jobdef = self._valid_live(name) if path is not None else self.get(name)  # NotFound when none
+            if jobdef is not None:
+                self._keep(jobdef)
             if path is not None:
                 path.unlink()
-        log.info("job definition %s deleted (version %s kept)", name, jobdef.version)
+        log.info("job definition %s deleted (%s)", name, f"version {jobdef.version} kept" if jobdef else "invalid file")
         return jobdef
 
     @contextmanager
@@ -330,36 +356,6 @@ def _read_meta(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return meta if isinstance(meta, dict) else None
-
-
-def _parse_json(data: bytes, path: Path) -> JobDefinition:
-    try:
-        parsed = json.loads(data)
-    except ValueError as exc:
-        raise ConfigurationError(f"{path}: not a JSON job definition: {exc}") from None
-    try:
-        return JobDefinition.from_dict(parsed)
-    except ConfigurationError as exc:
-        raise ConfigurationError(f"{path}: {exc}") from None
-
-
-def load_file(path: Path) -> JobDefinition:
-    """Read one definition file: JSON, or an ActivityDescription VOTable (``.vot``)."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigurationError(f"{path}: cannot read: {exc}") from None
-    try:
-        if path.suffix == ".vot":
-            from opus.jobdef.formats import read_definition
-            return read_definition(data, "votable")
-        try:
-            parsed = json.loads(data)
-        except ValueError as exc:
-            raise ConfigurationError(f"not a JSON job definition: {exc}") from None
-        return JobDefinition.from_dict(parsed)
-    except ConfigurationError as exc:
-        raise ConfigurationError(f"{path}: {exc}") from None
 
 
 def is_proposer(meta: dict[str, Any], name: str | None, owner_key: str | None) -> bool:

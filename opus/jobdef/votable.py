@@ -141,6 +141,8 @@ def _write_used(res: etree._Element, d: JobDefinition, refs: dict[str, str]) -> 
             _text(entity, "default", u.default, "voprov:Entity.id")
         _text(entity, "url", u.url, "voprov:EntityDescription.url")
         _boolean(entity, "required", u.required)
+        if u.prominent:
+            _boolean(entity, "prominent", True)
 
 
 def _write_generated(res: etree._Element, d: JobDefinition) -> None:
@@ -183,6 +185,8 @@ def _write_parameter(group: etree._Element, p: ParameterDescription, ident: str 
     extras: dict[str, str] = {"multiplicity": p.multiplicity} if p.multiplicity != "1" else {}
     if p.default == "":
         extras["default"] = ""
+    if p.prominent:
+        extras["prominent"] = "true"
     if p.min is not None or p.max is not None or p.options:
         values = _el(param, "VALUES")
         for tag, bound, rounding in (("MIN", p.min, math.ceil), ("MAX", p.max, math.floor)):

@@ -12,6 +12,7 @@ from lxml import etree
 
 from opus.errors import ConfigurationError
 from opus.jobdef.model import JSONObject
+from opus.jobdef.original import Notes, keep_url
 from opus.jobdef.votable import TEXT_TYPES, TOP_PARAMS, UWS_PARAMS
 from opus.jobdef.xmltext import elements, local_name, parse_bool, parse_int, parse_number, text_of
 
@@ -42,8 +43,11 @@ def _params(group: etree._Element, where: str) -> list[tuple[str, str, etree._El
     return [(_pname(p, where), p.get("value", ""), p) for p in _children(group) if _tag(p) == "PARAM"]
 
 
-def read(root: etree._Element) -> JSONObject:
-    """The JSON form of the ActivityDescription in a VOTable document."""
+def read(root: etree._Element, sink: list[str] | None = None) -> JSONObject:
+    """The JSON form of the ActivityDescription in a VOTable document.
+
+    What the original OPUS wrote that the model has no place for is named in a warning (logged, and
+    appended to ``sink`` when given): see ``opus.jobdef.original``."""
     if _tag(root) != "VOTABLE":
         raise ConfigurationError(f"VOTable: the root element is <{local_name(root)}> "
                                  f"(namespace {etree.QName(root).namespace!r}), not <VOTABLE>")
@@ -60,6 +64,7 @@ def read(root: etree._Element) -> JSONObject:
     if top.get("name") and top["name"] != name:
         raise ConfigurationError(f"{where}: PARAM name is {top['name']!r}, not the RESOURCE name")
     doc: JSONObject = {"name": name}
+    notes = Notes(str(name), sink)
     groups: dict[str, etree._Element] = {}
     for el in _children(res):
         tag = _tag(el)
@@ -77,9 +82,9 @@ def read(root: etree._Element) -> JSONObject:
             groups[key] = el
     _read_top(top, doc, where)
     params, by_id = _read_inputs(groups.get("inputparams"), where)
-    doc["used"] = _read_used(groups.get("used"), params, by_id, where)
+    doc["used"] = _read_used(groups.get("used"), params, by_id, where, notes)
     doc["parameters"] = params
-    doc["generated"] = _read_generated(groups.get("generated"), where)
+    doc["generated"] = _read_generated(groups.get("generated"), where, notes)
     if "slurm" in groups:
         doc["slurm"] = {n: v for n, v, _ in _params(groups["slurm"], f"{where}: GROUP slurm")}
     return doc
@@ -97,8 +102,9 @@ def _read_top(top: dict[str, str], doc: JSONObject, where: str) -> None:
                 contact[key[8:]] = value
             else:
                 doc[key] = value
-        elif pname in UWS_PARAMS:
-            doc[pname] = parse_int(value, f"{where}: PARAM {pname!r}") if value.strip() else None
+        elif pname in UWS_PARAMS or pname == "executionduration":  # lower case: the original's 2017 layout
+            key = "executionDuration" if pname == "executionduration" else pname
+            doc[key] = parse_int(value, f"{where}: PARAM {pname!r}") if value.strip() else None
         elif pname == "script":
             doc["script"] = value
         elif pname == "network":
@@ -140,9 +146,11 @@ def _read_inputs(group: etree._Element | None, where: str) -> tuple[dict[str, JS
                 params[target]["default"] = value
             elif name in ("min", "max"):
                 params[target][name] = parse_number(value, f"{here}: {name}")
+            elif name == "prominent":
+                params[target]["prominent"] = parse_bool(value, f"{here}: prominent")
             else:
                 raise ConfigurationError(f"{here}: unknown PARAM {name!r}; expected multiplicity, default, "
-                                         "min or max")
+                                         "min, max or prominent")
     return params, by_id
 
 
@@ -182,65 +190,89 @@ def _read_parameter(el: etree._Element, where: str) -> JSONObject:
 
 
 def _read_used(group: etree._Element | None, params: dict[str, JSONObject], by_id: dict[str, str],
-               where: str) -> dict[str, JSONObject]:
+               where: str, notes: Notes) -> dict[str, JSONObject]:
+    """Each input: a GROUP (as written since 2018), or a PARAM with a LINK (the original's 2017 layout)."""
     used: dict[str, JSONObject] = {}
     if group is None:
         return used
     for el in _children(group):
-        if _tag(el) != "GROUP":
+        if _tag(el) not in ("GROUP", "PARAM"):
             continue
         name = _pname(el, f"{where}: GROUP Used")
-        here = f"{where}: Used GROUP {name!r}"
+        here = f"{where}: Used {_tag(el)} {name!r}"
         if name in used:
             raise ConfigurationError(f"{here}: given twice")
-        entry: JSONObject = {}
-        ref = el.get("ref")
-        if ref:
-            pname = by_id.get(ref)
-            if pname is None or pname not in params:
-                raise ConfigurationError(f"{here}: ref {el.get('ref')!r} names no PARAM of InputParams")
-            if pname != name:
-                raise ConfigurationError(f"{here}: refers to PARAM {pname!r}; the names must be the same")
-            param = params.pop(pname)
-            entry = {k: param[k] for k in ("description", "default", "required", "multiplicity") if k in param}
+        entry = _referred(el, params, by_id, name, here)
+        if _tag(el) == "PARAM":
+            if el.get("value"):
+                entry["default"] = el.get("value")
+            if el.get("xtype"):
+                entry["content_type"] = el.get("xtype")
         for child in _children(el):
             if _tag(child) == "DESCRIPTION":
                 entry["description"] = text_of(child)
-        for pname, value, _ in _params(el, here):
-            if pname in ("role", "content_type", "default"):
-                entry[pname] = value
-            elif pname == "multiplicity":
-                if value:
-                    entry["multiplicity"] = value
-            elif pname in ("url", "location"):  # the original OPUS wrote file://$ID for an upload
-                entry["url"] = "" if value.startswith("file://") else value
-            elif pname == "required":
-                entry["required"] = parse_bool(value, f"{here}: PARAM required")
-            else:
-                raise ConfigurationError(f"{here}: unknown PARAM {pname!r}; expected role, content_type, "
-                                         "multiplicity, default, url, required")
+            elif _tag(child) == "LINK" and child.get("href"):
+                # the original OPUS's form of the url: <LINK href="file://$ID"/> for an upload, else a template
+                entry["url"] = keep_url(child.get("href") or "", f"input {name!r}: LINK", notes)
+        for pname, value, _ in _params(el, here) if _tag(el) == "GROUP" else []:
+            _used_param(entry, pname, value, here)
         used[name] = entry
     return used
 
 
-def _read_generated(group: etree._Element | None, where: str) -> dict[str, JSONObject]:
+def _referred(el: etree._Element, params: dict[str, JSONObject], by_id: dict[str, str], name: str,
+              here: str) -> JSONObject:
+    """What an input takes from the InputParams PARAM its ``ref`` names (the PARAM is then removed)."""
+    ref = el.get("ref")
+    if not ref:
+        return {}
+    pname = by_id.get(ref)
+    if pname is None or pname not in params:
+        raise ConfigurationError(f"{here}: ref {ref!r} names no PARAM of InputParams")
+    if pname != name:
+        raise ConfigurationError(f"{here}: refers to PARAM {pname!r}; the names must be the same")
+    param = params.pop(pname)
+    return {k: param[k] for k in ("description", "default", "required", "multiplicity") if k in param}
+
+
+def _used_param(entry: JSONObject, pname: str, value: str, here: str) -> None:
+    if pname in ("role", "content_type", "default"):
+        entry[pname] = value
+    elif pname == "multiplicity":
+        if value:
+            entry["multiplicity"] = value
+    elif pname in ("url", "location"):  # the original OPUS wrote file://$ID for an upload
+        if value or "url" not in entry:  # an empty PARAM does not hide a LINK
+            entry["url"] = "" if value.startswith("file://") else value
+    elif pname in ("required", "prominent"):
+        entry[pname] = parse_bool(value, f"{here}: PARAM {pname}")
+    else:
+        raise ConfigurationError(f"{here}: unknown PARAM {pname!r}; expected role, content_type, "
+                                 "multiplicity, default, url, required, prominent")
+
+
+def _read_generated(group: etree._Element | None, where: str, notes: Notes) -> dict[str, JSONObject]:
     generated: dict[str, JSONObject] = {}
     if group is None:
         return generated
     for el in _children(group):
-        if _tag(el) != "GROUP":
+        if _tag(el) not in ("GROUP", "PARAM"):
             continue
         name = _pname(el, f"{where}: GROUP Generated")
-        here = f"{where}: Generated GROUP {name!r}"
+        here = f"{where}: Generated {_tag(el)} {name!r}"
         if name in generated:
             raise ConfigurationError(f"{here}: given twice")
         entry: JSONObject = {}
+        if _tag(el) == "PARAM":  # the original's 2017 layout: the file name and xtype on a PARAM
+            entry["file"] = el.get("value") or name
+            if el.get("xtype"):
+                entry["content_type"] = el.get("xtype")
         for child in _children(el):
             if _tag(child) == "DESCRIPTION":
                 entry["description"] = text_of(child)
             elif _tag(child) == "GROUP" and child.get("name") == "obscore":
                 entry["obscore"] = {n: v for n, v, _ in _params(child, f"{here}: GROUP obscore")}
-        for pname, value, _ in _params(el, here):
+        for pname, value, _ in _params(el, here) if _tag(el) == "GROUP" else []:
             if pname in ("role", "content_type"):
                 entry[pname] = value
             elif pname in ("default", "file"):
@@ -249,7 +281,11 @@ def _read_generated(group: etree._Element | None, where: str) -> dict[str, JSONO
                 entry["required"] = parse_bool(value, f"{here}: PARAM required")
             elif pname == "derived_from":
                 entry["derived_from"] = value.split()
-            elif pname != "multiplicity":  # written by the original OPUS; not in the model
+            elif pname == "multiplicity":  # written by the original OPUS; not in the model
+                if value.strip() not in ("", "1"):
+                    notes.add(f"result {name!r}: multiplicity {value!r} is not kept: a result of several "
+                              "files is a glob pattern in its file name here")
+            else:
                 raise ConfigurationError(f"{here}: unknown PARAM {pname!r}; expected role, default, "
                                          "content_type, required, derived_from")
         generated[name] = entry

@@ -6,7 +6,7 @@ whose request parameters are the definition's parameters (``type`` an ``xs:`` QN
 for clients only, the control parameters (``opus:control="true"``, ignored on reading).  What WADL
 cannot say is kept in the ``opus`` namespace (``http://opus.obspm.fr/ns/jobdef``): attributes
 ``opus:min``, ``opus:max``, ``opus:unit``, ``opus:ucd``, ``opus:utype``, ``opus:multiplicity``,
-``opus:role``, ``opus:contentType``, ``opus:url`` on the params, and an ``<opus:definition>`` element
+``opus:role``, ``opus:contentType``, ``opus:url``, ``opus:prominent`` on the params, and an ``<opus:definition>`` element
 (the last child of the job list resource, as WADL allows foreign elements) with the description
 fields, the results, the SLURM defaults and the script.
 """
@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from lxml import etree
 
 from opus.errors import ConfigurationError
+from opus.jobdef import original_wadl
 from opus.jobdef.xmltext import elements, multiple, number_text, parse_bool, parse_int, parse_number, text_of
 from opus.jobdef.model import CONTROL_PARAMETERS, JSONObject, JobDefinition, ParameterDescription, UsedDescription
 
@@ -142,6 +143,8 @@ def _write_param(parent: etree._Element, p: ParameterDescription, where: str) ->
             param.set(_o(attr), getattr(p, attr))
     if p.multiplicity != "1":
         param.set(_o("multiplicity"), p.multiplicity)
+    if p.prominent:
+        param.set(_o("prominent"), "true")
     _doc(param, p.description)
     for option in p.options:
         _w(param, "option", value=option)
@@ -158,6 +161,8 @@ def _write_input(parent: etree._Element, u: UsedDescription) -> None:
             param.set(_o(attr), value)
     if u.multiplicity != "1":
         param.set(_o("multiplicity"), u.multiplicity)
+    if u.prominent:
+        param.set(_o("prominent"), "true")
     _doc(param, u.description)
 
 
@@ -201,6 +206,8 @@ def read(root: etree._Element) -> JSONObject:
         if definition is not None:
             break
     else:
+        if original_wadl.is_original(root):  # a WADL file of the original OPUS (opus.jobdef.original_wadl)
+            return original_wadl.read(root)
         raise ConfigurationError(f"WADL: no <opus:definition> element (namespace {OPUS}): the document does "
                                  "not describe an OPUS job definition")
     name = definition.get("name")
@@ -266,6 +273,8 @@ def _common(param: etree._Element, where: str) -> JSONObject:
     multiplicity = param.get(_o("multiplicity")) or ("*" if repeating else "1")
     if multiplicity != "1":
         out["multiplicity"] = multiplicity
+    if param.get(_o("prominent")) is not None:
+        out["prominent"] = parse_bool(param.get(_o("prominent"), ""), f"{where}: opus:prominent")
     description = text_of(param.find(f"{{{WADL}}}doc"))
     if description:
         out["description"] = description

@@ -9,7 +9,7 @@ import re
 from lxml import etree
 
 from opus.errors import ConfigurationError
-from opus.jobdef.model import multiplicity_range
+from opus.jobdef.multiplicity import multiplicity_range
 
 _INTEGER = re.compile(r"^\s*[+-]?[0-9]+\s*\Z")
 

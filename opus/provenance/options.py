@@ -19,13 +19,15 @@ FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
     "xml": ("application/provenance+xml", ("xml", "prov-xml", "application/provenance+xml", "application/xml",
                                            "text/xml")),
     "votable": ("application/x-votable+xml", ("votable", "prov-votable", "vot", "application/x-votable+xml")),
-    "svg": ("image/svg+xml", ("svg", "image/svg+xml")),
-    "png": ("image/png", ("png", "image/png")),
+    "svg": ("image/svg+xml", ("svg", "prov-svg", "image/svg+xml")),
+    "png": ("image/png", ("png", "prov-png", "image/png")),
 }
 _SPELLINGS = {spelling: name for name, (_ctype, spellings) in FORMATS.items() for spelling in spellings}
 FORMAT_NAMES = "PROV-JSON (json, the default), PROV-N (provn), PROV-XML (xml), PROV-VOTABLE (votable), svg, png"
 MODELS = ("IVOA", "W3C")
 DIRECTIONS = ("BACK", "FORTH")
+#: The original OPUS's spellings (deprecated, docs/migration.md): DIRECTION=FORWARD.
+_DIRECTION_ALIASES = {"FORWARD": "FORTH"}
 ID_RE = re.compile(r"^[0-9a-f]{16}\Z")
 MAX_IDS = 100
 MAX_DEPTH = 1_000_000
@@ -45,6 +47,9 @@ class ProvOptions:
     descriptions: bool = False
     configuration: bool = True
     format: str = "json"
+    #: Graphs (svg, png) with each node's and relation's attributes drawn (ATTRIBUTES, as the original
+    #: OPUS drew them by default); folded otherwise.
+    attributes: bool = False
 
     @property
     def content_type(self) -> str:
@@ -59,10 +64,12 @@ def _one(items: Items, name: str) -> str | None:
     return values.pop() if values else None
 
 
-def _choice(items: Items, name: str, allowed: tuple[str, ...], default: str) -> str:
+def _choice(items: Items, name: str, allowed: tuple[str, ...], default: str,
+            aliases: dict[str, str] | None = None) -> str:
     value = _one(items, name)
     if value is None:
         return default
+    value = (aliases or {}).get(value.upper(), value)
     if value.upper() not in allowed:
         raise BadRequest(f"{name}={value[:40]!r}: use one of {', '.join(allowed)}")
     return value.upper()
@@ -116,7 +123,7 @@ def provsap_options(items: Items) -> ProvOptions:
     """The options of ``GET /provsap`` from its (name, value) query items."""
     return ProvOptions(
         ids=parse_ids(items), depth=parse_depth(_one(items, "DEPTH")),
-        direction=_choice(items, "DIRECTION", DIRECTIONS, "BACK"), **_common(items),
+        direction=_choice(items, "DIRECTION", DIRECTIONS, "BACK", _DIRECTION_ALIASES), **_common(items),
         format=parse_format(_one(items, "RESPONSEFORMAT")))
 
 
@@ -136,9 +143,22 @@ class _Common(TypedDict):
     agents: bool
     descriptions: bool
     configuration: bool
+    attributes: bool
+
+
+def _descriptions(items: Items) -> bool:
+    """DESCRIPTIONS: a boolean, or the original OPUS's levels 0, 1 and 2.  Its 1 added the
+    ActivityDescription, which every answer here holds; its 2 added the parameter, usage and
+    generation descriptions too, which is what true adds here."""
+    value = _one(items, "DESCRIPTIONS")
+    if value == "2":
+        return True
+    if value not in (None, "0", "1") and value.lower() not in (*_TRUE, *_FALSE):
+        raise BadRequest(f"DESCRIPTIONS={value[:40]!r}: use true or false (or the original OPUS's 0, 1, 2)")
+    return _boolean(items, "DESCRIPTIONS", False)
 
 
 def _common(items: Items) -> _Common:
     return {"model": _choice(items, "MODEL", MODELS, "IVOA"), "agents": _boolean(items, "AGENTS", True),
-            "descriptions": _boolean(items, "DESCRIPTIONS", False),
-            "configuration": _boolean(items, "CONFIGURATION", True)}
+            "descriptions": _descriptions(items), "configuration": _boolean(items, "CONFIGURATION", True),
+            "attributes": _boolean(items, "ATTRIBUTES", False)}

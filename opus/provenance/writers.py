@@ -10,7 +10,7 @@ import subprocess
 from datetime import datetime
 from xml.etree import ElementTree as ET
 
-from prov.constants import PROV_N_MAP
+from prov.constants import PROV_LABEL, PROV_N_MAP
 from prov.identifier import QualifiedName
 from prov.model import ProvDocument
 from prov.serializers.provjson import ProvJSONEncoder
@@ -25,8 +25,9 @@ _BARE_AMPERSAND = re.compile(rb"&(?!(?:amp|lt|gt|quot|apos|#[0-9]+|#x[0-9a-fA-F]
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
-def serialize(doc: ProvDocument, fmt: str) -> bytes:
-    """The document in ``fmt`` (a canonical name of ``options.FORMATS``)."""
+def serialize(doc: ProvDocument, fmt: str, attributes: bool = False) -> bytes:
+    """The document in ``fmt`` (a canonical name of ``options.FORMATS``); ``attributes``: draw the
+    attribute boxes in SVG/PNG (ProvSAP ``ATTRIBUTES=1``, as the original OPUS did)."""
     if fmt == "json":
         # What doc.serialize(format="json") writes, through json.dumps (its C encoder: 2x faster).
         return json.dumps(doc, cls=ProvJSONEncoder).encode("utf-8")
@@ -38,7 +39,7 @@ def serialize(doc: ProvDocument, fmt: str) -> bytes:
     if fmt == "votable":
         return to_votable(doc)
     if fmt in ("svg", "png"):
-        return to_image(doc, fmt)
+        return to_image(doc, fmt, attributes)
     raise ValueError(f"unknown format {fmt!r}")
 
 
@@ -122,8 +123,9 @@ def dot_available() -> bool:
     return shutil.which("dot") is not None
 
 
-def to_image(doc: ProvDocument, fmt: str) -> bytes:
-    """SVG or PNG of the graph: ServiceUnavailable (503) without Graphviz, BadRequest when too large."""
+def to_image(doc: ProvDocument, fmt: str, attributes: bool = False) -> bytes:
+    """SVG or PNG of the graph, readable: labels, no attribute boxes (unless ``attributes``), inputs on
+    the left and results on the right.  ServiceUnavailable (503) without Graphviz, BadRequest when too large."""
     records = len(list(doc.get_records()))
     if records > MAX_GRAPH_RECORDS:
         raise BadRequest(f"the graph has {records} records; images are drawn up to {MAX_GRAPH_RECORDS}: "
@@ -136,7 +138,11 @@ def to_image(doc: ProvDocument, fmt: str) -> bytes:
         from prov.dot import prov_to_dot
     except ImportError as exc:
         raise ServiceUnavailable(f"graphs need pydot and networkx, not installed on this server: {exc}") from None
-    source = prov_to_dot(doc).to_string()
+    # Readable: attributes folded (they are in every other format), names instead of ids, and laid
+    # out with the data flowing left to right (PROV's arrows point back in time, hence "RL").
+    _label_parameters(doc)
+    source = prov_to_dot(doc, use_labels=True, direction="RL", show_element_attributes=attributes,
+                         show_relation_attributes=attributes).to_string()
     try:
         done = subprocess.run([dot, f"-T{fmt}"], input=source.encode("utf-8"), capture_output=True,
                               timeout=DOT_TIMEOUT, check=False)
@@ -152,3 +158,11 @@ def to_image(doc: ProvDocument, fmt: str) -> bytes:
         # ``opus_jdl:dummy?version=1.0&parameter=text``) would make it ill-formed XML.
         return _BARE_AMPERSAND.sub(b"&amp;", done.stdout)
     return done.stdout
+
+
+def _label_parameters(doc: ProvDocument) -> None:
+    """Give the parameter entities of a graph (built for this answer only) a label "name = value"."""
+    for record in doc.get_records():
+        attrs = {str(k): v for k, v in record.attributes}
+        if "prov:label" not in attrs and "voprov:name" in attrs and "prov:value" in attrs:
+            record.add_attributes({PROV_LABEL: f"{_text(attrs['voprov:name'])} = {_text(attrs['prov:value'])}"[:80]})

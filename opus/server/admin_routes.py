@@ -27,7 +27,7 @@ FIELDS = frozenset({"name", "admin", "enabled", "jobDefinitions", "grant", "revo
 def _admin() -> UserAdmin:
     """The user administration, once the caller is known to be an admin."""
     require_admin(identity(), "the admin API")
-    return UserAdmin(services().users)
+    return UserAdmin(services().users, services().registry.known)
 
 
 def _body() -> dict[str, Any]:

@@ -18,8 +18,9 @@ from bottle import Bottle, HTTPResponse, request, response
 from opus.settings import Settings
 
 ALLOW_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE"
-ALLOW_HEADERS = "Authorization, Content-Type, Accept, Range, X-CSRF-Token"
-EXPOSE_HEADERS = "Location, Content-Disposition, Content-Range, Content-Length, Digest, WWW-Authenticate"
+ALLOW_HEADERS = "Authorization, Content-Type, Accept, Range, X-CSRF-Token, Idempotency-Key"
+EXPOSE_HEADERS = ("Location, Content-Disposition, Content-Range, Content-Length, Digest, WWW-Authenticate, "
+                  "Retry-After")
 MAX_AGE = "600"
 
 

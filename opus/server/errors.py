@@ -6,6 +6,8 @@
   the sign-in form, which brings the browser back to the page.
 * Bottle's own errors (no such route, a method the route lacks, an unhandled exception): plain
   text, whatever the route.
+* A database outage (``opus.storage.outage``: PostgreSQL stopped, a connection cut, SQLite locked)
+  is a 503 with ``Retry-After`` on every kind of route, never a 500: the request may succeed later.
 
 ``ErrorPlugin`` is installed outermost, so that errors raised while the body is bounded or the
 caller identified are rendered like the handler's own.
@@ -17,12 +19,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from bottle import HTTPError, HTTPResponse, Route, request
+from bottle import HTTPError, HTTPResponse, Route, request, response as bottle_response
 
 from opus.auth.authenticate import CHALLENGE
-from opus.errors import ConfigurationError, OpusError, Unauthorized
+from opus.errors import ConfigurationError, OpusError, ServiceUnavailable, Unauthorized
 from opus.server import pages
-from opus.server.web import as_json, text, wants_json
+from opus.server.web import TEXT_MEDIA, XML_MEDIA, as_json, text, wants_json
+from opus.storage.outage import RETRY_AFTER, is_outage
 
 log = logging.getLogger(__name__)
 #: The route option that names a route's kind.
@@ -33,7 +36,9 @@ PAGE = "page"
 
 def api_error(status: int, message: str) -> HTTPResponse:
     """An API error: plain text, or JSON for clients that ask for it."""
-    response = as_json({"error": message, "status": status}, status) if wants_json() else text(message + "\n", status)
+    # Errors are plain text unless JSON is preferred over both text and XML (Accept's q-values).
+    response = as_json({"error": message, "status": status}, status) if wants_json(TEXT_MEDIA + XML_MEDIA) \
+        else text(message + "\n", status)
     if status == 401:
         response.set_header("WWW-Authenticate", CHALLENGE)
     return response
@@ -61,9 +66,35 @@ def render(kind: str, exc: OpusError) -> HTTPResponse:
     return response
 
 
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database cannot be reached now (503, with Retry-After)."""
+
+    def __init__(self) -> None:
+        super().__init__("the database is unavailable at the moment; retry in a few seconds")
+        self.headers = {"Retry-After": str(RETRY_AFTER)}
+
+
+def _log_outage(exc: BaseException) -> None:
+    first = str(exc).strip().splitlines()
+    log.warning("database unavailable on %s %s: %s", request.method, request.path,
+                first[0] if first else type(exc).__name__)
+
+
+def outage_response(kind: str, exc: BaseException) -> HTTPResponse:
+    """The 503 for a database outage (logged once, without a traceback: it is not a bug)."""
+    _log_outage(exc)
+    try:
+        return render(kind, DatabaseUnavailable())
+    except Exception as inner:  # a page that needs the database itself: plain text
+        if not is_outage(inner):
+            raise
+        return render(API, DatabaseUnavailable())
+
+
 class ErrorPlugin:
-    """Turns OpusError into the response of its route's kind; a ConfigurationError into a 500 that
-    says so (and logs it).  Anything else is bottle's 500 (``bottle_error``)."""
+    """Turns OpusError into the response of its route's kind; a database outage into a 503 with
+    Retry-After; a ConfigurationError into a 500 that says so (and logs it).  Anything else is
+    bottle's 500 (``bottle_error``)."""
 
     name = "opus_errors"
     api = 2
@@ -81,6 +112,10 @@ class ErrorPlugin:
             except ConfigurationError as exc:
                 log.error("configuration error: %s", exc)
                 return api_error(500, f"server configuration error: {exc}")
+            except Exception as exc:
+                if is_outage(exc):
+                    return outage_response(kind, exc)
+                raise
 
         return wrapper
 
@@ -89,6 +124,13 @@ def bottle_error(err: HTTPError) -> str:
     """Bottle's own errors, as plain text (the unhandled exception of a 500 is logged, not shown)."""
     status = err.status_code
     message = {404: "not found", 405: "method not allowed"}.get(status, err.body or err.status_line)
+    if status == 500 and err.exception is not None and is_outage(err.exception):
+        # Raised where no route's ErrorPlugin runs (a before_request hook, another plugin).
+        _log_outage(err.exception)
+        bottle_response.status = 503
+        bottle_response.set_header("Retry-After", str(RETRY_AFTER))
+        bottle_response.content_type = "text/plain; charset=UTF-8"
+        return f"{DatabaseUnavailable().message}\n"
     if status == 500:
         log.error("unhandled error on %s %s: %s", request.method, request.path, err.exception,
                   exc_info=err.exception)

@@ -31,10 +31,12 @@ from bottle import HTTPResponse, request
 
 from opus.auth.identity import Identity
 from opus.errors import BadRequest, ConfigurationError, Conflict, Forbidden, NotFound, Unauthorized
-from opus.jobdef import JobDefinition, control
+from opus.jobdef import JobDefinition, control, health
+from opus.jobdef.definition_files import InvalidDefinitionFile
+from opus.jobdef.limits import job_limits
 from opus.jobdef.formats import CONTENT_TYPES, FORMATS, read_definition, write_definition
 from opus.jobdef.registry import is_proposer
-from opus.server import urls
+from opus.server import compat_routes, urls
 from opus.server.limits import MAX_DEFINITION_SIZE
 from opus.server.routing import RouteTable, services, settings
 from opus.server.web import (as_json, base_url, check_body_size, form_input, form_values, identity, read_body,
@@ -82,7 +84,8 @@ def _format() -> str:
 
 def _document(jobdef: JobDefinition, fmt: str) -> HTTPResponse:
     access_url = urls.job_list(base_url(settings()), jobdef.name)
-    body = write_definition(jobdef, fmt, access_url=access_url, control=control.parameters(settings()))
+    body = write_definition(jobdef, fmt, access_url=access_url, control=control.parameters(settings()),
+                            limits=job_limits(jobdef, settings()))
     ctype = CONTENT_TYPES[fmt]
     ctype += "; charset=UTF-8" if fmt == "json" else ""
     ext = {"votable": "vot", "wadl": "wadl", "json": "json"}[fmt]
@@ -139,9 +142,18 @@ def _own_proposal(name: str) -> tuple[JobDefinition, dict[str, Any]]:
 # ---- live definitions ----------------------------------------------------------------------------
 @routes.get("/jdl")
 def jdl_list() -> HTTPResponse:
+    """The usable definitions; for admins also ``problems``: every definition file that is invalid,
+    misnamed or needs what this host lacks, with the file and the reason (opus.jobdef.health).
+    ``?format=original``: the original OPUS's list shape, for its clients (deprecated)."""
+    if (request.query.get("format") or "").strip().lower() == compat_routes.ORIGINAL_LIST:
+        return compat_routes.original_jdl_list()
     who = identity()
     base = base_url(settings())
-    return as_json({"jobDefinitions": [_summary(d, base) for d in services().registry.all() if who.may_use(d.name)]})
+    registry = services().registry
+    body: dict[str, Any] = {"jobDefinitions": [_summary(d, base) for d in registry.all() if who.may_use(d.name)]}
+    if who.is_admin:
+        body["problems"] = [h.public() for h in health.report(registry) if h.state != health.OK]
+    return as_json(body)
 
 
 @routes.get("/jdl/proposals")
@@ -213,7 +225,7 @@ def jdl_versions(name: str) -> HTTPResponse:
     _require_granted(name)
     try:
         live: str | None = registry.get(name).version
-    except NotFound:
+    except (NotFound, InvalidDefinitionFile):  # a broken live file: its kept versions are still listed
         live = None
     base = base_url(settings())
     versions = registry.versions(name)

@@ -22,7 +22,7 @@ import multipart
 from bottle import Route, request
 
 from opus.errors import BadRequest, PayloadTooLarge
-from opus.service.submission import Upload
+from opus.service.submission import Upload, no_space_is_507
 from opus.server.urls import JOB_LIST_RULE, JOB_RULE as JOB
 from opus.settings import Settings
 
@@ -211,17 +211,19 @@ def _parse_multipart(options: dict[str, str], max_parts: int) -> tuple[list[tupl
     files: list[Upload] = []
     parts = []
     try:
-        parser = multipart.MultipartParser(request.body, boundary, content_length(request.environ),
-                                           charset=options.get("charset") or "utf8", part_limit=max_parts,
-                                           spool_limit=memory, memory_limit=memory)
-        for part in parser:
-            parts.append(part)
-            # As bottle did: a part without a file name is a field, unless too long to keep in
-            # memory (then an upload without a name).
-            if part.filename is None and part.is_buffered():
-                fields.append((part.name, part.value))
-            else:
-                files.append(Upload(part.name, part.file, part.filename or ""))
+        # Parts are spooled to temporary files: a full disk there is a 507, not a 500.
+        with no_space_is_507("the request's files"):
+            parser = multipart.MultipartParser(request.body, boundary, content_length(request.environ),
+                                               charset=options.get("charset") or "utf8", part_limit=max_parts,
+                                               spool_limit=memory, memory_limit=memory)
+            for part in parser:
+                parts.append(part)
+                # As bottle did: a part without a file name is a field, unless too long to keep in
+                # memory (then an upload without a name).
+                if part.filename is None and part.is_buffered():
+                    fields.append((part.name, part.value))
+                else:
+                    files.append(Upload(part.name, part.file, part.filename or ""))
     except multipart.ParserLimitReached as exc:
         _close(parts)
         if len(parts) == max_parts:

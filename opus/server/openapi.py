@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from bottle import HTTPResponse
 
-from opus.server import (openapi_admin, openapi_jdl, openapi_ops, openapi_prov, openapi_store, openapi_uws,
-                         openapi_web)
+from opus.server import (openapi_admin, openapi_compat, openapi_jdl, openapi_ops, openapi_progress, openapi_prov,
+                         openapi_store, openapi_uws, openapi_web)
 from opus.server.openapi_components import components
 from opus.server.openapi_parts import (JSON, STRING, TEXT, XML, Doc, array, errors, json_body, obj, ok, op,
                                        path_param, ref)
@@ -73,12 +73,14 @@ def build_document(root: Root, base: str) -> Doc:
         **openapi_jdl.paths(jobname_schema),
         **openapi_store.paths(),
         **openapi_prov.paths(jobname_schema),
+        **openapi_progress.paths(jobname_schema),
         **openapi_uws.paths(settings, jobname),
         **_public_paths(),
         **openapi_admin.paths(),
         **openapi_ops.paths(settings),
         **openapi_web.paths(jobname_schema),
     }
+    openapi_compat.add_paths(paths, settings)
     return {
         "openapi": OPENAPI_VERSION,
         "info": {

@@ -61,6 +61,11 @@ def _error_responses(settings: Settings) -> Doc:
         "Conflict": _error("The request contradicts the current state (a version that exists already)"),
         "PayloadTooLarge": _error(f"A body over {settings.MAX_BODY_SIZE} bytes or an upload over "
                                   f"{settings.MAX_UPLOAD_SIZE} bytes"),
+        "UnprocessableContent": _error("An `Idempotency-Key` already used by this caller for a different request"),
+        "ServiceUnavailable": _error("The database (or another part the request needs) is unavailable for now; "
+                                     "nothing was changed: retry after `Retry-After` seconds",
+                                     **{"Retry-After": {"schema": {"type": "integer"}}}),
+        "InsufficientStorage": _error("No space left for the uploads on the server; no job was created"),
     }
 
 

@@ -43,7 +43,8 @@ def schema(name: str) -> Doc:
 
 def errors(*codes: int) -> Doc:
     names = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict",
-             410: "Gone", 413: "PayloadTooLarge"}
+             410: "Gone", 413: "PayloadTooLarge", 422: "UnprocessableContent", 503: "ServiceUnavailable",
+             507: "InsufficientStorage"}
     return {str(code): ref("responses", names[code]) for code in codes}
 
 

@@ -9,8 +9,12 @@ from opus.settings import Settings
 
 TAG = "UWS"
 J = "/rest/{jobname}/{job_id}"
-STD_ERRORS = errors(401, 403, 404)
-CHANGE_ERRORS = errors(400, 401, 403, 404, 413)
+STD_ERRORS = errors(401, 403, 404, 503)
+CHANGE_ERRORS = errors(400, 401, 403, 404, 413, 503)
+IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
+                   "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                   "description": "Your own key for this creation: a retry with the same key and the same "
+                                  "request answers the job already created (303), not a second job"}
 RANGE = {"name": "Range", "in": "header", "required": False, "schema": {"type": "string"},
          "description": "A byte range, e.g. `bytes=0-99` (answered with 206)"}
 #: The UWS control parameters a new job may be given.
@@ -48,8 +52,9 @@ def _job_list(settings: Settings, jobname: Doc) -> Doc:
                 query("LAST", "Only the newest n jobs", {"type": "integer", "minimum": 1}),
             ]),
             "post": op("createJob", "Create a job", TAG, {
-                **see_other("The job is created; `Location` is its URL"), **CHANGE_ERRORS},
-                parameters=[query("PHASE", "RUN: start the job at once", {**STRING, "enum": ["RUN"]})],
+                **see_other("The job is created; `Location` is its URL"), **CHANGE_ERRORS, **errors(422, 507)},
+                parameters=[query("PHASE", "RUN: start the job at once", {**STRING, "enum": ["RUN"]}),
+                            IDEMPOTENCY_KEY],
                 body=form_body(settings, CONTROL, multipart=True, body_required=False, description=(
                     "The job's parameters (see `GET /jdl/{name}`) and the control parameters; a multipart "
                     "file part becomes a by-reference parameter.")),

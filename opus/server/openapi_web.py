@@ -98,5 +98,5 @@ def paths(jobname_schema: Doc) -> Doc:
             "requestBody": _form({"_csrf": STRING}, []),
             "responses": {"303": see_other, **errors(400, 403, 413)}}},
         "/web/static/{path}": _asset("webStatic", "The pages' scripts and styles, and uws.js"),
-        "/web/lib/{path}": _asset("webLibrary", "Bootstrap and CodeMirror (installed by npm ci)"),
+        "/web/lib/{path}": _asset("webLibrary", "The web client's npm libraries (those package-lock.json lists)"),
     }

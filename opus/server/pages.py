@@ -19,7 +19,9 @@ from opus.web import TEMPLATES_DIR
 
 HTML_TYPE = "text/html; charset=UTF-8"
 #: Pages run only their own scripts and load nothing from elsewhere (data: for Bootstrap's icons).
-CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+# connect-src: the SAMP Web Profile hub on the user's own computer ("Send to TOPCAT/Aladin", on click).
+CSP = ("default-src 'self'; connect-src 'self' http://localhost:21012; img-src 'self' data: blob:; "
+       "style-src 'self'; script-src 'self'; "
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 PAGE_HEADERS = {"Content-Type": HTML_TYPE, "Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
                 "Referrer-Policy": "same-origin", "Cache-Control": "no-store"}

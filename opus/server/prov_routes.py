@@ -24,7 +24,7 @@ routes = RouteTable()
 
 
 def _answer(doc: ProvDocument, options: ProvOptions, name: str) -> HTTPResponse:
-    body = provenance.serialize(doc, options.format)
+    body = provenance.serialize(doc, options.format, attributes=options.attributes)
     ext = {"json": "json", "provn": "provn", "xml": "provx", "votable": "vot", "svg": "svg", "png": "png"}
     # Served like a job's files (opus.server.files): the document quotes names and values that users
     # chose, so an SVG or XML graph is an attachment, sandboxed and never sniffed.

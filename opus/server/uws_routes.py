@@ -5,6 +5,8 @@ Each route parses, calls one job service method, and renders (GUIDE: thin handle
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from bottle import HTTPResponse, request
@@ -18,10 +20,11 @@ from opus.server.routing import RouteTable, services, settings
 from opus.server.urls import JOB_LIST_RULE, JOB_RULE as JOB
 from opus.server.web import (as_json, base_url, form_input, identity, query_values, required, see_other, single,
                              text, wants_json, xml)
+from opus.service import idempotency
 from opus.service.submission import Upload
 from opus.storage.jobfiles import JobFiles, read_json
 from opus.timeutil import format_instant, parse_instant, parse_int
-from opus.uws import Job, parse_phase
+from opus.uws import Job, JobRef, parse_phase
 
 #: Job lists longer than this (LAST above it, or no LAST) are streamed rather than built in memory.
 STREAM_ABOVE = 1000
@@ -78,6 +81,7 @@ def job_list(jobname: str) -> HTTPResponse:
     url = list_url(jobname)
     if not stream:
         return as_json(render.joblist_json(refs, url)) if wants_json() else xml(render.joblist_xml(refs, url))
+    refs = _primed(refs)  # the first batch is read here: a database outage is a 503, not a cut body
     if wants_json():
         chunks, ctype = render.joblist_json_chunks(refs, url), web.JSON_TYPE
     else:
@@ -85,11 +89,20 @@ def job_list(jobname: str) -> HTTPResponse:
     return HTTPResponse((c.encode("utf-8") for c in chunks), status=200, headers={"Content-Type": ctype})
 
 
+def _primed(refs: Iterable[JobRef]) -> Iterator[JobRef]:
+    """``refs`` with its first item already read."""
+    it = iter(refs)
+    first = next(it, None)
+    return it if first is None else itertools.chain((first,), it)
+
+
 @routes.post(JOB_LIST_RULE)
 def create_job(jobname: str) -> HTTPResponse:
     fields, files = form_input(settings())
     fields += [(k, v) for k, v in request.query.decode().allitems() if k.upper() == "PHASE"]
-    job = services().jobs.create(jobname, identity(), fields, files, base=base_url(settings()))
+    key = request.headers.get(idempotency.HEADER)
+    job = services().jobs.create(jobname, identity(), fields, files, base=base_url(settings()),
+                                 idempotency_key=None if key is None else idempotency.parse_key(key))
     return see_other(job_url(jobname, job.job_id))
 
 
@@ -98,7 +111,7 @@ def create_job(jobname: str) -> HTTPResponse:
 def get_job(jobname: str, job_id: str) -> HTTPResponse:
     waits = query_values("WAIT")
     if waits:
-        seconds = min(parse_int(w, "WAIT") for w in waits)
+        seconds = min(parse_int(w, "WAIT", -1) for w in waits)  # -1: the server's maximum
         phases = query_values("PHASE")
         if len(phases) > 1:
             raise BadRequest("PHASE may be given once with WAIT")

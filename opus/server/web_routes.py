@@ -10,7 +10,7 @@
     GET  /web/signin, POST /web/signin     the sign-in form (name + token -> a session cookie)
     POST /web/signout                      ends the session
     GET  /web/static/<path>                the pages' scripts and styles, uws.js
-    GET  /web/lib/<path>                   Bootstrap and CodeMirror, from WEB_LIBRARIES_DIR (npm ci)
+    GET  /web/lib/<path>                   the npm libraries (Bootstrap, CodeMirror...): opus.weblibs
 
 Pages are shells: their scripts fetch everything through the public REST API (``uws.js``).  A
 page asked for without the credentials it needs answers 401 with the sign-in form (``errors``).
@@ -19,6 +19,7 @@ page asked for without the credentials it needs answers 401 with the sign-in for
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from urllib.parse import quote
 
@@ -31,10 +32,12 @@ from opus.server.errors import KIND, PAGE
 from opus.server.render import iso
 from opus.server.routing import RouteTable, services, settings
 from opus.server.web import as_json, base_url, form_input, identity, require_admin
+from opus import weblibs
+from opus.settings import Settings
 from opus.web import STATIC_DIR
 
-#: What /web/lib serves of node_modules: the libraries' distributed files, nothing else.
-LIBRARIES = ("bootstrap/dist/", "codemirror/lib/", "codemirror/mode/", "codemirror/addon/")
+#: Where an installed package holds the libraries (build_web.py copies them there).
+PACKAGED_LIBRARIES = STATIC_DIR.parent / "lib"
 routes = RouteTable()
 #: The options of a page route: its errors are HTML pages, 401 the sign-in form.
 PAGE_ROUTE = {KIND: PAGE}
@@ -153,10 +156,37 @@ def web_static(path: str) -> HTTPResponse:
 
 @routes.get("/web/lib/<path:path>", opus_public=True)
 def web_lib(path: str) -> HTTPResponse:
-    if not path.startswith(LIBRARIES) or ".." in path.split("/"):
-        raise BadRequest(f"/web/lib serves only {', '.join(LIBRARIES)}")
-    return _asset(path, settings().WEB_LIBRARIES_DIR, "public, max-age=86400",
-                  missing=" (run `npm ci` at the top of OPUS: scripts/setup.sh does)")
+    directory = libraries_dir(settings().WEB_LIBRARIES_DIR)
+    if not weblibs.served(path, _packages(directory)):
+        raise BadRequest("/web/lib serves only the browser files (scripts, styles, fonts, images) "
+                         "of the packages that package-lock.json lists")
+    return _asset(path, directory, "public, max-age=86400",
+                  missing=" (in a checkout, run `npm ci` at the top of OPUS: scripts/setup.sh does)")
+
+
+def libraries_dir(configured: str) -> Path:
+    """WEB_LIBRARIES_DIR when set to another place than its default (the checkout's node_modules);
+    otherwise the libraries built into the installed package when there are some (a wheel), else
+    node_modules (a checkout, or an editable install)."""
+    if configured != Settings.WEB_LIBRARIES_DIR or not (PACKAGED_LIBRARIES / weblibs.LOCK_NAME).is_file():
+        return Path(configured)
+    return PACKAGED_LIBRARIES
+
+
+def _packages(directory: Path) -> list[str]:
+    stamps = []
+    for path in (directory, directory / weblibs.LOCK_NAME):
+        try:
+            stamps.append(path.stat().st_mtime_ns)
+        except OSError:
+            stamps.append(0)
+    return _packages_of(directory, tuple(stamps))
+
+
+@lru_cache(maxsize=8)
+def _packages_of(directory: Path, stamps: tuple[int, ...]) -> list[str]:
+    """The packages of a libraries directory, read again when it or its lock file changes (``stamps``)."""
+    return weblibs.installed(directory)
 
 
 def _asset(path: str, directory: Path | str, cache: str, missing: str = "") -> HTTPResponse:

@@ -17,21 +17,25 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from opus.auth.identity import Identity, can_access
-from opus.errors import BadRequest, Forbidden, IllegalTransition, NotFound
+from opus.errors import BadRequest, Conflict, Forbidden, IllegalTransition, NotFound
 from opus.events.notify import Notifier
 from opus.jobdef import JobDefinition, JobDefinitionRegistry
 from opus.managers.base import Manager
+from opus.service.idempotency import HEADER, KeyReused, creation_key
 from opus.service.inputs import InputResolver
 from opus.service.submission import (Submission, SubmissionRules, Upload, parse_submission, save_links,
                                      save_uploads)
 from opus.settings import Settings
 from opus.storage import JobStore
 from opus.storage.jobfiles import JobFiles
-from opus.storage.jobstore import DuplicateJobId
+from opus.storage.jobstore import CreationKey, CreationKeyTaken, DuplicateJobId
+from opus.storage.outage import is_outage
 from opus.timeutil import parse_instant, parse_int, utcnow
 from opus.uws import ABORTABLE, EDITABLE, FINAL, RUNNABLE, RUNNING, Job, JobRef, Parameter, Phase
 
 log = logging.getLogger(__name__)
+#: Seconds between re-reads of a waited-on job while the database does not answer.
+OUTAGE_RECHECK = 1.0
 #: Counts the unfinished jobs of an owner key (for the quota).
 ActiveJobs = Callable[[str | None], int]
 
@@ -65,15 +69,48 @@ class JobService:
 
     # ---- creation and reading ----------------------------------------------------------------------
     def create(self, jobname: str, identity: Identity, form: Sequence[tuple[str, str]],
-               uploads: Sequence[Upload] = (), base: str | None = None) -> Job:
-        """Create a job (PENDING, or QUEUED when PHASE=RUN was sent)."""
+               uploads: Sequence[Upload] = (), base: str | None = None,
+               idempotency_key: str | None = None) -> Job:
+        """Create a job: PENDING, or QUEUED when PHASE=RUN was sent, in one INSERT either way.
+
+        Everything is checked before anything is stored: a creation that fails stores no job and
+        leaves no file.  With ``idempotency_key`` (``opus.service.idempotency``), a request this
+        caller already made with that key returns the job it created instead of a new one."""
         jobdef = self.registry.get(jobname)
-        self._check_may_create(jobname, identity)
+        if not identity.may_use(jobname):
+            raise Forbidden(f"you may not use the job definition {jobname!r}")
+        key = None
+        if idempotency_key is not None:
+            key = creation_key(identity.owner_key, idempotency_key, jobname, form, uploads)
+            earlier = self._created_with(key)
+            if earlier is not None:
+                return earlier
+        self._check_quota(identity)
+        job, sub = self._new_job(jobname, jobdef, identity, form, uploads, base)
+        try:
+            self._insert(job, sub, key)
+        except CreationKeyTaken:
+            # A concurrent request with the same key won the INSERT: its job is the answer.
+            assert key is not None  # only a keyed insert can find its key taken
+            earlier = self._created_with(key)
+            if earlier is None:
+                raise Conflict(f"{HEADER}: the job created with this key was just deleted; "
+                               "send the request again") from None
+            return earlier
+        return job
+
+    def _new_job(self, jobname: str, jobdef: JobDefinition, identity: Identity,
+                 form: Sequence[tuple[str, str]], uploads: Sequence[Upload],
+                 base: str | None) -> tuple[Job, Submission]:
+        """The job a creation request describes, checked (a PHASE=RUN job must be runnable)."""
         sub = self._parse(jobdef, form, uploads, identity, base, allow_phase=True)
         given = {p.name for p in sub.parameters}
         # Defaults filled in: the job's parameter list shows every value the script will receive.
         sub.parameters += [Parameter(n, d.default) for n, d in jobdef.parameters.items()
                            if d.default is not None and n not in given]
+        phase = sub.phase or Phase.PENDING
+        if phase is Phase.QUEUED:
+            _check_runnable(jobdef, sub.parameters)
         now = utcnow()
         duration = sub.execution_duration
         if duration is None:
@@ -83,42 +120,48 @@ class JobService:
         destruction = now + timedelta(seconds=self.settings.DESTRUCTION_INTERVAL)
         if sub.destruction is not None:
             destruction = self.rules.cap_destruction(now, sub.destruction)
-        job = Job(job_id="", jobname=jobname, phase=Phase.PENDING, creation_time=now,
+        job = Job(job_id="", jobname=jobname, phase=phase, creation_time=now,
                   execution_duration=duration, destruction_time=destruction, run_id=sub.run_id,
                   owner_id=identity.name, owner_key=identity.owner_key, quote=_quote(jobdef, now),
                   parameters=sub.parameters, jdl_version=jobdef.version)
-        self._insert(job, sub)
-        if sub.phase is Phase.QUEUED:
-            self._queue(job, jobdef)
-        return job
+        return job, sub
 
-    def _check_may_create(self, jobname: str, identity: Identity) -> None:
-        if not identity.may_use(jobname):
-            raise Forbidden(f"you may not use the job definition {jobname!r}")
+    def _created_with(self, key: CreationKey) -> Job | None:
+        """The job created with ``key``, if it still exists; KeyReused (422) if by another request."""
+        found = self.store.find_by_key(key.key)
+        if found is None:
+            return None
+        job_id, digest = found
+        if digest != key.digest:
+            raise KeyReused(f"{HEADER}: this key already created job {job_id} with a different request; "
+                            "use a new key for a new request")
+        return self.store.get(job_id)
+
+    def _check_quota(self, identity: Identity) -> None:
         if identity.max_active_jobs and self.active_jobs is not None and \
                 self.active_jobs(identity.owner_key) >= identity.max_active_jobs:
             raise Forbidden(f"you already have {identity.max_active_jobs} unfinished job(s), your limit: "
                             "wait for some to finish or delete some")
 
-    def _insert(self, job: Job, sub: Submission) -> None:
-        """Draw the job's id, save its files and store it."""
+    def _insert(self, job: Job, sub: Submission, key: CreationKey | None) -> None:
+        """Draw the job's id, save its files and store it; no file stays when the store refuses."""
         has_files = bool(sub.uploads or sub.links)
         for _attempt in range(5):
             job.job_id = secrets.token_hex(8)
             files = self._files(job.job_id)
-            if has_files:
-                try:
+            try:
+                if has_files:
                     save_uploads(files, sub.uploads, self.rules.max_upload_size)
                     save_links(files, sub.links)
-                except BaseException:
-                    files.remove()
-                    raise
-            try:
-                self.store.create(job)
+                self.store.create(job, key)
                 return
             except DuplicateJobId:
                 if has_files:
                     files.remove()
+            except BaseException:
+                if has_files:
+                    files.remove()
+                raise
         raise RuntimeError("could not draw a unique job id")  # pragma: no cover - 5 collisions of 64 bits
 
     def get(self, jobname: str, job_id: str, identity: Identity) -> Job:
@@ -143,7 +186,12 @@ class JobService:
         return read(jobname, phases, after, last, owner_key=identity.owner_key, filter_owner=True)
 
     def wait(self, jobname: str, job_id: str, identity: Identity, seconds: int, phase: Phase | None) -> Job:
-        """GET with WAIT: block until the phase changes, at most ``seconds`` (-1: the server maximum)."""
+        """GET with WAIT: block until the phase changes, at most ``seconds`` (-1: the server maximum).
+
+        A database outage during the wait does not end it: the phase is re-read every
+        ``OUTAGE_RECHECK`` seconds until the database answers, the phase changes or time is up."""
+        if seconds < -1:
+            raise BadRequest(f"WAIT: must be an integer >= -1 (-1: the server's maximum), got {seconds}")
         limit = self.settings.MAX_WAIT if seconds < 0 else min(seconds, self.settings.MAX_WAIT)
         if limit <= 0:
             return self.get(jobname, job_id, identity)
@@ -153,18 +201,30 @@ class JobService:
             if not job.is_waitable or (phase is not None and job.phase != phase):
                 return job
             start_phase = job.phase
+            unsure = False  # the last re-read failed: the database is away
             while True:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or not waiter.wait(remaining):
+                if remaining <= 0:
                     break
-                waiter.event.clear()
-                if waiter.phase is None:  # woken to re-check (a notification channel came back)
-                    if self.store.get_phase(job_id) is start_phase:
+                woken = waiter.wait(min(remaining, OUTAGE_RECHECK) if unsure else remaining)
+                if woken:
+                    waiter.event.clear()
+                    if waiter.phase is not None:
+                        if waiter.phase == "DELETED" or waiter.phase != start_phase.value:
+                            break
                         continue
-                    break
-                if waiter.phase == "DELETED" or waiter.phase != start_phase.value:
-                    break
-        return self.get(jobname, job_id, identity)
+                elif not unsure:
+                    break  # time is up
+                # Woken to re-check (a notification channel came back), or re-checking in an outage.
+                try:
+                    unsure = False
+                    if self.store.get_phase(job_id) is not start_phase:
+                        break
+                except Exception as exc:
+                    if not is_outage(exc):
+                        raise
+                    unsure = True
+        return self.get(jobname, job_id, identity)  # a database still away: 503 (opus.server.errors)
 
     # ---- control -------------------------------------------------------------------------------------
     def run(self, jobname: str, job_id: str, identity: Identity) -> None:
@@ -180,10 +240,7 @@ class JobService:
     def _queue(self, job: Job, jobdef: JobDefinition) -> None:
         # No callback URL is kept per job: the wrapper reports where the settings say (opus.listen),
         # never to an address taken from the request that queued the job.
-        present = {p.name for p in job.parameters}
-        missing = jobdef.missing_required(present)
-        if missing:
-            raise BadRequest("cannot run: required parameter(s) missing: " + ", ".join(missing))
+        _check_runnable(jobdef, job.parameters)
         if not self.store.set_phase(job.job_id, Phase.QUEUED, RUNNABLE, quote=_quote(jobdef, utcnow())):
             current = self.store.get_phase(job.job_id)
             if current not in RUNNING:
@@ -265,6 +322,12 @@ class JobService:
         if not ok:
             raise IllegalTransition(f"job {job_id} is no longer PENDING: "
                                     "parameters can only change while PENDING")
+
+
+def _check_runnable(jobdef: JobDefinition, params: Sequence[Parameter]) -> None:
+    missing = jobdef.missing_required({p.name for p in params})
+    if missing:
+        raise BadRequest("cannot run: required parameter(s) missing: " + ", ".join(missing))
 
 
 def _quote(jobdef: JobDefinition, start: datetime) -> datetime | None:

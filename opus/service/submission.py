@@ -8,17 +8,19 @@ and ``save_links`` write what it accepted into the job's files.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import BinaryIO
 
 from opus.auth.identity import Identity
-from opus.errors import BadRequest, PayloadTooLarge
+from opus.errors import BadRequest, OpusError, PayloadTooLarge
 from opus.jobdef import JobDefinition
 from opus.jobdef.model import multiplicity_range
 from opus.jobdef.slurm_options import check_option, is_slurm_parameter
@@ -30,8 +32,31 @@ from opus.uws import NOT_XML_CHAR, Parameter, Phase
 
 PARAM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}\Z")
 CONTROL = {"PHASE", "RUNID", "EXECUTIONDURATION", "DESTRUCTION"}
+#: Control parameters of the original OPUS that are accepted and not kept: its form sent the user's
+#: guess of the duration as ``uws_quote``; here QUOTE is the server's own estimate (the definition's).
+ORIGINAL_IGNORED = {"UWS_QUOTE"}
 #: Inputs given as entities of this server's store: {input name: {url: entity id}}.
 Links = dict[str, dict[str, str]]
+#: The errors of a write that found no room: the disk is full, or the owner's quota is.
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+class InsufficientStorage(OpusError):
+    """The server has no room for what the request sends (507 Insufficient Storage)."""
+
+    status = 507
+
+
+@contextmanager
+def no_space_is_507(what: str) -> Iterator[None]:
+    """Turn "no space left on device" (or "quota exceeded") while writing ``what`` into a 507."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in NO_SPACE:
+            raise InsufficientStorage(f"the server has no room to store {what} (its disk is full): "
+                                      "try again later or with a smaller file") from None
+        raise
 
 
 @dataclass
@@ -141,6 +166,8 @@ class _Parser:
             raise BadRequest(f"{raw_name}: the value holds characters XML cannot carry; "
                              "send such content as a file (multipart upload)")
         upper = raw_name.strip().upper()
+        if upper in ORIGINAL_IGNORED:
+            return
         if upper in CONTROL:
             self._once(upper, f"{upper} given more than once")
             self._control(upper, value)
@@ -217,25 +244,30 @@ def save_links(files: JobFiles, links: Links) -> None:
     """Record the inputs given as /store URLs (the dispatcher links their files into the job)."""
     if not links:
         return
-    files.root.mkdir(parents=True, exist_ok=True)
-    record = read_json(files.store_links, {})
-    for name, urls in links.items():
-        record.setdefault(name, {}).update(urls)
-    write_json(files.store_links, record)
+    with no_space_is_507("the job's inputs"):
+        files.root.mkdir(parents=True, exist_ok=True)
+        record = read_json(files.store_links, {})
+        for name, urls in links.items():
+            record.setdefault(name, {}).update(urls)
+        write_json(files.store_links, record)
 
 
 def save_uploads(files: JobFiles, uploads: Sequence[Upload], limit: int) -> None:
-    """Stream each upload into the job's ``uploads/`` (at most ``limit`` bytes each), hashing it."""
+    """Stream each upload into the job's ``uploads/`` (at most ``limit`` bytes each), hashing it.
+
+    PayloadTooLarge (413) over the limit, InsufficientStorage (507) when the disk is full; either
+    way the upload's partial file is removed."""
     if not uploads:
         return
-    files.uploads.mkdir(parents=True, exist_ok=True)
+    with no_space_is_507("the job's uploads"):
+        files.uploads.mkdir(parents=True, exist_ok=True)
     saved = {}
     for up in uploads:
         size = 0
         digest = hashlib.sha256()
         tmp = files.uploads / f".{up.name}.{secrets.token_hex(4)}.part"
         try:
-            with open(tmp, "wb") as out:
+            with no_space_is_507(f"the upload {up.name!r}"), open(tmp, "wb") as out:
                 for block in iter(lambda: up.stream.read(1 << 20), b""):
                     size += len(block)
                     if size > limit:
@@ -246,6 +278,7 @@ def save_uploads(files: JobFiles, uploads: Sequence[Upload], limit: int) -> None
         finally:
             tmp.unlink(missing_ok=True)
         saved[up.name] = {"file_name": up.filename[:255], "size": size, "sha256": digest.hexdigest()}
-    record = read_json(files.inputs_record, {})
-    record.update(saved)
-    write_json(files.inputs_record, record)
+    with no_space_is_507("the job's uploads"):
+        record = read_json(files.inputs_record, {})
+        record.update(saved)
+        write_json(files.inputs_record, record)

@@ -65,8 +65,15 @@ def _alembic_config(engine: Engine) -> Config:
 
 
 def upgrade_schema(engine: Engine, revision: str = "head") -> None:
-    """Create or upgrade the schema to ``revision`` (Alembic)."""
-    command.upgrade(_alembic_config(engine), revision)
+    """Create or upgrade the schema to ``revision`` (Alembic), without Alembic's INFO line per step
+    (a first `opus init` printed eleven); its warnings and errors still show."""
+    alembic_log = logging.getLogger("alembic")
+    level = alembic_log.level
+    alembic_log.setLevel(max(logging.WARNING, level))
+    try:
+        command.upgrade(_alembic_config(engine), revision)
+    finally:
+        alembic_log.setLevel(level)
 
 
 def schema_is_current(engine: Engine) -> bool:

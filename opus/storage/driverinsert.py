@@ -17,7 +17,7 @@ from opus.storage.writelock import WriteGate
 
 JOB_COLUMNS = ("job_id", "jobname", "phase", "creation_time", "owner_id", "owner_key", "run_id",
                "execution_duration", "destruction_time", "quote", "jdl_version", "error_type", "error_message",
-               "error_has_detail")
+               "error_has_detail", "idempotency_key", "request_digest")
 PARAMETER_COLUMNS = ("job_id", "name", "value", "by_reference", "is_post")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -32,8 +33,28 @@ class DuplicateJobId(Exception):
     """The job id is already taken (the caller draws another)."""
 
 
-def _taken(exc: Exception) -> bool:
-    return "job_id" in str(exc) or "jobs" in str(exc)
+class CreationKeyTaken(Exception):
+    """Another job holds the creation's idempotency key (``JobStore.find_by_key`` names it)."""
+
+
+@dataclass(frozen=True)
+class CreationKey:
+    """A creation's idempotency key, stored in the job's row by its INSERT: ``key`` (SHA-256 of the
+    owner and the client's key) is unique among jobs; ``digest`` (SHA-256 of the request) tells a
+    retry of the same request from another request sent with the same key."""
+
+    key: str
+    digest: str
+
+
+def _duplicate(job: Job, exc: BaseException) -> Exception | None:
+    """The domain error for a unique violation of the jobs table (None: some other integrity error)."""
+    message = str(exc)
+    if "idempotency_key" in message:  # SQLite: "jobs.idempotency_key"; PostgreSQL: the index's name
+        return CreationKeyTaken(job.job_id)
+    if "job_id" in message or "jobs" in message:
+        return DuplicateJobId(job.job_id)
+    return None
 
 
 def _ignore_change(job_id: str, phase: str) -> None:
@@ -60,9 +81,14 @@ class JobStore:
     #: generic SQLAlchemy path stays for tests/test_jobstore_driver_insert.py to compare against.
     _driver_insert = True
 
-    def create(self, job: Job) -> None:
-        """Insert a new job with its parameters; DuplicateJobId if the id is taken."""
+    def create(self, job: Job, key: CreationKey | None = None) -> None:
+        """Insert a new job with its parameters (and its creation key) in one transaction.
+
+        DuplicateJobId if the id is taken, CreationKeyTaken if another job holds ``key``.  A job
+        inserted QUEUED (created with PHASE=RUN) is announced, so that the dispatcher takes it."""
         row = new_job_row(job)
+        if key is not None:
+            row.update(idempotency_key=key.key, request_digest=key.digest)
         params = [parameter_row(job.job_id, p) for p in job.parameters]
         try:
             if self._driver_insert:
@@ -73,14 +99,25 @@ class JobStore:
                     if params:
                         conn.execute(insert(parameters), params)
         except IntegrityError as exc:
-            if _taken(exc.orig or exc):
-                raise DuplicateJobId(job.job_id) from None
+            found = _duplicate(job, exc.orig or exc)
+            if found is not None:
+                raise found from None
             raise
         except self._driver_integrity_error as exc:  # the driver's own, from driverinsert
-            if _taken(exc):
-                raise DuplicateJobId(job.job_id) from None
+            found = _duplicate(job, exc)
+            if found is not None:
+                raise found from None
             raise
-        # A new job is not announced: nobody can be waiting on it yet.
+        # A new PENDING job is not announced: nobody can be waiting on it yet.
+        if job.phase is Phase.QUEUED:
+            self.on_change(job.job_id, job.phase.value)
+
+    def find_by_key(self, key: str) -> tuple[str, str] | None:
+        """(job id, request digest) of the job that holds creation key ``key``, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(jobs.c.job_id, jobs.c.request_digest)
+                               .where(jobs.c.idempotency_key == key)).first()
+        return None if row is None else (row[0], row[1] or "")
 
     def get(self, job_id: str) -> Job | None:
         """The job with its parameters and results, or None."""

@@ -33,10 +33,16 @@ jobs = Table(
     Column("error_has_detail", Boolean, nullable=False, default=False),
     Column("manager_id", String(64)),
     Column("callback_url", String(512)),
+    # Idempotent creation (the Idempotency-Key header): a SHA-256 of the owner and the client's key,
+    # unique while the job exists, and a SHA-256 of the request that created the job (a retry must
+    # be the same request).  NULL for jobs created without a key.
+    Column("idempotency_key", String(64)),
+    Column("request_digest", String(64)),
     Index("ix_jobs_jobname_created", "jobname", "creation_time", "seq"),
     Index("ix_jobs_phase_created", "phase", "creation_time"),
     Index("ix_jobs_destruction", "destruction_time"),
     Index("ix_jobs_owner_key_created", "owner_key", "creation_time"),
+    Index("ix_jobs_idempotency_key", "idempotency_key", unique=True),
 )
 
 parameters = Table(

@@ -1,7 +1,7 @@
 /*
  * Administration (admins only): users (/admin/users: add, enable/disable, new token, allowed job
- * definitions, quota, delete), job definitions (/jdl: proposals to validate or reject, versions,
- * delete) and the server's status (/availability, and jobs by phase from /metrics).  A proposal is
+ * definitions, quota, delete), job definitions (/jdl: files that cannot be used and why, proposals
+ * to validate or reject, versions, delete) and the server's status (/availability, and jobs by phase from /metrics).  A proposal is
  * validated by the digest shown next to it, so the document made live is the one "View" showed.
  */
 (function () {
@@ -81,6 +81,8 @@
   // ---- definitions -----------------------------------------------------------------------------------
   async function definitions() {
     const proposals = el("ul", {class: "list-group mb-3", id: "proposals"});
+    // Definition files that cannot be used as they are (GET /jdl gives admins their file and reason).
+    const problems = el("ul", {class: "list-group mb-3", id: "definition-problems"});
     const live = el("tbody", {});
     async function refresh() {
       try {
@@ -102,7 +104,16 @@
               try { await client.withdrawProposal(p.name); refresh(); } catch (err) { showError(err, "Reject"); }
             }}, "Reject"))))
           : [el("li", {class: "list-group-item text-body-secondary"}, "No proposal waits.")]));
-        const defs = await client.definitions();
+        const listing = await client.json("/jdl");
+        const defs = listing.jobDefinitions;
+        const label = {invalid: "invalid", misnamed: "not offered", unmet: "missing needs"};
+        problems.replaceChildren(...((listing.problems || []).length ? listing.problems.map((p) => el("li", {
+          class: "list-group-item", dataset: {problem: p.name, state: p.state}},
+          el("span", {class: "fw-semibold me-2"}, p.name),
+          el("span", {class: `badge ${p.state === "unmet" ? "text-bg-warning" : "text-bg-danger"} me-2`}, label[p.state] || p.state),
+          el("code", {class: "small"}, p.file),
+          el("div", {class: "small"}, p.problems.join("; "))))
+          : [el("li", {class: "list-group-item text-body-secondary"}, "Every definition can run here.")]));
         const rows = await Promise.all(defs.map(async (d) => {
           let versions = [];
           try { versions = (await client.versions(d.name)).versions; } catch (_) { /* none kept */ }
@@ -121,7 +132,8 @@
       } catch (err) { showError(err, "Definitions"); }
     }
     await refresh();
-    return section("definitions", "Job definitions", el("h3", {class: "h6"}, "Proposals"), proposals,
+    return section("definitions", "Job definitions", el("h3", {class: "h6"}, "Problems"), problems,
+      el("h3", {class: "h6"}, "Proposals"), proposals,
       el("h3", {class: "h6"}, "Live"), el("div", {class: "table-responsive"}, el("table", {class: "table align-middle"},
         el("caption", {class: "visually-hidden"}, "Live job definitions"),
         el("thead", {}, el("tr", {}, ["Name", "Version", "Kept versions", ""].map((h) => el("th", {scope: "col"}, h)))), live)));

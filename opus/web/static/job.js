@@ -1,18 +1,26 @@
 /*
- * One job: properties, parameters, results (download, preview, /store link), stdout, stderr,
- * error summary, provenance graph and its formats; start, abort, delete, run again.  Followed
- * live with blocking WAITs (uws.js watchJob) while it is active.
+ * One job: properties, parameters (editable while PENDING: jobparams.js), progress while QUEUED or
+ * EXECUTING (jobprogress.js), results with their previews shown at once (preview.js), a download under
+ * the right file name, a copyable link and "send to TOPCAT/Aladin" (samp.js); stdout, stderr, error
+ * summary; the provenance graph (provgraph.js) and its formats; start, abort, delete, run again.
+ * Followed live with blocking WAITs (uws.js watchJob) while it is active.
  */
 (function () {
   "use strict";
-  const {client, el, root, phaseBadge, timeEl, formatSize, showError, local} = OPUS;
+  const {client, el, root, phaseBadge, timeEl, formatSize, showError, notify, local} = OPUS;
   const box = document.getElementById("job");
   const jobname = box.dataset.jobname;
   const jobId = box.dataset.jobId;
   const path = client.jobPath(jobname, jobId);
   const $ = (id) => document.getElementById(id);
+  const INLINE_PREVIEWS = 12;
+  const EXTENSIONS = {"application/fits": "fits", "image/fits": "fits", "image/png": "png", "image/jpeg": "jpg", "image/gif": "gif",
+    "text/plain": "txt", "text/csv": "csv", "text/tab-separated-values": "tsv", "application/json": "json",
+    "application/x-votable+xml": "vot", "application/xml": "xml", "application/pdf": "pdf", "application/gzip": "gz"};
   let current = null;
   let stop = null;
+  const progress = new OPUS.Progress($("job-progress"), path);
+  const editor = new OPUS.ParameterEditor($("params-form"), $("params-edit"), jobname, jobId, (job) => { render(job); follow(); });
 
   function properties(job) {
     const rows = [["Definition", `${job.jobName}${job.jobDefinitionVersion ? " v" + job.jobDefinitionVersion : ""}`],
@@ -33,14 +41,72 @@
     return p.value.endsWith(own) ? root + own : local(p.value);
   };
   const here = `${location.origin}${root}`;  // absolute: the API client takes it as it is
-  const sameOrigin = (r) => ({...r, href: `${here}${path}/results/${encodeURIComponent(r.id)}`,
+  /** The file name a result downloads under: its stored file's name, else its name + the type's extension. */
+  function fileName(r) {
+    const stored = r.store ? decodeURIComponent(r.store.split("/").pop()) : "";
+    if (stored) return stored;
+    const ext = EXTENSIONS[(r.mimeType || "").split(";")[0]];
+    const name = r.name || r.id;
+    return ext && !name.toLowerCase().endsWith("." + ext) ? `${name}.${ext}` : name;
+  }
+  const sameOrigin = (r) => ({...r, link: r.href, fileName: fileName(r),
+    href: `${here}${path}/results/${encodeURIComponent(r.id)}`,
     store: r.store && r.entity ? `${here}/store/${r.entity}/${r.store.split("/").pop()}` : r.store});
 
   function parameters(job) {
-    $("job-parameters").replaceChildren(...(job.parameters.length ? job.parameters.map((p) => el("tr", {},
+    $("job-parameters").replaceChildren(...(job.parameters.length ? job.parameters.map((p) => el("tr", {dataset: {param: p.id}},
       el("th", {scope: "row", class: "font-monospace fw-normal"}, p.id),
       el("td", {class: "text-break"}, p.byReference ? el("a", {href: upload(p)}, p.value.split("/").pop() || p.value) : p.value)))
       : [el("tr", {}, el("td", {colspan: 2, class: "text-body-secondary"}, "None"))]));
+  }
+
+  async function copyLink(r, button) {
+    try {
+      await navigator.clipboard.writeText(r.link);
+      button.textContent = "Copied";
+    } catch (_) {  // no clipboard (insecure origin, permission): show the link, selected
+      const input = el("input", {class: "form-control form-control-sm result-link", readonly: true, value: r.link, "aria-label": `Link to ${r.name || r.id}`});
+      button.replaceWith(input);
+      input.select();
+      return;
+    }
+    setTimeout(() => { button.textContent = "Copy link"; }, 2000);
+  }
+
+  async function sendSamp(r, button) {
+    button.disabled = true;
+    try {
+      await OPUS.samp.send(r, r.link);
+      notify(`${r.name || r.id} sent over SAMP.`, "success");
+    } catch (err) { showError(err, "Send over SAMP"); }
+    button.disabled = false;
+  }
+
+  function resultItem(r, files, index) {
+    const body = el("div", {class: "result-preview mt-2", dataset: {previewOf: r.id}});
+    const shown = OPUS.preview.previewable(r) && index < INLINE_PREVIEWS;
+    const samp = OPUS.samp.message(r, r.link);
+    const copy = el("button", {type: "button", class: "btn btn-sm btn-outline-secondary copy-link", title: r.link}, "Copy link");
+    copy.addEventListener("click", () => copyLink(r, copy));
+    const item = el("li", {class: "list-group-item", dataset: {result: r.id}},
+      el("div", {class: "d-flex flex-wrap align-items-center gap-2"},
+        el("span", {class: "fw-semibold font-monospace text-break"}, r.name || r.id),
+        el("span", {class: "small text-body-secondary"}, [r.mimeType, formatSize(r.size)].filter(Boolean).join(" · ")),
+        el("span", {class: "ms-auto d-flex flex-wrap gap-1 result-actions"},
+          OPUS.preview.previewable(r)
+            ? el("button", {type: "button", class: "btn btn-sm btn-outline-primary preview-button", onclick: () => openPreview(r, files)}, "Preview") : "",
+          el("a", {class: "btn btn-sm btn-outline-secondary download", href: local(r.href), download: r.fileName}, "Download"),
+          copy,
+          samp ? el("button", {type: "button", class: "btn btn-sm btn-outline-secondary samp-send",
+            title: "Send to TOPCAT, Aladin or another SAMP tool running on this computer",
+            onclick: (e) => sendSamp(r, e.currentTarget)}, "Send to TOPCAT/Aladin") : "",
+          r.store ? el("a", {class: "btn btn-sm btn-outline-secondary", href: local(r.store), title: "This result in the store, usable as another job's input"}, "Store") : "")),
+      r.description ? el("div", {class: "small text-body-secondary"}, r.description) : "",
+      shown ? body : "");
+    if (shown) {
+      OPUS.preview.show(r, files, body).catch((err) => body.replaceChildren(el("p", {class: "small text-danger"}, `No preview: ${err.message}`)));
+    }
+    return item;
   }
 
   function results(job) {
@@ -50,16 +116,7 @@
       return;
     }
     const files = job.results.map(sameOrigin);
-    list.replaceChildren(...files.map((r) => el("li", {class: "list-group-item", dataset: {result: r.id}},
-      el("div", {class: "d-flex flex-wrap align-items-center gap-2"},
-        el("span", {class: "fw-semibold font-monospace"}, r.name || r.id),
-        el("span", {class: "small text-body-secondary"}, [r.mimeType, formatSize(r.size)].filter(Boolean).join(" · ")),
-        el("span", {class: "ms-auto d-flex gap-1"},
-          OPUS.preview.previewable(r, files)
-            ? el("button", {type: "button", class: "btn btn-sm btn-outline-primary preview-button", onclick: () => openPreview(r, files)}, "Preview") : "",
-          el("a", {class: "btn btn-sm btn-outline-secondary", href: local(r.href), download: ""}, "Download"),
-          r.store ? el("a", {class: "btn btn-sm btn-outline-secondary", href: local(r.store), title: "This result in the store, usable as another job's input"}, "Store") : "")),
-      r.description ? el("div", {class: "small text-body-secondary"}, r.description) : "")));
+    list.replaceChildren(...files.map((r, i) => resultItem(r, files, i)));
   }
 
   async function openPreview(result, all) {
@@ -81,24 +138,6 @@
     } catch (err) { pre.textContent = err.status === 404 ? "(nothing yet)" : err.message; }
   }
 
-  async function provenance(job) {
-    const target = $("provenance");
-    const prov = `${root}${path}/provenance`;
-    const formats = [["SVG", "svg"], ["PNG", "png"], ["PROV-JSON", "json"], ["PROV-XML", "xml"], ["PROV-N", "provn"], ["PROV-VOTABLE", "votable"]];
-    $("provenance-links").replaceChildren("Formats: ", ...formats.flatMap(([label, f]) =>
-      [el("a", {href: `${prov}?format=${f}`, class: "me-2"}, label)]),
-    " · ", el("a", {href: `${root}/provsap?ID=${job.jobId}&DEPTH=ALL&RESPONSEFORMAT=svg`}, "ProvSAP (all steps)"));
-    try {
-      const r = await client.request("GET", `${path}/provenance`, {query: {format: "svg"}});
-      const url = URL.createObjectURL(await r.blob());
-      target.replaceChildren(el("img", {src: url, class: "img-fluid border bg-white", id: "provenance-graph",
-        alt: `Provenance graph of job ${job.jobId}: its activity, agent, parameters, inputs and results`}));
-    } catch (err) {
-      target.replaceChildren(el("p", {class: "text-body-secondary small", id: "provenance-missing"},
-        `The provenance graph is not available (${err.status || "network"}: ${err.message})`));
-    }
-  }
-
   function render(job) {
     const previous = current;
     current = job;
@@ -107,7 +146,9 @@
     $("job-abort").classList.toggle("d-none", !UWS.ACTIVE.includes(job.phase));
     properties(job);
     parameters(job);
-    results(job);
+    editor.update(job);
+    progress.update(job);
+    if (!previous || previous.phase !== job.phase || previous.results.length !== job.results.length) results(job);
     const error = $("job-error");
     error.classList.toggle("d-none", !job.errorSummary);
     if (job.errorSummary) {
@@ -115,7 +156,7 @@
         " ", el("a", {href: `${root}${path}/error`, class: "alert-link"}, "(error document)"));
     }
     if (!UWS.ACTIVE.includes(job.phase) && (!previous || previous.phase !== job.phase)) {
-      output("stdout"); output("stderr"); provenance(job);
+      output("stdout"); output("stderr"); OPUS.jobProvenance(job);
     }
   }
 
@@ -144,6 +185,7 @@
       return;
     }
     if (stop) stop();
+    progress.stop();
     try { await client.deleteJob(jobname, jobId); location.assign(`${root}/web/jobs/${encodeURIComponent(jobname)}`); } catch (err) { showError(err); }
   });
   $("preview-close").addEventListener("click", () => $("preview").classList.add("d-none"));

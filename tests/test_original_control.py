@@ -1,4 +1,4 @@
-"""SLURM resources as the original OPUS spelt them: ``slurm_ntasks-per-node``, memory in ``1gb``.
+"""Control parameters as the original OPUS took them: ``slurm_ntasks-per-node``, memory in ``1gb``, ``uws_quote``.
 
 Checked at the two places a value enters (opus.jobdef.slurm_options), then through HTTP on a server
 configured for SLURM (its manager faked: what is checked here is the creation request, not sbatch).
@@ -52,3 +52,12 @@ def test_the_originals_spellings_are_accepted_at_creation(slurm_api):
 def test_the_control_parameters_list_the_new_option(slurm_api):
     names = slurm_api.http.get(f"{slurm_api.url}/jdl/dummy", headers={"Accept": "application/json"}).text
     assert "slurm_ntasks_per_node" in names
+
+
+def test_uws_quote_of_the_original_form_is_accepted_and_not_kept(slurm_api):
+    response = slurm_api.http.post(f"{slurm_api.url}/rest/dummy", data={"uws_quote": "600", "text": "q"},
+                                   allow_redirects=False)
+    assert response.status_code == 303, response.text
+    parameters = slurm_api.http.get(response.headers["Location"] + "/parameters",
+                                    headers={"Accept": "application/json"}).json()
+    assert {p["id"] for p in parameters} == {"text"}
