@@ -184,7 +184,8 @@ class Settings:
     SLURM_TIME_MARGIN: int = 60
     # Minutes between reconciliations (one squeue for all jobs; also done at start-up).
     SLURM_RECONCILE_MINUTES: float = 5.0
-    # How often a transient sbatch failure (controller unreachable) is retried before ERROR.
+    # Unused since issue 14 (kept so old settings files load): a transient sbatch failure is an
+    # outage; jobs stay QUEUED and are retried with back-off, without a cap.
     SLURM_SUBMIT_RETRIES: int = 3
     # jobcomp/filetxt log of the cluster (JobCompLoc), read at reconciliation for jobs that ended
     # without a report; None: not used.

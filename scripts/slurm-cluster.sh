@@ -12,6 +12,10 @@
 #                                      OPUS_SLURM_EPILOG); running jobs survive
 #   scripts/slurm-cluster.sh status    print daemon pids, sinfo and squeue; exit 3
 #                                      if a daemon is not running
+#   scripts/slurm-cluster.sh stop-ctld stop slurmctld alone (a scheduler outage, for
+#                                      fault tests): slurmd and running jobs go on
+#   scripts/slurm-cluster.sh start-ctld start the daemons that are not running with the
+#                                      slurm.conf as it is, and wait until the node is idle
 #
 # The daemons are started directly (no systemd), with pid files in /run/slurm and
 # /run/munge.  The cluster is named "opus"; its one node is "localhost" (all CPUs,
@@ -38,13 +42,13 @@
 #   OPUS_SLURM_FORCE=1       overwrite a slurm.conf that this script did not write.
 set -euo pipefail
 
-usage() { echo "usage: $0 start|stop|status|restart" >&2; exit 2; }
+usage() { echo "usage: $0 start|stop|status|restart|stop-ctld|start-ctld" >&2; exit 2; }
 die() { echo "slurm-cluster: ERROR: $*" >&2; exit 1; }
 log() { echo "slurm-cluster: $*" >&2; }
 
 [ $# -eq 1 ] || usage
 CMD="$1"
-case "$CMD" in start|stop|status|restart) ;; -h|--help) sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; *) usage ;; esac
+case "$CMD" in start|stop|status|restart|stop-ctld|start-ctld) ;; -h|--help) sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; *) usage ;; esac
 [ "$(id -u)" -eq 0 ] || die "must run as root"
 
 CONF_DIR=/etc/slurm
@@ -411,6 +415,8 @@ fi
 case "$CMD" in
     start)   cmd_start ;;
     stop)    cmd_stop ;;
+    stop-ctld) stop_daemon "$CTLD_PID" slurmctld ;;
+    start-ctld) start_slurm; wait_idle ;;
     restart) preflight; stop_slurm; cmd_start ;;   # munged keeps running
     status)  cmd_status ;;
 esac

@@ -13,6 +13,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ import pytest
 import helpers
 from conftest import LiveServer, make_settings
 from helpers import wait_for
-from opus.managers.slurm import SLURM_STATES, phase_of
+from opus.managers.slurm_states import SLURM_STATES, phase_of
 from opus.uws import Phase
 JOBCOMP = "/var/log/slurm/jobcomp.log"
 pytestmark = pytest.mark.slurm
@@ -292,3 +293,69 @@ def test_ssh_mode_without_shared_directory(cluster, shared_dir, sshd):
         assert (shared_dir / "commands.log").read_text().count("sbatch") == 2
     finally:
         server.stop()
+
+
+# ---- what the manager reads besides reports (no cluster needed) -------------------------------------------
+def _jobcomp_line(slurm_id: int, state: str, work_dir: str) -> str:
+    return (f"JobId={slurm_id} UserId=root(0) GroupId=root(0) Name=opus-once JobState={state} Partition=debug "
+            f"TimeLimit=2 NodeList=localhost WorkDir={work_dir} ReservationName= Tres=cpu=1 Account= "
+            f"QOS= WcKey= Cluster=unknown DerivedExitCode=0:0 ExitCode=0:0 \n")
+
+
+def test_jobcomp_log_is_followed_from_where_it_stopped(tmp_path):
+    from opus.managers.slurm_records import JobcompFollower
+
+    log = tmp_path / "jobcomp.log"
+    jobs = tmp_path / "my jobs"
+    log.write_text(_jobcomp_line(1, "COMPLETED", f"{jobs}/aaaa") + _jobcomp_line(2, "FAILED", "/elsewhere/bbbb"))
+    follower = JobcompFollower(str(log), str(jobs))
+    assert follower.new() == []  # what the log held at the first read is history
+    assert follower.state_of("1") == ("COMPLETED", "0:0") and follower.state_of("2") == ("", "")
+    with log.open("a") as f:  # a line written in two pieces is read once it is whole
+        line = _jobcomp_line(3, "CANCELLED", f"{jobs}/cccc")
+        f.write(line[:40])
+    assert follower.new() == [] and follower.of_job("cccc") == []
+    with log.open("a") as f:
+        f.write(line[40:])
+    assert follower.state_of("3") == ("CANCELLED", "0:0")  # a lookup does not take the line from the dispatcher
+    assert [(e.slurm_id, e.job_id, e.state) for e in follower.new()] == [("3", "cccc", "CANCELLED")]
+    assert follower.new() == []
+    log.write_text(_jobcomp_line(4, "TIMEOUT", f"{jobs}/dddd"))  # rotated (copytruncate): read from the start
+    assert [e.slurm_id for e in follower.new()] == ["4"] and follower.of_job("dddd") == ["4"]
+
+
+def test_transient_failures_are_told_from_refusals():
+    from opus.managers.slurm_records import is_transient
+
+    assert is_transient("sbatch: error: Batch job submission failed: Unable to contact slurm controller "
+                        "(connect failure)")
+    assert is_transient("sbatch: error: Socket timed out on send/recv operation")
+    assert is_transient("ssh: connect to host login: Connection refused", 255)
+    assert not is_transient("sbatch: error: Batch job submission failed: Invalid partition name specified")
+    assert not is_transient("sbatch: error: Batch job submission failed: Invalid account or account/partition "
+                            "combination specified")
+
+
+def test_the_epilog_spools_a_hint_the_server_cannot_take(tmp_path):
+    """The server is down: the epilog leaves its hint in DATA_DIR/slurm-spool, and only there."""
+    from opus.managers.slurm_records import EpilogSpool
+
+    data = tmp_path / "data"
+    work = data / "jobs" / "0123abcd"
+    work.mkdir(parents=True)
+    (work / "callback_url").write_text("http://127.0.0.1:9")  # nobody listens
+    spool = EpilogSpool(data / "slurm-spool")
+    spool.create()
+    env = {"PATH": os.environ["PATH"], "SLURM_JOB_COMMENT": "opus:0123abcd", "SLURM_JOB_WORK_DIR": str(work),
+           "SLURM_JOB_ID": "4242", "SLURM_JOB_EXIT_CODE2": "0:9", "SLURM_JOB_UID": str(os.getuid())}
+    epilog = Path(__file__).resolve().parent.parent / "scripts" / "opus-slurm-epilog"
+    subprocess.run([sys.executable, str(epilog)], env=env, check=True, timeout=60)
+    assert [(h.job_id, h.slurm_id, h.exit_code) for h in spool.drain()] == [("0123abcd", "4242", "0:9")]
+    assert spool.drain() == [] and not list((data / "slurm-spool").iterdir())
+    # A comment naming another directory, or a spool that is a link, gets nothing written.
+    (data / "slurm-spool").rmdir()
+    (data / "slurm-spool").symlink_to(tmp_path)
+    subprocess.run([sys.executable, str(epilog)], env=env, check=True, timeout=60)
+    subprocess.run([sys.executable, str(epilog)], env={**env, "SLURM_JOB_COMMENT": "opus:../x"}, check=True,
+                   timeout=60)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]

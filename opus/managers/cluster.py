@@ -20,6 +20,14 @@ from typing import IO
 from opus.settings import Settings
 
 
+#: ssh's exit status when ssh itself failed (the login node is out of reach).
+SSH_FAILURE = 255
+
+
+class Unreachable(OSError):
+    """The cluster could not be reached (ssh failed or timed out): a transient failure, not the job's."""
+
+
 class ClusterAccess:
     """Run SLURM commands and move job directories, locally or through ssh."""
 
@@ -54,14 +62,17 @@ class ClusterAccess:
     def _exe(self, name: str) -> str:
         return os.path.join(self.settings.SLURM_BIN_DIR, name) if self.settings.SLURM_BIN_DIR else name
 
-    def run(self, name: str, *args: str, timeout: float = 60,
-            stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
-        """Run a command (``name`` is looked up in SLURM_BIN_DIR) here or on the login node."""
+    def run(self, name: str, *args: str, timeout: float = 60, stdin: bytes | None = None,
+            pass_fds: tuple[int, ...] = ()) -> subprocess.CompletedProcess[str]:
+        """Run a command (``name`` is looked up in SLURM_BIN_DIR) here or on the login node.
+
+        ``pass_fds``: descriptors the command inherits (e.g. a lock it must hold while it runs)."""
         argv = [self._exe(name), *args]
         if self.host:
             argv = [*self._ssh(), " ".join(shlex.quote(a) for a in argv)]
         return subprocess.run(argv, capture_output=True, text=stdin is None, timeout=timeout,
-                              input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL)
+                              input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
+                              pass_fds=pass_fds)
 
     def _remote_shell(self, script: str, stdin: IO[bytes] | None = None) -> subprocess.Popen[bytes]:
         return subprocess.Popen([*self._ssh(), script], stdin=stdin or subprocess.DEVNULL,
@@ -77,8 +88,15 @@ class ClusterAccess:
         assert tar.stdout is not None  # stdout=PIPE
         ssh = self._remote_shell(f"mkdir -p {remote} && tar -C {remote} -xf -", stdin=tar.stdout)
         tar.stdout.close()
-        _, err = ssh.communicate(timeout=timeout)
-        tar.wait(timeout=timeout)
+        try:
+            _, err = ssh.communicate(timeout=timeout)
+            tar.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            ssh.kill()
+            tar.kill()
+            raise Unreachable(f"copying the job to the cluster took more than {timeout:.0f} s") from None
+        if ssh.returncode == SSH_FAILURE:
+            raise Unreachable(f"the cluster cannot be reached: {err.decode(errors='replace').strip()}")
         if ssh.returncode != 0 or tar.returncode != 0:
             raise OSError(f"copying the job to the cluster failed: {err.decode(errors='replace').strip()}")
 

@@ -21,7 +21,7 @@ from opus.errors import ConfigurationError
 from opus.jobdef import JobDefinition, JobDefinitionRegistry
 from opus.jobdef.model import multiplicity_range
 from opus.listen import NO_CALLBACK_URL, callback_base
-from opus.managers import sandbox
+from opus.managers import jobrecord, sandbox
 from opus.managers.base import Manager, ReportSink
 from opus.managers.staging import Fetch, InputStager
 from opus.settings import Settings
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 WRAPPER = Path(__file__).resolve().parent / "wrapper.py"
 #: The stdlib-only modules the wrapper imports by bare name from its own directory: wherever the
 #: wrapper is shipped without the checkout (SLURM over ssh), they travel with it.
-WRAPPER_SIBLINGS = ("jobsandbox.py", "jobfetch.py")
+WRAPPER_SIBLINGS = ("jobsandbox.py", "jobfetch.py", "jobrecord.py", "jobcallback.py")
 #: What ``prepare`` returns: the job, its definition and its files (here).
 Prepared = tuple[Job, JobDefinition, JobFiles]
 
@@ -44,6 +44,9 @@ class DispatchingManager(Manager):
 
     #: Seconds between loop turns when nothing wakes the dispatcher.
     tick_seconds = 1.0
+    #: Seconds between reconciliations after the one at take-over (retried within 5 s when it
+    #: fails, e.g. while the database is away); None: only at take-over.
+    reconcile_every: float | None = None
 
     def __init__(self, settings: Settings, store: JobStore, registry: JobDefinitionRegistry,
                  entities: EntityStore | None = None):
@@ -104,13 +107,12 @@ class DispatchingManager(Manager):
     def _run(self) -> None:
         if not self._wait_to_lead():
             return
-        try:
-            self.reconcile()
-        except Exception:
-            log.exception("%s manager: reconciliation failed", self.name)
+        due = self._reconcile_now(time.monotonic())
         while not self._stopping:
             self._wake.wait(self.tick_seconds)
             self._wake.clear()
+            if due is not None and time.monotonic() >= due:
+                due = self._reconcile_now(time.monotonic())
             try:
                 self.tick()
             except Exception:
@@ -119,6 +121,15 @@ class DispatchingManager(Manager):
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
+
+    def _reconcile_now(self, now: float) -> float | None:
+        """Reconcile; when to do it again (None: never, the subclass does not ask for it)."""
+        try:
+            self.reconcile()
+        except Exception:
+            log.exception("%s manager: reconciliation failed", self.name)
+            return None if self.reconcile_every is None else now + min(5.0, self.reconcile_every)
+        return None if self.reconcile_every is None else now + self.reconcile_every
 
     # ---- hooks -------------------------------------------------------------------------------------
     def reconcile(self) -> None:
@@ -152,6 +163,7 @@ class DispatchingManager(Manager):
         environment, parameters, fetches = self._parameters(job, jobdef, files, seen_from)
         spec = {
             "job_id": job_id, "jobname": job.jobname, "token": job_token(self.settings, job_id),
+            "manager": self.name,  # the wrapper under SLURM does not wait long for the server
             "callback_url": self._callback_url(), "execution_duration": job.execution_duration,
             "kill_grace": self.settings.KILL_GRACE, "retry_seconds": self.settings.CALLBACK_RETRY_SECONDS,
             "environment": environment, "parameters": parameters,
@@ -199,10 +211,7 @@ class DispatchingManager(Manager):
         return environment, everything, fetches
 
     def replay_or_fail(self, job_id: str, why: str) -> None:
-        """The job's wrapper is gone: apply its saved report, or record the job as failed."""
-        files = JobFiles.of(self.settings.jobs_dir, job_id)
-        try:
-            report = json.loads(files.report.read_text())
-        except (OSError, ValueError):
-            report = {"phase": "ERROR", "message": why}
-        self._report(job_id, report)
+        """The job's wrapper is gone: apply its saved report (report.json, else the report slot), or
+        record the job as failed."""
+        report = jobrecord.saved_report(JobFiles.of(self.settings.jobs_dir, job_id).root)
+        self._report(job_id, report if report is not None else {"phase": "ERROR", "message": why})

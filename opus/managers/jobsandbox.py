@@ -23,6 +23,14 @@ capabilities, no supplementary groups and ``no_new_privs``: the script never run
 Started by another user, bubblewrap uses an unprivileged user namespace; the script keeps that
 user's uid outside the sandbox, but sees none of its files beyond the mounts above.
 
+**Nothing of a job survives it.**  The sandbox is a PID namespace whose first process is
+bubblewrap's own init: when it dies (the script ended, the group was killed, or the wrapper died and
+``--die-with-parent`` killed the sandbox), the kernel kills every process inside, ``setsid`` or
+not.  Without the sandbox (``JOB_SANDBOX = "none"``) the wrapper makes itself a child subreaper, so
+that what the script leaves behind stays its descendant, and ``kill_descendants`` ends it when the
+script ends or is stopped; that needs the wrapper alive (a SIGKILLed wrapper leaves the server to
+kill the script's process group, and a ``setsid`` child can then survive).
+
 The processes inside stay in the process group of the outer ``bwrap`` (no ``--new-session``; jobs
 have no terminal).  A SIGTERM to that outer process would end the sandbox at once through
 ``--die-with-parent``, so ``terminate`` signals the processes inside only, which keeps the
@@ -220,3 +228,47 @@ def terminate(outer_pid: int, sig: int = signal.SIGTERM) -> None:
                 os.kill(pid, sig)
             except (ProcessLookupError, PermissionError):
                 pass
+
+
+def become_subreaper() -> None:
+    """Make this process the reaper of its orphaned descendants (Linux ``PR_SET_CHILD_SUBREAPER``)."""
+    import ctypes  # only without the sandbox: ctypes costs start-up time
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass  # not Linux: only the script's process group is stopped
+
+
+def kill_descendants(ancestor: int) -> None:
+    """SIGKILL every live descendant of ``ancestor`` (read from /proc), whatever its session."""
+    for _ in range(10):  # a process may fork while we look: look again until none is left
+        parents: dict[int, int] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if fields[0] != b"Z":
+                parents[int(entry)] = int(fields[1])
+        found = [pid for pid in parents if _descends(pid, ancestor, parents)]
+        if not found:
+            return
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def _descends(pid: int, ancestor: int, parents: dict[int, int]) -> bool:
+    seen = 0
+    while pid in parents and seen < 1000:
+        pid = parents[pid]
+        if pid == ancestor:
+            return True
+        seen += 1
+    return False

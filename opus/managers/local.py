@@ -4,6 +4,16 @@ One process per server host dispatches (see ``DispatchingManager``).  It starts 
 for each QUEUED job, in a session of its own (so it survives a worker restart and can be killed
 as a group), up to MAX_RUNNING_JOBS at once.
 Any process can abort a job: it signals the process groups recorded for it.
+
+**Exactly once.**  Before a wrapper starts, the job's launch record is created, locked and made
+durable (``jobrecord.launch``); the wrapper inherits the lock and holds it for its whole life.
+Whenever the dispatcher finds a job it does not run itself (at take-over, a wrapper that died, a
+job left ``starting`` by a process that died), ``_settle`` decides from that record: a saved report
+is applied; a live holder is adopted; a job whose script never started is launched again; anything
+else ends in ERROR and is never run a second time.
+
+The dispatcher also enforces executionDuration from outside (``opus.managers.overtime``): a wrapper
+that cannot stop its job in time (stopped, hung) has the job killed for it.
 """
 
 from __future__ import annotations
@@ -17,20 +27,27 @@ import threading
 import time
 from collections.abc import Callable
 
-from opus.errors import OpusError
+from opus.errors import BadRequest, OpusError
 from opus.jobdef import JobDefinitionRegistry
+from opus.managers import jobrecord
 from opus.managers.dispatch import WRAPPER, DispatchingManager
 from opus.managers.jobsandbox import group_members
+from opus.managers.overtime import Overtime
 from opus.managers.sandbox import SandboxProbe
 from opus.observability import metrics
 from opus.settings import Settings
 from opus.storage.entitystore import EntityStore
 from opus.storage.jobfiles import JobFiles
 from opus.storage.jobstore import JobStore
-from opus.uws import RUNNING, Phase
+from opus.uws import FINAL, RUNNING, Phase
 
 log = logging.getLogger(__name__)
 STARTING = "local:starting"
+#: The errorSummary of a job whose launch a server's death interrupted after its script may have run.
+STOPPED_WHILE_LAUNCHING = ("the server stopped while launching the job, and its wrapper ended without "
+                           "reporting; it was not run again")
+#: ... and of a job whose wrapper ended without a report.
+ENDED_WITHOUT_REPORT = "the job's wrapper process ended without reporting; it was not run again"
 
 
 def _pid_of(manager_id: str | None) -> int | None:
@@ -55,12 +72,18 @@ def _group_alive(pgid: int) -> bool:
 
 class LocalManager(DispatchingManager):
     name = "local"
+    #: A job left "starting" or under a dead wrapper by a failure in this very process (the database
+    #: away when a launch ended) is settled within this many seconds, not at the next restart.
+    reconcile_every = 30.0
 
     def __init__(self, settings: Settings, store: JobStore, registry: JobDefinitionRegistry,
                  entities: EntityStore | None = None):
         super().__init__(settings, store, registry, entities)
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._adopted: dict[str, int] = {}
+        #: Jobs whose launch record is held by a wrapper that has not noted its pid yet: settled later.
+        self._unsure: set[str] = set()
+        self.overtime = Overtime(settings, self._report)
         self.sandbox_probe = SandboxProbe(settings)
         self._said_problem: str | None = None
 
@@ -74,6 +97,14 @@ class LocalManager(DispatchingManager):
     # ---- dispatching ---------------------------------------------------------------------------
     def tick(self) -> None:
         self._check_adopted()
+        for job_id in list(self._unsure):
+            self._unsure.discard(job_id)
+            if self.store.get_phase(job_id) in RUNNING:
+                self._settle_safely(job_id, STARTING)
+            else:  # aborted or deleted meanwhile: stop what that launch started
+                self.abort(job_id, None)
+        running_here = {job_id: proc.pid for job_id, proc in list(self._children.items())}
+        self.overtime.check({**self._adopted, **running_here})
         running = len(self.store.running())
         free = self.settings.max_running_jobs - running
         if free <= 0:
@@ -104,14 +135,22 @@ class LocalManager(DispatchingManager):
                     pass  # deleted meanwhile
 
     def _launch(self, job_id: str) -> None:
+        if jobrecord.launch_state(JobFiles.of(self.settings.jobs_dir, job_id).root).recorded:
+            self._settle(job_id, STARTING)  # launched before: never prepared or started again
+            return
         prepared = self.prepare(job_id)
         if prepared is None:
             return
         _job, _jobdef, files = prepared
-        with open(files.wrapper_log, "ab") as logf:
-            proc = subprocess.Popen([sys.executable, "-I", "-S", str(WRAPPER), str(files.spec)],
-                                    stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, close_fds=True,
-                                    start_new_session=True, cwd=files.root)
+        launch_fd = jobrecord.launch(files.root)  # durable before the wrapper exists
+        try:
+            with open(files.wrapper_log, "ab") as logf:
+                proc = subprocess.Popen(
+                    [sys.executable, "-I", "-S", str(WRAPPER), str(files.spec), f"--launch-fd={launch_fd}"],
+                    stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, close_fds=True, pass_fds=(launch_fd,),
+                    start_new_session=True, cwd=files.root)
+        finally:
+            os.close(launch_fd)  # the wrapper holds the lock from now on
         self._children[job_id] = proc
         self.store.update_job(job_id, manager_id=f"local:{proc.pid}")
         threading.Thread(target=self._reap, args=(job_id, proc), daemon=True).start()
@@ -129,13 +168,63 @@ class LocalManager(DispatchingManager):
         self._wake.set()
 
     def _after_exit(self, job_id: str) -> None:
-        """The wrapper is gone: if the job still looks active, replay its report or mark it lost."""
-        if self.store.get_phase(job_id) in RUNNING:
-            self.replay_or_fail(job_id, "the job's wrapper process ended without reporting")
+        """The wrapper is gone: settle a job that still looks active.  A job already ended gets its
+        late report replayed too, so that results it lost the race with are removed."""
+        phase = self.store.get_phase(job_id)
+        if phase in RUNNING:
+            self._settle(job_id, None)
+        elif phase in FINAL:
+            report = jobrecord.saved_report(JobFiles.of(self.settings.jobs_dir, job_id).root)
+            if report is not None:
+                self._report(job_id, report)
+
+    def _settle(self, job_id: str, manager_id: str | None) -> None:
+        """Decide for an active job that no child of this process runs (see the module docstring).
+        ``manager_id`` is STARTING when a launch was interrupted (the job may then be launched again
+        if its script never started)."""
+        files = JobFiles.of(self.settings.jobs_dir, job_id)
+        state = jobrecord.launch_state(files.root)
+        report = jobrecord.saved_report(files.root)
+        if report is not None:
+            try:
+                self._report(job_id, report)  # the wrapper may still retry its callback: "already"
+            except BadRequest as exc:
+                self._report(job_id, {"phase": "ERROR",
+                                      "message": f"the job's saved report is invalid: {exc}"})
+        elif state.live and state.wrapper_pid is None:
+            self._unsure.add(job_id)  # a wrapper is starting: look again next turn
+        elif state.live and state.wrapper_pid is not None:
+            self._adopt(job_id, state.wrapper_pid)
+        elif not state.recorded and (pid := _pid_of(manager_id)) is not None and _group_alive(pid):
+            self._adopt(job_id, pid)  # a wrapper started before launch records existed
+        elif manager_id == STARTING and not state.script_started:
+            if state.recorded:
+                jobrecord.forget(files.root)
+            if not self.store.update_job(job_id, [Phase.QUEUED], manager_id=None):  # launch again
+                self._report(job_id, {"phase": "ERROR", "message": "the job's wrapper ended before "
+                                      "starting its script, and the job could not be queued again"})
+        else:
+            self._kill_script(files)
+            why = STOPPED_WHILE_LAUNCHING if manager_id == STARTING else ENDED_WITHOUT_REPORT
+            self._report(job_id, {"phase": "ERROR", "message": why})
+
+    def _adopt(self, job_id: str, pid: int) -> None:
+        self.store.update_job(job_id, RUNNING, manager_id=f"local:{pid}")
+        self._adopted[job_id] = pid
+
+    def _kill_script(self, files: JobFiles) -> None:
+        """SIGKILL what is left of a job whose wrapper is gone (its script's process group)."""
+        try:
+            os.killpg(int(files.script_pgid.read_text()), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
 
     # ---- abort and reconciliation --------------------------------------------------------------------
     def abort(self, job_id: str, manager_id: str | None, then: Callable[[], None] | None = None) -> None:
         pid = _pid_of(manager_id)
+        if pid is None:  # a launch under way, or interrupted: its wrapper may be alive all the same
+            state = jobrecord.launch_state(JobFiles.of(self.settings.jobs_dir, job_id).root)
+            pid = state.wrapper_pid if state.live else None
         if pid is None:
             if then is not None:
                 then()
@@ -169,19 +258,17 @@ class LocalManager(DispatchingManager):
         threading.Thread(target=backstop, daemon=True).start()
 
     def reconcile(self) -> None:
-        """At take-over: wrappers started by an earlier process are adopted or their end replayed."""
+        """At take-over: wrappers started by an earlier process are adopted or their end replayed;
+        a launch it interrupted is settled from the job's launch record."""
         for job_id, manager_id, _phase in self.store.running():
-            if job_id in self._children:
-                continue
-            if manager_id == STARTING:
-                # Claimed by a process that died before launching: hand it back to the queue.
-                self.store.update_job(job_id, [Phase.QUEUED], manager_id=None)
-                continue
-            pid = _pid_of(manager_id)
-            if pid is not None and _group_alive(pid):
-                self._adopted[job_id] = pid
-            else:
-                self._after_exit(job_id)
+            if job_id not in self._children and job_id not in self._adopted and job_id not in self._unsure:
+                self._settle_safely(job_id, manager_id)
+
+    def _settle_safely(self, job_id: str, manager_id: str | None) -> None:
+        try:
+            self._settle(job_id, manager_id)
+        except OpusError as exc:  # deleted meanwhile, or a report that cannot apply: the others go on
+            log.warning("job %s: cannot settle it: %s", job_id, exc)
 
     def _check_adopted(self) -> None:
         for job_id, pid in list(self._adopted.items()):

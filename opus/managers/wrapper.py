@@ -14,8 +14,13 @@ script), so it uses the standard library only and starts fast.  It
 * on SIGTERM (an ABORT from the server) kills the script's group the same way;
 * collects the declared results from the work directory into the result area, with size and
   SHA-256;
-* writes its final report to ``report.json`` before sending it, and retries the callback with
-  backoff while the server is away, so that no completion is lost.
+* writes its final report first over its reserved slot (``jobrecord.py``: a full disk cannot stop
+  it), then to ``report.json``, before sending it; it retries the callback with backoff while the
+  server is away (for ``CALLBACK_RETRY_SECONDS`` locally, a few seconds under SLURM, whose epilog
+  and reconciliation recover the report), so that no completion is lost;
+* holds the job's launch record (``jobrecord.py``) for its whole life, notes its pid and the start
+  of the script there, and never starts a script that was started before;
+* says "no space left on device while ..." when a full disk ended the job.
 """
 
 from __future__ import annotations
@@ -29,30 +34,35 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import SplitResult, urlsplit
 
 # Its siblings travel with it (opus.managers.slurm copies them next to it when the cluster does not
 # share DATA_DIR).  mypy reads the first branch: the second imports the same files by path.
 if TYPE_CHECKING or __package__:  # imported as opus.managers.wrapper (tests)
+    from . import jobrecord
+    from .jobcallback import post
     from .jobfetch import fetch
-    from .jobsandbox import Sandbox, SandboxError, terminate
+    from .jobsandbox import Sandbox, SandboxError, become_subreaper, kill_descendants, terminate
 else:  # run as a script with -I (no script directory on sys.path): the modules beside this file
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import jobrecord  # noqa: E402
+    from jobcallback import post  # noqa: E402
     from jobfetch import fetch  # noqa: E402
-    from jobsandbox import Sandbox, SandboxError, terminate  # noqa: E402
+    from jobsandbox import Sandbox, SandboxError, become_subreaper, kill_descendants, terminate  # noqa: E402
 
 #: A report to the server, or the job's spec: parsed or written JSON.
 JSON = dict[str, Any]
 
-# urllib.request/http.client cost ~50 ms of start-up (email, ssl): plain http callbacks use a
-# socket directly, https ones import http.client when needed.
-
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+#: Seconds a wrapper under SLURM retries its final report: it must not hold the allocation while
+#: the server is down (the epilog and the reconciliation read report.json).
+SLURM_REPORT_RETRY = 10
+#: Free bytes under which a failed job is said to have met a full disk (a write that failed for want
+#: of space leaves less than a block behind; 64 KiB allows for larger blocks).
+FULL_BELOW = 64 * 1024
 
 
 def now_iso() -> str:
@@ -60,7 +70,7 @@ def now_iso() -> str:
 
 
 class Wrapper:
-    def __init__(self, spec_path: str) -> None:
+    def __init__(self, spec_path: str, launch_fd: int | None = None) -> None:
         self.spec_path = Path(spec_path)
         self.spec: JSON = json.loads(self.spec_path.read_text())
         self.root = self.spec_path.parent
@@ -70,44 +80,53 @@ class Wrapper:
         self.sandbox: Sandbox | None = None
         self.killed_by_signal: int | None = None
         self._sent_executing: threading.Thread | None = None
+        #: The launch record's descriptor, locked while this process lives (inherited, or taken).
+        self.launch_fd = launch_fd
+        #: What the wrapper is doing, for a "no space left on device while ..." message.
+        self.step = "preparing the job"
+        self.start_time = ""
 
     # ---- messages ----------------------------------------------------------------------------
     def log(self, message: str) -> None:
-        with open(self.root / "wrapper.log", "a", encoding="utf-8") as f:
-            f.write(f"{now_iso()} {message}\n")
+        try:
+            with open(self.root / "wrapper.log", "a", encoding="utf-8") as f:
+                f.write(f"{now_iso()} {message}\n")
+        except OSError:
+            pass  # a full disk: the log is the first thing to give up
 
     def post(self, report: JSON, retry_seconds: float) -> bool:
         """POST one report; retry on connection errors and 5xx with backoff for ``retry_seconds``."""
-        url = urlsplit(self.spec["callback_url"].rstrip("/") + "/handler/job_event")
         body = json.dumps({**report, "job_id": self.spec["job_id"], "token": self.spec["token"]}).encode()
-        deadline = time.monotonic() + retry_seconds
-        delay = 0.2
-        while True:
-            try:
-                status, answer = _http_post(url, body)
-                if status < 300:
-                    return True
-                if status < 500:
-                    self.log(f"callback {report['phase']} refused: HTTP {status} {answer[:200]!r}")
-                    return False
-                error = f"HTTP {status}"
-            except OSError as exc:
-                error = str(exc) or type(exc).__name__
-            if time.monotonic() + delay > deadline:
-                self.log(f"callback {report['phase']} failed for good: {error}")
-                return False
-            self.log(f"callback {report['phase']} failed ({error}); retrying in {delay:.1f} s")
-            time.sleep(delay)
-            delay = min(delay * 2, 30)
+        return post(self.spec["callback_url"], body, str(report["phase"]), retry_seconds, self.log)
 
     def finish(self, report: JSON) -> None:
-        if self._sent_executing is not None:
-            self._sent_executing.join()
+        """Keep the final report (slot first, then report.json) and send it.  It does not wait for
+        the EXECUTING report: the server accepts them in either order."""
+        self.step = "writing its report"
         report.setdefault("end_time", now_iso())
-        tmp = self.root / "report.json.tmp"
-        tmp.write_text(json.dumps(report))
-        os.replace(tmp, self.root / "report.json")
-        self.post(report, self.spec.get("retry_seconds", 900))
+        if self.start_time:  # the start, should the EXECUTING report come late or never
+            report.setdefault("start_time", self.start_time)
+        for keep in (jobrecord.write_slot, jobrecord.write_report):
+            try:
+                keep(self.root, report)
+            except OSError as exc:
+                self.log(f"cannot keep the report with {keep.__name__}: {exc}")
+        retry = self.spec.get("retry_seconds", 900)
+        if self.spec.get("manager") == "slurm":
+            retry = min(retry, SLURM_REPORT_RETRY)
+        self.post(report, retry)
+
+    def disk_full(self) -> bool:
+        """Whether the job's file system is (all but) full."""
+        try:
+            st = os.statvfs(self.root)
+        except OSError:
+            return False
+        return st.f_bavail * st.f_frsize < FULL_BELOW
+
+    def full_note(self, what: str) -> str:
+        """``what``, prefixed with the full disk when the disk is full."""
+        return f"no space left on device while the job's script ran: {what}" if self.disk_full() else what
 
     # ---- the script ----------------------------------------------------------------------------
     def environment(self, sandboxed: bool) -> dict[str, str]:
@@ -127,6 +146,8 @@ class Wrapper:
 
     def kill_script(self, grace: float) -> None:
         if self.proc is None or self.proc.poll() is not None:
+            if self.sandbox is not None and not self.sandbox.enabled:
+                kill_descendants(os.getpid())  # what the script left behind (see jobsandbox)
             return
         if self.sandbox is not None and self.sandbox.enabled:
             terminate(self.proc.pid)  # the script, not the outer bwrap (see jobsandbox.terminate)
@@ -143,24 +164,51 @@ class Wrapper:
             os.killpg(self.proc.pid, signal.SIGKILL)  # also whatever the script left in its group
         except ProcessLookupError:
             pass
+        if not (self.sandbox is not None and self.sandbox.enabled):
+            kill_descendants(os.getpid())  # setsid children too (the sandbox's PID namespace does it there)
         self.proc.wait()
 
     def on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self.killed_by_signal = signum
         threading.Thread(target=self.kill_script, args=(self.spec.get("kill_grace", 2.0),), daemon=True).start()
 
+    def claim(self) -> int | None:
+        """Hold the job's launch record and note this wrapper in it: None to go on, else the exit
+        status (another wrapper runs the job, or its script was started before: not run again)."""
+        if self.launch_fd is None:
+            try:
+                self.launch_fd = jobrecord.hold(self.root)
+            except jobrecord.Busy as exc:
+                self.log(f"not run: {exc}")
+                return 0
+        before = [item for item in jobrecord.lines(self.root) if "script" in item]
+        if before:
+            self.log(f"not run: the job's script was started before, at {before[-1].get('at')}")
+            if jobrecord.saved_report(self.root) is None:
+                self.finish({"phase": "ERROR", "message": "the job's script was started before "
+                             f"({before[-1].get('at')}) and did not report; it is not run again"})
+            return 1
+        jobrecord.note(self.launch_fd, wrapper=os.getpid(), host=socket.gethostname(), at=now_iso())
+        if not (self.root / jobrecord.SLOT).is_file():
+            jobrecord.reserve_slot(self.root)
+        return None
+
     def run(self) -> int:
         """Run the job to its end and report it: 0 when it COMPLETED, else 1."""
+        refused = self.claim()
+        if refused is not None:
+            return refused
         self.work.mkdir(exist_ok=True)
         self.results.mkdir(exist_ok=True)
         (self.root / "parameters.json").write_text(json.dumps(self.spec["parameters"], indent=1))
         signal.signal(signal.SIGTERM, self.on_signal)
         signal.signal(signal.SIGINT, self.on_signal)
-        start = now_iso()
+        self.start_time = start = now_iso()
         self._sent_executing = threading.Thread(
             target=self.post, args=({"phase": "EXECUTING", "start_time": start}, 60), daemon=True)
         self._sent_executing.start()
         if self.spec.get("fetch"):
+            self.step = "fetching its inputs"
             failure = self.fetch_inputs()
             if failure:
                 self.finish({"phase": "ERROR", "message": failure})
@@ -177,6 +225,9 @@ class Wrapper:
         except (SandboxError, OSError) as exc:
             self.finish({"phase": "ERROR", "message": f"the job's sandbox cannot be set up: {exc}"})
             return 1
+        if not self.sandbox.enabled:
+            become_subreaper()  # what the script leaves behind stays ours to stop (jobsandbox)
+        self.step = "running the job's script"
         code = self.execute(command, self.sandbox.enabled)
         return 1 if code is None else self.conclude(code)
 
@@ -185,6 +236,8 @@ class Wrapper:
         or ran out of time (then the job's end is reported here)."""
         duration = self.spec.get("execution_duration") or 0
         with open(self.root / "stdout.log", "wb") as out, open(self.root / "stderr.log", "wb") as err:
+            assert self.launch_fd is not None
+            jobrecord.note(self.launch_fd, script="started", at=now_iso())  # before: never twice
             try:
                 self.proc = subprocess.Popen(
                     command, cwd=self.work, env=self.environment(sandboxed),
@@ -192,14 +245,30 @@ class Wrapper:
             except OSError as exc:
                 self.finish({"phase": "ERROR", "message": f"cannot start the job's script: {exc}"})
                 return None
-            (self.root / "script.pgid").write_text(str(self.proc.pid))
             try:
-                return self.proc.wait(timeout=duration if duration > 0 else None)
+                (self.root / "script.pgid").write_text(str(self.proc.pid))
+            except OSError as exc:  # a full disk: the wrapper still stops the script itself
+                self.log(f"cannot write script.pgid: {exc}")
+            try:
+                code = self.proc.wait(timeout=duration if duration > 0 else None)
+                self.note_end(code)
+                if not sandboxed:
+                    kill_descendants(os.getpid())  # nothing of a job outlives its script
+                return code
             except subprocess.TimeoutExpired:
                 self.kill_script(self.spec.get("kill_grace", 2.0))
                 self.finish({"phase": "ABORTED", "message":
                              f"executionDuration of {duration} s exceeded: the job was stopped"})
                 return None
+
+    def note_end(self, code: int) -> None:
+        """Say in the launch record that the script ended (the server's executionDuration check
+        then leaves the wrapper its time to collect and report)."""
+        try:
+            assert self.launch_fd is not None
+            jobrecord.note(self.launch_fd, ended=now_iso(), status=code)
+        except OSError as exc:
+            self.log(f"cannot note the script's end: {exc}")
 
     def conclude(self, code: int) -> int:
         """Report how a script that ran to its end (exit status ``code``) ended the job."""
@@ -209,18 +278,19 @@ class Wrapper:
             self.finish({"phase": "ABORTED", "message":
                          f"the job was stopped by signal {signal.Signals(self.killed_by_signal).name}"})
             return 1
+        self.step = "moving its results"
         if code != 0:
             why = f"exit status {code}" if code > 0 else f"killed by signal {signal.Signals(-code).name}"
             found = self.collect(strict=False)[0]
             self.keep_steps()
-            self.finish({"phase": "ERROR", "message": f"the job's script failed ({why}){self.stderr_tail()}",
-                         "results": found})
+            self.finish({"phase": "ERROR", "results": found,
+                         "message": self.full_note(f"the job's script failed ({why}){self.stderr_tail()}")})
             return 1
         found, missing = self.collect(strict=True)
         self.keep_steps()
         if missing:
             self.finish({"phase": "ERROR", "results": found,
-                         "message": "the job's script did not produce " + ", ".join(missing)})
+                         "message": self.full_note("the job's script did not produce " + ", ".join(missing))})
             return 1
         self.finish({"phase": "COMPLETED", "results": found})
         return 0
@@ -293,48 +363,23 @@ class Wrapper:
         return ""
 
 
-def _http_post(url: SplitResult, body: bytes) -> tuple[int, bytes]:
-    """POST a JSON body; return (status, body).  Raises OSError when the server cannot be reached."""
-    host = url.hostname or "127.0.0.1"
-    if url.scheme == "https":
-        import http.client  # only for https callbacks: see the note on start-up above
-
-        conn = http.client.HTTPSConnection(host, url.port or 443, timeout=30)
-        try:
-            conn.request("POST", url.path, body, {"Content-Type": "application/json"})
-            resp = conn.getresponse()
-            return resp.status, resp.read()
-        finally:
-            conn.close()
-    port = url.port or 80
-    with socket.create_connection((host, port), timeout=30) as sock:
-        head = (f"POST {url.path} HTTP/1.0\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
-        sock.sendall(head + body)
-        chunks = []
-        while True:
-            data = sock.recv(65536)
-            if not data:
-                break
-            chunks.append(data)
-    raw = b"".join(chunks)
-    try:
-        status = int(raw.split(b" ", 2)[1])
-    except (IndexError, ValueError):
-        raise OSError(f"malformed HTTP answer {raw[:80]!r}") from None
-    return status, raw.split(b"\r\n\r\n", 1)[-1]
-
-
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: wrapper.py <job dir>/job.json", file=sys.stderr)
+    """``wrapper.py <job dir>/job.json [--launch-fd=N]``: N is the job's launch record, locked, as the
+    local manager passes it (without it the wrapper locks the record itself)."""
+    fd = argv[2].removeprefix("--launch-fd=") if len(argv) == 3 else None
+    if len(argv) not in (2, 3) or (fd is not None and not fd.isdigit()):
+        print("usage: wrapper.py <job dir>/job.json [--launch-fd=N]", file=sys.stderr)
         return 2
-    wrapper = Wrapper(argv[1])
+    wrapper = Wrapper(argv[1], int(fd) if fd is not None else None)
     try:
         return wrapper.run()
     except Exception as exc:  # report anything unexpected rather than vanish silently
         wrapper.log(f"wrapper failed: {exc!r}")
-        wrapper.finish({"phase": "ERROR", "message": f"the job wrapper failed: {exc}"})
+        if jobrecord.is_full(exc):
+            message = f"no space left on device while {wrapper.step}: {exc}"
+        else:
+            message = f"the job wrapper failed: {exc}"
+        wrapper.finish({"phase": "ERROR", "message": message})
         return 1
 
 

@@ -10,7 +10,8 @@ Three sources, one rule set:
 
 A report is checked in full before anything moves; a phase changes only by compare-and-set from
 the named sets of ``opus.uws``, so a late or repeated report is "already" or "ignored", never an
-error.
+error.  A final report that lost the race (the job was ABORTED meanwhile) leaves its result files
+behind, which nothing would ever serve: they are removed.
 """
 
 from __future__ import annotations
@@ -111,20 +112,42 @@ class CompletionService:
         if current is target:
             return "already"
         if current in FINAL:
+            if target is not Phase.EXECUTING:
+                self._drop_unserved(job_id)
             return "ignored"
         when = _report_time(report.get("start_time" if target is Phase.EXECUTING else "end_time"))
         if target is Phase.EXECUTING:
             moved = self.store.set_phase(job_id, Phase.EXECUTING, STARTABLE, start_time=when)
         else:
             message = str(report.get("message") or "the job failed")
-            moved = self._end(job_id, current, target, found, when, message)
+            started = _report_time(report.get("start_time") or report.get("end_time"))
+            moved = self._end(job_id, current, target, found, when, message, started)
+            if not moved:
+                self._drop_unserved(job_id)
         return "applied" if moved else "ignored"
 
+    def _drop_unserved(self, job_id: str) -> None:
+        """Remove the files in the job's result directory that are none of its recorded results:
+        a final report that lost the race left them, and nothing would ever serve them."""
+        job = self.store.get(job_id)
+        if job is None or job.phase not in FINAL:
+            return
+        kept = {r.file_name for r in job.results}
+        results = JobFiles.of(self.jobs_dir, job_id).results
+        try:
+            found = list(results.iterdir())
+        except OSError:
+            return
+        for path in found:
+            if path.name not in kept and (path.is_file() or path.is_symlink()):
+                path.unlink(missing_ok=True)
+                log.info("job %s: removed %s, a result of a report that came too late", job_id, path.name)
+
     def _end(self, job_id: str, current: Phase, target: Phase, found: list[Result], when: datetime,
-             message: str) -> bool:
+             message: str, started: datetime) -> bool:
         self.manager.collect(job_id)  # results first: a job is never COMPLETED without them
         if current is Phase.QUEUED:  # the EXECUTING report was lost: record the start anyway
-            self.store.set_phase(job_id, Phase.EXECUTING, [Phase.QUEUED], start_time=when)
+            self.store.set_phase(job_id, Phase.EXECUTING, [Phase.QUEUED], start_time=started)
         fields: dict[str, Any] = {"end_time": when}
         if target is not Phase.COMPLETED:
             fields["error"] = ErrorSummary(message[:4000], "fatal", True)

@@ -12,6 +12,10 @@
     job.json            what the wrapper needs to run the job
     script.sh           the definition's script, as run
     report.json         the wrapper's final report, kept so that a lost callback can be replayed
+    report.slot         64 KiB reserved at launch, where the wrapper writes its final report first
+                        (a full disk cannot stop it); read when report.json is missing
+    launch.lock         the launch record, created before the wrapper starts and locked by it for
+                        its whole life (opus.managers.jobrecord: a job is never run twice)
     wrapper.log         the wrapper's own messages
 """
 
@@ -67,6 +71,14 @@ class JobFiles:
     @property
     def report(self) -> Path:
         return self.root / "report.json"
+
+    @property
+    def report_slot(self) -> Path:
+        return self.root / "report.slot"
+
+    @property
+    def launch_record(self) -> Path:
+        return self.root / "launch.lock"
 
     @property
     def wrapper_log(self) -> Path:
