@@ -261,9 +261,10 @@ SLURM_TIME_MARGIN = 60
 # Minutes between reconciliations: one squeue for every job at once (also done at start-up).
 SLURM_RECONCILE_MINUTES = 5.0
 
-# SLURM_SUBMIT_RETRIES is no longer used (old settings files still load): an sbatch that fails for a
-# transient reason (controller unreachable, time-out, ssh) keeps the job QUEUED; one back-off
-# (1 ... 30 s, no cap) retries every waiting job once SLURM answers.
+# No longer used (kept so that old settings files load): an sbatch that fails for a transient reason
+# (controller unreachable, time-out, ssh) keeps the job QUEUED; one back-off (1 ... 30 s, no cap)
+# retries every waiting job once SLURM answers.  Only a refusal is an ERROR.
+SLURM_SUBMIT_RETRIES = 3
 
 # The cluster's jobcomp/filetxt log (JobCompLoc), readable by the server: how jobs that ended
 # without the wrapper's report ended (cancelled, time limit, node failure, out of memory).

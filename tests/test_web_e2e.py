@@ -434,6 +434,10 @@ def test_upload_an_input_and_preview_a_fits_result_through_its_png(world, page):
     page.wait_for_selector("#job-form[data-ready]")
     page.set_input_files('[data-field="events"] input[type=file]', files=[
         {"name": "events.fits", "mimeType": "application/fits", "buffer": synthetic_events(n=500)}])
+    # RA and Dec are prominent (shown at once); the map's size sits behind "Show more".
+    assert page.locator('[data-field="RA"] input').is_visible()
+    assert not page.locator('[data-field="nxpix"] input').is_visible()
+    page.click("#toggle-optional")
     for name, value in (("RA", RA0), ("Dec", DEC0), ("nxpix", 40), ("nypix", 40), ("binsz", 0.05)):
         page.fill(f'[data-field="{name}"] input', str(value))
     page.click("#create-run")
