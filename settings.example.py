@@ -110,6 +110,10 @@ JOB_SANDBOX_BWRAP = "bwrap"
 # Extra directories every job may read (software, catalogues), mounted read-only at the same path.
 #   JOB_SANDBOX_READ_ONLY = ("/data/catalogues", "/opt/ctools")
 JOB_SANDBOX_READ_ONLY = ()
+# The shell of a job script whose definition names none ("shell"): "plain" (a non-login bash with
+# PATH /usr/local/bin:/usr/bin:/bin) or "login" (bash -l: /etc/profile and /etc/profile.d/*.sh, as the
+# original OPUS ran scripts; what they load must be visible in the sandbox: /usr, /etc, /opt or above).
+JOB_SHELL = "plain"
 
 # ---- Job life ---------------------------------------------------------------------------------------------
 # Seconds from creation to a job's default destruction time (30 days).
@@ -213,6 +217,24 @@ SIGNIN_FAILURE_WINDOW = 300
 SIGNIN_MAX_FAILURES_PER_NAME = 10
 SIGNIN_MAX_FAILURES_PER_ADDRESS = 100
 
+# ---- Accounts: passwords, registration, service tokens (SECURITY.md, "Accounts") ---------------------
+# Self-registration at /web/register: "off"; "open" (the new account works at once); "approved" (it
+# is created disabled and an admin enables it: PATCH /admin/users/<name> {"enabled": true}).
+REGISTRATION = "off"
+# Job definitions a self-registered user may use ("*": all).
+REGISTRATION_JOBDEFS = ("*",)
+# Registrations accepted from one client address (REMOTE_ADDR) per hour.
+REGISTRATION_MAX_PER_ADDRESS = 5
+# Passwords (web sign-in only; HTTP clients use tokens): shortest length, and the argon2id cost of new
+# hashes (iterations, memory in KiB; at most 2 hashes run at once per process).
+PASSWORD_MIN_LENGTH = 10
+PASSWORD_HASH_TIME_COST = 3
+PASSWORD_HASH_MEMORY_COST = 65536
+# Seconds an admin-issued password reset link (POST /admin/users/<name>/reset) stays valid.
+PASSWORD_RESET_LIFETIME = 24 * 3600
+# Longest life of a service token (a named token with a scope, made on the profile page), in days.
+SERVICE_TOKEN_MAX_DAYS = 365
+
 # ---- Web client (README, "The web client") ------------------------------------------------------------
 # Other sites whose pages may call this API from visitors' browsers (CORS), as "scheme://host[:port]".
 # A listed origin may use the visitor's OPUS session (cookie; it must send the session's CSRF token,
@@ -226,6 +248,19 @@ SESSION_LIFETIME = 8 * 3600
 # Where the web client's npm libraries are, served at /web/lib/ (default: the installed package's
 # opus/web/lib, else the checkout's node_modules/, where `npm ci` in scripts/setup.sh puts them).
 # WEB_LIBRARIES_DIR = "/opt/opus/node_modules"
+
+# ---- The site's identity on the web pages (README, "The web client") -------------------------------
+# The name shown in the navigation bar, in page titles and on the home page (/web/).
+SITE_TITLE = "OPUS"
+# A logo beside it: "" (none), an absolute path to a .png/.jpg/.jpeg/.gif/.webp/.svg/.ico file, which
+# OPUS serves at /web/static/site-logo (nosniff, sandboxed), or an http(s) URL the visitors' browsers load
+# it from (the pages' Content-Security-Policy then allows images from that origin only).
+# SITE_LOGO = "/etc/opus/logo.svg"
+# The home page's introduction: plain paragraphs separated by blank lines, shown as written (no
+# Markdown, no HTML).  "": a standard text saying what OPUS does.
+# SITE_HOME_TEXT = """The Example Observatory runs its reduction pipelines here.
+#
+# Questions: help@example.org"""
 
 # ---- Logging and metrics ------------------------------------------------------------------------------------
 # Log level: DEBUG, INFO, WARNING or ERROR.  Every line ends with the request's id (X-Request-ID)
@@ -286,3 +321,24 @@ SLURM_SSH_KNOWN_HOSTS = None
 # Cluster-side directory for job directories when the cluster does not share DATA_DIR; files are
 # then copied both ways over ssh.  None: DATA_DIR is shared.  Needs SLURM_SSH_HOST.
 SLURM_REMOTE_DIR = None
+
+# ---- Notifications and sharing (README, "Notifications and sharing"; SECURITY.md, "Share links") ----
+# SMTP server for e-mail: a job's end to its owner (created with NOTIFY=email, or NOTIFY=digest for the
+# daily digest), a proposed job definition to the admins.  "" sends no e-mail (NOTIFY=email is refused).
+SMTP_HOST = ""
+SMTP_PORT = 25                 # 587 with "starttls", 465 with "ssl"
+SMTP_SECURITY = "none"         # "none", "starttls" or "ssl" (the server's certificate is verified)
+SMTP_USER = None               # with SMTP_PASSWORD: SMTP authentication (keep this file mode 0600)
+SMTP_PASSWORD = None
+SMTP_TIMEOUT = 30.0            # seconds per connection
+MAIL_FROM = "opus@localhost"   # the From address of every message
+# Told of every proposed job definition, besides the admins who gave an address (PUT /notifications).
+MAIL_ADMINS = ()
+# Hour of the day (UTC, 0-23) the daily digest goes out: NOTIFY=digest jobs that ended since the last
+# one, in one message per user.  None: no digest (NOTIFY=digest is refused).
+MAIL_DIGEST_HOUR = None
+# WEBHOOK=<url> on a job: a JSON POST at each of its phase changes, only to hosts INPUT_URL_HOSTS
+# allows (with "*": public addresses only), connecting to the address that was checked.
+WEBHOOKS = False
+# Longest life of a share link, in seconds; a longer lifetime asked for is cut to it.
+SHARE_MAX_LIFETIME = 30 * 86400

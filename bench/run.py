@@ -65,7 +65,7 @@ from server import (
     _pdeathsig,
     gunicorn_settings,
 )
-from waiters import measure_waiters
+from waiters import measure_waiters, measure_waiters_one_job
 
 # Names bench/slurm.py uses from this module.
 _loadavg, _raise_interrupt = loadavg, raise_interrupt
@@ -110,6 +110,8 @@ def run_steps(bench: Bench, s: dict) -> None:
     bench.measure_create("create_16", CREATE_CLIENTS, s["create_16"])
     log(f"{s['waiters']} concurrent waiters")
     measure_waiters(bench, s["waiters"], s["waiter_requests"])
+    log(f"{s['waiters']} waiters on one job")
+    measure_waiters_one_job(bench, s["waiters"])
     for jobs in (s["list_mid"], s["list_big"]):
         log(f"job lists with {jobs} jobs")
         bench.measure_lists_at(jobs)

@@ -279,3 +279,41 @@ def measure_waiters(bench, n: int, per_kind: int) -> None:
     finally:
         pool.close()
     bench.results["waiters"] = result
+
+
+def measure_waiters_one_job(bench, n: int) -> None:
+    """``n`` WAITs on one PENDING job, then one ABORT: how long until the last of them has its answer.
+    Every waiter is woken by the same change: the server reads and renders the job once for all
+    of them (opus.events.notify.Wake), not once each."""
+    job_id = bench.seeder.add(1, phase="PENDING")[0]
+    pool = WaiterPool(bench.port, [job_id] * n)
+    result: dict = {"waiters": n}
+    try:
+        t0 = time.perf_counter()
+        pool.open()
+        ports = pool.client_ports()
+        held_n = held_on_server(bench.port, ports)
+        while held_n < n and time.perf_counter() < t0 + HOLD_TIMEOUT and not pool.answered():
+            time.sleep(0.1)
+            held_n = held_on_server(bench.port, ports)
+        result["held_on_server"] = held_n
+        if held_n < n:
+            ERRORS.add("waiters not all held", f"{held_n} of {n} waits on one job held within {HOLD_TIMEOUT:.0f} s")
+        c = Client(bench.port)
+        try:
+            aborted_at = time.perf_counter()
+            c.expect(303, "POST", f"/rest/{JOBNAME}/{job_id}/phase", "PHASE=ABORT", FORM)
+        finally:
+            c.close()
+        deadline = time.perf_counter() + RETURN_TIMEOUT
+        while time.perf_counter() < deadline and any(w.done is None and not w.closed for w in pool.waiters):
+            time.sleep(0.01)
+        lat = [w.done - aborted_at for w in pool.waiters
+               if w.done is not None and w.status() == 200 and b"ABORTED" in w.buf]
+        if len(lat) < n:
+            ERRORS.add("waiter did not return ABORTED after its abort", f"{n - len(lat)} of {n} on one job")
+        result["returned_ok"] = len(lat)
+        result["abort_to_return"] = summary_ms(lat)
+    finally:
+        pool.close()
+    bench.results["waiters_one_job"] = result

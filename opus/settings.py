@@ -10,20 +10,16 @@ to ``create_app`` and to the command-line tools.
 from __future__ import annotations
 
 import os
-import re
 import runpy
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from opus.errors import ConfigurationError
+# Re-exported: the server serves the logo with these content types.
+from opus.settings_checks import SITE_LOGO_TYPES as SITE_LOGO_TYPES
+from opus.settings_checks import validated
 REPO_ROOT = Path(__file__).resolve().parent.parent
-#: RESULTS_BASE_URL: scheme://host[:port][/path], nothing a link could not be built on.
-_RESULTS_BASE = re.compile(r"^https?://(?:[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?(?:/[^\s?#]*)?\Z")
-_ORIGIN = re.compile(r"^\*\Z|^https?://(?:[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?\Z")
-#: ALLOWED_HOSTS entries: "*", "host", "host:port", ".domain", "[v6]", "[v6]:port".
-_ALLOWED_HOST = re.compile(r"^\*\Z|^(?:\.?[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
-                           r"(?::\d{1,5})?\Z")
 
 
 @dataclass(frozen=True)
@@ -135,6 +131,10 @@ class Settings:
     JOB_SANDBOX_BWRAP: str = "bwrap"
     # Extra directories job scripts may read (software, catalogues), mounted read-only at the same path.
     JOB_SANDBOX_READ_ONLY: tuple[str, ...] = ()
+    # -- job scripts written for the original OPUS (issue 16): the shell of a definition that names none:
+    # "plain" (a non-login bash, PATH /usr/local/bin:/usr/bin:/bin) or "login" (bash -l: /etc/profile and
+    # /etc/profile.d, as the original ran scripts).  docs/job-definitions.md, "What the script sees".
+    JOB_SHELL: str = "plain"
 
     # ---- identity (SECURITY.md) -------------------------------------------------------------------
     # Requests without credentials act as the anonymous user (True), or get 401 (False).
@@ -159,6 +159,22 @@ class Settings:
     SIGNIN_FAILURE_WINDOW: int = 300
     SIGNIN_MAX_FAILURES_PER_NAME: int = 10
     SIGNIN_MAX_FAILURES_PER_ADDRESS: int = 100
+    # ---- accounts: passwords, registration, service tokens (issue 17; SECURITY.md, "Accounts") ----
+    # Self-registration on /web/register: "off", "open" (the account works at once) or "approved"
+    # (it waits, disabled, until an admin enables it).
+    REGISTRATION: str = "off"
+    # Job definitions a self-registered user may use ("*": all).
+    REGISTRATION_JOBDEFS: tuple[str, ...] = ("*",)
+    # Registrations accepted from one client address (REMOTE_ADDR) per hour.
+    REGISTRATION_MAX_PER_ADDRESS: int = 5
+    # Shortest password accepted; argon2id cost (iterations, memory in KiB) of new password hashes.
+    PASSWORD_MIN_LENGTH: int = 10
+    PASSWORD_HASH_TIME_COST: int = 3
+    PASSWORD_HASH_MEMORY_COST: int = 65536
+    # Seconds an admin-issued password reset link stays valid.
+    PASSWORD_RESET_LIFETIME: int = 24 * 3600
+    # Longest life of a service token, in days.
+    SERVICE_TOKEN_MAX_DAYS: int = 365
 
     # ---- web client (README, "The web client") -----------------------------------------------------
     # Origins ("https://other.example.org[:port]") whose pages may call this API from the browser
@@ -169,6 +185,15 @@ class Settings:
     # Where the web client's npm libraries are (default: the installed package's opus/web/lib, else
     # the checkout's node_modules/, where `npm ci` puts them).
     WEB_LIBRARIES_DIR: str = str(REPO_ROOT / "node_modules")
+    # ---- the site's identity on the web pages (issue 15, point 9; README, "The web client") --------
+    # The site's name, in the navigation bar, page titles and the home page.
+    SITE_TITLE: str = "OPUS"
+    # A logo beside the title: "" (none), an absolute path to an image file (.png, .jpg, .jpeg, .gif,
+    # .webp, .svg, .ico) that OPUS serves at /web/static/site-logo, or an http(s) URL the browser loads it from.
+    SITE_LOGO: str = ""
+    # Text of the home page (/web/): plain paragraphs separated by blank lines (no Markdown, no HTML:
+    # shown as written). "": a standard introduction.
+    SITE_HOME_TEXT: str = ""
 
     # ---- SLURM manager ---------------------------------------------------------------------
     # Directory holding sbatch, squeue and scancel ("" = found on PATH).
@@ -203,6 +228,25 @@ class Settings:
     # With SLURM_SSH_HOST: the cluster-side directory for job directories when the cluster does
     # not share DATA_DIR (files are copied both ways over ssh); None: DATA_DIR is shared.
     SLURM_REMOTE_DIR: str | None = None
+
+    # ---- notifications and sharing (issue 17; README, "Notifications and sharing") -----------------
+    # SMTP server for e-mail (job ends asked with NOTIFY=email, proposals to admins, digests);
+    # "" sends no e-mail (NOTIFY=email is then refused).  SMTP_SECURITY: "none", "starttls" or "ssl".
+    SMTP_HOST: str = ""
+    SMTP_PORT: int = 25
+    SMTP_SECURITY: str = "none"
+    SMTP_USER: str | None = None
+    SMTP_PASSWORD: str | None = None
+    SMTP_TIMEOUT: float = 30.0
+    MAIL_FROM: str = "opus@localhost"
+    # Addresses told when a job definition is proposed, besides admins who gave an e-mail address.
+    MAIL_ADMINS: tuple[str, ...] = ()
+    # Hour of the day (UTC, 0-23) the daily digest (NOTIFY=digest) is sent; None: no digest option.
+    MAIL_DIGEST_HOUR: int | None = None
+    # WEBHOOK=<url> on jobs (a POST at each phase change), to hosts of INPUT_URL_HOSTS only.
+    WEBHOOKS: bool = False
+    # Longest life of a share link, in seconds (what a link asks for is capped to it); default 30 days.
+    SHARE_MAX_LIFETIME: int = 30 * 86400
 
     # Set by OPUS itself, never by a settings file: "settings_file" (where the settings came from),
     # "listen_binds" (what `opus serve` bound).  Read through the properties below.
@@ -247,56 +291,10 @@ class Settings:
 
     def with_overrides(self, **values: Any) -> Settings:
         """A copy with some fields replaced (validated like a settings file)."""
-        return _validated(replace(self, **values))
+        return validated(replace(self, **values))
 
 
 _FIELDS = {f.name: f for f in fields(Settings) if f.name != "extra"}
-
-
-def _validated(s: Settings) -> Settings:
-    if s.DESTRUCTION_POLICY not in ("delete", "archive"):
-        raise ConfigurationError(f"DESTRUCTION_POLICY must be 'delete' or 'archive', not {s.DESTRUCTION_POLICY!r}")
-    if s.MANAGER not in ("local", "slurm"):
-        raise ConfigurationError(f"MANAGER: unknown manager {s.MANAGER!r}; known: 'local', 'slurm'")
-    if not 0 < s.MAX_PARAMETER_VALUE <= 130_000:
-        raise ConfigurationError("MAX_PARAMETER_VALUE must be 1 to 130000 bytes (Linux caps an environment "
-                                 "variable at 128 KiB)")
-    if s.SLURM_REMOTE_DIR is not None and not s.SLURM_SSH_HOST:
-        raise ConfigurationError("SLURM_REMOTE_DIR needs SLURM_SSH_HOST (files are copied over ssh)")
-    if s.SLURM_RECONCILE_MINUTES <= 0:
-        raise ConfigurationError("SLURM_RECONCILE_MINUTES must be > 0")
-    for name in ("MAX_WAIT", "DESTRUCTION_INTERVAL", "MAX_EXECUTION_DURATION", "MAINTENANCE_INTERVAL",
-                 "MAX_RUNNING_JOBS", "DEFAULT_EXECUTION_DURATION", "DATA_DIR_MIN_FREE"):
-        if getattr(s, name) < 0:
-            raise ConfigurationError(f"{name} must be >= 0")
-    for origin in s.CORS_ORIGINS:
-        if not isinstance(origin, str) or not _ORIGIN.match(origin.rstrip("/")):
-            raise ConfigurationError(f"CORS_ORIGINS: {origin!r} is not '*' or scheme://host[:port]")
-    if s.SESSION_LIFETIME <= 0:
-        raise ConfigurationError("SESSION_LIFETIME must be > 0")
-    if s.SIGNIN_FAILURE_WINDOW <= 0 or s.SIGNIN_MAX_FAILURES_PER_NAME < 0 or s.SIGNIN_MAX_FAILURES_PER_ADDRESS < 0:
-        raise ConfigurationError("SIGNIN_FAILURE_WINDOW must be > 0, SIGNIN_MAX_FAILURES_PER_NAME and "
-                                 "SIGNIN_MAX_FAILURES_PER_ADDRESS >= 0 (0: no limit)")
-    if s.MAX_FORM_PARTS and s.MAX_FORM_PARTS < s.MAX_PARAMETERS:
-        raise ConfigurationError("MAX_FORM_PARTS must be 0 (MAX_PARAMETERS + 16) or at least MAX_PARAMETERS")
-    if s.MAX_FORM_PARTS < 0 or s.MAX_REPORT_SIZE <= 0:
-        raise ConfigurationError("MAX_FORM_PARTS must be >= 0 and MAX_REPORT_SIZE > 0")
-    if s.JOB_SANDBOX not in ("bwrap", "none"):
-        raise ConfigurationError(f"JOB_SANDBOX must be 'bwrap' or 'none', not {s.JOB_SANDBOX!r}")
-    for path in s.JOB_SANDBOX_READ_ONLY:
-        if not isinstance(path, str) or not path.startswith("/"):
-            raise ConfigurationError(f"JOB_SANDBOX_READ_ONLY: {path!r} is not an absolute path")
-    for entry in s.ALLOWED_HOSTS:
-        if not isinstance(entry, str) or not _ALLOWED_HOST.match(entry):
-            raise ConfigurationError(f"ALLOWED_HOSTS: {entry!r} is not '*', 'host', 'host:port' or '.domain'")
-    for name in ("BASE_URL", "CALLBACK_URL"):
-        value = getattr(s, name)
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ConfigurationError(f"{name} must be an http(s) URL, not {value!r}")
-    if s.RESULTS_BASE_URL is not None and not _RESULTS_BASE.match(s.RESULTS_BASE_URL):
-        raise ConfigurationError("RESULTS_BASE_URL must be an http(s) URL with a host and no query, like "
-                                 f"'https://results.example.org/opus', not {s.RESULTS_BASE_URL!r}")
-    return s
 
 
 def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
@@ -317,7 +315,8 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
             values[name] = value
     values.update(overrides)
     for name in ("SLURM_PARTITIONS", "ANONYMOUS_JOBDEFS", "REMOTE_USER_JOBDEFS", "CORS_ORIGINS",
-                 "JOB_SANDBOX_READ_ONLY", "ALLOWED_HOSTS"):
+                 "JOB_SANDBOX_READ_ONLY", "ALLOWED_HOSTS", "REGISTRATION_JOBDEFS",
+                 "MAIL_ADMINS"):
         if name in values:
             values[name] = tuple(values[name])
     for name, value in values.items():
@@ -326,4 +325,4 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
             raise ConfigurationError(f"{name} must be an integer")
     # Where the settings came from: the job sandbox hides that file from job scripts.
     extra: dict[str, object] = {"settings_file": str(Path(path).resolve())} if path else {}
-    return _validated(Settings(**values, extra=extra))
+    return validated(Settings(**values, extra=extra))

@@ -64,6 +64,9 @@ UNFINISHED = ACTIVE | {Phase.PENDING}
 #: Phases in which a manager still records the id it gave a job: all but ABORTED, since an ABORT
 #: that landed first could not stop what it did not know, and the manager cancels it itself.
 UNABORTED = frozenset(set(Phase) - {Phase.ABORTED})
+#: Phases a job imported from another server (opus migrate) keeps: nothing runs it on arrival, so a
+#: job that was QUEUED or EXECUTING there comes in as ERROR, saying why.
+AT_REST = FINAL | {Phase.PENDING}
 
 #: The transition table (CHECKLIST §3): target phase -> phases it may be reached from.
 #: UNKNOWN may move anywhere (the server re-learns the state), as vollt allows.

@@ -238,7 +238,9 @@ def run_edges(server: FuzzServer, doc: dict) -> None:
                 server.admin.add(user)
             valid = {"jobname": jobname, "job_id": job_id, "name": "text" if "/rest/" in path else user,
                      "result_id": "output", "entity_id": server.entity_ids()[0], "file_name": "output.txt",
-                     "kind": "json"}  # the original OPUS's .../provjson (opus.server.compat_routes)
+                     "kind": "json",  # the original OPUS's .../provjson (opus.server.compat_routes)
+                     "token": "0" * 32 + "." + "0" * 32, "link_id": "0" * 32,  # share links
+                     "token_id": "0123456789abcdef"}  # service tokens
             if path == "/jdl/{name}":
                 valid["name"] = "dummy"
             for p in params:

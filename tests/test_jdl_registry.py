@@ -26,8 +26,8 @@ def _digest(reg, name: str) -> str:
 @pytest.fixture
 def reg(tmp_path):
     server = LiveServer(make_settings(tmp_path, ALLOW_ANONYMOUS=True))
-    server.as_ = signed_in_sessions(server, (("root", {"admin": True}), ("alice", {}), ("bob", {}),
-                                             ("carol", {"jobdefs": ["dummy"]})))
+    server.as_ = signed_in_sessions(server, (("root", {"admin": True}), ("alice", {"editor": True}),
+                                             ("bob", {"editor": True}), ("carol", {"jobdefs": ["dummy"]})))
     yield server
     server.stop()
 
@@ -143,6 +143,15 @@ def test_anonymous_callers_cannot_propose_and_a_proposal_can_be_withdrawn(reg):
     assert reg.services.registry.proposals() == []
     assert reg.as_["root"].post(f"{reg.url}/jdl/proposals/versioned/validate",
                                 data={"digest": "0" * 64}).status_code == 404
+
+
+def test_proposing_needs_the_editor_role(reg):
+    # carol is a plain user: she may run jobs, not propose definitions, until an admin makes her an editor.
+    r = reg.as_["carol"].post(f"{reg.url}/jdl", json=_definition("1", "x"))
+    assert r.status_code == 403 and "editor role" in r.text
+    assert reg.services.registry.proposals() == []
+    assert reg.as_["root"].patch(f"{reg.url}/admin/users/carol", json={"editor": True}).status_code == 200
+    assert reg.as_["carol"].post(f"{reg.url}/jdl", json=_definition("1", "x")).status_code == 201
 
 
 def test_the_command_line_manages_the_registry(tmp_path, capsys):

@@ -116,7 +116,9 @@ def test_security(document):
               if m in METHODS and op.get("security") == []}
     assert public == {("GET", "/availability"), ("GET", "/capabilities"), ("POST", "/handler/job_event"),
                       ("GET", "/openapi.json"), ("GET", "/web/signin"), ("POST", "/web/signin"),
-                      ("POST", "/web/signout"), ("GET", "/web/static/{path}"), ("GET", "/web/lib/{path}")}
+                      ("POST", "/web/signout"), ("GET", "/web/static/{path}"), ("GET", "/web/lib/{path}"),
+                      ("GET", "/web/register"), ("POST", "/web/register"), ("GET", "/web/reset"),
+                      ("POST", "/web/reset"), ("GET", "/share/{token}"), ("GET", "/share/{token}/{file_name}")}
 
 
 def test_public_operations_are_the_public_routes(secured, document):

@@ -180,7 +180,7 @@ def test_an_original_wadl_without_its_script_is_refused_clearly():
 
 
 def test_an_original_wadl_proposed_over_http_answers_400_saying_why(api):
-    alice = signed_in_sessions(api, users=(("alice", {}),))["alice"]
+    alice = signed_in_sessions(api, users=(("alice", {"editor": True}),))["alice"]
     r = alice.post(f"{api.url}/jdl", data=(DATA / "wadl/ctbin.wadl").read_bytes(),
                    headers={"Content-Type": "application/vnd.sun.wadl+xml"})
     assert r.status_code == 400

@@ -168,7 +168,7 @@ PAGES = [
     ("/job_definition", "/web/editor"), ("/opus_client/job_definition/dummy", "/web/editor?name=dummy"),
     ("/job_definition/tmp/newjob", "/web/editor?proposal=newjob"),
     ("/admin/preferences", "/web/admin"), ("/opus_client/admin/server_jobs", "/web/admin"),
-    ("/admin/server_accounts", "/web/admin"), ("/accounts/profile", "/web/"),
+    ("/admin/server_accounts", "/web/admin"), ("/accounts/profile", "/web/profile"),
 ]
 
 
@@ -179,8 +179,8 @@ def test_the_original_client_pages_move_to_the_web_client(old, path, target):
     r = no_redirect(old.http, old.url + path)
     assert r.status_code == 301
     assert r.headers["Location"] == old.url + target
-    # The page it leads to (the admin page asks an anonymous caller to sign in).
-    assert old.http.get(old.url + path).status_code == (401 if target == "/web/admin" else 200)
+    # The page it leads to (the admin and profile pages ask an anonymous caller to sign in).
+    assert old.http.get(old.url + path).status_code == (401 if target in ("/web/admin", "/web/profile") else 200)
 
 
 def test_the_index_is_not_taken_by_the_old_client(old):

@@ -11,6 +11,7 @@ from the route's kind:
 * ``user``      signed-in users (never anonymous callers: 401);
 * ``proposal``  a proposed job definition: the user who proposed it (alice) and admins; 403 for
                 other users, 401 for anonymous callers;
+* ``editor``    users with the editor role (alice) and admins: 403 for other users, 401 for anonymous;
 * ``admin``     admins only: 403 for users, 401 for anonymous callers.
 
 Wrong credentials are always a 401, and anonymous callers get 401 when ALLOW_ANONYMOUS is False.
@@ -37,6 +38,7 @@ from helpers import wait_final
 from opus.auth.identity import job_token, server_secret
 from opus.auth.admin import UserAdmin
 from opus.server import compat_routes
+from opus.server.urls import ENTITY_RULE
 JOB = "/rest/<jobname>/<job_id>"
 ROLES = ("alice", "bob", "anonymous", "root", "wrong")
 
@@ -76,7 +78,8 @@ ROWS = [
     Row("GET", "/jdl/<name>/versions", "signed_in", "/jdl/dummy/versions"),
     # ---- job definitions: proposals and their administration ----------------------------------------------
     Row("GET", "/jdl/proposals", "user", "/jdl/proposals"),
-    Row("POST", "/jdl", "user", "/jdl", ok=201, json={"name": "{new}", "script": "true\n", "version": "1"}),
+    # Proposing needs the editor role (or admin): alice has it (make_world), bob has not.
+    Row("POST", "/jdl", "editor", "/jdl", ok=201, json={"name": "{new}", "script": "true\n", "version": "1"}),
     Row("GET", "/jdl/proposals/<name>", "proposal", "/jdl/proposals/propdef"),
     Row("DELETE", "/jdl/proposals/<name>", "proposal", "/jdl/proposals/{jdl}", ok=303, fresh_jdl="proposal"),
     Row("POST", "/jdl/proposals/<name>", "proposal", "/jdl/proposals/{jdl}", ok=303, fresh_jdl="proposal",
@@ -138,8 +141,8 @@ ROWS = [
     Row("GET", "/jdl/<name>/script", "signed_in", "/jdl/dummy/script"),
     # ---- the result store: an entity follows its job's owner ---------------------------------------------
     Row("GET", "/store", "job", "/store", params={"ID": "{entity}"}, has_secret=True),
-    Row("GET", "/store/<entity_id:re:[0-9a-f]{16}>", "job", "/store/{entity}"),
-    Row("GET", "/store/<entity_id:re:[0-9a-f]{16}>/<file_name>", "job", "/store/{entity}/output.txt",
+    Row("GET", ENTITY_RULE, "job", "/store/{entity}"),
+    Row("GET", ENTITY_RULE + "/<file_name>", "job", "/store/{entity}/output.txt",
         has_secret=True),
     # ---- provenance: a job's (its owner and admins), ProvSAP (anyone, showing only what they may see) ------
     Row("GET", JOB + "/provenance", "job", "{job}/provenance", has_secret=True),
@@ -172,6 +175,21 @@ ROWS = [
     Row("POST", "/web/signout", "public", "/web/signout", ok=303),
     Row("GET", "/web/static/<path:path>", "public", "/web/static/uws.js"),
     Row("GET", "/web/lib/<path:path>", "public", "/web/lib/bootstrap/dist/css/bootstrap.min.css"),
+    # ---- sharing (opus.server.share_routes): a link is the credential for one file, and nothing else -------
+    Row("POST", "/share", "job", "/share", ok=201, params={"entity": "{entity}"}),
+    Row("GET", "/share", "signed_in", "/share"),
+    Row("GET", "/share/<token:re:[0-9a-f]{32}\\.[0-9a-f]{32}>", "public", "/share/{sharetoken}"),
+    Row("GET", "/share/<token:re:[0-9a-f]{32}\\.[0-9a-f]{32}>/<file_name>", "public", "/share/{sharetoken}/output.txt"),
+    Row("DELETE", "/share/<link_id:re:[0-9a-f]{32}>", "job", "/share/{share}"),  # after the rows that use it
+    Row("GET", "/shared", "signed_in", "/shared"),
+    Row("GET", "/shared/<jobname>/<job_id>", "job", "{sharedjob}", has_secret=True),
+    Row("GET", "/shared/<jobname>/<job_id>/results/<result_id>", "job", "{sharedjob}/results/output",
+        has_secret=True),
+    Row("GET", "/shared/<jobname>/<job_id>/users", "job", "{sharedjob}/users"),
+    Row("PUT", "/shared/<jobname>/<job_id>/users/<name>", "job", "{sharedjob}/users/victim"),
+    Row("DELETE", "/shared/<jobname>/<job_id>/users/<name>", "job", "{sharedjob}/users/victim"),
+    Row("GET", "/notifications", "user", "/notifications"),
+    Row("PUT", "/notifications", "user", "/notifications", json={"email": "someone@example.org"}),
 ]
 # The original client's pages: redirects to the web client's pages, which apply their own rules.
 _EXAMPLE = {"<jobname>": "dummy", "<job_id>": "0123456789abcdef", "<jobname:path>": "dummy"}
@@ -182,6 +200,31 @@ for _prefix in compat_routes.CLIENT_PREFIXES:
         for _name, _value in _EXAMPLE.items():
             _path = _path.replace(_name, _value)
         ROWS.append(Row("GET", _prefix + _rule, "signed_in", _path, ok=301))
+
+# Accounts (opus.server.account_routes): one's own account ("user": never anonymous callers), the admin
+# side, and the public registration and reset forms (REGISTRATION is "off" here; no form CSRF field: 403).
+# A separate list, added to ROWS where opus/server/app.py installs account_routes.
+_RESET = {"name": "victim", "code": "x" * 32, "password": "a good password", "password2": "a good password"}
+ACCOUNT_ROWS = [
+    Row("GET", "/account", "user", "/account"),
+    Row("POST", "/account/password", "user", "/account/password", ok=400, json={"password": "short"}),
+    Row("GET", "/account/tokens", "user", "/account/tokens"),
+    Row("POST", "/account/tokens", "user", "/account/tokens", ok=201,
+        json={"name": "an app", "scope": "read", "days": 1}),
+    Row("DELETE", "/account/tokens/<token_id>", "user", "/account/tokens/0123456789abcdef", ok=404),
+    Row("GET", "/admin/users/<name>/tokens", "admin", "/admin/users/{victim}/tokens"),
+    Row("DELETE", "/admin/users/<name>/tokens/<token_id>", "admin", "/admin/users/{victim}/tokens/0123456789abcdef",
+        ok=404),
+    Row("POST", "/admin/users/<name>/reset", "admin", "/admin/users/{victim}/reset", fresh_victim=True),
+    Row("GET", "/web/profile", "user", "/web/profile"),
+    Row("GET", "/web/register", "public", "/web/register", ok=403),
+    Row("POST", "/web/register", "public", "/web/register", ok=403, data={**_RESET, "name": "carol"}),
+    Row("GET", "/web/reset", "public", "/web/reset", params={"name": "victim", "code": "x"}),
+    Row("POST", "/web/reset", "public", "/web/reset", ok=403, data=_RESET),
+    # Last: it replaces each allowed caller's own token (the rows after it would use the old ones).
+    Row("POST", "/account/token", "user", "/account/token"),
+]
+ROWS += ACCOUNT_ROWS
 
 CHANGES = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -207,6 +250,8 @@ class World:
     tokens: list[str] = field(default_factory=list)      # callback tokens of the owner's jobs
     victims: int = 0
     entity: str = ""                                      # the entity of the owner's "done" job's result
+    share: str = ""                                       # a share link of the owner's (to a file without secret)
+    share_token: str = ""
 
     @property
     def url(self) -> str:
@@ -261,7 +306,7 @@ def make_world(tmp_path: Path, allow_anonymous: bool, owner: str) -> World:
     server_secret(server.settings)
     admin = UserAdmin(server.services.users)  # tokens hashed with the server's key, as in production
     tokens = {}
-    for name, kwargs in (("root", {"admin": True}), ("alice", {}), ("bob", {})):
+    for name, kwargs in (("root", {"admin": True}), ("alice", {"editor": True}), ("bob", {})):
         _, tokens[name] = admin.add(name, **kwargs)
     world = World(server, allow_anonymous, owner, admin=admin, secret=f"TOPSECRET-{secrets.token_hex(8)}")
     world.headers = {
@@ -281,6 +326,14 @@ def make_world(tmp_path: Path, allow_anonymous: bool, owner: str) -> World:
     assert world.wait_final(world.jobs["done"]) == "COMPLETED"
     assert world.wait_final(world.jobs["error"]) == "ERROR"
     (world.entity,) = [e.entity_id for e in server.services.entities.generated_by([world.jobs["done"][-16:]])]
+    # A share link of the owner's, to a result without the secret (the link gives it to anyone).
+    shared = world.create("dummy", {"text": "shared with a link"}, run=True)
+    assert world.wait_final(shared) == "COMPLETED"
+    r = requests.post(f"{world.url}/share", json={"job": shared[-16:], "result": "output"},
+                      headers=world.headers[owner])
+    assert r.status_code == 201, r.text
+    world.share = r.json()["id"]
+    world.share_token = r.json()["url"].split("/share/")[1].split("/")[0]
     return world
 
 
@@ -298,7 +351,7 @@ def allowed(world: World, row: Row, role: str) -> bool:
         return role == "root"
     if row.kind == "user":
         return role != "anonymous"
-    if row.kind == "proposal":
+    if row.kind in ("proposal", "editor"):  # alice proposed; she is also the editor
         return role in ("root", "alice")
     return role in ("root", world.owner)
 
@@ -357,7 +410,9 @@ def perform(world: World, row: Row, role: str) -> tuple[requests.Response, str, 
         jdl = world.new_jdl(live=row.fresh_jdl == "live") if is_allowed else ("dummy" if row.fresh_jdl == "live"
                                                                              else "propdef")
     path = row.path.format(job=job_path, victim=victim, jdl=jdl, entity=world.entity,
-                           webjob=job_path.replace("/rest/", "/web/jobs/", 1))
+                           webjob=job_path.replace("/rest/", "/web/jobs/", 1),
+                           sharedjob=job_path.replace("/rest/", "/shared/", 1), share=world.share,
+                           sharetoken=world.share_token)
     # the digest an admin is shown for the proposal {jdl} (validating needs it)
     digest = next((p["digest"] for p in world.server.services.registry.proposals() if p["name"] == jdl), "")
     params = {k: v.format(entity=world.entity, digest=digest) for k, v in row.params.items()} if row.params else None

@@ -69,8 +69,8 @@ def _definition(name: str, script: str, version: str = "1", **extra) -> dict:
 @pytest.fixture
 def srv(tmp_path):
     server = ApiServer(make_settings(tmp_path))
-    server.as_ = signed_in_sessions(server, (("root", {"admin": True}), ("alice", {}), ("bob", {}),
-                                             ("carol", {"jobdefs": ["dummy"]})))
+    server.as_ = signed_in_sessions(server, (("root", {"admin": True}), ("alice", {"editor": True}),
+                                             ("bob", {"editor": True}), ("carol", {"jobdefs": ["dummy"]})))
     yield server
     server.stop()
 
@@ -113,7 +113,7 @@ def test_a_recreated_user_name_does_not_own_the_deleted_accounts_proposal(srv):
     alice, root = srv.as_["alice"], srv.as_["root"]
     assert alice.post(f"{srv.url}/jdl", json=_definition("legacy", SCRIPT_ALICE)).status_code == 201
     assert root.delete(f"{srv.url}/admin/users/alice").status_code == 200
-    r = root.post(f"{srv.url}/admin/users", json={"name": "alice"})
+    r = root.post(f"{srv.url}/admin/users", json={"name": "alice", "editor": True})
     assert r.status_code == 201, r.text
     new = requests.Session()
     new.auth = ("alice", r.json()["token"])

@@ -89,7 +89,7 @@ def world(tmp_path_factory):
     for site in (allowed, stranger):
         site.RequestHandlerClass.opus = server.url
     admin = UserAdmin(UserStore(server.services.store.engine))
-    server.tokens = {name: admin.add(name, admin=(name == "root"))[1] for name in ("root", "alice")}
+    server.tokens = {name: admin.add(name, admin=(name == "root"), editor=True)[1] for name in ("root", "alice")}
     server.sites = {"allowed": f"http://127.0.0.1:{allowed.server_port}",
                     "stranger": f"http://127.0.0.1:{stranger.server_port}"}
     yield server
@@ -412,7 +412,7 @@ def test_editor_round_trip_import_change_export(world, page):
                                                  "buffer": vot}])
     page.wait_for_selector("text=Editing the proposal definition roundtrip")
     page.wait_for_selector("#editor[data-ready] .CodeMirror")
-    text_default = page.locator('#rows-parameters tr:has([data-key="name"][value="text"]) [data-key="default"]')
+    text_default = page.locator('#rows-parameters > .editor-item:has([data-key="name"][value="text"]) [data-key="default"]')
     assert text_default.input_value() == "Hello, world!"
     text_default.fill("Changed in the editor")
     shoot(page, "editor")

@@ -305,7 +305,8 @@ def test_send_a_result_over_samp(world, page):
     members = {m.findtext("name"): m.find("value") for m in params[1].iter("member")}
     assert members["samp.mtype"].findtext("string") == "table.load.votable"
     url = next(m.find("value/string").text for m in members["samp.params"].iter("member") if m.findtext("name") == "url")
-    assert url == f"{world.url}{path}/results/votable"
+    assert url.startswith(f"{world.url}/share/") and url.endswith("/cat.vot")  # a share link
+    assert requests.get(url).status_code == 200  # that works without the owner's credentials
     # A FITS image goes to an image viewer (Aladin).
     page.locator("[data-result=count_map] .samp-send").click()
     page.wait_for_selector("text=count_map sent over SAMP.")

@@ -121,7 +121,9 @@ def test_every_state_changing_route_refuses_an_admin_session_without_its_token(s
     for row in ROWS:
         if row.method not in CHANGES or row.kind in ("public", "callback"):
             continue
-        path = row.path.format(job=job, victim="bob", jdl="dummy", entity="0" * 16, webjob="")
+        path = row.path.format(job=job, victim="bob", jdl="dummy", entity="0" * 16, webjob="",
+                               sharedjob=job.replace("/rest/", "/shared/", 1), share="0" * 32,
+                               sharetoken="0" * 32 + "." + "0" * 32)
         r = http.request(row.method, server.url + path, data=row.data, json=row.json, allow_redirects=False)
         assert r.status_code == 403 and "CSRF" in r.text, (row, r.status_code, r.text)
         checked += 1

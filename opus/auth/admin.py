@@ -36,13 +36,13 @@ class UserAdmin:
         return names
 
     def add(self, name: str, admin: bool = False, jobdefs: object = "*",
-            max_active_jobs: object = None) -> tuple[User, str]:
+            max_active_jobs: object = None, editor: bool = False) -> tuple[User, str]:
         """Create a user; returns it with its token (shown once, never stored)."""
         check_user_name(name)
         token, token_id, token_hash = new_token(self.users.token_key)
         user = User(name=name, is_admin=bool(admin), enabled=True, max_active_jobs=_limit(max_active_jobs),
                     jobdefs=self._granted(jobdefs) or {"*"}, token_id=token_id, token_hash=token_hash,
-                    created=utcnow())
+                    created=utcnow(), is_editor=bool(editor))
         try:
             self.users.add(user)
         except UserExists:
@@ -60,7 +60,7 @@ class UserAdmin:
 
     def update(self, name: str, *, enabled: bool | None = None, admin: bool | None = None,
                jobdefs: object = None, grant: object = None, revoke: object = None,
-               max_active_jobs: object = UNCHANGED) -> User:
+               max_active_jobs: object = UNCHANGED, editor: bool | None = None) -> User:
         """Change a user; ``jobdefs``, ``grant``, ``revoke`` and ``max_active_jobs`` are as given by
         the REST API's JSON or the command line (checked here)."""
         user = self.get(name)
@@ -69,6 +69,8 @@ class UserAdmin:
             fields["enabled"] = bool(enabled)
         if admin is not None:
             fields["is_admin"] = bool(admin)
+        if editor is not None:
+            fields["is_editor"] = bool(editor)
         if (enabled is False or admin is False) and user.is_admin and self.users.count_admins() <= 1:
             raise Forbidden(f"{name!r} is the last enabled admin: make another admin first")
         allowed = set(user.jobdefs)

@@ -82,6 +82,11 @@ class Identity:
     jobdefs: frozenset[str] = frozenset({"*"})
     max_active_jobs: int | None = None
     owner_key: str | None = None
+    #: May propose and edit job definitions (admins may too: ``may_edit_definitions``).
+    is_editor: bool = False
+    #: A service token's scope ("read", "submit"); None for the user's own credentials (token,
+    #: password session, REMOTE_USER), which alone may manage the account.
+    scope: str | None = None
 
     def __post_init__(self) -> None:
         # A named caller without a key would share the anonymous jobs (key None): refuse to exist.
@@ -94,6 +99,11 @@ class Identity:
 
     def may_use(self, jobname: str) -> bool:
         return self.is_admin or "*" in self.jobdefs or jobname in self.jobdefs
+
+    @property
+    def may_edit_definitions(self) -> bool:
+        """Propose and edit job definitions: the editor role, or an admin."""
+        return self.is_admin or self.is_editor
 
 
 ANONYMOUS = Identity()

@@ -48,6 +48,14 @@ class User:
     created: datetime | None = None
     #: Given by the database when the user is stored; never reused (opus.storage.userstore).
     uid: int | None = None
+    #: argon2id hash of the password (opus.auth.passwords); None: tokens only.
+    password_hash: str | None = None
+    #: May propose and edit job definitions (admins always may).
+    is_editor: bool = False
+    email: str | None = None
+    #: A pending password reset: SHA-256 (hex) of its one-time code, and when it expires.
+    reset_hash: str | None = None
+    reset_expires: datetime | None = None
 
     def may_use(self, jobname: str) -> bool:
         return self.is_admin or "*" in self.jobdefs or jobname in self.jobdefs
@@ -67,15 +75,48 @@ class User:
     @property
     def session_stamp(self) -> str:
         """Changes when the token is replaced or the account re-created (web sessions end), and not
-        when the stored hash only changes scheme."""
-        return f"{self.uid}:{self.token_id}"
+        when the stored hash only changes scheme.  A password set or changed changes it too."""
+        stamp = f"{self.uid}:{self.token_id}"
+        if self.password_hash:
+            stamp += ":" + hashlib.sha256(self.password_hash.encode()).hexdigest()[:16]
+        return stamp
+
+    @property
+    def roles(self) -> list[str]:
+        return ["admin", "editor", "user"] if self.is_admin else ["editor", "user"] if self.is_editor else ["user"]
 
     def public(self) -> dict[str, object]:
         """What the admin API shows (never the token or its hash)."""
-        return {"name": self.name, "id": self.uid, "roles": ["admin", "user"] if self.is_admin else ["user"],
+        return {"name": self.name, "id": self.uid, "roles": self.roles,
                 "enabled": self.enabled, "maxActiveJobs": self.max_active_jobs,
-                "jobDefinitions": sorted(self.jobdefs),
-                "created": self.created.strftime("%Y-%m-%dT%H:%M:%SZ") if self.created else None}
+                "jobDefinitions": sorted(self.jobdefs), "password": bool(self.password_hash),
+                "email": self.email, "created": _iso(self.created)}
+
+
+#: Scopes of service tokens: "read" (GET, HEAD, OPTIONS) and "submit" (the user's own jobs).
+SCOPES = ("read", "submit")
+
+
+@dataclass
+class ServiceToken:
+    """A named token of a user for an application, with a scope and an expiry (never admin or
+    editor rights, never account management)."""
+
+    token_id: str
+    uid: int
+    name: str
+    token_hash: str
+    scope: str
+    expires: datetime
+    created: datetime
+
+    def public(self) -> dict[str, object]:
+        return {"id": self.token_id, "name": self.name, "scope": self.scope, "expires": _iso(self.expires),
+                "created": _iso(self.created)}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
 
 def check_user_name(name: str) -> str:

@@ -1,4 +1,4 @@
-"""The ``opus`` command: serve, init, maintenance, check, user, jdl."""
+"""The ``opus`` command: serve, init, maintenance, check, user, jdl, migrate."""
 
 from __future__ import annotations
 
@@ -97,6 +97,13 @@ def _maintenance(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from opus.migration import migrate  # here: only this command needs it
+
+    print(migrate(settings, args.source, dry_run=args.dry_run).text(), end="")
+    return 0
+
+
 def _shown(url: str) -> str:
     """A database URL fit to print: its password hidden."""
     try:
@@ -157,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "(exit status 1 if anything is wrong)")
     _add_user_parser(sub)
     jdl_cli.add_parser(sub)
+    migrate = sub.add_parser("migrate", help="import an installation of the original OPUS: its definitions, "
+                             "users and jobs (see docs/migration.md)")
+    migrate.add_argument("--from", dest="source", required=True, metavar="PATH",
+                         help="the original's settings file (settings_local.py), the directory holding it, "
+                         "or its VAR_PATH")
+    migrate.add_argument("--dry-run", action="store_true", help="print what would be imported; write nothing")
     return parser
 
 
@@ -181,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     handlers: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
         "serve": _serve, "init": init_cli.run, "maintenance": _maintenance, "check": check_cli.run,
-        "user": _user, "jdl": jdl_cli.run}
+        "user": _user, "jdl": jdl_cli.run, "migrate": _migrate}
     try:
         return handlers[args.command](settings, args)
     except ConfigurationError as exc:

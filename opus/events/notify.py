@@ -20,19 +20,47 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar, cast
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Wake:
+    """One delivered change of one job, shared by every waiter it woke.
+
+    A thousand WAITs on one job wake together; what they all need after the change (the job read
+    again, its rendering) is made by the first that asks and handed to the others (``once``),
+    rather than made a thousand times.  Any read made after the change was committed is a right
+    answer for every one of them."""
+
+    __slots__ = ("phase", "_lock", "_made")
+
+    def __init__(self, phase: str) -> None:
+        self.phase = phase
+        self._lock = threading.Lock()
+        self._made: dict[Hashable, object] = {}
+
+    def once(self, key: Hashable, make: Callable[[], T]) -> T:
+        """``make()``'s value for ``key``, made by the first caller (the others wait for it); an
+        exception is not kept: the next caller tries again."""
+        with self._lock:
+            if key not in self._made:
+                self._made[key] = make()
+            return cast(T, self._made[key])
 
 
 class _Waiter:
-    __slots__ = ("event", "phase")
+    __slots__ = ("event", "phase", "wake")
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.phase: str | None = None
+        #: The change that woke it last (None: woken to re-check, not by a change).
+        self.wake: Wake | None = None
 
     def wait(self, timeout: float) -> bool:
         return self.event.wait(timeout)
@@ -125,8 +153,10 @@ class Notifier:
         with self._lock:
             waiters = self._waiters.get(job_id)
             if waiters:
+                wake = Wake(phase)
                 for w in waiters:
                     w.phase = phase
+                    w.wake = wake
                     w.event.set()
         for callback in self._subscribers:
             try:

@@ -36,6 +36,14 @@ def parameters(settings: Settings) -> list[ParameterDescription]:
         ParameterDescription("QUOTE", "dateTime",
                              description="Read-only: when the job is expected to end if started now"),
     ]
+    if settings.SMTP_HOST:
+        out.append(ParameterDescription(
+            "NOTIFY", "string", options=["none", "email"] + (["digest"] if settings.MAIL_DIGEST_HOUR is not None else []),
+            description="email: tell me by e-mail when the job ends (my address: PUT /notifications); "
+                        "digest: in my daily digest"))
+    if settings.WEBHOOKS and settings.INPUT_URL_HOSTS:
+        out.append(ParameterDescription("WEBHOOK", "anyURI",
+                                        description="A URL that receives a JSON POST at each phase change"))
     if settings.MANAGER == "slurm":
         for option in OPTIONS:
             kind, text = _SLURM_HELP.get(option, ("string", option))

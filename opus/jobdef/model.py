@@ -37,6 +37,9 @@ TYPES = ("string", "int", "long", "float", "double", "boolean", "anyURI", "dateT
 #: Job-control parameters (UWS/DALI); never part of a definition, matched case-insensitively.
 CONTROL_PARAMETERS = frozenset({"PHASE", "ACTION", "RUNID", "EXECUTIONDURATION", "DESTRUCTION", "WAIT",
                                 "QUOTE", "OWNER"})
+#: How the script's bash starts: "" (the server's JOB_SHELL), "plain" (a non-login bash, fixed PATH) or
+#: "login" (``bash -l``: /etc/profile and /etc/profile.d, as the original OPUS ran scripts).
+SHELLS = ("", "plain", "login")
 
 
 @dataclass
@@ -180,6 +183,11 @@ class JobDefinition:
     network: bool = False
     #: What the script needs on the host: {"python": [modules], "commands": [names]} (opus.jobdef.needs).
     needs: dict[str, list[str]] = field(default_factory=dict)
+    #: A failing command ends the script, and the job in ERROR (bash ``set -e``, as the original's
+    #: wrapper trapped errors); False: only the script's exit status counts.
+    errexit: bool = False
+    #: The shell environment (one of SHELLS).
+    shell: str = ""
 
     # ---- construction -----------------------------------------------------------------------
     @classmethod
@@ -206,8 +214,12 @@ class JobDefinition:
             value = data.get(key)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise ConfigurationError(f"{ctx}: {key} must be a non-negative integer (seconds)")
-        if not isinstance(data.get("network", False), bool):
-            raise ConfigurationError(f"{ctx}: network must be true or false")
+        for key in ("network", "errexit"):
+            if not isinstance(data.get(key, False), bool):
+                raise ConfigurationError(f"{ctx}: {key} must be true or false")
+        if data.get("shell", "") not in SHELLS:
+            raise ConfigurationError(f"{ctx}: shell must be \"plain\" or \"login\" (or absent: the server's "
+                                     f"JOB_SHELL), not {str(data.get('shell'))[:40]!r}")
         return cls(
             slurm=_slurm(ctx, data.get("slurm") or {}), name=name, script=script, description=str(data.get("description", "")),
             version=str(data.get("version", "1")), type=str(data.get("type", "")),
@@ -215,7 +227,8 @@ class JobDefinition:
             contact_name=str(contact.get("name", "")), contact_email=str(contact.get("email", "")),
             execution_duration=data.get("executionDuration"), quote=data.get("quote"),
             parameters=params, used=used, generated=generated, network=data.get("network", False),
-            needs=_needs.parse(ctx, data.get("needs")),
+            needs=_needs.parse(ctx, data.get("needs")), errexit=data.get("errexit", False),
+            shell=data.get("shell", ""),
         )
 
     def to_dict(self) -> JSONObject:
@@ -237,6 +250,7 @@ class JobDefinition:
             "slurm": dict(self.slurm),
             "network": self.network,
             **({"needs": {k: list(v) for k, v in self.needs.items()}} if self.needs else {}),
+            **({"errexit": True} if self.errexit else {}), **({"shell": self.shell} if self.shell else {}),
             "script": self.script,
         }
 

@@ -32,9 +32,12 @@ DATATYPES = {"xs:string": "string", "xs:token": "string", "string": "string", "c
 #: definition it served): not kept, without a warning.
 SERVER_KEYS = ("control_parameters", "control_parameters_keys", "parameters_keys", "used_keys",
                "generated_keys")
+#: How the original ran every script (``#!/bin/bash -l``, errors trapped): the default of a definition
+#: imported from its files (docs/migration.md, "Job scripts").
+ORIGINAL_RUN: JSONObject = {"errexit": True, "shell": "login"}
 _TOP_KEYS = ("name", "annotation", "description", "version", "type", "subtype", "doculink", "url", "group",
              "contact_name", "contact_email", "executionDuration", "executionduration", "quote", "script",
-             "parameters", "used", "generated")
+             "parameters", "used", "generated", "errexit", "shell")
 
 
 @dataclass
@@ -75,7 +78,8 @@ def to_json_form(content: JSONObject, notes: Notes, script: str | None = None) -
     name = content.get("name")
     if isinstance(name, str):
         name = name.split("/")[-1]  # the original named definitions being edited "tmp/<name>"
-    doc: JSONObject = {"name": name}
+    # How the script runs: as the original ran it, unless the file says (as GET /jdl/<name>/json may)
+    doc: JSONObject = {"name": name, **ORIGINAL_RUN, **{k: content[k] for k in ORIGINAL_RUN if k in content}}
     for key in sorted(set(content) - set(_TOP_KEYS) - set(SERVER_KEYS)):
         notes.add(f"field {key!r} ({_short(content[key])}) is not part of a definition here: not kept")
     description = _text(content.get("annotation")) or _text(content.get("description"))

@@ -58,6 +58,8 @@ def to_original(jobdef: JobDefinition, control: Sequence[ParameterDescription] =
         "executionDuration": "" if jobdef.execution_duration is None else str(jobdef.execution_duration),
         "quote": "" if jobdef.quote is None else str(jobdef.quote),
         "script": jobdef.script,
+        # Not the original's keys: how this server runs the script (read back by opus.jobdef.original).
+        "errexit": jobdef.errexit, "shell": jobdef.shell,
         "parameters": {p.name: _parameter(p) for p in jobdef.parameters.values()},
         "used": used, "generated": generated,
         "parameters_keys": list(jobdef.parameters), "used_keys": list(jobdef.used),

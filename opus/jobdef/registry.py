@@ -21,17 +21,17 @@ under a lock file, so several server processes can share the directory.
 
 from __future__ import annotations
 
+import errno
 import fcntl
-import hashlib
 import hmac
 import json
 import logging
 import os
 import re
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -39,10 +39,19 @@ from urllib.parse import quote
 from opus.errors import BadRequest, ConfigurationError, Conflict, NotFound
 from opus.jobdef.definition_files import InvalidDefinitionFile, load_file, parse_proposal
 from opus.jobdef.model import NAME_RE, JobDefinition
+from opus.jobdef.registry_files import digest as sha256_hex
+from opus.jobdef.registry_files import is_proposer, mtime, now, read_meta, write_json
+
+# Re-exported: the routes ask who proposed what.
+__all__ = ["JobDefinitionRegistry", "is_proposer"]
 log = logging.getLogger(__name__)
 LIVE_SUFFIXES = (".json", ".vot")
 _VERSION_RE = re.compile(r"^[^\x00-\x1f/\\]{1,64}\Z")
 _DIGEST_RE = re.compile(r"^[0-9a-fA-F]{64}\Z")
+#: stat() errors that mean "no such file" (as pathlib's is_file reads them).
+_ABSENT = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
+#: Names whose candidate file paths are kept (any valid name may be asked for: bounded).
+_PATHS_KEPT = 1024
 
 
 class JobDefinitionRegistry:
@@ -50,17 +59,35 @@ class JobDefinitionRegistry:
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
-        self._cache: dict[Path, tuple[float, int, JobDefinition | InvalidDefinitionFile]] = {}
+        self._cache: dict[str, tuple[float, int, JobDefinition | InvalidDefinitionFile]] = {}
+        #: name -> the paths its live file may have, as strings (no pathlib work per request).
+        self._paths: dict[str, tuple[str, ...]] = {}
         self._lock = threading.Lock()
         self._reported: set[Path] = set()  # misnamed files already logged (once each, not per request)
 
     # ---- live definitions ------------------------------------------------------------------------
     def live_path(self, name: str) -> Path | None:
         """The file of the live definition ``name`` (a valid name), if there is one."""
-        for suffix in LIVE_SUFFIXES:
-            path = self.directory / f"{name}{suffix}"
-            if path.is_file():
-                return path
+        found = self._live_stat(name)
+        return None if found is None else Path(found[0])
+
+    def _live_stat(self, name: str) -> tuple[str, os.stat_result] | None:
+        """The live file of ``name`` and its stat, in one stat() for a JSON definition: the hot path
+        of every request that names a definition (the file's stat also tells whether it changed)."""
+        paths = self._paths.get(name)
+        if paths is None:
+            if len(self._paths) >= _PATHS_KEPT:
+                self._paths.clear()
+            paths = self._paths[name] = tuple(os.path.join(self.directory, name + s) for s in LIVE_SUFFIXES)
+        for path in paths:
+            try:
+                st = os.stat(path)
+            except OSError as exc:
+                if exc.errno in _ABSENT:
+                    continue
+                raise
+            if stat.S_ISREG(st.st_mode):
+                return path, st
         return None
 
     def names(self) -> list[str]:
@@ -100,8 +127,8 @@ class JobDefinitionRegistry:
         """The live definition ``name``; with ``version``, that version (live or kept); else NotFound."""
         if not NAME_RE.match(name or ""):
             raise NotFound(f"no job definition named {str(name)[:64]!r}")
-        path = self.live_path(name)
-        live = self._load(path, name) if path is not None else None
+        found = self._live_stat(name)
+        live = self._load(*found, name) if found is not None else None
         if version is None or (live is not None and live.version == version):
             if live is None:
                 if self.versions(name):
@@ -111,8 +138,12 @@ class JobDefinitionRegistry:
         if not _VERSION_RE.match(version):
             raise NotFound(f"no version {version[:64]!r} of the job definition {name!r}")
         kept = self._version_path(name, version)
-        if kept.is_file():
-            return self._load(kept, name)
+        try:
+            kept_stat = os.stat(kept)
+        except OSError:
+            kept_stat = None
+        if kept_stat is not None and stat.S_ISREG(kept_stat.st_mode):
+            return self._load(str(kept), kept_stat, name)
         if live is not None:
             # Edited in place without a new version number: the live file is all there is.
             log.warning("job definition %s version %s is not kept; using the live version %s",
@@ -121,15 +152,15 @@ class JobDefinitionRegistry:
         raise NotFound(f"no version {version!r} of the job definition {name!r}")
 
     def _valid_live(self, name: str) -> JobDefinition | None:
-        path = self.live_path(name)
+        found = self._live_stat(name)
         try:
-            return self._load(path, name) if path is not None else None
+            return self._load(*found, name) if found is not None else None
         except InvalidDefinitionFile:
             return None
 
     def known(self, name: str) -> bool:
         """True if ``name`` is live or was (its jobs can still be listed)."""
-        return bool(NAME_RE.match(name or "")) and (self.live_path(name) is not None or bool(self.versions(name)))
+        return bool(NAME_RE.match(name or "")) and (self._live_stat(name) is not None or bool(self.versions(name)))
 
     def all(self) -> list[JobDefinition]:
         """Every valid live definition; an invalid file is logged and left out."""
@@ -141,13 +172,11 @@ class JobDefinitionRegistry:
                 log.error("job definition %s is invalid: %s", name, exc)
         return out
 
-    def _load(self, path: Path, name: str) -> JobDefinition:
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            raise NotFound(f"no job definition named {name!r}") from None
-        cached = self._cache.get(path)
+    def _load(self, where: str, st: os.stat_result, name: str) -> JobDefinition:
+        """The definition in file ``where`` (whose stat is ``st``): parsed again only when it changed."""
+        cached = self._cache.get(where)
         if cached is None or cached[:2] != (st.st_mtime, st.st_size):
+            path = Path(where)
             with self._lock:
                 found: JobDefinition | InvalidDefinitionFile
                 try:
@@ -165,7 +194,7 @@ class JobDefinitionRegistry:
                                                   f"invalid{shown} (admins see the file on the admin page and "
                                                   "with `opus check`)", path, reason)
                 cached = (st.st_mtime, st.st_size, found)
-                self._cache[path] = cached
+                self._cache[where] = cached
         found = cached[2]
         if isinstance(found, InvalidDefinitionFile):  # a new instance: the kept one is shared by threads
             raise InvalidDefinitionFile(found.message, found.path, found.reason)
@@ -186,14 +215,14 @@ class JobDefinitionRegistry:
                 version = json.loads(path.read_text(encoding="utf-8")).get("version")
             except (OSError, ValueError, AttributeError):
                 continue
-            found.append((path.stat().st_mtime, {"version": str(version), "kept": _mtime(path)}))
+            found.append((path.stat().st_mtime, {"version": str(version), "kept": mtime(path)}))
         found.sort(key=lambda item: item[0])
         return [entry for _, entry in found]
 
     def _keep(self, jobdef: JobDefinition) -> None:
         path = self._version_path(jobdef.name, jobdef.version)
         if not path.exists():
-            _write_json(path, jobdef.to_dict())
+            write_json(path, jobdef.to_dict())
 
     # ---- proposals ---------------------------------------------------------------------------------
     def _proposal_paths(self, name: str) -> tuple[Path, Path]:
@@ -205,26 +234,42 @@ class JobDefinitionRegistry:
         one; Conflict if someone else's proposal of that name is pending.  Returns its record, with
         the digest an admin validates.  ``proposer_key``: the account (``Identity.owner_key``, never
         reused) that owns the proposal; ``proposer`` is its name, for people."""
-        if not NAME_RE.match(jobdef.name):  # from_dict checks too: here because the name becomes a file name
-            raise BadRequest(f"job definition name {jobdef.name[:64]!r} is not valid")
-        if not _VERSION_RE.match(jobdef.version):
-            raise BadRequest(f"version {jobdef.version[:64]!r}: 1 to 64 characters, no '/' or control characters")
-        meta = {"name": jobdef.name, "version": jobdef.version, "proposer": proposer, "proposed": _now()}
+        self._check_names(jobdef)
+        meta = {"name": jobdef.name, "version": jobdef.version, "proposer": proposer, "proposed": now()}
         if proposer_key is not None:
             meta["proposer_key"] = proposer_key
         with self._locked():
             # Checked under the lock: two users proposing one name at once cannot both win.
-            self._check_new_version(jobdef)
+            self._check_proposable(jobdef, proposer, proposer_key)
             doc, meta_path = self._proposal_paths(jobdef.name)
-            pending = _read_meta(meta_path)
-            if pending is not None and not is_proposer(pending, proposer, proposer_key):
-                # Without this, another user could replace a proposal after an admin read it.
-                raise Conflict(f"a proposal named {jobdef.name!r} is already waiting for validation, and it is "
-                               "not yours: choose another name (its proposer may withdraw it, or an admin "
-                               "reject it)")
-            _write_json(doc, jobdef.to_dict())
-            _write_json(meta_path, meta)
-            return {**meta, "digest": _digest(doc.read_bytes())}
+            write_json(doc, jobdef.to_dict())
+            write_json(meta_path, meta)
+            return {**meta, "digest": sha256_hex(doc.read_bytes())}
+
+    def check_proposal(self, jobdef: JobDefinition, proposer: str, proposer_key: str | None = None) -> dict[str, Any]:
+        """What ``propose`` would answer, storing nothing: the BadRequest or Conflict it would raise,
+        else the name and version it would propose."""
+        self._check_names(jobdef)
+        with self._locked():
+            self._check_proposable(jobdef, proposer, proposer_key)
+        return {"name": jobdef.name, "version": jobdef.version, "proposer": proposer}
+
+    @staticmethod
+    def _check_names(jobdef: JobDefinition) -> None:
+        if not NAME_RE.match(jobdef.name):  # from_dict checks too: here because the name becomes a file name
+            raise BadRequest(f"job definition name {jobdef.name[:64]!r} is not valid")
+        if not _VERSION_RE.match(jobdef.version):
+            raise BadRequest(f"version {jobdef.version[:64]!r}: 1 to 64 characters, no '/' or control characters")
+
+    def _check_proposable(self, jobdef: JobDefinition, proposer: str, proposer_key: str | None) -> None:
+        """Under the lock: the version is new, and no one else's proposal holds the name."""
+        self._check_new_version(jobdef)
+        pending = read_meta(self._proposal_paths(jobdef.name)[1])
+        if pending is not None and not is_proposer(pending, proposer, proposer_key):
+            # Without this, another user could replace a proposal after an admin read it.
+            raise Conflict(f"a proposal named {jobdef.name!r} is already waiting for validation, and it is "
+                           "not yours: choose another name (its proposer may withdraw it, or an admin "
+                           "reject it)")
 
     def _check_new_version(self, jobdef: JobDefinition) -> None:
         live = self._valid_live(jobdef.name)  # a broken live file may be replaced by any version
@@ -243,7 +288,7 @@ class JobDefinitionRegistry:
             if not NAME_RE.match(name):
                 log.error("proposal record %s is ignored: %r is not a valid definition name", path, name)
                 continue
-            meta = _read_meta(path)
+            meta = read_meta(path)
             try:
                 data = (folder / f"{name}.json").read_bytes()
             except OSError:
@@ -251,19 +296,19 @@ class JobDefinitionRegistry:
             if meta is None or data is None:
                 log.error("unreadable proposal %s", path)
                 continue
-            out.append({**meta, "name": name, "digest": _digest(data)})
+            out.append({**meta, "name": name, "digest": sha256_hex(data)})
         return out
 
     def proposal(self, name: str) -> tuple[JobDefinition, dict[str, Any]]:
         """The proposed definition ``name`` and its record (with its digest); else NotFound."""
         data, meta = self._proposal_bytes(name)
-        return parse_proposal(data, self._proposal_paths(name)[0], name), {**meta, "digest": _digest(data)}
+        return parse_proposal(data, self._proposal_paths(name)[0], name), {**meta, "digest": sha256_hex(data)}
 
     def _proposal_bytes(self, name: str) -> tuple[bytes, dict[str, Any]]:
         if not NAME_RE.match(name or ""):
             raise NotFound(f"no proposal named {str(name)[:64]!r}")
         doc, meta_path = self._proposal_paths(name)
-        meta = _read_meta(meta_path)
+        meta = read_meta(meta_path)
         try:
             data = doc.read_bytes()
         except OSError:
@@ -286,7 +331,7 @@ class JobDefinitionRegistry:
                              "64 hexadecimal digits of its SHA-256, as shown with the proposal")
         with self._locked():
             data, _meta = self._proposal_bytes(name)
-            if not hmac.compare_digest(_digest(data), digest.strip().lower()):
+            if not hmac.compare_digest(sha256_hex(data), digest.strip().lower()):
                 raise Conflict(f"the proposal {name!r} changed since you looked at it (its digest is not the "
                                "one you sent): review it again, then validate its new digest")
             # The bytes just hashed are the ones made live: no second read between check and use.
@@ -299,7 +344,7 @@ class JobDefinitionRegistry:
                     self._keep(kept)
             self._keep(jobdef)
             live = self.directory / f"{name}.json"
-            _write_json(live, jobdef.to_dict())
+            write_json(live, jobdef.to_dict())
             if path is not None and path != live:
                 path.unlink()
             for p in reversed(self._proposal_paths(name)):
@@ -329,38 +374,3 @@ class JobDefinitionRegistry:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def _mtime(path: Path) -> str:
-    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _read_meta(path: Path) -> dict[str, Any] | None:
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) else None
-
-
-def is_proposer(meta: dict[str, Any], name: str | None, owner_key: str | None) -> bool:
-    """Whether the caller (``name``, ``owner_key``) is the proposer recorded in ``meta``: by account id
-    when the proposal has one (a later user of the same name is another account), else by name."""
-    if meta.get("proposer_key") is not None:
-        return owner_key is not None and meta["proposer_key"] == owner_key
-    return name is not None and meta.get("proposer") == name

@@ -88,6 +88,10 @@ def write(d: JobDefinition, access_url: str = "",
                 utype=f"uws:Job.{key}")
     if d.network:
         _el(res, "PARAM", name="network", datatype="boolean", value="true")
+    if d.errexit:
+        _el(res, "PARAM", name="errexit", datatype="boolean", value="true")
+    if d.shell:
+        _text(res, "shell", d.shell)
     _text(res, "script", d.script)
     refs = _write_inputs(res, d)
     _write_used(res, d, refs)

@@ -12,7 +12,7 @@ from lxml import etree
 
 from opus.errors import ConfigurationError
 from opus.jobdef.model import JSONObject
-from opus.jobdef.original import Notes, keep_url
+from opus.jobdef.original import ORIGINAL_RUN, Notes, keep_url
 from opus.jobdef.votable import TEXT_TYPES, TOP_PARAMS, UWS_PARAMS
 from opus.jobdef.xmltext import elements, local_name, parse_bool, parse_int, parse_number, text_of
 
@@ -107,13 +107,18 @@ def _read_top(top: dict[str, str], doc: JSONObject, where: str) -> None:
             doc[key] = parse_int(value, f"{where}: PARAM {pname!r}") if value.strip() else None
         elif pname == "script":
             doc["script"] = value
-        elif pname == "network":
-            doc["network"] = value.strip().lower() in ("true", "t", "1")
+        elif pname in ("network", "errexit"):
+            doc[pname] = value.strip().lower() in ("true", "t", "1")
+        elif pname == "shell":
+            doc["shell"] = value.strip()
         elif pname not in ("accessURL", "standardID", "name"):
             raise ConfigurationError(f"{where}: unknown PARAM {pname!r}; expected " + ", ".join(
-                [*TOP_PARAMS, *UWS_PARAMS, "script", "network", "accessURL", "standardID"]))
+                [*TOP_PARAMS, *UWS_PARAMS, "script", "network", "errexit", "shell", "accessURL",
+                 "standardID"]))
     if contact:
         doc["contact"] = contact
+    if "standardID" not in top:  # not written by this OPUS: the original's, whose scripts ran so
+        doc.update({key: value for key, value in ORIGINAL_RUN.items() if key not in doc})
 
 
 def _read_inputs(group: etree._Element | None, where: str) -> tuple[dict[str, JSONObject], dict[str, str]]:

@@ -8,7 +8,7 @@ cannot say is kept in the ``opus`` namespace (``http://opus.obspm.fr/ns/jobdef``
 ``opus:min``, ``opus:max``, ``opus:unit``, ``opus:ucd``, ``opus:utype``, ``opus:multiplicity``,
 ``opus:role``, ``opus:contentType``, ``opus:url``, ``opus:prominent`` on the params, and an ``<opus:definition>`` element
 (the last child of the job list resource, as WADL allows foreign elements) with the description
-fields, the results, the SLURM defaults and the script.
+fields, the results, the SLURM defaults, how the script runs (``errexit``, ``shell``) and the script.
 """
 
 from __future__ import annotations
@@ -176,6 +176,10 @@ def _write_definition(parent: etree._Element, d: JobDefinition) -> None:
             el.set(attr, str(number))
     if d.network:
         el.set("network", "true")
+    if d.errexit:
+        el.set("errexit", "true")
+    if d.shell:
+        el.set("shell", d.shell)
     if d.contact_name or d.contact_email:
         etree.SubElement(el, _o("contact"), name=d.contact_name, email=d.contact_email)
     for g in d.generated.values():
@@ -220,8 +224,11 @@ def read(root: etree._Element) -> JSONObject:
         number = definition.get(attr)
         if number is not None:
             doc[attr] = parse_int(number, f"{where}: {attr}")
-    if definition.get("network") is not None:
-        doc["network"] = definition.get("network") in ("true", "1")
+    for flag in ("network", "errexit"):
+        if definition.get(flag) is not None:
+            doc[flag] = definition.get(flag) in ("true", "1")
+    if definition.get("shell") is not None:
+        doc["shell"] = definition.get("shell")
     doc["generated"], doc["slurm"] = {}, {}
     for el in elements(definition):
         tag = etree.QName(el)

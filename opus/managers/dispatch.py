@@ -15,20 +15,22 @@ import threading
 import time
 from pathlib import Path, PurePath
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 from opus.auth.identity import job_token
 from opus.errors import ConfigurationError
 from opus.jobdef import JobDefinition, JobDefinitionRegistry
-from opus.jobdef.model import multiplicity_range
+from opus.jobdef.envnames import reserved_reason
+from opus.jobdef.model import SHELLS, multiplicity_range
 from opus.listen import NO_CALLBACK_URL, callback_base
 from opus.managers import jobrecord, sandbox
 from opus.managers.base import Manager, ReportSink
-from opus.managers.staging import Fetch, InputStager
+from opus.managers.staging import HTTP_URL, Fetch, InputStager
 from opus.settings import Settings
 from opus.storage.entitystore import EntityStore
 from opus.storage.jobfiles import JobFiles
 from opus.storage.jobstore import JobStore
-from opus.uws import Job
+from opus.uws import Job, Parameter
 
 log = logging.getLogger(__name__)
 WRAPPER = Path(__file__).resolve().parent / "wrapper.py"
@@ -157,22 +159,26 @@ class DispatchingManager(Manager):
         files = JobFiles.of(self.settings.jobs_dir, job_id)
         files.work.mkdir(parents=True, exist_ok=True)
         files.results.mkdir(parents=True, exist_ok=True)
-        files.script.write_text(jobdef.script)
+        # As the original OPUS did: a script saved with CRLF line endings runs (bash reads "\r" as text).
+        files.script.write_text(jobdef.script.replace("\r\n", "\n").replace("\r", "\n"))
         # JobFiles only builds paths: a cluster's POSIX path serves as well as a local one.
         seen_from = JobFiles(Path(cluster_root)) if cluster_root is not None else files
-        environment, parameters, fetches = self._parameters(job, jobdef, files, seen_from)
+        defaults, default_hosts = default_inputs(jobdef, job)
+        environment, parameters, fetches = self._parameters(job, jobdef, files, seen_from, defaults)
         spec = {
             "job_id": job_id, "jobname": job.jobname, "token": job_token(self.settings, job_id),
             "manager": self.name,  # the wrapper under SLURM does not wait long for the server
             "callback_url": self._callback_url(), "execution_duration": job.execution_duration,
             "kill_grace": self.settings.KILL_GRACE, "retry_seconds": self.settings.CALLBACK_RETRY_SECONDS,
             "environment": environment, "parameters": parameters,
-            "fetch": [vars(f) for f in fetches], "fetch_hosts": self.inputs.fetch_hosts(jobdef),
+            "fetch": [vars(f) for f in fetches],
+            "fetch_hosts": list(dict.fromkeys(self.inputs.fetch_hosts(jobdef) + default_hosts)),
             "fetch_timeout": self.settings.INPUT_URL_TIMEOUT, "fetch_max_size": self.settings.INPUT_URL_MAX_SIZE,
             "generated": [{"name": g.name, "file": g.file, "content_type": g.content_type,
                            "required": g.is_required}
                           for g in jobdef.generated.values()],
             "sandbox": sandbox.wrapper_config(self.settings, jobdef.network),
+            "errexit": jobdef.errexit, "shell": self._shell(jobdef), "variables": result_variables(jobdef),
         }
         tmp = files.root / "job.json.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -190,10 +196,18 @@ class DispatchingManager(Manager):
             raise ConfigurationError(NO_CALLBACK_URL)
         return url
 
-    def _parameters(self, job: Job, jobdef: JobDefinition, files: JobFiles,
-                    seen_from: JobFiles) -> tuple[dict[str, str], dict[str, Any], list[Fetch]]:
-        """(environment for the script, parameters.json content, inputs to fetch): defaults filled in."""
-        values = {p.name: p for p in job.parameters}
+    def _shell(self, jobdef: JobDefinition) -> str:
+        """The definition's shell environment, else the server's JOB_SHELL."""
+        shell = jobdef.shell or self.settings.JOB_SHELL
+        if shell not in SHELLS or not shell:
+            raise ConfigurationError(f'JOB_SHELL must be "plain" or "login", not {shell!r}')
+        return shell
+
+    def _parameters(self, job: Job, jobdef: JobDefinition, files: JobFiles, seen_from: JobFiles,
+                    defaults: dict[str, Parameter]) -> tuple[dict[str, str], dict[str, Any], list[Fetch]]:
+        """(environment for the script, parameters.json content, inputs to fetch): defaults filled in
+        (``defaults``: inputs left to a default that is staged as a client's value would be)."""
+        values = {**defaults, **{p.name: p for p in job.parameters}}
         environment: dict[str, str] = {}
         for name, desc in jobdef.parameters.items():
             p = values.get(name)
@@ -215,3 +229,39 @@ class DispatchingManager(Manager):
         record the job as failed."""
         report = jobrecord.saved_report(JobFiles.of(self.settings.jobs_dir, job_id).root)
         self._report(job_id, report if report is not None else {"phase": "ERROR", "message": why})
+
+
+def default_inputs(jobdef: JobDefinition, job: Job) -> tuple[dict[str, Parameter], list[str]]:
+    """The inputs the client left to a default that is resolved as a client's value would be (the
+    original OPUS did so): http(s) URLs, fetched, and identifiers of an input with a URL template,
+    fetched through it.  Other defaults reach the script as they are.  Also the hosts of those URLs:
+    the definition's author chose them, as a template's host (fetched whatever INPUT_URL_HOSTS says)."""
+    given = {p.name for p in job.parameters}
+    found: dict[str, Parameter] = {}
+    hosts: list[str] = []
+    for name, used in jobdef.used.items():
+        items = (used.default or "").split()
+        if name in given or not items or not (used.url or all(HTTP_URL.match(i) for i in items)):
+            continue
+        found[name] = Parameter(name, " ".join(items), by_reference=all(HTTP_URL.match(i) for i in items))
+        for item in items:
+            try:
+                host = urlsplit(item).hostname if HTTP_URL.match(item) else None
+            except ValueError:
+                host = None  # not a URL: its fetch fails, saying so
+            if host:
+                hosts.append(host)
+    return found, hosts
+
+
+def result_variables(jobdef: JobDefinition) -> dict[str, str]:
+    """Each result's file name (pattern) as ``$OPUS_RESULT_<result>`` and, as the original OPUS had it,
+    ``$<result>`` (unless a parameter or input has that name, or the name is not one a definition may
+    give a variable: ``opus.jobdef.envnames``)."""
+    out: dict[str, str] = {}
+    for name, gen in jobdef.generated.items():
+        if reserved_reason(name) is None:
+            out[f"OPUS_RESULT_{name}"] = gen.file
+            if name not in jobdef.parameters and name not in jobdef.used:
+                out[name] = gen.file
+    return out

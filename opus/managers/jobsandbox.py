@@ -55,6 +55,21 @@ SETPRIV = "/usr/bin/setpriv"
 _PACKAGE = Path(__file__).resolve().parent.parent
 
 
+#: Run with ``errexit``: the script sourced by a bash that stops at the first failing command (also in
+#: functions: ``-E``) and says which, on stderr (so in the job's error message), as the original
+#: OPUS's ERR trap did.  ``$0`` is the script's path, as when bash runs it.
+ERREXIT_RUNNER = ("set -eE; trap 'echo \"line $LINENO failed (exit status $?): $BASH_COMMAND\" >&2' ERR; "
+                  '. "$0"')
+
+
+def script_command(script: str, shell: str | None, errexit: bool) -> list[str]:
+    """The bash command running ``script``: ``shell`` "login" runs ``bash -l`` (/etc/profile, then
+    /etc/profile.d/*.sh, read inside the sandbox from its read-only /etc: what they load must lie in
+    /usr, /etc, /opt or JOB_SANDBOX_READ_ONLY), anything else a plain bash with the wrapper's PATH."""
+    command = ["/bin/bash", "-l"] if shell == "login" else ["/bin/bash"]
+    return command + (["-c", ERREXIT_RUNNER, script] if errexit else [script])
+
+
 class SandboxError(Exception):
     """The sandbox cannot be set up (the job then ends in ERROR with this message)."""
 

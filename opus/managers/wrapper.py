@@ -4,9 +4,10 @@ Run as ``python -I -S wrapper.py <job dir>/job.json`` by the local manager (and 
 script), so it uses the standard library only and starts fast.  It
 
 * fetches the inputs given as URLs (``jobfetch.py``);
-* runs ``bash script.sh`` in the job's work directory, in a process group of its own, inside the
-  job sandbox (``jobsandbox.py``: bubblewrap, as the unprivileged job user), with the parameters
-  given as environment variables and in ``parameters.json`` -- values are never parsed as shell;
+* runs ``bash script.sh`` (as ``jobsandbox.script_command`` says) in the job's work directory, in a
+  process group of its own, inside the job sandbox (``jobsandbox.py``: bubblewrap, as the
+  unprivileged job user), with the parameters given as environment variables and in
+  ``parameters.json`` -- values are never parsed as shell;
 * reports EXECUTING (in the background, so the script is not delayed), then COMPLETED, ERROR or
   ABORTED to ``POST <callback>/handler/job_event`` with the job's HMAC token;
 * enforces executionDuration to the second: SIGTERM to the script's process group, SIGKILL after a
@@ -45,13 +46,15 @@ if TYPE_CHECKING or __package__:  # imported as opus.managers.wrapper (tests)
     from . import jobrecord
     from .jobcallback import post
     from .jobfetch import fetch
-    from .jobsandbox import Sandbox, SandboxError, become_subreaper, kill_descendants, terminate
+    from .jobsandbox import (Sandbox, SandboxError, become_subreaper, kill_descendants, script_command,
+                             terminate)
 else:  # run as a script with -I (no script directory on sys.path): the modules beside this file
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import jobrecord  # noqa: E402
     from jobcallback import post  # noqa: E402
     from jobfetch import fetch  # noqa: E402
-    from jobsandbox import Sandbox, SandboxError, become_subreaper, kill_descendants, terminate  # noqa: E402
+    from jobsandbox import (Sandbox, SandboxError, become_subreaper, kill_descendants,  # noqa: E402
+                            script_command, terminate)
 
 #: A report to the server, or the job's spec: parsed or written JSON.
 JSON = dict[str, Any]
@@ -133,15 +136,20 @@ class Wrapper:
         env = {
             "PATH": SAFE_PATH, "HOME": str(self.work), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
             "OPUS_JOB_ID": self.spec["job_id"], "OPUS_JOB_NAME": self.spec["jobname"],
-            "OPUS_WORK_DIR": str(self.work), "OPUS_RESULTS_DIR": str(self.results),
+            "OPUS_JOB_DIR": str(self.root), "OPUS_WORK_DIR": str(self.work),
+            "OPUS_RESULTS_DIR": str(self.results),
             "OPUS_PARAMETERS": str(self.root / "parameters.json"),
             # The sandbox has a private /tmp; without it, temporary files stay in the work directory.
             "TMPDIR": "/tmp" if sandboxed else str(self.work),
             # The Python running this wrapper (OPUS's own environment): scripts run Python code with it.
             "OPUS_PYTHON": sys.executable,
         }
-        for name, value in self.spec["environment"].items():
-            env[name] = value
+        # The original OPUS's names (aliases), then each result's file name ($<result>,
+        # $OPUS_RESULT_<result>), then the parameters and inputs, which win as they did there.
+        env.update(JOBID=env["OPUS_JOB_ID"], jd=env["OPUS_JOB_DIR"], wd=env["OPUS_WORK_DIR"],
+                   rs=env["OPUS_RESULTS_DIR"])
+        env.update(self.spec.get("variables") or {})
+        env.update(self.spec["environment"])
         return env
 
     def kill_script(self, grace: float) -> None:
@@ -220,7 +228,8 @@ class Wrapper:
         try:
             self.sandbox = Sandbox(self.spec.get("sandbox") or {"mode": "bwrap"})
             self.sandbox.give_to_job([self.work, self.root / "uploads"])
-            command = self.sandbox.command(["/bin/bash", str(script)], self.work,
+            argv = script_command(str(script), self.spec.get("shell"), bool(self.spec.get("errexit")))
+            command = self.sandbox.command(argv, self.work,
                                            [self.root / "uploads", self.root / "parameters.json", script])
         except (SandboxError, OSError) as exc:
             self.finish({"phase": "ERROR", "message": f"the job's sandbox cannot be set up: {exc}"})
@@ -333,14 +342,16 @@ class Wrapper:
         return found, (missing if strict else [])
 
     def keep_steps(self) -> None:
-        """The script's PROV-JSON of its own steps ($OPUS_WORK_DIR/provenance.json), when it wrote one
-        (and no result took it): kept at the job's root, where provenance grafts it under the job."""
-        src = self.work / "provenance.json"
-        try:
-            if src.is_file() and not src.is_symlink():
-                os.replace(src, self.root / "provenance.json")
-        except OSError as exc:
-            self.log(f"cannot keep provenance.json: {exc}")
+        """The script's PROV-JSON of its own steps (work/provenance.json, or the original's name
+        internal_provenance.json) when no result took it: kept as <job>/provenance.json (grafted)."""
+        for name in ("provenance.json", "internal_provenance.json"):
+            src = self.work / name
+            try:
+                if src.is_file() and not src.is_symlink():
+                    os.replace(src, self.root / "provenance.json")
+                    return
+            except OSError as exc:
+                self.log(f"cannot keep {name}: {exc}")
 
     # ---- inputs given as URLs ---------------------------------------------------------------------
     def fetch_inputs(self) -> str:

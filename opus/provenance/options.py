@@ -28,7 +28,8 @@ MODELS = ("IVOA", "W3C")
 DIRECTIONS = ("BACK", "FORTH")
 #: The original OPUS's spellings (deprecated, docs/migration.md): DIRECTION=FORWARD.
 _DIRECTION_ALIASES = {"FORWARD": "FORTH"}
-ID_RE = re.compile(r"^[0-9a-f]{16}\Z")
+#: A job or entity id: 16 hexadecimal digits, or an id kept from the original OPUS by `opus migrate`.
+ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}\Z")
 MAX_IDS = 100
 MAX_DEPTH = 1_000_000
 _TRUE = ("true", "yes", "1")

@@ -1,11 +1,14 @@
 """The admin-only JSON API for users: /admin/users...
 
     GET    /admin/users                 list
-    POST   /admin/users                 create {name, admin?, jobDefinitions?, maxActiveJobs?} -> token (once)
+    POST   /admin/users                 create {name, admin?, editor?, jobDefinitions?, maxActiveJobs?} -> token (once)
     GET    /admin/users/<name>          one user
-    PATCH  /admin/users/<name>          change {enabled?, admin?, jobDefinitions?, grant?, revoke?, maxActiveJobs?}
+    PATCH  /admin/users/<name>          change {enabled?, admin?, editor?, jobDefinitions?, grant?, revoke?,
+                                        maxActiveJobs?}
     DELETE /admin/users/<name>          delete
     POST   /admin/users/<name>/token    replace the token -> new token (once)
+
+A user's service tokens and password reset links: ``opus.server.account_routes``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from opus.server.routing import RouteTable, services, settings
 from opus.server.web import as_json, identity, read_body, require_admin
 
 routes = RouteTable()
-FIELDS = frozenset({"name", "admin", "enabled", "jobDefinitions", "grant", "revoke", "maxActiveJobs"})
+FIELDS = frozenset({"name", "admin", "editor", "enabled", "jobDefinitions", "grant", "revoke", "maxActiveJobs"})
 
 
 def _admin() -> UserAdmin:
@@ -57,8 +60,11 @@ def add_user() -> HTTPResponse:
     data = _body()
     if "name" not in data:
         raise BadRequest("'name' is required")
+    for key in ("admin", "editor"):
+        if key in data and not isinstance(data[key], bool):
+            raise BadRequest(f"'{key}' must be true or false")
     user, token = admin.add(data["name"], bool(data.get("admin", False)), data.get("jobDefinitions", "*"),
-                            data.get("maxActiveJobs"))
+                            data.get("maxActiveJobs"), bool(data.get("editor", False)))
     return as_json({**user.public(), "token": token}, 201)
 
 
@@ -71,10 +77,10 @@ def get_user(name: str) -> HTTPResponse:
 def change_user(name: str) -> HTTPResponse:
     admin = _admin()
     data = _body()
-    for key in ("admin", "enabled"):
+    for key in ("admin", "editor", "enabled"):
         if key in data and not isinstance(data[key], bool):
             raise BadRequest(f"'{key}' must be true or false")
-    user = admin.update(name, enabled=data.get("enabled"), admin=data.get("admin"),
+    user = admin.update(name, enabled=data.get("enabled"), admin=data.get("admin"), editor=data.get("editor"),
                         jobdefs=data.get("jobDefinitions"), grant=data.get("grant"), revoke=data.get("revoke"),
                         **({"max_active_jobs": data["maxActiveJobs"]} if "maxActiveJobs" in data else {}))
     return as_json(user.public())

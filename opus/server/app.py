@@ -14,8 +14,9 @@ from bottle import Bottle, HTTPResponse, Route, request
 from opus.auth.authenticate import Authenticator
 from opus.observability import logcontext
 from opus.server import (admin_routes, callback_routes, compat_routes, cors, errors, jdl_routes, limits, metrics,
-                         openapi, pages, progress_routes, prov_routes, routing, store_routes, urls, uws_routes,
-                         vosi, web_routes)
+                         openapi, pages, progress_routes, prov_routes, routing, share_routes, store_routes, urls,
+                         uws_routes, vosi, web_routes)
+from opus.server import account_routes
 from opus.server.routing import RouteTable, services
 from opus.server.web import (HTML_MEDIA, JSON_MEDIA, TEXT_MEDIA, as_json, base_url, preferred, text,
                              vary_on_accept)
@@ -101,11 +102,11 @@ def _install_routes(app: Bottle, root: Root) -> None:
     """Every route, in this order (bottle tries dynamic routes in the order they were added)."""
     routes.install(app)
     for table in (uws_routes.routes, jdl_routes.routes, store_routes.routes, prov_routes.routes,
-                  progress_routes.routes):
+                  progress_routes.routes, share_routes.routes):
         table.install(app)
     vosi.install(app)
     # Last: the original OPUS's URLs (deprecated aliases) never shadow a current route.
-    for table in (callback_routes.routes, admin_routes.routes, web_routes.routes, openapi.routes,
+    for table in (callback_routes.routes, admin_routes.routes, account_routes.routes, web_routes.routes, openapi.routes,
                   compat_routes.routes):
         table.install(app)
     metrics.install(app, root)

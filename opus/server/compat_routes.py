@@ -118,7 +118,7 @@ PAGES: list[tuple[str, str]] = [
     ("/job_form/<jobname>", "/web/new/{jobname}"), ("/job_edit/<jobname>/<job_id>", "/web/jobs/{jobname}/{job_id}"),
     ("/job_definition", "/web/editor"), ("/job_definition/", "/web/editor"),
     ("/admin/preferences", "/web/admin"), ("/admin/server_accounts", "/web/admin"),
-    ("/admin/server_jobs", "/web/admin"), ("/accounts/profile", "/web/"),
+    ("/admin/server_jobs", "/web/admin"), ("/accounts/profile", "/web/profile"),
 ]
 
 

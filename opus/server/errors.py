@@ -28,6 +28,8 @@ from opus.server.web import TEXT_MEDIA, XML_MEDIA, as_json, text, wants_json
 from opus.storage.outage import RETRY_AFTER, is_outage
 
 log = logging.getLogger(__name__)
+#: The challenge of a 401 to a page's script: no Basic (see _from_page_script).
+BEARER_CHALLENGE = 'Bearer realm="OPUS"'
 #: The route option that names a route's kind.
 KIND = "opus_kind"
 API = "api"
@@ -40,8 +42,15 @@ def api_error(status: int, message: str) -> HTTPResponse:
     response = as_json({"error": message, "status": status}, status) if wants_json(TEXT_MEDIA + XML_MEDIA) \
         else text(message + "\n", status)
     if status == 401:
-        response.set_header("WWW-Authenticate", CHALLENGE)
+        response.set_header("WWW-Authenticate", BEARER_CHALLENGE if _from_page_script() else CHALLENGE)
     return response
+
+
+def _from_page_script() -> bool:
+    """A web page's fetch(): a Basic challenge would make the browser hold the request behind its
+    password prompt, so the page never sees the 401 and cannot offer its sign-in page."""
+    return (request.headers.get("Sec-Fetch-Dest") == "empty"
+            and request.headers.get("Sec-Fetch-Mode") in ("cors", "same-origin"))
 
 
 def page_error(exc: OpusError) -> HTTPResponse:

@@ -7,7 +7,9 @@
                                                  403 for others, as POST /rest/<name> answers)
     DELETE /jdl/<name>                           admin: stop offering it (its last version is kept)
     POST   /jdl                                  propose a definition or a new version: the document as
-                                                 the body (JSON, VOTable, WADL) or a multipart "file"
+                                                 the body (JSON, VOTable, WADL) or a multipart "file";
+                                                 ``?check=true``: answer 200 or what proposing would
+                                                 refuse (400, 403, 409), storing nothing
     GET    /jdl/proposals                        pending proposals (admins: all; users: their own),
                                                  each with its digest (SHA-256 of the stored document)
     GET    /jdl/proposals/<name>?format=&digest= one proposal (admins, or the user who proposed it);
@@ -124,6 +126,14 @@ def _uploaded_definition(settings: Settings) -> JobDefinition:
         raise BadRequest(f"invalid job definition: {exc}") from None
 
 
+def _check_only() -> bool:
+    """``POST /jdl?check=true``: check the document as proposing would, without storing it."""
+    value = str(request.query.get("check") or "false").strip().lower()
+    if value not in ("true", "false"):
+        raise BadRequest(f"check {value[:16]!r}: true or false")
+    return value == "true"
+
+
 def _action_delete() -> None:
     fields, _files = form_input(settings())
     actions = [v.strip().upper() for k, v in fields if k.upper() == "ACTION"]
@@ -168,8 +178,15 @@ def proposals() -> HTTPResponse:
 @routes.post("/jdl")
 def propose() -> HTTPResponse:
     proposer, who = _signed_in("sign in to propose a job definition")
+    if not who.may_edit_definitions:
+        raise Forbidden("proposing a job definition needs the editor role: ask an admin")
+    check = _check_only()
     jobdef = _uploaded_definition(settings())
+    if check:  # what proposing would answer, storing nothing (the web editor's "Check")
+        checked = services().registry.check_proposal(jobdef, proposer, who.owner_key)
+        return as_json({**checked, "status": "valid: proposing it would be accepted (nothing was stored)"})
     meta = services().registry.propose(jobdef, proposer, who.owner_key)
+    services().notifications.definition_proposed(jobdef.name, proposer, str(meta.get("digest", "")))
     url = urls.proposal(base_url(settings()), jobdef.name)
     response = as_json({**meta, "href": url, "status": "proposed: an admin validates it"}, 201)
     response.set_header("Location", url)

@@ -12,7 +12,8 @@ from __future__ import annotations
 from bottle import HTTPResponse
 
 from opus.server import (openapi_admin, openapi_compat, openapi_jdl, openapi_ops, openapi_progress, openapi_prov,
-                         openapi_store, openapi_uws, openapi_web)
+                         openapi_share, openapi_store, openapi_uws, openapi_web)
+from opus.server import openapi_accounts
 from opus.server.openapi_components import components
 from opus.server.openapi_parts import (JSON, STRING, TEXT, XML, Doc, array, errors, json_body, obj, ok, op,
                                        path_param, ref)
@@ -74,6 +75,8 @@ def build_document(root: Root, base: str) -> Doc:
         **openapi_store.paths(),
         **openapi_prov.paths(jobname_schema),
         **openapi_progress.paths(jobname_schema),
+        **openapi_share.paths(jobname_schema),
+        **openapi_accounts.paths(),
         **openapi_uws.paths(settings, jobname),
         **_public_paths(),
         **openapi_admin.paths(),

@@ -37,7 +37,8 @@ def _operation(settings: Settings, method: str, path: str) -> Doc:
     elif "/prov{kind}" in path:  # a job's provenance: moved only for those who may read the job
         summary, responses = "Moved: the job's provenance document", {**_MOVED, **errors(401, 403, 404)}
     else:
-        summary, responses = "Moved: the page or document that replaces it", {**_MOVED, **errors(401)}
+        # 404: a path segment no page can have (bottle's router refuses it before any redirect).
+        summary, responses = "Moved: the page or document that replaces it", {**_MOVED, **errors(401, 404)}
     operation: Doc = {"operationId": _op_id(method, path), "summary": summary, "tags": [TAG],
                       "deprecated": True, "responses": responses}
     if method == "POST":

@@ -106,7 +106,9 @@ def _other_schemas() -> Doc:
                                                      "(a name deleted and re-created gets a new one)"},
             "roles": {"type": "array", "items": {"type": "string"}},
             "enabled": {"type": "boolean"}, "maxActiveJobs": {"type": ["integer", "null"]},
-            "jobDefinitions": {"type": "array", "items": {"type": "string"}}, "created": NULLABLE_STR}},
+            "jobDefinitions": {"type": "array", "items": {"type": "string"}}, "created": NULLABLE_STR,
+            "password": {"type": "boolean", "description": "Whether the account has a password"},
+            "email": NULLABLE_STR}},
         "UserWithToken": {"allOf": [schema("User"), {"type": "object", "required": ["token"],
                                                       "properties": {"token": {"type": "string"}}}]},
         "UserChange": {
@@ -115,6 +117,7 @@ def _other_schemas() -> Doc:
             "properties": {
                 "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"},
                 "admin": {"type": "boolean"}, "enabled": {"type": "boolean"},
+                "editor": {"type": "boolean", "description": "May propose and edit job definitions"},
                 "jobDefinitions": {"oneOf": [STRING, array(STRING)],
                                    "description": "`*` (all) or a list of names"},
                 "grant": {"oneOf": [STRING, array(STRING)]},

@@ -36,6 +36,9 @@ FORMAT = {"name": "format", "in": "query", "required": False,
           "schema": {"type": "string", "enum": [*FORMATS, "vot", "xml"]}}
 DELETE_FORM = {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
     "type": "object", "required": ["ACTION"], "properties": {"ACTION": {"type": "string", "enum": ["DELETE"]}}}}}}
+CHECK = {"name": "check", "in": "query", "required": False,
+         "description": "true: check the document as proposing would (the same 400, 403 and 409), storing nothing",
+         "schema": {"type": "boolean", "default": False}}
 NAME_PARAM = {"name": "name", "in": "path", "required": True, "description": "A job definition's name",
               "schema": NAME}
 SUMMARY = {"type": "object", "properties": {
@@ -73,7 +76,10 @@ def _list_and_propose() -> Doc:
             "post": _op("proposeJobDefinition", "Propose a definition or a new version (signed-in users); "
                         "409 if the version exists or another user's proposal holds the name", {
                 **_json("Proposed; an admin validates it by its digest", PROPOSAL, "201"),
-                **errors(400, 401, 403, 409, 413)}, requestBody=UPLOAD),
+                **_json("With check=true: the document would be accepted (nothing was stored)", {
+                    "type": "object", "properties": {"name": NAME, "version": STRING, "proposer": STRING,
+                                                     "status": STRING}}),
+                **errors(400, 401, 403, 409, 413)}, requestBody=UPLOAD, parameters=[CHECK]),
         },
     }
 

@@ -5,6 +5,8 @@ Routes are in ``web_routes``; errors on page routes become these pages (``failur
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,6 +17,7 @@ from opus.auth import session as web_session
 from opus.errors import Unauthorized
 from opus.server.routing import settings
 from opus.server.web import base_url
+from opus.settings import Settings
 from opus.web import TEMPLATES_DIR
 
 HTML_TYPE = "text/html; charset=UTF-8"
@@ -48,16 +51,48 @@ def cookie(name: str, value: str, max_age: int) -> str:
     return web_session.set_cookie_header(name, value, max_age, _secure(), root() + "/", same_site)
 
 
+#: Where OPUS serves a SITE_LOGO that is a file: among the pages' assets (no file of opus/web/static has this name).
+LOGO_ASSET = "site-logo"
+LOGO_PATH = "/web/static/" + LOGO_ASSET
+
+
+def logo_src(site: Settings) -> str:
+    """The ``src`` of the site's logo on the pages: "" (none), OPUS's own logo route, or SITE_LOGO's URL."""
+    if not site.SITE_LOGO:
+        return ""
+    if site.SITE_LOGO.startswith(("http://", "https://")):
+        return site.SITE_LOGO
+    # A logo file that is missing shows no logo (rather than a broken image and a 404 on every page).
+    return root() + LOGO_PATH if os.path.isfile(site.SITE_LOGO) else ""
+
+
+def page_headers(site: Settings) -> dict[str, str]:
+    """The pages' headers; a SITE_LOGO given as a URL adds its origin (only) to the images allowed."""
+    if not site.SITE_LOGO.startswith(("http://", "https://")):
+        return PAGE_HEADERS
+    parts = urlsplit(site.SITE_LOGO)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    return {**PAGE_HEADERS, "Content-Security-Policy": CSP.replace("img-src 'self'", f"img-src 'self' {origin}")}
+
+
+def home_paragraphs(text: str) -> list[str]:
+    """SITE_HOME_TEXT as paragraphs (split at blank lines; the template escapes them)."""
+    return [p.strip() for p in re.split(r"\n\s*\n", text.replace("\r\n", "\n")) if p.strip()]
+
+
 def render(template: str, title: str, status: int = 200, cookies: tuple[str, ...] = (),
            **data: Any) -> HTTPResponse:
-    """A page from ``template`` with the layout's common values (user, CSRF token, root)."""
+    """A page from ``template`` with the layout's common values (user, CSRF token, root, the site)."""
     who = request.environ.get("opus.identity")
     session = request.environ.get("opus.session")
+    site = settings()
     body = bottle.template(
         template, template_lookup=[str(TEMPLATES_DIR)], title=title, root=root(),
         user=who.name if who else None, admin=bool(who and who.is_admin), signed_in=session is not None,
-        csrf=web_session.csrf_token(settings(), session) if session else "", page=template, data=data, **data)
-    response = HTTPResponse(body.encode("utf-8"), status=status, headers=PAGE_HEADERS)
+        editor=bool(who and who.may_edit_definitions),
+        csrf=web_session.csrf_token(site, session) if session else "", page=template, data=data,
+        site_title=site.SITE_TITLE or "OPUS", logo=logo_src(site), **data)
+    response = HTTPResponse(body.encode("utf-8"), status=status, headers=page_headers(site))
     for value in cookies:
         response.add_header("Set-Cookie", value)
     return response
@@ -83,7 +118,8 @@ def signin_page(message: str = "", status: int = 200, name: str = "", next_url: 
         cookies.append(cookie(web_session.COOKIE, "", 0))  # a stale session: forget it
     response = render("signin", "Sign in", status=status, cookies=tuple(cookies), message=message, name=name,
                       next_url=next_path(next_url), signin_csrf=web_session.signin_token(settings(), nonce),
-                      anonymous_ok=settings().ALLOW_ANONYMOUS, signed_out=signed_out)
+                      anonymous_ok=settings().ALLOW_ANONYMOUS, signed_out=signed_out,
+                      registration=settings().REGISTRATION != "off")
     if status == 401:
         response.set_header("WWW-Authenticate", 'OPUS-Session realm="OPUS"')
     return response

@@ -97,6 +97,14 @@ def job_xml(job: Job, job_url: str, files_url: str | None = None) -> str:
     return "".join(parts)
 
 
+def utc_instant(dt: datetime) -> str:
+    """``format_instant`` of an instant the store returned (UTC), at a fraction of the cost: a list
+    of a thousand jobs prints a thousand."""
+    if dt.utcoffset():  # not UTC after all: the general path
+        return format_instant(dt)
+    return dt.isoformat(timespec="milliseconds")[:23] + "Z"
+
+
 def joblist_xml(refs: Iterable[JobRef], list_url: str) -> str:
     """The job list; each jobref links to ``<list_url>/<job id>`` (ids are hex: no escaping)."""
     return "".join(joblist_xml_chunks(refs, list_url))
@@ -113,7 +121,7 @@ def joblist_xml_chunks(refs: Iterable[JobRef], list_url: str, per_chunk: int = 1
             else f"<uws:ownerId>{_text(r.owner_id)}</uws:ownerId>"
         append(f'<uws:jobref id="{r.job_id}" xlink:type="simple" xlink:href="{urls.job_in_list(base, r.job_id)}">'
                f"<uws:phase>{r.phase.value}</uws:phase>{run_id}{owner}"
-               f"<uws:creationTime>{format_instant(r.creation_time)}</uws:creationTime></uws:jobref>")
+               f"<uws:creationTime>{utc_instant(r.creation_time)}</uws:creationTime></uws:jobref>")
         if len(parts) >= per_chunk:
             yield "".join(parts)
             parts.clear()
@@ -189,7 +197,8 @@ def joblist_json(refs: Iterable[JobRef], list_url: str) -> dict[str, Any]:
 
 def _jobref_json(r: JobRef, list_url: str) -> dict[str, Any]:
     return {"jobId": r.job_id, "jobName": r.jobname, "phase": r.phase.value, "runId": r.run_id,
-            "ownerId": r.owner_id, "creationTime": iso(r.creation_time), "href": urls.job_in_list(list_url, r.job_id)}
+            "ownerId": r.owner_id, "creationTime": utc_instant(r.creation_time),
+            "href": urls.job_in_list(list_url, r.job_id)}
 
 
 def joblist_json_chunks(refs: Iterable[JobRef], list_url: str, per_chunk: int = 1000) -> Iterator[str]:

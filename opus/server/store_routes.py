@@ -21,7 +21,7 @@ from opus.server import urls
 from opus.server.files import files_base_url, serve_file
 from opus.server.render import iso
 from opus.server.routing import RouteTable, services, settings
-from opus.server.urls import ENTITY_RULE
+from opus.server.urls import ENTITY_ID_RE, ENTITY_RULE
 from opus.server.web import as_json, base_url, identity
 from opus.storage.entitystore import Entity
 
@@ -55,8 +55,9 @@ def by_query() -> HTTPResponse:
     if len(ids) != 1:
         raise BadRequest("give one ID: /store?ID=<entity id>")
     entity_id = ids[0].strip()
-    if len(entity_id) != 16 or any(c not in "0123456789abcdef" for c in entity_id):
-        raise BadRequest(f"ID {entity_id[:40]!r}: an entity id is 16 hexadecimal digits")
+    if not ENTITY_ID_RE.match(entity_id):
+        raise BadRequest(f"ID {entity_id[:40]!r}: an entity id is 16 hexadecimal digits (or an id kept from "
+                         "the original OPUS)")
     return _serve(_entity_of(entity_id))
 
 

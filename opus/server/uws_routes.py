@@ -6,6 +6,7 @@ Each route parses, calls one job service method, and renders (GUIDE: thin handle
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -109,6 +110,11 @@ def create_job(jobname: str) -> HTTPResponse:
 # ---- one job ---------------------------------------------------------------------------------------
 @routes.get(JOB)
 def get_job(jobname: str, job_id: str) -> HTTPResponse:
+    # What the answer needs of the request is worked out before any WAIT: a thousand waiters woken
+    # at once then have little left to do each.
+    url = job_url(jobname, job_id)
+    files = files_url(jobname, job_id)
+    as_json_ = wants_json()
     waits = query_values("WAIT")
     if waits:
         seconds = min(parse_int(w, "WAIT", -1) for w in waits)  # -1: the server's maximum
@@ -116,14 +122,17 @@ def get_job(jobname: str, job_id: str) -> HTTPResponse:
         if len(phases) > 1:
             raise BadRequest("PHASE may be given once with WAIT")
         phase = parse_phase(phases[0]) if phases else None
-        job = services().jobs.wait(jobname, job_id, identity(), seconds, phase)
+        job, wake = services().jobs.wait_shared(jobname, job_id, identity(), seconds, phase)
     else:
-        job = job_of(jobname, job_id)
-    url = job_url(jobname, job_id)
-    files = files_url(jobname, job_id)
-    if wants_json():
-        return as_json(render.job_json(job, url, jobdef_of(job), entities_of(job), files_url=files))
-    return xml(render.job_xml(job, url, files_url=files))
+        job, wake = job_of(jobname, job_id), None
+
+    def body() -> bytes:
+        if as_json_:
+            return json.dumps(render.job_json(job, url, jobdef_of(job), entities_of(job), files_url=files)).encode()
+        return render.job_xml(job, url, files_url=files).encode("utf-8")
+    # WAITs woken by one change share the job read after it, and its rendering (opus.events.notify.Wake).
+    data = body() if wake is None else wake.once((as_json_, url, files), body)
+    return HTTPResponse(body=data, headers={"Content-Type": web.JSON_TYPE if as_json_ else web.XML_TYPE})
 
 
 @routes.delete(JOB)

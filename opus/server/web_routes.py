@@ -1,6 +1,6 @@
 """The web client's pages, sign-in and assets: ``/web/...``.
 
-    GET  /web/                             the job definitions the caller may run
+    GET  /web/                             home: what the site offers (its definitions), how to start
     GET  /web/jobs[/<jobname>]             job lists (all definitions, or one)
     GET  /web/jobs/<jobname>/<job_id>      one job
     GET  /web/new/<jobname>[?from=<id>]    the job form ("run again" prefills it from a job)
@@ -9,7 +9,7 @@
     GET  /web/session                      who the browser is signed in as, and its CSRF token (JSON)
     GET  /web/signin, POST /web/signin     the sign-in form (name + token -> a session cookie)
     POST /web/signout                      ends the session
-    GET  /web/static/<path>                the pages' scripts and styles, uws.js
+    GET  /web/static/<path>                the pages' scripts and styles, uws.js; site-logo: SITE_LOGO's file
     GET  /web/lib/<path>                   the npm libraries (Bootstrap, CodeMirror...): opus.weblibs
 
 Pages are shells: their scripts fetch everything through the public REST API (``uws.js``).  A
@@ -26,14 +26,14 @@ from urllib.parse import quote
 from bottle import HTTPResponse, request, static_file
 
 from opus.auth import session as web_session
-from opus.errors import BadRequest, Forbidden, TooManyRequests, Unauthorized
+from opus.errors import BadRequest, Forbidden, NotFound, TooManyRequests, Unauthorized
 from opus.server import pages, urls
 from opus.server.errors import KIND, PAGE
 from opus.server.render import iso
 from opus.server.routing import RouteTable, services, settings
 from opus.server.web import as_json, base_url, form_input, identity, require_admin
 from opus import weblibs
-from opus.settings import Settings
+from opus.settings import SITE_LOGO_TYPES, Settings
 from opus.web import STATIC_DIR
 
 #: Where an installed package holds the libraries (build_web.py copies them there).
@@ -46,7 +46,9 @@ PAGE_ROUTE = {KIND: PAGE}
 # ---- pages ------------------------------------------------------------------------------------
 @routes.get("/web/", **PAGE_ROUTE)
 def web_home() -> HTTPResponse:
-    return pages.render("definitions", "Job definitions")
+    """The home page: what this service offers (its definitions), how to start, the API's documents."""
+    return pages.render("definitions", "Home", intro=pages.home_paragraphs(settings().SITE_HOME_TEXT),
+                        api_base=base_url(settings()))
 
 
 @routes.get("/web/jobs", **PAGE_ROUTE)
@@ -149,8 +151,31 @@ def web_signout() -> HTTPResponse:
 
 
 # ---- assets --------------------------------------------------------------------------------------
+#: The logo is the operator's file, but an SVG opened on its own must run nothing and load nothing.
+LOGO_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox",
+                "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache",
+                "Cross-Origin-Resource-Policy": "same-origin"}
+
+
+def site_logo() -> HTTPResponse:
+    """SITE_LOGO when it is a file (settings checked its type by its extension); 404 otherwise."""
+    logo = settings().SITE_LOGO
+    if not logo.startswith("/"):
+        raise NotFound("this site has no logo file (SITE_LOGO)")
+    path = Path(logo)
+    response: HTTPResponse = static_file(path.name, root=str(path.parent),
+                                         mimetype=SITE_LOGO_TYPES[path.suffix.lower()])
+    if response.status_code >= 400:
+        raise NotFound("the site's logo (SITE_LOGO) cannot be read")
+    for name, value in LOGO_HEADERS.items():
+        response.set_header(name, value)
+    return response
+
+
 @routes.get("/web/static/<path:path>", opus_public=True)
 def web_static(path: str) -> HTTPResponse:
+    if path == pages.LOGO_ASSET:  # the site's logo, among the pages' assets (public: the sign-in page shows it)
+        return site_logo()
     return _asset(path, STATIC_DIR, "no-cache")
 
 

@@ -42,6 +42,8 @@ RESULT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,254}\Z")
 Report = dict[str, Any]
 #: Whether a token is the callback token of a job (``opus.auth.identity.check_job_token``).
 TokenCheck = Callable[[str, str], bool]
+#: Told of every phase change a report made (``opus.service.notifications.Notifications.phase_changed``).
+PhaseHook = Callable[[str, Phase], None]
 
 
 class Count(Protocol):
@@ -62,6 +64,8 @@ class CompletionService:
         self.jobs_dir = jobs_dir
         self.verify_token = verify_token
         self.count = count
+        #: Called after each phase change this service made (once: the compare-and-set's winner).
+        self.on_phase: PhaseHook | None = None
 
     # ---- the HTTP callback (opus.server.callback_routes) ------------------------------------------
     def wrapper_report(self, report: Report) -> str:
@@ -124,7 +128,18 @@ class CompletionService:
             moved = self._end(job_id, current, target, found, when, message, started)
             if not moved:
                 self._drop_unserved(job_id)
+        if moved:
+            self._tell(job_id, target)
         return "applied" if moved else "ignored"
+
+    def _tell(self, job_id: str, phase: Phase) -> None:
+        """Notifications of the change (``on_phase``): their failure never fails the report."""
+        if self.on_phase is None:
+            return
+        try:
+            self.on_phase(job_id, phase)
+        except Exception:
+            log.exception("job %s: notifying the change to %s failed", job_id, phase.value)
 
     def _drop_unserved(self, job_id: str) -> None:
         """Remove the files in the job's result directory that are none of its recorded results:

@@ -36,7 +36,7 @@ from opus.uws import Parameter
 
 
 #: An entity of this server's result store, by URL: <base>/store/<id>[/<file name>] or <base>/store?ID=<id>.
-_STORE = re.compile(r"^/store(?:/([0-9a-f]{16})(?:/[^/?#]*)?|\?ID=([0-9a-f]{16}))\Z")
+_STORE = re.compile(r"^/store(?:/([A-Za-z0-9_-]{1,32})(?:/[^/?#]*)?|\?ID=([A-Za-z0-9_-]{1,32}))\Z")
 _IDENTIFIER = re.compile(r"^[^\s\x00-\x1f]{1,1024}\Z")
 
 

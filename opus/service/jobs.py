@@ -18,7 +18,7 @@ from typing import Any
 
 from opus.auth.identity import Identity, can_access
 from opus.errors import BadRequest, Conflict, Forbidden, IllegalTransition, NotFound
-from opus.events.notify import Notifier
+from opus.events.notify import Notifier, Wake
 from opus.jobdef import JobDefinition, JobDefinitionRegistry
 from opus.managers.base import Manager
 from opus.service.idempotency import HEADER, KeyReused, creation_key
@@ -148,25 +148,28 @@ class JobService:
         has_files = bool(sub.uploads or sub.links)
         for _attempt in range(5):
             job.job_id = secrets.token_hex(8)
-            files = self._files(job.job_id)
+            files = self._files(job.job_id) if has_files else None  # no path work for a job without files
             try:
-                if has_files:
+                if files is not None:
                     save_uploads(files, sub.uploads, self.rules.max_upload_size)
                     save_links(files, sub.links)
                 self.store.create(job, key)
                 return
             except DuplicateJobId:
-                if has_files:
+                if files is not None:
                     files.remove()
             except BaseException:
-                if has_files:
+                if files is not None:
                     files.remove()
                 raise
         raise RuntimeError("could not draw a unique job id")  # pragma: no cover - 5 collisions of 64 bits
 
     def get(self, jobname: str, job_id: str, identity: Identity) -> Job:
         """The job, or NotFound (404) / Forbidden (403)."""
-        job = self.store.get(job_id)
+        return self._checked(self.store.get(job_id), jobname, job_id, identity)
+
+    @staticmethod
+    def _checked(job: Job | None, jobname: str, job_id: str, identity: Identity) -> Job:
         if job is None or job.jobname != jobname:
             raise NotFound(f"no job {job_id!r} in {jobname!r}")
         if not can_access(identity, job.owner_key):
@@ -190,16 +193,23 @@ class JobService:
 
         A database outage during the wait does not end it: the phase is re-read every
         ``OUTAGE_RECHECK`` seconds until the database answers, the phase changes or time is up."""
+        return self.wait_shared(jobname, job_id, identity, seconds, phase)[0]
+
+    def wait_shared(self, jobname: str, job_id: str, identity: Identity, seconds: int,
+                    phase: Phase | None) -> tuple[Job, Wake | None]:
+        """``wait``, and the change that ended it when one did: every waiter that change woke gets
+        the same Job, read once after the change (``Wake.once``), and may share its rendering."""
         if seconds < -1:
             raise BadRequest(f"WAIT: must be an integer >= -1 (-1: the server's maximum), got {seconds}")
         limit = self.settings.MAX_WAIT if seconds < 0 else min(seconds, self.settings.MAX_WAIT)
         if limit <= 0:
-            return self.get(jobname, job_id, identity)
+            return self.get(jobname, job_id, identity), None
         deadline = time.monotonic() + limit
+        wake: Wake | None = None
         with self.notifier.watch(job_id) as waiter:
             job = self.get(jobname, job_id, identity)  # read after registering: no change is missed
             if not job.is_waitable or (phase is not None and job.phase != phase):
-                return job
+                return job, None
             start_phase = job.phase
             unsure = False  # the last re-read failed: the database is away
             while True:
@@ -211,6 +221,7 @@ class JobService:
                     waiter.event.clear()
                     if waiter.phase is not None:
                         if waiter.phase == "DELETED" or waiter.phase != start_phase.value:
+                            wake = waiter.wake
                             break
                         continue
                 elif not unsure:
@@ -224,7 +235,9 @@ class JobService:
                     if not is_outage(exc):
                         raise
                     unsure = True
-        return self.get(jobname, job_id, identity)  # a database still away: 503 (opus.server.errors)
+        if wake is None:
+            return self.get(jobname, job_id, identity), None  # a database still away: 503 (opus.server.errors)
+        return self._checked(wake.once("job", lambda: self.store.get(job_id)), jobname, job_id, identity), wake
 
     # ---- control -------------------------------------------------------------------------------------
     def run(self, jobname: str, job_id: str, identity: Identity) -> None:

@@ -20,9 +20,12 @@ from opus.service.completion import CompletionService
 from opus.service.inputs import InputResolver
 from opus.service.jobs import JobService
 from opus.service.maintenance import MaintenanceService
+from opus.service.notifications import Notifications
+from opus.service.sharing import SharingService
 from opus.settings import Settings
 from opus.storage import JobStore, create_engine_for
 from opus.storage.entitystore import EntityStore
+from opus.storage.sharestore import ShareStore
 from opus.storage.userstore import UserStore
 from opus.uws import FINAL, Phase
 
@@ -49,6 +52,8 @@ class Root:
     jobs: JobService
     completion: CompletionService
     maintenance: MaintenanceService
+    notifications: Notifications
+    sharing: SharingService
     #: The process that started the background work (a forked worker must start its own).
     _started_pid: int | None = field(default=None, init=False)
 
@@ -72,8 +77,11 @@ class Root:
         maintenance = MaintenanceService(store, manager, jobs, settings.jobs_dir, settings.run_dir,
                                          archive=settings.DESTRUCTION_POLICY == "archive",
                                          interval=settings.MAINTENANCE_INTERVAL)
+        notifications = Notifications.build(settings, store)
+        completion.on_phase = notifications.phase_changed  # e-mail and webhooks when a report changes a phase
+        sharing = SharingService(settings, ShareStore(engine), entities, store, users)
         return cls(settings, store, registry, notifier, manager, users, Authenticator(settings, users),
-                   entities, jobs, completion, maintenance)
+                   entities, jobs, completion, maintenance, notifications, sharing)
 
     # ---- background work of a serving process --------------------------------------------------------
     def start(self) -> None:
@@ -86,6 +94,7 @@ class Root:
         self.notifier.subscribe(self._on_change)
         self.manager.start(self.completion.replay)
         self.maintenance.start()
+        self.notifications.start()
 
     def _on_change(self, job_id: str, phase: str) -> None:
         # Work for the dispatcher: a job was queued, or one ended (or was deleted) and freed a slot.
@@ -93,6 +102,7 @@ class Root:
             self.manager.wake()
 
     def stop(self) -> None:
+        self.notifications.stop()
         self.maintenance.stop()
         self.manager.stop()
         self.notifier.stop()

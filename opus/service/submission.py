@@ -24,6 +24,7 @@ from opus.errors import BadRequest, OpusError, PayloadTooLarge
 from opus.jobdef import JobDefinition
 from opus.jobdef.model import multiplicity_range
 from opus.jobdef.slurm_options import check_option, is_slurm_parameter
+from opus.managers.staging import HTTP_URL
 from opus.service.inputs import InputResolver
 from opus.settings import Settings
 from opus.storage.jobfiles import JobFiles, read_json, write_json
@@ -35,6 +36,9 @@ CONTROL = {"PHASE", "RUNID", "EXECUTIONDURATION", "DESTRUCTION"}
 #: Control parameters of the original OPUS that are accepted and not kept: its form sent the user's
 #: guess of the duration as ``uws_quote``; here QUOTE is the server's own estimate (the definition's).
 ORIGINAL_IGNORED = {"UWS_QUOTE"}
+#: Control parameters asking for notifications (``opus.service.notifications``), kept as job parameters of
+#: these names; a definition's own parameter of the same name takes precedence.
+NOTIFICATION = {"NOTIFY", "WEBHOOK"}
 #: Inputs given as entities of this server's store: {input name: {url: entity id}}.
 Links = dict[str, dict[str, str]]
 #: The errors of a write that found no room: the disk is full, or the owner's quota is.
@@ -98,6 +102,9 @@ class SubmissionRules:
     max_destruction_interval: int
     slurm_partitions: tuple[str, ...] = ()
     ignore_unknown_parameters: bool = False
+    mail: bool = False            # NOTIFY=email: an SMTP server is configured
+    digest: bool = False          # NOTIFY=digest: MAIL_DIGEST_HOUR is set
+    webhooks: bool = False        # WEBHOOK=<url>: WEBHOOKS is on and INPUT_URL_HOSTS lists hosts
 
     @classmethod
     def of(cls, settings: Settings) -> SubmissionRules:
@@ -106,7 +113,10 @@ class SubmissionRules:
                    max_execution_duration=settings.MAX_EXECUTION_DURATION,
                    max_destruction_interval=settings.MAX_DESTRUCTION_INTERVAL,
                    slurm_partitions=tuple(settings.SLURM_PARTITIONS),
-                   ignore_unknown_parameters=settings.IGNORE_UNKNOWN_PARAMETERS)
+                   ignore_unknown_parameters=settings.IGNORE_UNKNOWN_PARAMETERS,
+                   mail=bool(settings.SMTP_HOST),
+                   digest=bool(settings.SMTP_HOST) and settings.MAIL_DIGEST_HOUR is not None,
+                   webhooks=settings.WEBHOOKS and bool(settings.INPUT_URL_HOSTS))
 
     def cap_duration(self, seconds: int) -> int:
         """An execution duration within MAX_EXECUTION_DURATION (0, unlimited, is capped too)."""
@@ -142,6 +152,9 @@ def parse_submission(jobdef: JobDefinition, form: Sequence[tuple[str, str]],
             sub.parameters.append(inputs.check(jobdef.used[name], given, identity, base, sub.links))
     for up in uploads:
         parser.upload(up)
+    hook = next((p.value for p in sub.parameters if p.name == "WEBHOOK"), None)
+    if hook:
+        inputs.check_url("WEBHOOK", hook)  # the SSRF rules of URL inputs (INPUT_URL_HOSTS)
     return sub
 
 
@@ -167,6 +180,10 @@ class _Parser:
                              "send such content as a file (multipart upload)")
         upper = raw_name.strip().upper()
         if upper in ORIGINAL_IGNORED:
+            return
+        if upper in NOTIFICATION and raw_name.lower() not in self.declared:
+            self._once(upper, f"{upper} given more than once")
+            self.sub.parameters.append(Parameter(upper, self._notification(upper, value.strip())))
             return
         if upper in CONTROL:
             self._once(upper, f"{upper} given more than once")
@@ -202,6 +219,25 @@ class _Parser:
             self.sub.execution_duration = self.rules.cap_duration(parse_int(value, "EXECUTIONDURATION", 0))
         else:
             self.sub.destruction = parse_instant(value, "DESTRUCTION")
+
+    def _notification(self, upper: str, value: str) -> str:
+        """The checked value of NOTIFY (email, digest or none) or WEBHOOK (an http(s) URL)."""
+        if upper == "NOTIFY":
+            mode = value.lower()
+            if mode not in ("email", "digest", "none", ""):
+                raise BadRequest(f"NOTIFY={value[:40]!r}: give email, digest or none")
+            if mode == "email" and not self.rules.mail:
+                raise BadRequest("NOTIFY=email: this server sends no e-mail (no SMTP_HOST is configured)")
+            if mode == "digest" and not self.rules.digest:
+                raise BadRequest("NOTIFY=digest: this server sends no daily digest (no MAIL_DIGEST_HOUR)")
+            return mode or "none"
+        if not value:
+            return ""
+        if not self.rules.webhooks:
+            raise BadRequest("WEBHOOK: this server calls no webhooks (WEBHOOKS off or no INPUT_URL_HOSTS)")
+        if len(value) > 2048 or not HTTP_URL.match(value):
+            raise BadRequest(f"WEBHOOK: {value[:80]!r} is not an http(s) URL (at most 2048 characters)")
+        return value
 
     def _slurm_option(self, raw_name: str, value: str) -> None:
         option = raw_name.lower()[len("slurm_"):]

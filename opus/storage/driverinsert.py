@@ -1,11 +1,13 @@
-"""The insert of a new job, straight through the database driver.
+"""The insert of a new job, straight through the database driver, in group commits.
 
 Job creation is the hottest write.  SQLAlchemy's per-statement work (BEGIN through an event, two
 compiled-statement executions) cost more than the database itself, and on SQLite it ran inside the
 one-writer lock, so the lock, not the CPU, capped creation (bench/run.py, 16 clients: ~700 jobs/s
 before, ~1,300 after).  So the insert goes straight to the driver, in SQLAlchemy's own storage
 formats (SQLite: DATETIME as "YYYY-MM-DD HH:MM:SS.ffffff", BOOLEAN as 0/1; PostgreSQL: psycopg2's own
-adaptation): tests/test_jobstore_driver_insert.py compares.
+adaptation): tests/test_jobstore_driver_insert.py compares.  And the creations that arrive while
+one is being written are written together by the next writer (``GroupInsert``): one transaction,
+one hold of the write lock for all of them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
-from opus.storage.writelock import WriteGate
+from opus.storage.writelock import Batcher, WriteGate, Work
 
 JOB_COLUMNS = ("job_id", "jobname", "phase", "creation_time", "owner_id", "owner_key", "run_id",
                "execution_duration", "destruction_time", "quote", "jdl_version", "error_type", "error_message",
@@ -38,33 +40,57 @@ def _statement(table: str, columns: Sequence[str], mark: str) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
 
 
-def insert_job(gate: WriteGate, row: Mapping[str, object], parameters: Sequence[Mapping[str, object]]) -> None:
-    """Insert a ``jobs`` row and its ``parameters`` rows in one transaction.
+#: The two INSERTs, built once per placeholder style ("?": SQLite, "%s": psycopg2).
+_STATEMENTS = {mark: (_statement("jobs", JOB_COLUMNS, mark), _statement("parameters", PARAMETER_COLUMNS, mark))
+               for mark in ("?", "%s")}
 
-    The driver's IntegrityError (``engine.dialect.dbapi.IntegrityError``) passes through: the caller
-    tells a taken job id from it."""
-    value: Callable[[object], object] = _sqlite_value if gate.sqlite else _same
-    mark = "?" if gate.sqlite else "%s"
-    values = tuple(value(row.get(c)) for c in JOB_COLUMNS)
-    params = [tuple(value(p[c]) for c in PARAMETER_COLUMNS) for p in parameters]
-    with gate.exclusive():
-        raw = gate.engine.raw_connection()
-        try:
-            driver = raw.driver_connection
-            assert driver is not None  # a pooled DBAPI connection always has one
-            cur = driver.cursor()
+
+class GroupInsert:
+    """Job inserts of this process's threads, gathered into one transaction (group commit,
+    ``opus.storage.writelock.Batcher``): one BEGIN, one ``executemany`` per table, one COMMIT
+    (SQLite: one hold of the write lock) for as many jobs as arrived while the last was written.
+    A batch that fails is rolled back and its jobs inserted one by one (a taken id fails only its job)."""
+
+    def __init__(self, gate: WriteGate):
+        self.gate = gate
+        self.batcher = Batcher(self._transaction)
+        self._value: Callable[[object], object] = _sqlite_value if gate.sqlite else _same
+        self._sql = _STATEMENTS["?" if gate.sqlite else "%s"]
+
+    def insert(self, row: Mapping[str, object], parameters: Sequence[Mapping[str, object]]) -> None:
+        """Insert a ``jobs`` row and its ``parameters`` rows, committed when this returns.
+
+        The driver's IntegrityError (``engine.dialect.dbapi.IntegrityError``) passes through: the
+        caller tells a taken job id from it."""
+        value = self._value
+        self.batcher.submit((tuple(value(row.get(c)) for c in JOB_COLUMNS),
+                             [tuple(value(p[c]) for c in PARAMETER_COLUMNS) for p in parameters]))
+
+    def _transaction(self, batch: list[Work]) -> None:
+        job_sql, param_sql = self._sql
+        rows = [work.what[0] for work in batch]
+        params = [p for work in batch for p in work.what[1]]
+        with self.gate.exclusive():
+            raw = self.gate.engine.raw_connection()
             try:
-                if gate.sqlite:  # autocommit mode (database.py): the write lock is taken at BEGIN
-                    cur.execute("BEGIN IMMEDIATE")
+                driver = raw.driver_connection
+                assert driver is not None  # a pooled DBAPI connection always has one
+                cur = driver.cursor()
                 try:
-                    cur.execute(_statement("jobs", JOB_COLUMNS, mark), values)
-                    if params:
-                        cur.executemany(_statement("parameters", PARAMETER_COLUMNS, mark), params)
-                    cur.execute("COMMIT") if gate.sqlite else driver.commit()
-                except BaseException:
-                    cur.execute("ROLLBACK") if gate.sqlite else driver.rollback()
-                    raise
+                    if self.gate.sqlite:  # autocommit mode (database.py): the write lock is taken at BEGIN
+                        cur.execute("BEGIN IMMEDIATE")
+                    try:
+                        if len(rows) == 1:
+                            cur.execute(job_sql, rows[0])
+                        else:
+                            cur.executemany(job_sql, rows)
+                        if params:
+                            cur.executemany(param_sql, params)
+                        cur.execute("COMMIT") if self.gate.sqlite else driver.commit()
+                    except BaseException:
+                        cur.execute("ROLLBACK") if self.gate.sqlite else driver.rollback()
+                        raise
+                finally:
+                    cur.close()
             finally:
-                cur.close()
-        finally:
-            raw.close()
+                raw.close()

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import BindParameter
 
 from opus.storage import driverinsert
 from opus.storage.entitystore import EntityRows, record_entities
@@ -61,12 +62,26 @@ def _ignore_change(job_id: str, phase: str) -> None:
     pass
 
 
+# The reads of one job, built once (not a statement built and its cache key computed per request).
+_ID: BindParameter[str] = bindparam("job_id")
+_JOB = select(jobs).where(jobs.c.job_id == _ID)
+_PARAMETERS = select(parameters.c.name, parameters.c.value, parameters.c.by_reference, parameters.c.is_post) \
+    .where(parameters.c.job_id == _ID).order_by(parameters.c.name)
+_RESULTS = select(results.c.result_id, results.c.file_name, results.c.content_type, results.c.size,
+                  results.c.sha256).where(results.c.job_id == _ID).order_by(results.c.result_id)
+_CALLBACK_URL = select(jobs.c.callback_url).where(jobs.c.job_id == _ID)
+_MANAGER_ID = select(jobs.c.manager_id).where(jobs.c.job_id == _ID)
+_PHASE = select(jobs.c.phase).where(jobs.c.job_id == _ID)
+_ENDED = frozenset(p.value for p in ENDED)
+
+
 class JobStore:
     """Persistence of jobs, parameters and results on one SQLAlchemy engine."""
 
     def __init__(self, engine: Engine, on_change: ChangeListener | None = None):
         self.engine = engine
         self._gate = WriteGate(engine)
+        self._inserts = driverinsert.GroupInsert(self._gate)
         dbapi = engine.dialect.dbapi
         self._driver_integrity_error: type[Exception] = dbapi.IntegrityError if dbapi is not None else IntegrityError
         #: Called with (job_id, new phase or "DELETED") after each committed change.
@@ -92,7 +107,7 @@ class JobStore:
         params = [parameter_row(job.job_id, p) for p in job.parameters]
         try:
             if self._driver_insert:
-                driverinsert.insert_job(self._gate, row, params)
+                self._inserts.insert(row, params)  # group commit with other threads' creations
             else:
                 with self._write() as conn:
                     conn.execute(insert(jobs), [row])
@@ -121,16 +136,14 @@ class JobStore:
 
     def get(self, job_id: str) -> Job | None:
         """The job with its parameters and results, or None."""
+        key = {"job_id": job_id}
         with self.engine.connect() as conn:
-            row = conn.execute(select(jobs).where(jobs.c.job_id == job_id)).mappings().first()
+            row = conn.execute(_JOB, key).mappings().first()
             if row is None:
                 return None
-            params = conn.execute(
-                select(parameters.c.name, parameters.c.value, parameters.c.by_reference, parameters.c.is_post)
-                .where(parameters.c.job_id == job_id).order_by(parameters.c.name)).all()
-            res = conn.execute(
-                select(results.c.result_id, results.c.file_name, results.c.content_type, results.c.size,
-                       results.c.sha256).where(results.c.job_id == job_id).order_by(results.c.result_id)).all()
+            params = conn.execute(_PARAMETERS, key).all()
+            # Results are stored only by a move to an ended phase (``complete``): none to read before.
+            res = conn.execute(_RESULTS, key).all() if row["phase"] in _ENDED else []
         job = job_of(row)
         job.parameters = [Parameter(*p) for p in params]
         job.results = [Result(*r) for r in res]
@@ -138,17 +151,17 @@ class JobStore:
 
     def get_callback_url(self, job_id: str) -> str | None:
         with self.engine.connect() as conn:
-            value: str | None = conn.execute(select(jobs.c.callback_url).where(jobs.c.job_id == job_id)).scalar()
+            value: str | None = conn.execute(_CALLBACK_URL, {"job_id": job_id}).scalar()
         return value
 
     def get_manager_id(self, job_id: str) -> str | None:
         with self.engine.connect() as conn:
-            value: str | None = conn.execute(select(jobs.c.manager_id).where(jobs.c.job_id == job_id)).scalar()
+            value: str | None = conn.execute(_MANAGER_ID, {"job_id": job_id}).scalar()
         return value
 
     def get_phase(self, job_id: str) -> Phase | None:
         with self.engine.connect() as conn:
-            value = conn.execute(select(jobs.c.phase).where(jobs.c.job_id == job_id)).scalar()
+            value = conn.execute(_PHASE, {"job_id": job_id}).scalar()
         return None if value is None else Phase(value)
 
     def list(self, jobname: str | None = None, phases: Iterable[Phase] = (), after: datetime | None = None,
@@ -156,9 +169,9 @@ class JobStore:
              filter_owner: bool = False) -> builtins.list[JobRef]:
         """Job references, newest first, filtered by AND of the given criteria (``filter_owner``: only
         the jobs of ``owner_key``, None meaning the anonymous ones)."""
-        query = list_query(jobname, phases, after, last, owner_key, include_archived, filter_owner)
+        query, values = list_query(jobname, phases, after, last, owner_key, include_archived, filter_owner)
         with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
+            rows = conn.execute(query, values).all()
         return [ref_of(r) for r in rows]
 
     def iter_list(self, jobname: str | None = None, phases: Iterable[Phase] = (), after: datetime | None = None,
@@ -166,9 +179,9 @@ class JobStore:
                   batch: int = 2000) -> Iterator[JobRef]:
         """Like ``list``, streamed from a server-side cursor ``batch`` rows at a time: memory stays
         bounded however many jobs there are."""
-        query = list_query(jobname, phases, after, last, owner_key, False, filter_owner)
+        query, values = list_query(jobname, phases, after, last, owner_key, False, filter_owner)
         with self.engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=batch).execute(query)
+            result = conn.execution_options(stream_results=True, yield_per=batch).execute(query, values)
             for rows in result.partitions():
                 yield from (ref_of(r) for r in rows)
 
@@ -188,8 +201,8 @@ class JobStore:
         """Move the job to ``target`` if it is in one of ``sources`` (default: every phase the
         transition table allows; ValueError if ``sources`` names one it does not); True if it moved."""
         allowed = checked_sources(target, sources)
-        with self._write() as conn:
-            moved = self._move(conn, job_id, target, allowed, fields)
+        # Group-committed with the other threads' phase changes (opus.storage.writelock.Batcher).
+        moved = self._gate.grouped(lambda conn: self._move(conn, job_id, target, allowed, fields))
         if moved:
             self.on_change(job_id, target.value)
         return moved
@@ -199,7 +212,8 @@ class JobStore:
         """Like set_phase, recording ``found`` results and the job's ``entities`` (planned by
         ``EntityStore.plan_completion``) in the same transaction, when the phase moved."""
         allowed = checked_sources(target, sources)
-        with self._write() as conn:
+
+        def end(conn: Connection) -> bool:
             moved = self._move(conn, job_id, target, allowed, fields)
             if moved and found:
                 conn.execute(delete(results).where(results.c.job_id == job_id))
@@ -208,6 +222,8 @@ class JobStore:
                      "content_type": r.content_type, "size": r.size, "sha256": r.sha256} for r in found])
             if moved and entities is not None:
                 record_entities(conn, entities)
+            return moved
+        moved = self._gate.grouped(end)
         if moved:
             self.on_change(job_id, target.value)
         return moved
@@ -218,9 +234,8 @@ class JobStore:
         query = update(jobs).where(jobs.c.job_id == job_id)
         if in_phases is not None:
             query = query.where(jobs.c.phase.in_([p.value for p in in_phases]))
-        with self._write() as conn:
-            count = conn.execute(query.values(**job_values(fields))).rowcount
-        return bool(count)
+        values = job_values(fields)
+        return bool(self._gate.grouped(lambda conn: conn.execute(query.values(**values)).rowcount))
 
     def set_parameters(self, job_id: str, params: Sequence[Parameter], in_phases: Iterable[Phase]) -> bool:
         """Add or replace parameters, only while the job is in ``in_phases`` (checked atomically)."""
@@ -304,10 +319,9 @@ class JobStore:
 
     def claim(self, job_id: str, manager_id: str) -> bool:
         """Mark a QUEUED job as taken by a manager (compare-and-set on manager_id)."""
-        with self._write() as conn:
-            return bool(conn.execute(
-                update(jobs).where(jobs.c.job_id == job_id, jobs.c.phase == Phase.QUEUED.value,
-                                   jobs.c.manager_id.is_(None)).values(manager_id=manager_id)).rowcount)
+        query = update(jobs).where(jobs.c.job_id == job_id, jobs.c.phase == Phase.QUEUED.value,
+                                   jobs.c.manager_id.is_(None)).values(manager_id=manager_id)
+        return bool(self._gate.grouped(lambda conn: conn.execute(query).rowcount))
 
     def running(self) -> builtins.list[tuple[str, str, Phase]]:
         """(job_id, manager_id, phase) of every ACTIVE job handed to a manager."""

@@ -5,11 +5,13 @@ Instants are stored as naive UTC truncated to milliseconds (``opus.storage.table
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Select, and_, select
+from sqlalchemy import Integer, Select, and_, bindparam, select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -104,24 +106,40 @@ def ref_of(r: Sequence[Any]) -> JobRef:
 
 
 def list_query(jobname: str | None, phases: Iterable[Phase], after: datetime | None, last: int | None,
-               owner_key: str | None, include_archived: bool, filter_owner: bool) -> Select[Any]:
-    """The job-list query: AND of the criteria, newest first (``seq`` orders a same-millisecond tie)."""
+               owner_key: str | None, include_archived: bool,
+               filter_owner: bool) -> tuple[Select[Any], dict[str, object]]:
+    """The job-list query (AND of the criteria, newest first; ``seq`` orders a same-millisecond tie)
+    and its parameters.  The statement depends only on which criteria are given: it is built once
+    per combination (``_list_statement``), the values are bound at execution."""
+    wanted = [p.value for p in phases]
+    by_owner = filter_owner or owner_key is not None
+    query = _list_statement(jobname is not None, bool(wanted), not wanted and not include_archived,
+                            after is not None, (owner_key is None) if by_owner else None, last is not None)
+    values: dict[str, object] = {"jobname": jobname, "phases": wanted, "archived": Phase.ARCHIVED.value,
+                                 "after": to_db_time(after), "owner_key": owner_key, "last": last}
+    return query, values
+
+
+@functools.lru_cache(maxsize=128)
+def _list_statement(by_name: bool, by_phase: bool, no_archived: bool, by_after: bool,
+                    anonymous_owner: bool | None, limited: bool) -> Select[Any]:
+    """The list statement for one combination of criteria (``anonymous_owner``: None when the
+    owner is not a criterion), with bound parameters named as ``list_query``'s values."""
     query = select(*REF_COLUMNS)
     conds: list[ColumnElement[bool]] = []
-    if jobname is not None:
-        conds.append(jobs.c.jobname == jobname)
-    wanted = list(phases)
-    if wanted:
-        conds.append(jobs.c.phase.in_([p.value for p in wanted]))
-    elif not include_archived:
-        conds.append(jobs.c.phase != Phase.ARCHIVED.value)
-    if after is not None:
-        conds.append(jobs.c.creation_time > to_db_time(after))
-    if filter_owner or owner_key is not None:
-        conds.append(jobs.c.owner_key.is_(None) if owner_key is None else jobs.c.owner_key == owner_key)
+    if by_name:
+        conds.append(jobs.c.jobname == bindparam("jobname"))
+    if by_phase:
+        conds.append(jobs.c.phase.in_(bindparam("phases", expanding=True)))
+    elif no_archived:
+        conds.append(jobs.c.phase != bindparam("archived"))
+    if by_after:
+        conds.append(jobs.c.creation_time > bindparam("after", type_=jobs.c.creation_time.type))
+    if anonymous_owner is not None:
+        conds.append(jobs.c.owner_key.is_(None) if anonymous_owner else jobs.c.owner_key == bindparam("owner_key"))
     if conds:
         query = query.where(and_(*conds))
     query = query.order_by(jobs.c.creation_time.desc(), jobs.c.seq.desc())
-    if last is not None:
-        query = query.limit(last)
+    if limited:
+        query = query.limit(bindparam("last", type_=Integer()))
     return query

@@ -80,7 +80,32 @@ users = Table(
     # Space-separated job definition names the user may use; "*" for all.
     Column("jobdefs", Text, nullable=False),
     Column("created", DateTime, nullable=False),
+    # ---- accounts (migration 0007) ----
+    # argon2id hash of the user's password (opus.auth.passwords); NULL: no password, tokens only.
+    Column("password_hash", String(255)),
+    # The user may propose and edit job definitions (the "editor" role; admins always may).
+    Column("is_editor", Boolean, nullable=False, default=False),
+    # Contact address given at registration (optional, never shown to other users).
+    Column("email", String(254)),
+    # A pending password reset: SHA-256 (hex) of the one-time code an admin issued, and its expiry.
+    Column("reset_hash", String(64)),
+    Column("reset_expires", DateTime),
     sqlite_autoincrement=True,
+)
+
+# Named service tokens of a user (applications, scripts): a scope and an expiry each; the token is
+# "<token_id>.<secret>" like a user's own, stored only as a keyed hash.  They go with their user.
+service_tokens = Table(
+    "service_tokens", metadata,
+    Column("token_id", String(32), primary_key=True),
+    Column("uid", Integer, ForeignKey("users.uid", ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("token_hash", String(255), nullable=False),
+    # "read" (GET, HEAD, OPTIONS only) or "submit" (the user's own jobs: create, run, abort, delete).
+    Column("scope", String(16), nullable=False),
+    Column("expires", DateTime, nullable=False),
+    Column("created", DateTime, nullable=False),
+    Index("ix_service_tokens_uid", "uid"),
 )
 
 # Every input and result is an entity (IVOA provenance).  Entities outlive their jobs' rows: when a job
@@ -116,4 +141,52 @@ used = Table(
     Column("role", String(64), primary_key=True),
     Column("entity_id", String(32), primary_key=True),
     Index("ix_used_entity", "entity_id"),
+)
+
+# ---- notifications and sharing (migration 0008) ----
+# A share link: anyone holding "<link_id>.<signature>" may read one entity's file until the link expires
+# or is revoked.  The signature (HMAC under the server secret) is not stored: the database alone makes
+# no working link.
+share_links = Table(
+    "share_links", metadata,
+    Column("link_id", String(32), primary_key=True),
+    Column("entity_id", String(32), nullable=False),
+    # Who created it: access to the list and to revocation goes by owner_key (opus.auth.identity).
+    Column("owner_key", String(320)),
+    Column("owner_id", String(255)),
+    # What was shared, for the owner's list: "result <id> of job <job id>", "input <name> ...", "entity".
+    Column("label", String(400), nullable=False),
+    Column("created", DateTime, nullable=False),
+    Column("expires", DateTime, nullable=False),
+    Column("revoked", DateTime),
+    Index("ix_share_links_owner", "owner_key", "created"),
+)
+
+# A job shared read-only with a named user (by owner key, "user:<uid>"): they may read it, never change it.
+job_shares = Table(
+    "job_shares", metadata,
+    Column("job_id", String(32), ForeignKey("jobs.job_id", ondelete="CASCADE"), primary_key=True),
+    Column("grantee_key", String(320), primary_key=True),
+    Column("grantee_name", String(255), nullable=False),
+    Column("created", DateTime, nullable=False),
+    Index("ix_job_shares_grantee", "grantee_key", "created"),
+)
+
+# Messages waiting to go out (e-mail and webhooks), written where a job ends, sent by a background
+# sender (opus.events.mail.Outbox) that claims each row with a compare-and-set: sent once by one worker.
+outbox = Table(
+    "outbox", metadata,
+    Column("id", Integer().with_variant(BigInteger(), "postgresql"), primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),        # "mail", "digest" (a line of a digest), "webhook"
+    Column("recipient", String(2048), nullable=False),  # an e-mail address or a webhook URL
+    Column("subject", String(400), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created", DateTime, nullable=False),
+    Column("next_try", DateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("claim", String(32)),
+    Column("claimed", DateTime),
+    Column("sent", DateTime),
+    Column("last_error", Text),
+    Index("ix_outbox_pending", "sent", "next_try"),
 )

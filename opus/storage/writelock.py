@@ -1,41 +1,92 @@
-"""Write transactions, serialised on SQLite by a lock file rather than by SQLite's busy handler.
+"""Write transactions, serialised on SQLite by a lock file rather than by SQLite's busy handler, and
+gathered into group commits.
 
 SQLite allows one writer; its busy handler sleeps with growing back-off, which leaves the lock idle
 under load.  Writers of this host queue on a lock file instead (threads of this process on a mutex
 first), and get the database the moment it is free.  PostgreSQL needs none of this.
+
+Group commit (``Batcher``): the writes that threads submit while one is being written wait, and
+the next writer writes them all in one transaction (one BEGIN, one COMMIT, one hold of the lock),
+so that the more writers there are at once, the less each write costs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from types import TracebackType
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
 
 
-class FileLock:
-    """An exclusive flock on a file, held for a with-block (a no-op without a path)."""
+T = TypeVar("T")
 
-    def __init__(self, path: str | None):
-        self.path = path
-        self.fd: int | None = None
 
-    def __enter__(self) -> FileLock:
-        if self.path:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
+class Work:
+    """One write submitted to a ``Batcher``: what to write, then its outcome."""
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing releases the lock
-            self.fd = None
+    __slots__ = ("what", "value", "error", "done")
+
+    def __init__(self, what: Any):
+        self.what = what
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.done = False
+
+
+class Batcher:
+    """Group commit: one writer per process at a time; the works submitted meanwhile go together.
+
+    A submitting thread queues its work, then takes the writer's place: when it gets it, its work
+    may already have been written by the writer before it (done); else it writes everything queued
+    by then, its own and other threads', with ``transaction`` (which writes a list of works in one
+    transaction, setting each one's ``value``).  A batch that fails is rolled back by
+    ``transaction`` and its works written one by one, each with its own outcome."""
+
+    def __init__(self, transaction: Callable[[list[Work]], None]):
+        self._transaction = transaction
+        self._queued: list[Work] = []
+        self._cond = threading.Condition()
+        self._writing = False  # a writer is at work
+
+    def submit(self, what: Any) -> Any:
+        """Write ``what``; its value once committed (the exception it raised, raised here)."""
+        work = Work(what)
+        with self._cond:
+            self._queued.append(work)
+            while self._writing and not work.done:
+                self._cond.wait()
+            if not work.done:  # nobody writing, and this work not written: write the queue
+                self._writing = True
+                batch, self._queued = self._queued, []
+        if not work.done:
+            try:
+                self._write(batch)
+            finally:
+                with self._cond:
+                    self._writing = False
+                    self._cond.notify_all()
+        if work.error is not None:
+            raise work.error
+        return work.value
+
+    def _write(self, batch: list[Work]) -> None:
+        try:
+            self._transaction(batch)
+        except BaseException as exc:
+            if len(batch) > 1 and isinstance(exc, Exception):
+                for work in batch:  # each alone: only the work at fault fails
+                    work.value = None
+                    self._write([work])
+                return
+            for work in batch:
+                work.value, work.error = None, exc
+        finally:
+            for work in batch:
+                work.done = True
 
 
 class WriteGate:
@@ -47,15 +98,49 @@ class WriteGate:
         self._thread_lock = threading.Lock()
         database = engine.url.database or ""
         self.lock_path = f"{database}.writelock" if self.sqlite and database not in ("", ":memory:") else None
+        self._fd: int | None = None
+        self._fd_pid: int | None = None
+        self._ops = Batcher(self._run_ops)
+
+    def grouped(self, op: Callable[[Connection], T]) -> T:
+        """``op(conn)`` in a write transaction, committed when this returns, group-committed with
+        the ops other threads submit meanwhile (``Batcher``).  ``op`` only writes: it may run again,
+        alone, if another op of its batch fails."""
+        value: T = self._ops.submit(op)
+        return value
+
+    def _run_ops(self, batch: list[Work]) -> None:
+        with self.transaction() as conn:
+            for work in batch:
+                work.value = work.what(conn)
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
         """Hold this host's SQLite writer lock (nothing on PostgreSQL) for a with-block."""
-        with contextlib.ExitStack() as stack:
-            if self.sqlite:
-                stack.enter_context(self._thread_lock)
-                stack.enter_context(FileLock(self.lock_path))
+        if not self.sqlite:
             yield
+            return
+        with self._thread_lock:
+            if self.lock_path is None:
+                yield
+                return
+            fd = self._lock_fd()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _lock_fd(self) -> int:
+        """The lock file, opened once per process (not once per write: an open and a close less on
+        every write).  A forked child opens its own: a flock belongs to the open file, which a
+        child shares with its parent.  Not inherited by the programs the server starts."""
+        pid = os.getpid()
+        if self._fd is None or self._fd_pid != pid:
+            assert self.lock_path is not None
+            self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._fd_pid = pid
+        return self._fd
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:

@@ -76,10 +76,25 @@
   async function sendSamp(r, button) {
     button.disabled = true;
     try {
-      await OPUS.samp.send(r, r.link);
+      // A share link when the result is in the store: the SAMP tool fetches it without the session.
+      const url = r.entity ? await OPUS.samp.shareLink(r.entity).catch(() => r.link) : r.link;
+      await OPUS.samp.send(r, url);
       notify(`${r.name || r.id} sent over SAMP.`, "success");
     } catch (err) { showError(err, "Send over SAMP"); }
     button.disabled = false;
+  }
+
+  /** Share: a signed link to the result, valid 7 days, that works without signing in (revocable: GET /share). */
+  async function shareResult(r, button) {
+    button.disabled = true;
+    try {
+      const link = await OPUS.client._jsonBody("POST", "/share", {entity: r.entity, lifetime: 7 * 86400});
+      const input = el("input", {class: "form-control form-control-sm share-link", readonly: true, value: link.url,
+        "aria-label": `Share link to ${r.name || r.id}, valid until ${link.expires}`});
+      button.replaceWith(input);
+      input.select();
+      notify(`Anyone with this link can download ${r.name || r.id} until ${link.expires}.`, "success");
+    } catch (err) { showError(err, "Share"); button.disabled = false; }
   }
 
   function resultItem(r, files, index) {
@@ -100,7 +115,10 @@
           samp ? el("button", {type: "button", class: "btn btn-sm btn-outline-secondary samp-send",
             title: "Send to TOPCAT, Aladin or another SAMP tool running on this computer",
             onclick: (e) => sendSamp(r, e.currentTarget)}, "Send to TOPCAT/Aladin") : "",
-          r.store ? el("a", {class: "btn btn-sm btn-outline-secondary", href: local(r.store), title: "This result in the store, usable as another job's input"}, "Store") : "")),
+          r.store ? el("a", {class: "btn btn-sm btn-outline-secondary", href: local(r.store), title: "This result in the store, usable as another job's input"}, "Store") : "",
+          r.entity ? el("button", {type: "button", class: "btn btn-sm btn-outline-secondary share-button",
+            title: "A link anyone can download this result with, for 7 days, without signing in",
+            onclick: (e) => shareResult(r, e.currentTarget)}, "Share") : "")),
       r.description ? el("div", {class: "small text-body-secondary"}, r.description) : "",
       shown ? body : "");
     if (shown) {

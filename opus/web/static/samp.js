@@ -2,6 +2,8 @@
  * Sending a result to TOPCAT, Aladin or any SAMP tool through the SAMP Web Profile (IVOA SAMP 1.3,
  * section 5): XML-RPC over HTTP to the hub on http://localhost:21012/, only when the user clicks.
  * register, declareMetadata, notifyAll with the result's URL, unregister.  No library.
+ * The URL sent is a share link (POST /share: signed, expiring in a day): the tools that fetch it hold
+ * no session, and the server may require sign-in.
  */
 (function () {
   "use strict";
@@ -76,5 +78,11 @@
     }
   }
 
-  OPUS.samp = {HUB, message, methodCall, send};
+  /** A share link to the entity (a result in the store) for tools without credentials, valid ``lifetime`` s. */
+  async function shareLink(entityId, lifetime = 86400) {
+    const link = await OPUS.client._jsonBody("POST", "/share", {entity: entityId, lifetime});
+    return link.url;
+  }
+
+  OPUS.samp = {HUB, message, methodCall, send, shareLink};
 })();

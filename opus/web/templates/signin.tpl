@@ -1,7 +1,7 @@
 % rebase('layout.tpl')
 <div class="row justify-content-center">
   <div class="col-md-6 col-lg-5">
-    <h1 class="h3 mb-3">Sign in</h1>
+    <h1 class="h3 mb-3">Sign in to {{site_title}}</h1>
     % if message:
     <div class="alert alert-warning" role="alert" id="signin-message">{{message}}</div>
     % elif signed_out:
@@ -16,14 +16,17 @@
                autocomplete="username" required autofocus>
       </div>
       <div class="mb-3">
-        <label for="signin-token" class="form-label">Token</label>
+        <label for="signin-token" class="form-label">Password or token</label>
         <input type="password" class="form-control" id="signin-token" name="token"
                autocomplete="current-password" required aria-describedby="signin-token-help">
-        <div id="signin-token-help" class="form-text">The token your administrator gave you
-          (<code>opus user add</code> prints it once).</div>
+        <div id="signin-token-help" class="form-text">Your password, or the token your administrator
+          gave you (<code>opus user add</code> prints it once).</div>
       </div>
       <button type="submit" class="btn btn-primary">Sign in</button>
     </form>
+    % if registration:
+    <p class="mt-3">No account yet? <a href="{{root}}/web/register">Register</a>.</p>
+    % end
     % if anonymous_ok:
     <p class="mt-3 text-body-secondary">This server also accepts anonymous users:
       <a href="{{root}}/web/">continue without signing in</a>.</p>

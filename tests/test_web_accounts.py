@@ -1,0 +1,182 @@
+"""Accounts in the browser (issue 17): register in each mode, sign in with a password, change it, see
+and replace one's token, make and revoke a service token.  Debian's Chromium driven by Playwright
+against a live server (fixtures as in tests/test_web_e2e.py).  Each test fails on an uncaught
+exception in a page, on any 5xx answer and on any request to another host.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from conftest import LiveServer, make_settings
+
+from opus.auth.admin import UserAdmin
+from opus.server import account_routes
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]'")
+
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+TIMEOUT = 20_000
+CHEAP = {"PASSWORD_HASH_TIME_COST": 1, "PASSWORD_HASH_MEMORY_COST": 1024}
+PASSWORD = "a long enough password"
+
+
+def make_server(tmp_path, mode: str) -> LiveServer:
+    server = LiveServer(make_settings(tmp_path, ALLOW_ANONYMOUS=False, REGISTRATION=mode, **CHEAP))
+    if not any(r.rule == "/account" for r in server.app.routes):  # until app.py installs them
+        account_routes.routes.install(server.app)
+    _, server.root_token = UserAdmin(server.services.users).add("root", admin=True)
+    return server
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("Debian's chromium is missing: scripts/setup.sh --test installs it")
+    with playwright_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def context_for(browser):
+    """Browser contexts on a server's host only; page errors and 5xx answers fail the test."""
+    made, problems = [], []
+
+    def make(server):
+        host = urlsplit(server.url).netloc
+        context = browser.new_context()
+        context.set_default_timeout(TIMEOUT)
+        context.route("**/*", lambda route: route.continue_() if urlsplit(route.request.url).netloc == host
+                      else (problems.append(route.request.url), route.abort()))
+        context.on("page", lambda page: (
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}")),
+            page.on("response", lambda r: r.status >= 500 and problems.append(f"HTTP {r.status} {r.url}"))))
+        made.append(context)
+        return context
+
+    yield make
+    for context in made:
+        context.close()
+    assert not problems, problems
+
+
+def register(page, url: str, name: str, password: str = PASSWORD) -> None:
+    page.goto(f"{url}/web/register")
+    page.fill("#register-name", name)
+    page.fill("#register-email", f"{name}@example.org")
+    page.fill("#register-password", password)
+    page.fill("#register-password2", password)
+    page.click("#register-form button[type=submit]")
+
+
+def sign_in(page, url: str, name: str, secret: str) -> None:
+    page.goto(f"{url}/web/signin")
+    page.fill("#signin-name", name)
+    page.fill("#signin-token", secret)
+    page.click("#signin-form button[type=submit]")
+    page.wait_for_load_state()
+
+
+def sign_out(page) -> None:
+    page.click("form[action$='/web/signout'] button")
+    page.wait_for_url(re.compile(r"/web/signin"))
+
+
+def test_open_registration_password_token_and_service_tokens(tmp_path, context_for):
+    server = make_server(tmp_path, "open")
+    try:
+        page = context_for(server).new_page()
+        register(page, server.url, "carol")
+        page.wait_for_url(f"{server.url}/web/profile")
+        page.wait_for_selector("#account-name")
+        assert page.locator("#account-name").inner_text() == "carol"
+        assert page.locator("#account-roles").inner_text() == "user"
+        assert "of no limit" in page.locator("#limit-jobs").inner_text()
+        # See and replace the token: the new one works for scripts.
+        old_id = page.locator("#token-id").inner_text()
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click("#replace-token")
+        token = page.locator("#shown-token").inner_text()
+        assert re.fullmatch(r"[0-9a-f]{16}\.\S+", token) and page.locator("#token-id").inner_text() != old_id
+        assert requests.get(f"{server.url}/rest/dummy", auth=("carol", token)).status_code == 200
+        # Change the password (the session goes on with its new cookie), then sign in with the new one.
+        page.fill("#current-password", PASSWORD)
+        page.fill("#new-password", "another long password")
+        page.fill("#new-password2", "another long password")
+        page.click("#password-form button[type=submit]")
+        page.wait_for_selector("text=Your password is changed")
+        # A service token, read-only, then revoked.
+        page.fill("#token-name", "notebook")
+        page.select_option("#token-scope", "read")
+        page.click("#service-token-form button[type=submit]")
+        page.wait_for_selector("#service-tokens tr[data-token]")
+        service = page.locator("#shown-token").last.inner_text()
+        bearer = {"Authorization": f"Bearer {service}"}
+        assert requests.get(f"{server.url}/rest/dummy", headers=bearer).status_code == 200
+        assert requests.post(f"{server.url}/rest/dummy", headers=bearer, data={"text": "x"}).status_code == 403
+        page.click("#service-tokens button[aria-label='Revoke notebook']")
+        page.wait_for_selector("#service-tokens tr[data-token]", state="detached")
+        assert requests.get(f"{server.url}/rest/dummy", headers=bearer).status_code == 401
+        sign_out(page)
+        sign_in(page, server.url, "carol", PASSWORD)
+        assert page.locator("#signin-form").is_visible()  # the old password no longer works
+        sign_in(page, server.url, "carol", "another long password")
+        assert page.url == f"{server.url}/web/"
+        assert page.locator("#opus-user").inner_text().startswith("carol")
+    finally:
+        server.stop()
+
+
+def test_approved_registration_then_an_admin_enables_the_account(tmp_path, context_for):
+    server = make_server(tmp_path, "approved")
+    try:
+        page = context_for(server).new_page()
+        page.goto(f"{server.url}/web/register")
+        assert page.locator("#register-approval-note").is_visible()
+        register(page, server.url, "dave")
+        assert "must approve" in page.locator("#register-done").inner_text()
+        sign_in(page, server.url, "dave", PASSWORD)
+        assert page.locator("#signin-form").is_visible()
+        r = requests.patch(f"{server.url}/admin/users/dave", json={"enabled": True},
+                           headers={"Authorization": f"Bearer {server.root_token}"})
+        assert r.status_code == 200
+        sign_in(page, server.url, "dave", PASSWORD)
+        assert page.url == f"{server.url}/web/"
+    finally:
+        server.stop()
+
+
+def test_registration_off_and_a_reset_link(tmp_path, context_for):
+    server = make_server(tmp_path, "off")
+    try:
+        _, token = UserAdmin(server.services.users).add("erin")
+        page = context_for(server).new_page()
+        page.goto(f"{server.url}/web/register")
+        assert "off" in page.locator("#register-message").inner_text()
+        assert page.locator("#register-form").count() == 0
+        link = requests.post(f"{server.url}/admin/users/erin/reset",
+                             headers={"Authorization": f"Bearer {server.root_token}"}).json()["url"]
+        page.goto(link)
+        assert page.locator("#reset-name").input_value() == "erin"
+        page.fill("#reset-password", PASSWORD)
+        page.fill("#reset-password2", PASSWORD)
+        page.click("#reset-form button[type=submit]")
+        page.wait_for_url(f"{server.url}/web/profile")
+        page.wait_for_selector("#account-password")
+        assert page.locator("#account-password").inner_text() == "set"
+        sign_out(page)
+        sign_in(page, server.url, "erin", PASSWORD)
+        assert page.url == f"{server.url}/web/"
+        sign_out(page)
+        sign_in(page, server.url, "erin", token)  # the token still signs in too
+        assert page.url == f"{server.url}/web/"
+    finally:
+        server.stop()
