@@ -30,10 +30,9 @@ import fcntl
 import json
 import os
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 LAUNCH = "launch.lock"
 SLOT = "report.slot"
@@ -106,9 +105,9 @@ def hold(root: Path, tries: int = 20) -> int:
     raise Busy(f"{root / LAUNCH} is held by another process")
 
 
-@dataclass(frozen=True)
-class LaunchState:
-    """What a job's launch record says (see the module's docstring)."""
+class LaunchState(NamedTuple):
+    """What a job's launch record says (see the module's docstring).  A NamedTuple, not a dataclass:
+    the wrapper imports this module at every job start, and dataclasses costs ~7 ms of import."""
 
     recorded: bool
     #: A live process holds the record's lock (the wrapper).
