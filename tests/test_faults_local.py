@@ -477,15 +477,16 @@ def _all_jobs(server: GunicornServer) -> dict[str, str]:
     return dict(JOBREF.findall(r.text))
 
 
-def test_kill_9_loop(tmp_path):
-    """Jobs created, launched and completed while the server is killed with SIGKILL again and again:
-    after the last restart every job settles, each that ran ran once, and its result is its own."""
+def test_kill_9_loop(tmp_path, database_url):
+    """Jobs created, launched and completed while the server is killed with SIGKILL again and again
+    (on SQLite and on PostgreSQL): after the last restart every job settles, each that ran ran once,
+    and its result is its own."""
     kills, per_round = (10, 20) if FULL else (3, 5)
     jdl = tmp_path / "jdl"
     jdl.mkdir()
     (jdl / "counted.json").write_text(json.dumps(COUNTED))
-    server = GunicornServer(tmp_path, workers=2, JDL_DIR=str(jdl), MAX_RUNNING_JOBS=6, LOG_LEVEL="WARNING",
-                            SERVICE_USER="root")
+    server = GunicornServer(tmp_path, workers=2, database_url=database_url, JDL_DIR=str(jdl), MAX_RUNNING_JOBS=6,
+                            LOG_LEVEL="WARNING", SERVICE_USER="root")
     texts: dict[str, str] = {}
     allowed = [0]  # how many jobs the clients may have created so far
     stop = threading.Event()

@@ -382,10 +382,13 @@ def test_provsap_view_across_jobs_with_depth(world, page):
             "OPUS.provgraph.cy.nodes('[kind = \"activity\"]').map((n) => n.data('label'))"))
 
     def redrawn(select: str, value: str):
-        before = page.evaluate("OPUS.provgraph.cy")
+        # A handle, not a value: serialising the Cytoscape instance to Python (cyclic, large) took
+        # minutes and could crash the renderer.
+        before = page.evaluate_handle("OPUS.provgraph.cy")
         page.select_option(select, value)
         page.wait_for_function("(old) => OPUS.provgraph.cy !== old && !document.getElementById('provenance')"
                                ".hasAttribute('aria-busy')", arg=before)
+        before.dispose()
 
     page.goto(page_of(world, third))
     page.wait_for_selector("#provenance[data-nodes]")

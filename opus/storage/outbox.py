@@ -44,12 +44,16 @@ class OutboxStore:
 
     def __init__(self, engine: Engine):
         self.engine = engine
+        # Write transactions take SQLite's write lock at BEGIN: a claim reads then updates, and a
+        # deferred transaction that must upgrade after another writer committed fails at once with
+        # "database is locked" instead of waiting (busy_timeout does not apply to an upgrade).
+        self._writer = engine.execution_options(sqlite_begin="IMMEDIATE")
 
     def add(self, kind: str, recipient: str, subject: str, body: str) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown outbox kind {kind!r}")
         now = to_db_time(utcnow())
-        with self.engine.begin() as conn:
+        with self._writer.begin() as conn:
             conn.execute(insert(outbox).values(kind=kind, recipient=recipient, subject=subject[:400],
                                                body=body, created=now, next_try=now, attempts=0))
 
@@ -63,7 +67,7 @@ class OutboxStore:
                or_(outbox.c.claim.is_(None), outbox.c.claimed < to_db_time(now - STALE_CLAIM))]
         if created_before is not None:
             due.append(outbox.c.created < to_db_time(created_before))
-        with self.engine.begin() as conn:
+        with self._writer.begin() as conn:
             ids = [r.id for r in conn.execute(select(outbox.c.id).where(and_(*due)).order_by(outbox.c.id)
                                               .limit(limit))]
             if not ids:
@@ -75,7 +79,7 @@ class OutboxStore:
         return [_message(r) for r in rows]
 
     def sent(self, ids: list[int], when: datetime) -> None:
-        with self.engine.begin() as conn:
+        with self._writer.begin() as conn:
             conn.execute(update(outbox).where(outbox.c.id.in_(ids)).values(sent=to_db_time(when), claim=None))
 
     def failed(self, ids: list[int], error: str, retry_at: datetime | None) -> None:
@@ -86,7 +90,7 @@ class OutboxStore:
             values["sent"] = to_db_time(utcnow())
         else:
             values["next_try"] = to_db_time(retry_at)
-        with self.engine.begin() as conn:
+        with self._writer.begin() as conn:
             conn.execute(update(outbox).where(outbox.c.id.in_(ids)).values(**values))
 
     def pending(self) -> list[Message]:
@@ -109,7 +113,7 @@ class OutboxStore:
         return found or None
 
     def set_email(self, uid: int, email: str | None) -> bool:
-        with self.engine.begin() as conn:
+        with self._writer.begin() as conn:
             return bool(conn.execute(update(users).where(users.c.uid == uid).values(email=email)).rowcount)
 
     def admin_emails(self) -> list[str]:
