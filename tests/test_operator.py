@@ -94,6 +94,24 @@ def test_granting_an_unknown_definition_is_refused(tmp_path, capsys):
     assert opus_main(["--settings", str(s), "user", "revoke", "alice", "nosuchdef"]) == 0  # revoking: always
 
 
+def test_the_editor_role_is_given_and_taken_on_the_command_line(tmp_path, capsys):
+    s = _settings_file(tmp_path / "s.py", DATA_DIR=str(tmp_path / "var"), JDL_DIR=str(REPO_ROOT / "jdl"),
+                       SERVICE_USER=_me())
+    assert opus_main(["--settings", str(s), "init"]) == 0
+    assert opus_main(["--settings", str(s), "user", "add", "carol", "--editor"]) == 0
+    assert opus_main(["--settings", str(s), "user", "add", "dave"]) == 0
+    from opus.auth.admin import UserAdmin
+    from opus.settings import load_settings
+    from opus.storage import create_engine_for
+    from opus.storage.userstore import UserStore
+    admin = UserAdmin(UserStore(create_engine_for(load_settings(str(s)).database_url), load_settings(str(s))))
+    assert admin.get("carol").is_editor and not admin.get("dave").is_editor
+    capsys.readouterr()
+    assert opus_main(["--settings", str(s), "user", "set", "carol", "--editor", "no"]) == 0
+    assert opus_main(["--settings", str(s), "user", "set", "dave", "--editor", "yes"]) == 0
+    assert not admin.get("carol").is_editor and admin.get("dave").is_editor
+
+
 def test_the_admin_api_refuses_granting_an_unknown_definition(api):
     root = signed_in_sessions(api, (("root", {"admin": True}), ("alice", {"jobdefs": "dummy"})))["root"]
     r = root.patch(f"{api.url}/admin/users/alice", json={"grant": ["nosuchdef"]})

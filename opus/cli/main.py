@@ -61,7 +61,7 @@ def _user(settings: Settings, args: argparse.Namespace) -> int:
                       JobDefinitionRegistry(settings.JDL_DIR).known)
     try:
         if args.action == "add":
-            user, token = admin.add(args.name, args.admin, args.jobdefs, args.max_jobs)
+            user, token = admin.add(args.name, args.admin, args.jobdefs, args.max_jobs, editor=args.editor)
             print(f"user {user.name!r} created; its token, shown only now:\n  {token}")
         elif args.action == "list":
             for u in admin.list():
@@ -77,7 +77,8 @@ def _user(settings: Settings, args: argparse.Namespace) -> int:
             print(f"user {args.name!r} may use: {' '.join(sorted(user.jobdefs)) or '(nothing)'}")
         elif args.action == "set":
             user = admin.update(args.name, admin=None if args.admin is None else args.admin == "yes",
-                                max_active_jobs=UNCHANGED if args.max_jobs is None else args.max_jobs)
+                                max_active_jobs=UNCHANGED if args.max_jobs is None else args.max_jobs,
+                                editor=None if args.editor is None else args.editor == "yes")
             print(json.dumps(user.public()))
         elif args.action == "delete":
             admin.delete(args.name)
@@ -125,6 +126,7 @@ def _add_user_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     add = actions.add_parser("add", help="create a user and print its token (once)")
     add.add_argument("name", help="the new user's name")
     add.add_argument("--admin", action="store_true", help="give the admin role")
+    add.add_argument("--editor", action="store_true", help="give the editor role (may propose job definitions)")
     add.add_argument("--jobdefs", default="*", help="job definitions allowed, comma-separated ('*': all)")
     add.add_argument("--max-jobs", type=int, default=None, help="limit of unfinished jobs (default: "
                      "DEFAULT_MAX_ACTIVE_JOBS)")
@@ -142,6 +144,8 @@ def _add_user_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     setp.add_argument("--max-jobs", type=int, default=None, help="the new limit of unfinished jobs")
     setp.add_argument("--admin", choices=("yes", "no"), default=None, help="give (yes) or take away (no) "
                       "the admin role")
+    setp.add_argument("--editor", choices=("yes", "no"), default=None, help="give (yes) or take away (no) "
+                      "the editor role (proposing job definitions)")
 
 
 def build_parser() -> argparse.ArgumentParser:
