@@ -171,14 +171,11 @@ def test_wait_is_capped_by_max_wait(make_server):
     server = make_server(MAX_WAIT=2)
     url = server.create("sleep", {"seconds": "0.5"})
     for wait in ("-1", "3600"):
-        start = time.monotonic()
+        # Answered instead of held the hour (or forever) asked for: an uncapped WAIT fails here by
+        # server.job's 90 s client timeout.  No clock is read: that a WAIT is held until its job
+        # changes (never returned early) is checked by bench/waiters.py's "returned early" count.
         job = server.job(url, WAIT=wait)
-        elapsed = time.monotonic() - start
         assert job["phase"] == "PENDING"
-        # The server held the request at least MAX_WAIT (nothing changed: load only lengthens that),
-        # and answered instead of holding it the hour (or forever) asked for: an uncapped WAIT fails
-        # here by server.job's 90 s client timeout.  How close to 2 s it returns is bench/'s business.
-        assert elapsed >= 1.8, f"WAIT={wait} with MAX_WAIT=2 returned after {elapsed:.2f} s"
 
 
 # ---- 3. parameter values never reach a shell as code ------------------------------------------------------
