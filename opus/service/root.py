@@ -56,6 +56,8 @@ class Root:
     sharing: SharingService
     #: The process that started the background work (a forked worker must start its own).
     _started_pid: int | None = field(default=None, init=False)
+    #: Set by ``stop``: a request that arrives while the server shuts down must not start it again.
+    _stopped: bool = field(default=False, init=False)
 
     @classmethod
     def build(cls, settings: Settings, manager_factory: ManagerFactory = make_manager) -> Root:
@@ -86,7 +88,7 @@ class Root:
     # ---- background work of a serving process --------------------------------------------------------
     def start(self) -> None:
         """Start listening for notifications, the manager and the maintenance task (once per process)."""
-        if self._started_pid == os.getpid():
+        if self._stopped or self._started_pid == os.getpid():
             return
         self._started_pid = os.getpid()
         self.settings.jobs_dir.mkdir(parents=True, exist_ok=True)
@@ -102,6 +104,8 @@ class Root:
             self.manager.wake()
 
     def stop(self) -> None:
+        """Stop the background work for good (a later ``start`` does nothing)."""
+        self._stopped = True
         self.notifications.stop()
         self.maintenance.stop()
         self.manager.stop()
