@@ -90,7 +90,22 @@ users = Table(
     # A pending password reset: SHA-256 (hex) of the one-time code an admin issued, and its expiry.
     Column("reset_hash", String(64)),
     Column("reset_expires", DateTime),
+    # ---- groups (migration 0009) ----
+    # Space-separated names of the user's groups (an admin's, or the identity provider's groups claim).
+    Column("groups", Text, nullable=False, default=""),
     sqlite_autoincrement=True,
+)
+
+# Which user an OpenID Connect identity signs in as (migration 0009): (issuer, subject) is the stable
+# identity of the provider's user; it goes with its OPUS user.
+oidc_identities = Table(
+    "oidc_identities", metadata,
+    Column("issuer", String(255), primary_key=True),
+    Column("subject", String(255), primary_key=True),
+    Column("uid", Integer, ForeignKey("users.uid", ondelete="CASCADE"), nullable=False),
+    Column("created", DateTime, nullable=False),
+    Column("last_signin", DateTime, nullable=False),
+    Index("ix_oidc_identities_uid", "uid"),
 )
 
 # Named service tokens of a user (applications, scripts): a scope and an expiry each; the token is
