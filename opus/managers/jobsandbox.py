@@ -45,7 +45,10 @@ import shutil
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 #: Read-only system trees, and the merged-/usr links (kept as links when they are links).
 SYSTEM_TREES = ("/usr", "/etc", "/opt")
@@ -214,20 +217,22 @@ class Sandbox:
         return out
 
 
-def group_members(pgid: int) -> list[tuple[int, bytes]]:
-    """(pid, state letter) of every process of process group ``pgid``, read from /proc."""
-    members = []
+def _processes() -> Iterator[tuple[int, list[bytes]]]:
+    """(pid, fields of /proc/<pid>/stat after the command name: state, ppid, pgrp, ...) of every
+    process that still exists while /proc is read."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
+                yield int(entry), f.read().rsplit(b")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        if int(fields[2]) == pgid:
-            members.append((int(entry), fields[0]))
-    return members
+
+
+def group_members(pgid: int) -> list[tuple[int, bytes]]:
+    """(pid, state letter) of every process of process group ``pgid``, read from /proc."""
+    return [(pid, fields[0]) for pid, fields in _processes() if int(fields[2]) == pgid]
 
 
 def terminate(outer_pid: int, sig: int = signal.SIGTERM) -> None:
@@ -258,17 +263,7 @@ def become_subreaper() -> None:
 def kill_descendants(ancestor: int) -> None:
     """SIGKILL every live descendant of ``ancestor`` (read from /proc), whatever its session."""
     for _ in range(10):  # a process may fork while we look: look again until none is left
-        parents: dict[int, int] = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    fields = f.read().rsplit(b")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if fields[0] != b"Z":
-                parents[int(entry)] = int(fields[1])
+        parents = {pid: int(fields[1]) for pid, fields in _processes() if fields[0] != b"Z"}
         found = [pid for pid in parents if _descends(pid, ancestor, parents)]
         if not found:
             return
