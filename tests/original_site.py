@@ -170,10 +170,10 @@ def build(root: Path) -> Path:
     db.close()
     client = sqlite3.connect(var / "db" / "flask_login.db")
     client.executescript(CLIENT_SCHEMA)
-    client.execute("INSERT INTO role VALUES (1, 'admin', ''), (2, 'user', '')")
+    client.execute("INSERT INTO role VALUES (1, 'admin', ''), (2, 'user', ''), (3, 'job_definition', '')")
     client.execute("INSERT INTO user VALUES (1, 'opus-admin', '', '', 1, 'u1', NULL), "
                    "(2, 'alice@example.org', '', '', 1, 'u2', NULL)")
-    client.execute("INSERT INTO roles_users VALUES (1, 1), (2, 2)")
+    client.execute("INSERT INTO roles_users VALUES (1, 1), (2, 2), (2, 3)")
     client.commit()
     client.close()
     return settings

@@ -95,6 +95,9 @@ def _check_site(server, tokens: dict[str, str]) -> None:
     users = {u["name"]: u for u in admin.get(f"{server.url}/admin/users").json()["users"]}
     assert "admin" in users["opus-admin"]["roles"]
     assert users["alice@example.org"]["jobDefinitions"] == ["test_activity_1", "test_activity_2"]
+    # The web client's job_definition role is the editor role; its accounts were named by e-mail.
+    assert users["alice@example.org"]["roles"] == ["editor", "user"] and "editor" not in users["bob"]["roles"]
+    assert users["alice@example.org"]["email"] == "alice@example.org" and users["bob"]["email"] is None
     assert users["bob"]["enabled"] is False and users["bob"]["jobDefinitions"] == ["test_activity_2"]
     assert bob.get(f"{server.url}/rest/test_activity_2").status_code == 401  # disabled, as in the original
 

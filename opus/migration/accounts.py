@@ -4,7 +4,10 @@
   user may use; with the original's ``CHECK_PERMISSIONS = False`` (its default) nobody was checked,
   so every user may use every definition ("*").
 * The original's ``ADMIN_NAME``, and the web client's accounts with its ``admin`` role
-  (``db/flask_login.db``), become admins.
+  (``db/flask_login.db``), become admins; its ``job_definition`` role (who could propose
+  definitions) becomes the editor role.
+* The web client named its accounts by e-mail address: a user whose name is a valid address gets it
+  as their e-mail (notifications go there).
 * ``active`` becomes ``enabled``.
 * Tokens do not come across: the original stored them in clear and they have another form.  Each
   imported user gets a new token, written once to the tokens file (mode 0600) for the operator to
@@ -18,7 +21,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from opus.auth.accounts import check_email
 from opus.auth.users import USER_NAME, User, new_token
+from opus.errors import BadRequest
 from opus.migration.report import Report
 from opus.migration.site import OriginalSite, parse_time, truthy
 from opus.storage.userstore import UserExists, UserStore
@@ -41,6 +46,14 @@ def _jobdefs(roles: object, check_permissions: bool, known: set[str], name: str,
     return kept
 
 
+def _email(name: str) -> str | None:
+    """The user's e-mail address when its name is one (the web client named accounts by address)."""
+    try:
+        return check_email(name) if "@" in name else None
+    except BadRequest:
+        return None
+
+
 class Accounts:
     """Imports users; ``owner(name)`` is then (owner_id, owner_key) for the original's owner name."""
 
@@ -50,6 +63,7 @@ class Accounts:
         self.report = report
         self.keys: dict[str, tuple[str | None, str | None]] = {}
         self.new_tokens: list[tuple[str, str]] = []
+        self.editors: set[str] = set()
 
     def owner(self, name: object) -> tuple[str | None, str | None] | None:
         """(owner_id, owner_key) of an original owner; None: the owner could not be imported."""
@@ -59,7 +73,9 @@ class Accounts:
         return self.keys.get(text)
 
     def import_users(self, site: OriginalSite, known_jobdefs: set[str], owners: set[str]) -> None:
-        admins = {str(site.settings["ADMIN_NAME"])} | site.client_admins()
+        client = site.client_roles()
+        admins = {str(site.settings["ADMIN_NAME"])} | {n for n, roles in client.items() if "admin" in roles}
+        self.editors = {n for n, roles in client.items() if "job_definition" in roles}
         check = truthy(site.settings.get("CHECK_PERMISSIONS"))
         rows = {str(r["name"]): r for r in site.rows("users") if r.get("name")}
         for name in sorted(set(rows) & set(ANONYMOUS + INTERNAL)):
@@ -85,8 +101,10 @@ class Accounts:
             return
         active = row.get("active")
         user = User(name=name, is_admin=admin, enabled=True if active is None else truthy(active), jobdefs=jobdefs,
-                    created=parse_time(row.get("first_connection")) or utcnow())
-        rights = "admin" if admin else (" ".join(sorted(jobdefs)) or "no definition")
+                    created=parse_time(row.get("first_connection")) or utcnow(),
+                    is_editor=name in self.editors, email=_email(name))
+        rights = "admin" if admin else (" ".join(sorted(jobdefs)) or "no definition") \
+            + (", editor" if user.is_editor else "")
         if self.report.dry_run:
             self.keys[name] = (name, f"user:(new {name})")
         else:

@@ -74,7 +74,7 @@ class OriginalSite:
     _engine: Engine | None = field(default=None, repr=False)
 
     @classmethod
-    def open(cls, source: str | Path) -> "OriginalSite":
+    def open(cls, source: str | Path) -> OriginalSite:
         found, app_path, origin = _locate(Path(source))
         settings = {**DEFAULTS, **found}
         var = Path(str(settings["VAR_PATH"]))
@@ -127,21 +127,25 @@ class OriginalSite:
                 return []
             raise ConfigurationError(f"cannot read the original's database: {message}") from None
 
-    def client_admins(self) -> set[str]:
-        """E-mails with the 'admin' role in the original web client's account database, if any."""
+    def client_roles(self) -> dict[str, set[str]]:
+        """The roles ("admin", "job_definition", ...) of each account of the original web client's
+        account database (``db/flask_login.db``, accounts named by e-mail), if there is one."""
         path = self.var / "db" / "flask_login.db"
         if not path.is_file():
-            return set()
-        sql = ("SELECT u.email FROM user u JOIN roles_users ru ON ru.user_id = u.id "
-               "JOIN role r ON r.id = ru.role_id WHERE r.name = 'admin'")
+            return {}
+        sql = ("SELECT u.email, r.name FROM user u JOIN roles_users ru ON ru.user_id = u.id "
+               "JOIN role r ON r.id = ru.role_id")
+        found: dict[str, set[str]] = {}
         try:
             engine = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
             with engine.connect() as conn:
-                found = {str(r[0]) for r in conn.execute(text(sql)) if r[0]}
+                for email, role in conn.execute(text(sql)):
+                    if email and role:
+                        found.setdefault(str(email), set()).add(str(role))
             engine.dispose()
-            return found
         except SQLAlchemyError:
-            return set()
+            return {}
+        return found
 
     def close(self) -> None:
         if self._engine is not None:
