@@ -34,6 +34,10 @@ class Phase(str, Enum):
 
 
 #: Characters XML 1.0 cannot carry: values holding them are refused (UWS documents must parse).
+#: A job's or an entity's id: 16 hexadecimal digits when made here; ``opus migrate`` keeps the original
+#: OPUS's ids, which were shorter (6 hexadecimal digits by default): at most 32 of these characters.
+ID_PATTERN = "[A-Za-z0-9_-]{1,32}"
+ID_RE = re.compile(f"^{ID_PATTERN}\\Z")
 NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 #: Phases in which a WAIT may block (UWS-57).

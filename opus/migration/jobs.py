@@ -15,7 +15,6 @@ was queued or running in the original cannot go on here: it is imported as ERROR
 from __future__ import annotations
 
 import hashlib
-import re
 import shutil
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -36,9 +35,9 @@ from opus.storage.jobfiles import JobFiles, write_json
 from opus.storage.rows import to_db_time
 from opus.storage.tables import entities, jobs, parameters, results, used
 from opus.timeutil import utcnow
-from opus.uws import AT_REST, Phase
+from opus.uws import AT_REST, ID_RE, Phase
 
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}\Z")
+_ID = ID_RE
 #: job_results rows the original added for what this server serves itself.
 SERVED_HERE = {"stdout", "stderr", "provjson", "provxml", "provsvg"}
 #: The original's control parameters, kept as the job's own fields (runId, executionDuration...).

@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TypedDict
 
+from opus import uws
 from opus.errors import BadRequest
 
 #: A request's query items: (name, value), names as sent.
@@ -29,7 +29,7 @@ DIRECTIONS = ("BACK", "FORTH")
 #: The original OPUS's spellings (deprecated, docs/migration.md): DIRECTION=FORWARD.
 _DIRECTION_ALIASES = {"FORWARD": "FORTH"}
 #: A job or entity id: 16 hexadecimal digits, or an id kept from the original OPUS by `opus migrate`.
-ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}\Z")
+ID_RE = uws.ID_RE
 MAX_IDS = 100
 MAX_DEPTH = 1_000_000
 _TRUE = ("true", "yes", "1")

@@ -6,11 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 from opus.settings import Settings
-from opus.uws import Phase
+from opus.uws import ID_PATTERN, Phase
 
 Doc = dict[str, Any]
 PHASES = [p.value for p in Phase]
-JOB_ID_PATTERN = "^[0-9a-f]{16}$"
+#: A job's or an entity's id (opus.uws.ID_PATTERN): 16 hex digits here, shorter for ids kept by opus migrate.
+ID_SCHEMA: dict[str, Any] = {"type": "string", "pattern": f"^{ID_PATTERN}$",
+                             "description": "16 hexadecimal digits; an id kept from the original OPUS by "
+                                            "`opus migrate` may be shorter"}
+JOB_ID_PATTERN = ID_SCHEMA["pattern"]
 #: A job parameter's name (opus.service.submission.PARAM_NAME) and a value XML can carry (opus.uws.NOT_XML_CHAR).
 PARAMETER_NAME = "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
 XML_TEXT = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\ufffe\\uffff]*$"

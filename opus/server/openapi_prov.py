@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from opus.provenance.options import FORMATS, MAX_DEPTH, MAX_IDS
-from opus.server.openapi_parts import STRING, Doc, errors
+from opus.server.openapi_parts import ID_SCHEMA, STRING, Doc, errors
 
 TAG = "Provenance"
-ID = {"type": "string", "pattern": "^[0-9a-fA-F]{16}$"}
+ID = ID_SCHEMA
 _SPELLINGS = sorted({s for _ctype, spellings in FORMATS.values() for s in spellings})
 _ANY_CASE = "case-insensitive; "
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from opus.server.openapi_parts import STRING, Doc, errors
+from opus.server.openapi_parts import ID_SCHEMA, STRING, Doc, errors
 
 TAG = "Result store"
-ENTITY_ID = {"type": "string", "pattern": "^[0-9a-f]{16}$"}
+ENTITY_ID = ID_SCHEMA
 
 
 def _file() -> Doc:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from opus.server.openapi_parts import STRING, Doc, errors
+from opus.server.openapi_parts import ID_SCHEMA, STRING, Doc, errors
 
 TAG = "Web client"
 HTML = {"text/html": {"schema": STRING}}
-JOB_ID = {"type": "string", "pattern": "^[0-9a-f]{16}$"}
+JOB_ID = ID_SCHEMA
 
 
 def _page(op_id: str, summary: str, *codes: int, parameters: list[Doc] | None = None) -> Doc:

@@ -6,17 +6,16 @@ files, the files' base (``opus.server.files.files_base_url``, RESULTS_BASE_URL w
 
 from __future__ import annotations
 
-import re
 from urllib.parse import quote
+
+from opus.uws import ID_PATTERN, ID_RE
 
 #: The route rules of the UWS tree (bottle syntax).
 JOB_LIST_RULE = "/rest/<jobname>"
 JOB_RULE = "/rest/<jobname>/<job_id>"
-#: An entity of the result store: its id is 16 hexadecimal digits, or one kept from the original OPUS
-#: by ``opus migrate`` (its ids were shorter: 6 hexadecimal digits by default; at most 32 characters here).
-ENTITY_ID_PATTERN = "[A-Za-z0-9_-]{1,32}"
-ENTITY_ID_RE = re.compile(f"^{ENTITY_ID_PATTERN}\\Z")
-ENTITY_RULE = f"/store/<entity_id:re:{ENTITY_ID_PATTERN}>"
+#: An entity of the result store (its id: ``opus.uws.ID_PATTERN``).
+ENTITY_ID_RE = ID_RE
+ENTITY_RULE = f"/store/<entity_id:re:{ID_PATTERN}>"
 
 
 def job_list(base: str, jobname: str) -> str:

@@ -32,11 +32,10 @@ from opus.jobdef.model import UsedDescription, describe_multiplicity, multiplici
 from opus.managers.staging import HTTP_URL as _HTTP
 from opus.settings import Settings
 from opus.storage.entitystore import EntityStore
-from opus.uws import Parameter
-
+from opus.uws import ID_PATTERN, Parameter
 
 #: An entity of this server's result store, by URL: <base>/store/<id>[/<file name>] or <base>/store?ID=<id>.
-_STORE = re.compile(r"^/store(?:/([A-Za-z0-9_-]{1,32})(?:/[^/?#]*)?|\?ID=([A-Za-z0-9_-]{1,32}))\Z")
+_STORE = re.compile(f"^/store(?:/({ID_PATTERN})(?:/[^/?#]*)?|\\?ID=({ID_PATTERN}))\\Z")
 _IDENTIFIER = re.compile(r"^[^\s\x00-\x1f]{1,1024}\Z")
 
 
