@@ -24,20 +24,16 @@ import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import requests
+from browser import checked_context, launch, sign_in
 from helpers import wait_final, wait_for
 
 from opus.settings import REPO_ROOT, Settings
 from opus.weblibs import LOCK_NAME, packages, read_lock
 
-playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]'")
-
 VENV_PYTHON = Path(sys.executable)
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 
 
 def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -175,35 +171,18 @@ def test_the_installed_package_serves_every_page_with_its_assets(site):
     assert http.get(f"{job_url}/results/output").text.strip() == "from the wheel"
     job_id = job_url.rsplit("/", 1)[1]
 
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("Debian's chromium is missing: scripts/setup.sh --test installs it")
     answers: list[tuple[int, str]] = []
-    problems: list[str] = []
-    host = urlsplit(url).netloc
-    with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
-        context.set_default_timeout(20_000)
-        context.route("**/*", lambda route: route.continue_() if urlsplit(route.request.url).netloc == host
-                      else (problems.append(f"outside request {route.request.url}"), route.abort()))
+    with launch() as browser, checked_context(browser, url) as context:
         page = context.new_page()
         page.on("response", lambda resp: answers.append((resp.status, resp.url)))
-        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
         # The admin's token, printed by `opus init`, signs the browser in for the admin page.
-        page.goto(f"{url}/web/signin")
-        page.fill("#signin-name", "admin")
-        page.fill("#signin-token", site["token"])
-        page.click("#signin-form button[type=submit]")
-        page.wait_for_selector(".definition")
+        sign_in(page, url, "admin", site["token"], ready=".definition")
         for path in ("/web/", "/web/jobs", "/web/jobs/dummy", f"/web/jobs/dummy/{job_id}", "/web/new/dummy",
                      "/web/editor", "/web/admin"):
             page.goto(url + path)
             page.wait_for_load_state("networkidle")
             styled = page.evaluate("getComputedStyle(document.body).fontFamily")
             assert "system-ui" in styled or "apple-system" in styled, (path, styled)  # Bootstrap's CSS applied
-        browser.close()
-    assert not problems, problems
     assets = [(s, u) for s, u in answers if "/web/lib/" in u or "/web/static/" in u]
     assert any("/web/lib/bootstrap/" in u for _, u in assets) and any("/web/lib/codemirror/" in u for _, u in assets)
     assert [(s, u) for s, u in assets if s not in (200, 304)] == [], "assets not served"

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 import requests
+from browser import checked_context, launch, sign_in
 from conftest import ApiServer, make_settings, signed_in_sessions
 from helpers import wait_final, wait_for
 from notifywiring import wire
@@ -174,7 +175,6 @@ def test_a_job_shared_with_a_user_is_readable_by_them_and_changeable_by_no_one_e
 # ---- the job page: the Share button, and SAMP sending share links (Debian's Chromium) -----------------
 def test_the_job_pages_share_button_makes_a_link_that_works_without_signing_in(tmp_path):
     from conftest import LiveServer
-    from test_web_e2e import TIMEOUT, Watch
 
     from opus.auth.admin import UserAdmin
     server = LiveServer(make_settings(tmp_path, ALLOW_ANONYMOUS=False))
@@ -184,49 +184,28 @@ def test_the_job_pages_share_button_makes_a_link_that_works_without_signing_in(t
         alice = requests.Session()
         alice.auth = ("alice", token)
         job_url = run(alice, server.url, "dummy", {"text": "seen through a link"})
-        _browser_share(server, token, job_url, Watch, TIMEOUT)
+        _browser_share(server, token, job_url)
     finally:
         notifications.stop()
         server.stop()
 
 
-def _browser_share(server, token, job_url, watch_class, timeout):
-    import shutil
-    from urllib.parse import urlsplit
-
-    from playwright.sync_api import sync_playwright
-    from test_web_e2e import ARGS
-
-    watch = watch_class({urlsplit(server.url).netloc})
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
-        try:
-            context = browser.new_context()
-            context.set_default_timeout(timeout)
-            context.route("**/*", watch.guard)
-            context.on("page", watch.attach)
-            page = context.new_page()
-            page.goto(f"{server.url}/web/signin")
-            page.fill("#signin-name", "alice")
-            page.fill("#signin-token", token)
-            page.click("#signin-form button[type=submit]")
-            page.wait_for_selector("#definitions:not([aria-busy])")
-            page.goto(job_url.replace("/rest/", "/web/jobs/", 1))
-            page.locator("[data-result=output] .share-button").click()
-            link = page.locator("[data-result=output] input.share-link")
-            link.wait_for()
-            url = link.input_value()
-            assert url.startswith(f"{server.url}/share/") and url.endswith("/output.txt")
-            assert requests.get(url).text == "seen through a link\n"  # no credentials
-            assert requests.get(job_url).status_code == 401
-            # what the SAMP button sends: a link of its own (a day), usable by a tool without the session
-            entity = next(e.entity_id for e in server.services.entities.generated_by([job_url.rsplit("/", 1)[1]]))
-            samp_url = page.evaluate(f"OPUS.samp.shareLink('{entity}')")
-            assert samp_url != url and requests.get(samp_url).text == "seen through a link\n"
-            links = requests.get(f"{server.url}/share", auth=("alice", token)).json()["links"]
-            spans = sorted((parse_instant(x["expires"]) - parse_instant(x["created"])).days for x in links)
-            assert spans == [1, 7]
-            context.close()
-        finally:
-            browser.close()
-    watch.check()
+def _browser_share(server, token, job_url):
+    with launch() as browser, checked_context(browser, server.url) as context:
+        page = context.new_page()
+        sign_in(page, server.url, "alice", token)
+        page.goto(job_url.replace("/rest/", "/web/jobs/", 1))
+        page.locator("[data-result=output] .share-button").click()
+        link = page.locator("[data-result=output] input.share-link")
+        link.wait_for()
+        url = link.input_value()
+        assert url.startswith(f"{server.url}/share/") and url.endswith("/output.txt")
+        assert requests.get(url).text == "seen through a link\n"  # no credentials
+        assert requests.get(job_url).status_code == 401
+        # what the SAMP button sends: a link of its own (a day), usable by a tool without the session
+        entity = next(e.entity_id for e in server.services.entities.generated_by([job_url.rsplit("/", 1)[1]]))
+        samp_url = page.evaluate(f"OPUS.samp.shareLink('{entity}')")
+        assert samp_url != url and requests.get(samp_url).text == "seen through a link\n"
+        links = requests.get(f"{server.url}/share", auth=("alice", token)).json()["links"]
+        spans = sorted((parse_instant(x["expires"]) - parse_instant(x["created"])).days for x in links)
+        assert spans == [1, 7]

@@ -10,7 +10,7 @@ pages' CSP does not govern, so the pages are tested with their real CSP.
 * The form and the job page can be used with the keyboard alone: a test tabs to a field, types,
   tabs to "Create and run" and presses Enter, then reaches the job page's actions by Tab.
 
-Like tests/test_web_e2e.py: Debian's Chromium, fails on a console error, an uncaught exception, a 5xx
+Like every browser test (tests/browser.py): Debian's Chromium, fails on a console error, an uncaught exception, a 5xx
 or a request to another host; screenshots under ``$OPUS_ARTIFACTS_DIR/screenshots``.
 """
 
@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from urllib.parse import urlsplit
 
 import pytest
 import requests
+from browser import DESKTOP, PHONE, axe_violations, launch, require_axe, shoot, signed_in_context, watched_context
 from conftest import LiveServer, make_settings, run_job
 from helpers import wait_phase
 
@@ -30,13 +30,7 @@ from opus.auth.admin import UserAdmin
 from opus.settings import REPO_ROOT
 from opus.storage.userstore import UserStore
 
-playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]'")
-from test_web_e2e import ARGS, DESKTOP, PHONE, TIMEOUT, Watch, shoot  # noqa: E402
-
-AXE = REPO_ROOT / "node_modules" / "axe-core" / "axe.min.js"
 SHIPPED = sorted(p.stem for p in (REPO_ROOT / "jdl").glob("*.json"))
-#: The impacts that fail a page.
-BLOCKING = ("serious", "critical")
 
 
 @pytest.fixture(scope="module")
@@ -60,35 +54,14 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("Debian's chromium is missing: scripts/setup.sh --test installs it")
-    if not AXE.exists():
-        pytest.fail("node_modules/axe-core is missing: run npm ci (scripts/setup.sh does)")
-    with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=ARGS)
-        yield browser
-        browser.close()
+    """browser.py's, failing first when axe-core is missing."""
+    require_axe()
+    with launch() as chromium:
+        yield chromium
 
 
-def _context(world, browser, viewport, scheme="light"):
-    watch = Watch({urlsplit(world.url).netloc})
-    context = browser.new_context(viewport=viewport, color_scheme=scheme)
-    context.set_default_timeout(TIMEOUT)
-    context.route("**/*", watch.guard)
-    context.on("page", watch.attach)
-    context.watch = watch
-    return context
-
-
-def _sign_in(context, world, name: str) -> None:
-    page = context.new_page()
-    page.goto(f"{world.url}/web/signin")
-    page.fill("#signin-name", name)
-    page.fill("#signin-token", world.tokens[name])
-    page.click("#signin-form button[type=submit]")
-    page.wait_for_selector(".definition")
-    page.close()
+def _signed_in(world, browser, name: str, viewport: dict, scheme: str = "light"):
+    return signed_in_context(browser, world.url, name, world.tokens[name], viewport=viewport, color_scheme=scheme)
 
 
 #: The dark theme: opus.css gives outline buttons and secondary links AA contrast there.
@@ -100,22 +73,10 @@ def admin_context(request, world, browser):
     """A context signed in as the admin (every page is open to it), at desktop or phone width, in
     the light theme or (the system preferring it, the pages' default "auto" theme) the dark one."""
     viewport = PHONE if request.param == "phone" else DESKTOP
-    context = _context(world, browser, viewport, "dark" if request.param.endswith("dark") else "light")
+    context = _signed_in(world, browser, "root", viewport, "dark" if request.param.endswith("dark") else "light")
     context.width = request.param
-    _sign_in(context, world, "root")
     yield context
     context.close()
-
-
-def axe_violations(page) -> list[dict]:
-    """Serious and critical axe-core violations of the page as it is (WCAG 2.x A and AA, best practices)."""
-    page.evaluate(AXE.read_text(encoding="utf-8"))
-    result = page.evaluate("""async () => {
-      const r = await axe.run(document, {resultTypes: ["violations"]});
-      return r.violations.map((v) => ({id: v.id, impact: v.impact, help: v.help,
-        nodes: v.nodes.map((n) => n.target.join(" ") + ": " + n.failureSummary.split("\\n").slice(0, 2).join(" "))}));
-    }""")
-    return [v for v in result if v["impact"] in BLOCKING]
 
 
 def _pages(world) -> list[tuple[str, str, str]]:
@@ -165,7 +126,7 @@ def test_every_page_has_no_serious_axe_violation(world, admin_context):
 
 def test_sign_in_page_has_no_serious_axe_violation(world, browser):
     for viewport in (DESKTOP, PHONE):
-        context = _context(world, browser, viewport)
+        context = watched_context(browser, world.url, viewport=viewport)
         context.watch.allowed = re.compile(r"status of 401")
         page = context.new_page()
         page.goto(f"{world.url}/web/")  # anonymous: 401 with the sign-in form
@@ -190,8 +151,7 @@ def _tab_to(page, selector: str, limit: int = 80) -> None:
 
 def test_keyboard_only_form_then_job_page(world, browser):
     """Tab to the field, type, Tab to "Create and run", Enter; then the job page by Tab and Enter."""
-    context = _context(world, browser, DESKTOP)
-    _sign_in(context, world, "alice")
+    context = _signed_in(world, browser, "alice", DESKTOP)
     page = context.new_page()
     page.goto(f"{world.url}/web/new/dummy")
     page.wait_for_selector("#job-form[data-ready]")

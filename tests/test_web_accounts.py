@@ -1,27 +1,22 @@
 """Accounts in the browser (issue 17): register in each mode, sign in with a password, change it, see
 and replace one's token, make and revoke a service token.  Debian's Chromium driven by Playwright
-against a live server (fixtures as in tests/test_web_e2e.py).  Each test fails on an uncaught
-exception in a page, on any 5xx answer and on any request to another host.
+against a live server (tests/browser.py).  Each test fails on a console error (but those a step
+expects), an uncaught exception in a page, any 5xx answer and any request to another host.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
-from urllib.parse import urlsplit
 
 import pytest
 import requests
+from browser import fill_sign_in, watched_context
+from browser import browser  # noqa: F401  (a fixture)
 from conftest import LiveServer, make_settings
 
 from opus.auth.admin import UserAdmin
 from opus.server import account_routes
 
-playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]'")
-
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-TIMEOUT = 20_000
 CHEAP = {"PASSWORD_HASH_TIME_COST": 1, "PASSWORD_HASH_MEMORY_COST": 1024}
 PASSWORD = "a long enough password"
 
@@ -34,38 +29,20 @@ def make_server(tmp_path, mode: str) -> LiveServer:
     return server
 
 
-@pytest.fixture(scope="module")
-def browser():
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("Debian's chromium is missing: scripts/setup.sh --test installs it")
-    with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=ARGS)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
-def context_for(browser):
-    """Browser contexts on a server's host only; page errors and 5xx answers fail the test."""
-    made, problems = [], []
+def context_for(browser):  # noqa: F811
+    """Watched browser contexts (tests/browser.py) on a server's host only, checked after the test."""
+    made = []
 
     def make(server):
-        host = urlsplit(server.url).netloc
-        context = browser.new_context()
-        context.set_default_timeout(TIMEOUT)
-        context.route("**/*", lambda route: route.continue_() if urlsplit(route.request.url).netloc == host
-                      else (problems.append(route.request.url), route.abort()))
-        context.on("page", lambda page: (
-            page.on("pageerror", lambda e: problems.append(f"page error: {e}")),
-            page.on("response", lambda r: r.status >= 500 and problems.append(f"HTTP {r.status} {r.url}"))))
-        made.append(context)
-        return context
+        made.append(watched_context(browser, server.url))
+        return made[-1]
 
     yield make
     for context in made:
         context.close()
-    assert not problems, problems
+    for context in made:
+        context.watch.check()
 
 
 def register(page, url: str, name: str, password: str = PASSWORD) -> None:
@@ -79,9 +56,7 @@ def register(page, url: str, name: str, password: str = PASSWORD) -> None:
 
 def sign_in(page, url: str, name: str, secret: str) -> None:
     page.goto(f"{url}/web/signin")
-    page.fill("#signin-name", name)
-    page.fill("#signin-token", secret)
-    page.click("#signin-form button[type=submit]")
+    fill_sign_in(page, name, secret)
     page.wait_for_load_state()
 
 
@@ -92,8 +67,9 @@ def sign_out(page) -> None:
 
 def test_open_registration_password_token_and_service_tokens(tmp_path, context_for):
     server = make_server(tmp_path, "open")
+    context = context_for(server)
     try:
-        page = context_for(server).new_page()
+        page = context.new_page()
         register(page, server.url, "carol")
         page.wait_for_url(f"{server.url}/web/profile")
         page.wait_for_selector("#account-name")
@@ -126,24 +102,28 @@ def test_open_registration_password_token_and_service_tokens(tmp_path, context_f
         page.wait_for_selector("#service-tokens tr[data-token]", state="detached")
         assert requests.get(f"{server.url}/rest/dummy", headers=bearer).status_code == 401
         sign_out(page)
-        sign_in(page, server.url, "carol", PASSWORD)
+        with context.watch.allowing(r"status of 401"):  # the browser logs the refused sign-in
+            sign_in(page, server.url, "carol", PASSWORD)
         assert page.locator("#signin-form").is_visible()  # the old password no longer works
         sign_in(page, server.url, "carol", "another long password")
         assert page.url == f"{server.url}/web/"
         assert page.locator("#opus-user").inner_text().startswith("carol")
     finally:
+        context.close()  # before the server: its pending requests would end in errors
         server.stop()
 
 
 def test_approved_registration_then_an_admin_enables_the_account(tmp_path, context_for):
     server = make_server(tmp_path, "approved")
+    context = context_for(server)
     try:
-        page = context_for(server).new_page()
+        page = context.new_page()
         page.goto(f"{server.url}/web/register")
         assert page.locator("#register-approval-note").is_visible()
         register(page, server.url, "dave")
         assert "must approve" in page.locator("#register-done").inner_text()
-        sign_in(page, server.url, "dave", PASSWORD)
+        with context.watch.allowing(r"status of 401"):  # not approved yet: refused
+            sign_in(page, server.url, "dave", PASSWORD)
         assert page.locator("#signin-form").is_visible()
         r = requests.patch(f"{server.url}/admin/users/dave", json={"enabled": True},
                            headers={"Authorization": f"Bearer {server.root_token}"})
@@ -151,15 +131,18 @@ def test_approved_registration_then_an_admin_enables_the_account(tmp_path, conte
         sign_in(page, server.url, "dave", PASSWORD)
         assert page.url == f"{server.url}/web/"
     finally:
+        context.close()  # before the server: its pending requests would end in errors
         server.stop()
 
 
 def test_registration_off_and_a_reset_link(tmp_path, context_for):
     server = make_server(tmp_path, "off")
+    context = context_for(server)
     try:
         _, token = UserAdmin(server.services.users).add("erin")
-        page = context_for(server).new_page()
-        page.goto(f"{server.url}/web/register")
+        page = context.new_page()
+        with context.watch.allowing(r"status of 403"):  # the page says why, with a 403
+            page.goto(f"{server.url}/web/register")
         assert "off" in page.locator("#register-message").inner_text()
         assert page.locator("#register-form").count() == 0
         link = requests.post(f"{server.url}/admin/users/erin/reset",
@@ -179,4 +162,5 @@ def test_registration_off_and_a_reset_link(tmp_path, context_for):
         sign_in(page, server.url, "erin", token)  # the token still signs in too
         assert page.url == f"{server.url}/web/"
     finally:
+        context.close()  # before the server: its pending requests would end in errors
         server.stop()

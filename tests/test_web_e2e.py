@@ -8,29 +8,19 @@ intercepted), and on any 5xx answer.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import requests
+from browser import Watch, checked_context, checked_page, fill_sign_in, shoot, sign_in, watched_context
+from browser import browser  # noqa: F401  (a fixture)
 from conftest import LiveServer, make_settings
 
-from opus.settings import REPO_ROOT
-from opus.storage.userstore import UserStore
 from opus.auth.admin import UserAdmin
-playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]'")
-
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-SHOTS = Path(os.environ.get("OPUS_ARTIFACTS_DIR") or REPO_ROOT / "test-artifacts") / "screenshots"
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
-TIMEOUT = 20_000
+from opus.storage.userstore import UserStore
 
 
 class SitePage(BaseHTTPRequestHandler):
@@ -99,90 +89,28 @@ def world(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("Debian's chromium is missing: scripts/setup.sh --test installs it")
-    with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=ARGS)
-        yield browser
-        browser.close()
-
-
-class Watch:
-    """What a context's pages did wrong: console errors, page errors, outside requests, 5xx."""
-
-    def __init__(self, hosts: set[str]):
-        self.hosts = hosts
-        self.errors: list[str] = []
-        self.outside: list[str] = []
-        self.allowed = re.compile(r"(?!)")  # console errors a test expects (none by default)
-
-    def guard(self, route):
-        url = route.request.url
-        if urlsplit(url).netloc in self.hosts:
-            route.continue_()
-        else:
-            self.outside.append(url)
-            route.abort()
-
-    def attach(self, page):
-        page.on("console", lambda m: m.type == "error" and not self.allowed.search(m.text)
-                and self.errors.append(f"console: {m.text} ({page.url})"))
-        page.on("pageerror", lambda e: self.errors.append(f"page error: {e} ({page.url})"))
-        page.on("response", lambda r: r.status >= 500 and self.errors.append(f"HTTP {r.status}: {r.url}"))
-
-    def check(self):
-        assert not self.outside, f"requests to other hosts: {self.outside}"
-        assert not self.errors, "\n".join(self.errors)
-
-
-@pytest.fixture(scope="module")
 def session(world, browser):
     """A browser context signed in as alice (through the sign-in form)."""
-    hosts = {urlsplit(world.url).netloc} | {urlsplit(u).netloc for u in world.sites.values()}
-    watch = Watch(hosts)
-    context = browser.new_context(viewport=DESKTOP)
-    context.set_default_timeout(TIMEOUT)
-    context.route("**/*", watch.guard)
-    context.on("page", watch.attach)
+    context = watched_context(browser, world.url, *world.sites.values())
     page = context.new_page()
     # Not signed in: the page answers 401 with the sign-in form (the browser logs that 401).
-    watch.allowed = re.compile(r"status of 401")
-    page.goto(f"{world.url}/web/")
-    assert page.locator("#signin-form").is_visible()
-    shoot(page, "signin")
-    page.fill("#signin-name", "alice")
-    page.fill("#signin-token", world.tokens["alice"])
-    page.click("#signin-form button[type=submit]")
-    page.wait_for_selector(".definition")
-    watch.allowed = re.compile(r"(?!)")
+    with context.watch.allowing(r"status of 401"):
+        page.goto(f"{world.url}/web/")
+        assert page.locator("#signin-form").is_visible()
+        shoot(page, "signin")
+        fill_sign_in(page, "alice", world.tokens["alice"])
+        page.wait_for_selector(".definition")
     assert page.url == f"{world.url}/web/"
     assert page.locator("#opus-user").inner_text() == "alice"
     page.close()
-    context.watch = watch
     yield context
     context.close()
 
 
 @pytest.fixture
 def page(session):
-    page = session.new_page()
-    session.watch.errors.clear()
-    yield page
-    page.close()
-    session.watch.check()
-
-
-def shoot(page, name: str) -> None:
-    """Screenshots of the page as it is, at desktop and at phone width."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    size = page.viewport_size
-    page.set_viewport_size(DESKTOP)
-    page.screenshot(path=str(SHOTS / f"{name}-desktop.png"), full_page=True)
-    page.set_viewport_size(PHONE)
-    page.screenshot(path=str(SHOTS / f"{name}-phone.png"), full_page=True)
-    page.set_viewport_size(size)
+    with checked_page(session) as page:
+        yield page
 
 
 def api(world, method: str, path: str, **kwargs) -> requests.Response:
@@ -314,37 +242,36 @@ def test_uws_js_from_another_site_listed_in_cors_origins(world, page):
 
 
 def test_outside_requests_are_caught(world, session):
-    """The guard works: a page asking for another host is blocked and reported."""
+    """The guard works (tests/browser.py's Watch): a page asking for another host is blocked and
+    reported, and a console error, an uncaught exception and a 5xx answer are each reported."""
     watch = Watch({urlsplit(world.url).netloc})
     context = session.browser.new_context()
     context.route("**/*", watch.guard)
+    context.route("**/broken", lambda route: route.fulfill(status=500, body="broken"))
+    context.on("page", watch.attach)
     page = context.new_page()
     watch.hosts.add(urlsplit(world.sites["allowed"]).netloc)
     page.goto(world.sites["allowed"] + "/")  # a page without OPUS's CSP, which would stop the fetch first
     page.evaluate("fetch('http://example.invalid/x').catch(() => null)")
+    # Each waits for its event, which reaches the watch first (its handler was attached first).
+    with page.expect_response("**/broken"):
+        page.evaluate("fetch('/broken').catch(() => null)")
+    with page.expect_console_message():
+        page.evaluate("console.error('a probe')")
+    with page.expect_event("pageerror"):
+        page.evaluate("setTimeout(() => { throw new Error('uncaught probe'); })")
     context.close()
     assert watch.outside == ["http://example.invalid/x"]
+    assert any(e.startswith("console: a probe") for e in watch.errors), watch.errors
+    assert any(e.startswith("page error: ") and "uncaught probe" in e for e in watch.errors), watch.errors
+    assert any(e.startswith("HTTP 500: ") and e.endswith("/broken") for e in watch.errors), watch.errors
 
-
-
-def _signed_in_page(world, browser, name: str, token: str, watch: Watch):
-    context = browser.new_context(viewport=DESKTOP)
-    context.set_default_timeout(TIMEOUT)
-    context.route("**/*", watch.guard)
-    context.on("page", watch.attach)
-    page = context.new_page()
-    page.goto(f"{world.url}/web/signin")
-    page.fill("#signin-name", name)
-    page.fill("#signin-token", token)
-    page.click("#signin-form button[type=submit]")
-    page.wait_for_selector("#definitions:not([aria-busy])")  # loaded ("Loading…" is a <p> too)
-    return context, page
 
 
 def test_an_admin_creates_a_user_who_then_signs_in(world, browser):
-    watch = Watch({urlsplit(world.url).netloc})
-    context, page = _signed_in_page(world, browser, "root", world.tokens["root"], watch)
-    try:
+    with checked_context(browser, world.url) as context:
+        page = context.new_page()
+        sign_in(page, world.url, "root", world.tokens["root"])
         page.goto(f"{world.url}/web/admin")
         page.wait_for_selector("#admin[data-ready]")
         assert page.locator("#jobs-by-phase").is_visible()
@@ -355,19 +282,15 @@ def test_an_admin_creates_a_user_who_then_signs_in(world, browser):
         token = page.locator('code.user-token[data-user="carol"]').inner_text()
         page.wait_for_selector('tr[data-user="carol"]')
         shoot(page, "admin")
-        carol, carol_page = _signed_in_page(world, browser, "carol", token, watch)
-        try:
+        with checked_context(browser, world.url) as carol:
+            carol_page = carol.new_page()
+            sign_in(carol_page, world.url, "carol", token)
             names = carol_page.locator(".definition").evaluate_all("(cards) => cards.map((c) => c.dataset.name)")
             assert names == ["dummy"]
             assert carol_page.locator("#opus-user").inner_text() == "carol"
-        finally:
-            carol.close()
         # Disabling her ends her session at once.
         page.locator('tr[data-user="carol"]').get_by_role("button", name="Disable").click()
         page.wait_for_selector('tr[data-user="carol"] .badge:has-text("disabled")')
-    finally:
-        context.close()
-    watch.check()
 
 
 def test_an_admin_validates_the_proposal_version_the_page_showed(world, browser):
@@ -376,9 +299,9 @@ def test_an_admin_validates_the_proposal_version_the_page_showed(world, browser)
         return {"name": "webreviewed", "version": version, "script": script}
 
     assert api(world, "POST", "/jdl", json=definition("echo first\n", "1")).status_code == 201
-    watch = Watch({urlsplit(world.url).netloc})
-    context, page = _signed_in_page(world, browser, "root", world.tokens["root"], watch)
-    try:
+    with checked_context(browser, world.url) as context:
+        page = context.new_page()
+        sign_in(page, world.url, "root", world.tokens["root"])
         page.goto(f"{world.url}/web/admin")
         page.wait_for_selector("#admin[data-ready]")
         item = page.locator('[data-proposal="webreviewed"]')
@@ -386,7 +309,7 @@ def test_an_admin_validates_the_proposal_version_the_page_showed(world, browser)
         assert re.fullmatch(r"[0-9a-f]{64}", shown)
         # alice changes her proposal after the page listed it: Validate must not make the new one live
         assert api(world, "POST", "/jdl", json=definition("echo second\n", "2")).status_code == 201
-        watch.allowed = re.compile(r"status of 409")
+        context.watch.allowed = re.compile(r"status of 409")
         item.get_by_role("button", name="Validate").click()
         page.wait_for_selector("text=changed since this list was shown")
         assert api(world, "GET", "/jdl/webreviewed").status_code == 404
@@ -395,9 +318,6 @@ def test_an_admin_validates_the_proposal_version_the_page_showed(world, browser)
         page.wait_for_selector("text=webreviewed is live.")
         live = api(world, "GET", "/jdl/webreviewed", params={"format": "json"}).json()
         assert live["script"] == "echo second\n" and live["version"] == "2"
-    finally:
-        context.close()
-    watch.check()
 
 
 def test_editor_round_trip_import_change_export(world, page):

@@ -10,7 +10,7 @@
   prompt), and finds the draft again after signing in.
 * At phone width nothing is wider than the screen.
 
-Like tests/test_web_e2e.py: fails on a console error, an uncaught exception, a 5xx or a request to
+Like every browser test (tests/browser.py): fails on a console error, an uncaught exception, a 5xx or a request to
 another host; screenshots under ``$OPUS_ARTIFACTS_DIR/screenshots``.
 """
 
@@ -18,19 +18,17 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from urllib.parse import urlsplit
 
 import pytest
 import requests
+from browser import PHONE, SHOTS, checked_context, fill_sign_in, shoot, sign_in
+from browser import browser  # noqa: F401  (a fixture)
 from conftest import LiveServer, make_settings
 
 from opus.auth.admin import UserAdmin
 from opus.jobdef import JobDefinition
 from opus.storage.userstore import UserStore
-
-playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]'")
-from test_web_e2e import ARGS, DESKTOP, PHONE, TIMEOUT, Watch, shoot  # noqa: E402
 
 #: A definition using every field of the model.
 FULL = {
@@ -75,46 +73,20 @@ def world(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("Debian's chromium is missing: scripts/setup.sh --test installs it")
-    with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=ARGS)
-        yield browser
-        browser.close()
-
-
 def _api(world, method, path, user="alice", **kwargs):
     headers = {"Authorization": f"Bearer {world.tokens[user]}", **kwargs.pop("headers", {})}
     return requests.request(method, world.url + path, headers=headers, allow_redirects=False, timeout=30, **kwargs)
 
 
-def _sign_in(page, world, name):
-    page.fill("#signin-name", name)
-    page.fill("#signin-token", world.tokens[name])
-    page.click("#signin-form button[type=submit]")
-
-
 @pytest.fixture
-def context(world, browser):
-    watch = Watch({urlsplit(world.url).netloc})
-    context = browser.new_context(viewport=DESKTOP)
-    context.set_default_timeout(TIMEOUT)
-    context.route("**/*", watch.guard)
-    context.on("page", watch.attach)
-    context.watch = watch
-    yield context
-    context.close()
-    watch.check()
+def context(world, browser):  # noqa: F811
+    with checked_context(browser, world.url) as context:
+        yield context
 
 
 def _signed_in(context, world, name):
     page = context.new_page()
-    page.goto(f"{world.url}/web/signin")
-    _sign_in(page, world, name)
-    page.wait_for_selector(".definition")
+    sign_in(page, world.url, name, world.tokens[name])
     return page
 
 
@@ -237,7 +209,7 @@ def test_anonymous_propose_goes_to_sign_in_and_keeps_the_draft(world, context):
     with page.expect_navigation():
         page.click("#propose")
     assert urlsplit(page.url).path == "/web/signin"  # a page, not the browser's Basic prompt
-    _sign_in(page, world, "alice")
+    fill_sign_in(page, "alice", world.tokens["alice"])
     page.wait_for_selector("#editor[data-ready] .CodeMirror")
     assert page.locator('#editor-meta [data-key="name"]').input_value() == "anondraft"
     assert "echo drafted" in page.evaluate("document.querySelector('.CodeMirror').CodeMirror.getValue()")
@@ -253,7 +225,7 @@ def test_phone_width_nothing_wider_than_the_screen(world, context):
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"], f"the editor is {width}px wide on a {PHONE['width']}px screen"
     assert page.locator("#propose").is_visible()
-    page.screenshot(path=str(__import__("test_web_e2e").SHOTS / "editor-phone-top.png"))
+    page.screenshot(path=str(SHOTS / "editor-phone-top.png"))
     assert re.search(r"Propose", page.locator(".editor-actions").inner_text())
 
 

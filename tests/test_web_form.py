@@ -9,7 +9,7 @@
   runs SLURM; "Run again" keeps an uploaded input by its /store URL.
 
 Each test runs at desktop (1366x900) and phone (390x844) widths where the layout matters, fails on a
-console error, an uncaught exception, a 5xx or a request to another host (``test_web_e2e.Watch``), and
+console error, an uncaught exception, a 5xx or a request to another host (``browser.Watch``), and
 saves screenshots under ``$OPUS_ARTIFACTS_DIR/screenshots`` (default ``test-artifacts/screenshots``).
 """
 
@@ -17,18 +17,17 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import shutil
 import threading
 from pathlib import Path
-from urllib.parse import urlsplit
 from wsgiref.simple_server import make_server
 
 import bottle
 import pytest
 import requests
-
+from browser import DESKTOP, PHONE, VIEWPORTS, shoot_as_is, watched_context
+from browser import browser  # noqa: F401  (a fixture)
 from conftest import LiveServer, _Quiet, _Server, build_with_fake_manager, make_settings
 from helpers import wait_final
 
@@ -37,14 +36,6 @@ from opus.server import create_app
 from opus.settings import REPO_ROOT
 from opus.storage import create_engine_for, upgrade_schema
 
-playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]'")
-from test_web_e2e import ARGS, Watch  # noqa: E402  (the same browser set-up and guard)
-
-SHOTS = Path(os.environ.get("OPUS_ARTIFACTS_DIR") or REPO_ROOT / "test-artifacts") / "screenshots"
-DESKTOP = {"width": 1366, "height": 900}
-PHONE = {"width": 390, "height": 844}
-VIEWPORTS = {"desktop": DESKTOP, "phone": PHONE}
-TIMEOUT = 20_000
 JOB_PAGE = re.compile(r"/web/jobs/[^/?#]+/[0-9a-f]{16}$")
 DATA = Path(__file__).resolve().parent / "data"
 SHIPPED = sorted(p.stem for p in (REPO_ROOT / "jdl").glob("*.json"))
@@ -149,27 +140,11 @@ def world(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("Debian's chromium is missing: scripts/setup.sh --test installs it")
-    with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=ARGS)
-        yield browser
-        browser.close()
-
-
 def _context(browser, server_url: str, viewport: dict):
-    watch = Watch({urlsplit(server_url).netloc})
-    context = browser.new_context(viewport=viewport)
-    context.set_default_timeout(TIMEOUT)
-    context.route("**/*", watch.guard)
+    context = watched_context(browser, server_url, viewport=viewport)
     # The job page a creation leads to is another page's business (tests/test_web_job.py): a stub here.
     context.route(JOB_PAGE, lambda route: route.fulfill(status=200, content_type="text/html; charset=utf-8",
                                                           body="<!doctype html><title>Job</title><p>created</p>"))
-    context.on("page", watch.attach)
-    context.watch = watch
     return context
 
 
@@ -195,8 +170,7 @@ def desktop(world, browser):
 
 
 def shoot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}-{page.width_name}.png"), full_page=True)
+    shoot_as_is(page, name, page.width_name)
 
 
 def open_form(page, url: str, jobname: str, query: str = "") -> None:

@@ -17,16 +17,16 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from browser import DESKTOP, PHONE, checked_page, shoot as shoot_both, sign_in, watched_context
+from browser import browser  # noqa: F401  (a fixture)
 from conftest import LiveServer, make_settings
-from test_web_e2e import SHOTS, TIMEOUT, Watch, browser  # noqa: F401  (browser: a fixture)
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from opus.auth.admin import UserAdmin
 from opus.server import pages
 from opus.settings import REPO_ROOT
 from opus.storage.userstore import UserStore
 
-DESKTOP = {"width": 1366, "height": 900}
-PHONE = {"width": 390, "height": 844}
 HUB = "http://localhost:21012/"
 
 #: A job whose results are of every kind the page previews; it prints a line a second while it runs.
@@ -91,41 +91,24 @@ def world(tmp_path_factory):
 @pytest.fixture(scope="module")
 def session(world, browser):  # noqa: F811
     """A context signed in as alice (through the sign-in form), with the clipboard allowed."""
-    watch = Watch({urlsplit(world.url).netloc})
-    context = browser.new_context(viewport=DESKTOP)
-    context.set_default_timeout(TIMEOUT)
+    context = watched_context(browser, world.url)
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=world.url)
-    context.route("**/*", watch.guard)
-    context.on("page", watch.attach)
     page = context.new_page()
-    page.goto(f"{world.url}/web/signin")
-    page.fill("#signin-name", "alice")
-    page.fill("#signin-token", world.tokens["alice"])
-    page.click("#signin-form button[type=submit]")
-    page.wait_for_selector("#definitions:not([aria-busy])")
+    sign_in(page, world.url, "alice", world.tokens["alice"])
     page.close()
-    context.watch = watch
     yield context
     context.close()
 
 
 @pytest.fixture
 def page(session):
-    page = session.new_page()
-    session.watch.errors.clear()
-    yield page
-    page.close()
-    session.watch.check()
+    with checked_page(session) as page:
+        yield page
 
 
 def shoot(page, name: str) -> None:
-    """Screenshots of the page as it is, at desktop and at phone width."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
-        page.set_viewport_size(size)
-        page.wait_for_timeout(250)  # the graph refits after a resize (debounced 150 ms)
-        page.screenshot(path=str(SHOTS / f"job-{name}-{label}.png"), full_page=True)
-    page.set_viewport_size(DESKTOP)
+    """Screenshots of the page as it is, at desktop and at phone width (job-<name>-*.png)."""
+    shoot_both(page, f"job-{name}", settle_ms=250)  # the graph refits after a resize (debounced 150 ms)
 
 
 def rest(world, method: str, path: str, user: str = "alice", **kwargs) -> requests.Response:
@@ -333,12 +316,24 @@ def test_provenance_graph_in_the_page(world, page):
     x = page.evaluate("Object.fromEntries(OPUS.provgraph.cy.nodes().map((n) => [n.data('label'), n.position('x')]))")
     activity = x[f"showcase\njob {job_id[:8]}…"]
     assert x["pause = 0"] < activity < x["table\ntable.csv"]
-    # Details on click.
+    # Details on click.  The result previews above the graph load on their own and move it down, and
+    # Cytoscape reads its container's place again only a moment after the page scrolled: click where
+    # the node is now, until Cytoscape has taken the click (selected it).
+    page.wait_for_load_state("networkidle")
     graph.scroll_into_view_if_needed()
+    where = ("(label) => { const cy = OPUS.provgraph.cy, box = cy.container().getBoundingClientRect();"
+             " const p = cy.nodes().filter((n) => n.data('label') === label)[0].renderedPosition();"
+             " return [box.x + p.x, box.y + p.y]; }")
+    selected = "(label) => OPUS.provgraph.cy.$(':selected').some((n) => n.data('label') === label)"
+    for _ in range(20):
+        node = page.evaluate(where, "table\ntable.csv")
+        page.mouse.click(node[0], node[1])
+        try:
+            page.wait_for_function(selected, arg="table\ntable.csv", timeout=500)
+            break
+        except PlaywrightTimeout:
+            continue
     box = graph.bounding_box()
-    node = page.evaluate("(label) => { const p = OPUS.provgraph.cy.nodes().filter((n) => n.data('label') === label)"
-                         "[0].renderedPosition(); return [p.x, p.y]; }", "table\ntable.csv")
-    page.mouse.click(box["x"] + node[0], box["y"] + node[1])
     details = page.locator("#prov-details")
     details.locator("text=voprov:sha256").wait_for()
     assert "table.csv" in details.inner_text()

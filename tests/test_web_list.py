@@ -11,35 +11,26 @@
   localStorage); no numeric input spans a whole row.
 
 Browser tests run at desktop (1366x900) and phone (390x844) widths, fail on a console error, an
-uncaught exception, a 5xx or a request to another host (``test_web_e2e.Watch``), and save
+uncaught exception, a 5xx or a request to another host (``browser.Watch``), and save
 screenshots under ``$OPUS_ARTIFACTS_DIR/screenshots`` (default ``test-artifacts/screenshots``).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import threading
 import uuid
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from browser import DESKTOP, PHONE, VIEWPORTS, axe_violations, checked_context, shoot_as_is, watched_context
+from browser import browser  # noqa: F401  (a fixture)
 from conftest import ApiServer, make_settings
 from helpers import wait_for
 
 from opus.errors import ConfigurationError
-from opus.settings import REPO_ROOT, Settings
-
-playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]'")
-from test_web_e2e import ARGS, Watch
+from opus.settings import Settings
 from test_web_form import FakeLiveServer
 
-SHOTS = Path(os.environ.get("OPUS_ARTIFACTS_DIR") or REPO_ROOT / "test-artifacts") / "screenshots"
-DESKTOP = {"width": 1366, "height": 900}
-PHONE = {"width": 390, "height": 844}
-VIEWPORTS = {"desktop": DESKTOP, "phone": PHONE}
-TIMEOUT = 20_000
 LOGO = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 40 40"><rect width="40" height="40" rx="8" '
         'fill="#f0b429"/><script>alert(1)</script></svg>')
 HOME_TEXT = ("The Example Observatory reduces its <b>survey</b> data here.\n\n"
@@ -80,54 +71,26 @@ def world(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("Debian's chromium is missing: scripts/setup.sh --test installs it")
-    with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=ARGS)
-        yield browser
-        browser.close()
-
-
 def _context(browser, server_url: str, viewport: dict, **options):
-    watch = Watch({urlsplit(server_url).netloc})
-    context = browser.new_context(viewport=viewport, **options)
-    context.set_default_timeout(TIMEOUT)
-    context.route("**/*", watch.guard)
-    context.on("page", watch.attach)
-    context.watch = watch
-    return context
+    return watched_context(browser, server_url, viewport=viewport, **options)
 
 
 @pytest.fixture(params=sorted(VIEWPORTS))
-def page(request, world, browser):
+def page(request, world, browser):  # noqa: F811
     """A page at each width, failing the test on a console error, a 5xx or an outside request."""
-    context = _context(browser, world.url, VIEWPORTS[request.param])
-    page = context.new_page()
-    page.width_name = request.param
-    yield page
-    context.close()
-    context.watch.check()
+    with checked_context(browser, world.url, viewport=VIEWPORTS[request.param]) as context:
+        page = context.new_page()
+        page.width_name = request.param
+        yield page
 
 
 def shoot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}-{page.width_name}.png"), full_page=True)
-
-
-AXE = REPO_ROOT / "node_modules" / "axe-core" / "axe.min.js"  # a test tool from the lock file, never served
+    shoot_as_is(page, name, page.width_name)
 
 
 def assert_accessible(page, name: str) -> None:
     """No serious or critical axe-core violation (WCAG 2.x A and AA, best practices) on the page as it is."""
-    page.evaluate(AXE.read_text(encoding="utf-8"))
-    found = page.evaluate("""async () => {
-      const r = await axe.run(document, {resultTypes: ["violations"]});
-      return r.violations.filter((v) => v.impact === "serious" || v.impact === "critical")
-        .map((v) => v.id + ": " + v.nodes.map((n) => n.target.join(" ")).join(", "));
-    }""")
+    found = [f"{v['id']}: {', '.join(v['nodes'])}" for v in axe_violations(page)]
     assert not found, f"{name}: {found}"
 
 

@@ -1,0 +1,96 @@
+"""The operator's view (issue 13, point 17): the `opus` command line itself — help for every option,
+the version, and the clear refusals of `opus user` and `opus init`."""
+
+from __future__ import annotations
+
+import argparse
+
+from conftest import REPO_ROOT, signed_in_sessions
+from operator_tools import current_user, run_opus, settings_file
+from opus.cli.main import build_parser
+from opus.cli.main import main as opus_main
+
+
+# ---- point 17: the command line ---------------------------------------------------------------------------
+def _walk(parser: argparse.ArgumentParser, where: str = "opus"):
+    for action in parser._actions:
+        yield where, action
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                yield f"{where} {choice.dest}", choice
+            for name, sub in action.choices.items():
+                yield from _walk(sub, f"{where} {name}")
+
+
+def test_every_option_and_argument_has_help():
+    seen = list(_walk(build_parser()))
+    assert len(seen) > 60  # the whole tree was walked: serve, init, check, user ..., jdl ...
+    missing = [f"{where}: {action.dest}" for where, action in seen
+               if not (action.help and action.help.strip()) or action.help == argparse.SUPPRESS]
+    assert missing == []
+
+
+def test_version():
+    r = run_opus("--version")
+    assert r.returncode == 0
+    assert r.stdout.startswith("opus 2.")
+
+
+def test_opus_jdl_says_it_works_on_jdl_dir():
+    r = run_opus("jdl", "--help")
+    assert r.returncode == 0 and "Works on the files of JDL_DIR directly" in " ".join(r.stdout.split())
+    assert "JDL_DIR (its files, directly; not over HTTP)" in " ".join(run_opus("--help").stdout.split())
+
+
+def test_granting_an_unknown_definition_is_refused(tmp_path, capsys):
+    s = settings_file(tmp_path / "s.py", DATA_DIR=str(tmp_path / "var"), JDL_DIR=str(REPO_ROOT / "jdl"),
+                       SERVICE_USER=current_user())
+    assert opus_main(["--settings", str(s), "init"]) == 0
+    assert opus_main(["--settings", str(s), "user", "add", "alice", "--jobdefs", "dummy"]) == 0
+    assert opus_main(["--settings", str(s), "user", "add", "bob", "--jobdefs", "dummy,nosuchdef"]) == 1
+    assert "no job definition named 'nosuchdef'" in capsys.readouterr().err
+    assert opus_main(["--settings", str(s), "user", "grant", "alice", "nosuchdef"]) == 1
+    err = capsys.readouterr().err
+    assert "no job definition named 'nosuchdef'" in err and len(err.strip().splitlines()) == 1
+    assert opus_main(["--settings", str(s), "user", "grant", "alice", "copy"]) == 0
+    assert "may use: copy dummy" in capsys.readouterr().out
+    assert opus_main(["--settings", str(s), "user", "revoke", "alice", "nosuchdef"]) == 0  # revoking: always
+
+
+def test_the_editor_role_is_given_and_taken_on_the_command_line(tmp_path, capsys):
+    s = settings_file(tmp_path / "s.py", DATA_DIR=str(tmp_path / "var"), JDL_DIR=str(REPO_ROOT / "jdl"),
+                       SERVICE_USER=current_user())
+    assert opus_main(["--settings", str(s), "init"]) == 0
+    assert opus_main(["--settings", str(s), "user", "add", "carol", "--editor"]) == 0
+    assert opus_main(["--settings", str(s), "user", "add", "dave"]) == 0
+    from opus.auth.admin import UserAdmin
+    from opus.settings import load_settings
+    from opus.storage import create_engine_for
+    from opus.storage.userstore import UserStore
+    admin = UserAdmin(UserStore(create_engine_for(load_settings(str(s)).database_url), load_settings(str(s))))
+    assert admin.get("carol").is_editor and not admin.get("dave").is_editor
+    capsys.readouterr()
+    assert opus_main(["--settings", str(s), "user", "set", "carol", "--editor", "no"]) == 0
+    assert opus_main(["--settings", str(s), "user", "set", "dave", "--editor", "yes"]) == 0
+    assert not admin.get("carol").is_editor and admin.get("dave").is_editor
+
+
+def test_the_admin_api_refuses_granting_an_unknown_definition(api):
+    root = signed_in_sessions(api, (("root", {"admin": True}), ("alice", {"jobdefs": "dummy"})))["root"]
+    r = root.patch(f"{api.url}/admin/users/alice", json={"grant": ["nosuchdef"]})
+    assert r.status_code == 400 and "no job definition named 'nosuchdef'" in r.text
+    r = root.post(f"{api.url}/admin/users", json={"name": "carol", "jobDefinitions": "dummy,nosuchdef"})
+    assert r.status_code == 400
+    assert root.patch(f"{api.url}/admin/users/alice", json={"grant": ["copy"]}).status_code == 200
+
+
+def test_init_against_an_unreachable_database_says_so_in_one_line(tmp_path):
+    s = settings_file(tmp_path / "s.py", DATA_DIR=str(tmp_path / "var"), SERVICE_USER=current_user(),
+                       DATABASE_URL="postgresql+psycopg2://opus:secret@127.0.0.1:1/opus")
+    for command in ("init", "maintenance"):
+        r = run_opus(command, settings=s)
+        assert r.returncode == 2, r
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+        assert lines[0].startswith("opus: cannot use the database postgresql+psycopg2://opus:***@127.0.0.1:1/opus")
+        assert "secret" not in r.stderr
