@@ -342,3 +342,32 @@ MAIL_DIGEST_HOUR = None
 WEBHOOKS = False
 # Longest life of a share link, in seconds; a longer lifetime asked for is cut to it.
 SHARE_MAX_LIFETIME = 30 * 86400
+
+# ---- Single sign-on: OpenID Connect (docs/single-sign-on.md; SECURITY.md, "Single sign-on") -----------
+# The identity provider's issuer URL (https), e.g. "https://login.example.org/realms/astro" (Keycloak)
+# or "https://aai.egi.eu/auth/realms/egi" (EGI Check-in); its metadata is read from
+# <issuer>/.well-known/openid-configuration.  "" (the default): no single sign-on.
+OIDC_ISSUER = ""
+# The client registered at the provider (confidential, authorization code flow), with the redirect URI
+# <BASE_URL>/web/signin/oidc/callback.  Keep this file mode 0600 when it holds the secret.
+OIDC_CLIENT_ID = ""
+OIDC_CLIENT_SECRET = ""
+# The sign-in page's button: "Sign in with <OIDC_PROVIDER_NAME>".
+OIDC_PROVIDER_NAME = "your organisation"
+# Scopes asked for ("openid" is always sent); add the one that releases the groups claim if needed.
+OIDC_SCOPES = ("openid", "profile", "email")
+# The ID token claims that name the user (on its first sign-in) and list its groups.
+OIDC_USERNAME_CLAIM = "preferred_username"
+OIDC_GROUPS_CLAIM = "groups"
+# Create a user at its first sign-in (it may use REGISTRATION_JOBDEFS); False: an admin creates the
+# account and links the identity to it (POST /admin/users/<name>/oidc).
+OIDC_CREATE_USERS = False
+# Groups of the groups claim that make a user admin, or editor; applied again at every sign-in.
+# () (the default) leaves that role as an admin set it.
+OIDC_ADMIN_GROUPS = ()
+OIDC_EDITOR_GROUPS = ()
+# {group: [job definition names, or "*"]}: a user may use the definitions of its groups, set at every
+# sign-in.  None leaves the user's definitions as they are.
+OIDC_JOBDEF_GROUPS = None
+# Seconds OPUS waits for the provider (metadata, keys, code exchange) before answering 502.
+OIDC_TIMEOUT = 10.0

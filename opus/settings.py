@@ -248,6 +248,32 @@ class Settings:
     # Longest life of a share link, in seconds (what a link asks for is capped to it); default 30 days.
     SHARE_MAX_LIFETIME: int = 30 * 86400
 
+    # ---- single sign-on: OpenID Connect (issue 17; docs/single-sign-on.md; SECURITY.md, "Single sign-on") --
+    # The identity provider's issuer URL (its metadata is read from <issuer>/.well-known/openid-configuration);
+    # "" (the default): no single sign-on.  The client registered at the provider: its id and secret; the
+    # redirect URI to register is <BASE_URL>/web/signin/oidc/callback.
+    OIDC_ISSUER: str = ""
+    OIDC_CLIENT_ID: str = ""
+    OIDC_CLIENT_SECRET: str = ""
+    # The sign-in page's button: "Sign in with <OIDC_PROVIDER_NAME>".
+    OIDC_PROVIDER_NAME: str = "your organisation"
+    # Scopes asked for ("openid" is always sent).
+    OIDC_SCOPES: tuple[str, ...] = ("openid", "profile", "email")
+    # The ID token's claims that give the OPUS user name (on first sign-in) and the user's groups.
+    OIDC_USERNAME_CLAIM: str = "preferred_username"
+    OIDC_GROUPS_CLAIM: str = "groups"
+    # Create a user on its first sign-in (with REGISTRATION_JOBDEFS); False: an admin creates and links it.
+    OIDC_CREATE_USERS: bool = False
+    # Groups (of the groups claim) that make a user admin, or editor, re-applied at every sign-in;
+    # () leaves that role as an admin set it.
+    OIDC_ADMIN_GROUPS: tuple[str, ...] = ()
+    OIDC_EDITOR_GROUPS: tuple[str, ...] = ()
+    # {group: [job definition names or "*"]}: the definitions a user may use are those of its groups,
+    # set at every sign-in; None leaves them as they are.
+    OIDC_JOBDEF_GROUPS: dict[str, tuple[str, ...]] | None = field(default=None, compare=False)
+    # Seconds OPUS waits for the provider (metadata, keys, the code exchange) before a 502.
+    OIDC_TIMEOUT: float = 10.0
+
     # Set by OPUS itself, never by a settings file: "settings_file" (where the settings came from),
     # "listen_binds" (what `opus serve` bound).  Read through the properties below.
     extra: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
@@ -316,7 +342,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
     values.update(overrides)
     for name in ("SLURM_PARTITIONS", "ANONYMOUS_JOBDEFS", "REMOTE_USER_JOBDEFS", "CORS_ORIGINS",
                  "JOB_SANDBOX_READ_ONLY", "ALLOWED_HOSTS", "REGISTRATION_JOBDEFS",
-                 "MAIL_ADMINS"):
+                 "MAIL_ADMINS", "OIDC_SCOPES", "OIDC_ADMIN_GROUPS", "OIDC_EDITOR_GROUPS"):
         if name in values:
             values[name] = tuple(values[name])
     for name, value in values.items():

@@ -28,6 +28,7 @@ def validated(s: Settings) -> Settings:
     _check_core(s)
     _check_access(s)
     _check_urls_and_services(s)
+    _check_single_sign_on(s)
     return s
 
 
@@ -100,3 +101,42 @@ def _check_urls_and_services(s: Settings) -> None:
         raise ConfigurationError("MAIL_DIGEST_HOUR must be None or an hour, 0 to 23 (UTC)")
     if s.SHARE_MAX_LIFETIME <= 0:
         raise ConfigurationError("SHARE_MAX_LIFETIME must be > 0 seconds")
+
+
+#: OIDC_ISSUER: an https URL (http only on a loopback address, for tests), no query or fragment.
+_ISSUER = re.compile(r"^(?:https://[^\s/?#]+|http://(?:127\.0\.0\.1|localhost|\[::1\])(?::\d{1,5})?)(?:/[^\s?#]*)?\Z")
+_CLAIM = re.compile(r"^[A-Za-z0-9_.:/\-]{1,100}\Z")
+_JOBDEF = re.compile(r"^(?:\*|[A-Za-z][A-Za-z0-9_.-]{0,63})\Z")
+
+
+def _check_single_sign_on(s: Settings) -> None:
+    """OpenID Connect (docs/single-sign-on.md): the issuer, the client, the claims and the group maps."""
+    if not s.OIDC_ISSUER:
+        return
+    if not _ISSUER.match(s.OIDC_ISSUER):
+        raise ConfigurationError(f"OIDC_ISSUER must be the provider's https URL (no query), not {s.OIDC_ISSUER!r}")
+    if not s.OIDC_CLIENT_ID or not isinstance(s.OIDC_CLIENT_ID, str):
+        raise ConfigurationError("OIDC_ISSUER is set but OIDC_CLIENT_ID is not: give the client id registered at "
+                                 "the provider")
+    if not isinstance(s.OIDC_CLIENT_SECRET, str):
+        raise ConfigurationError("OIDC_CLIENT_SECRET must be a string")
+    for name in ("OIDC_USERNAME_CLAIM", "OIDC_GROUPS_CLAIM"):
+        if not isinstance(getattr(s, name), str) or not _CLAIM.match(getattr(s, name)):
+            raise ConfigurationError(f"{name} must be a claim name, not {getattr(s, name)!r}")
+    if not isinstance(s.OIDC_PROVIDER_NAME, str) or not 0 < len(s.OIDC_PROVIDER_NAME.strip()) <= 100:
+        raise ConfigurationError("OIDC_PROVIDER_NAME must be a name of 1 to 100 characters")
+    for name in ("OIDC_SCOPES", "OIDC_ADMIN_GROUPS", "OIDC_EDITOR_GROUPS"):
+        for item in getattr(s, name):
+            if not isinstance(item, str) or not item or any(c.isspace() for c in item):
+                raise ConfigurationError(f"{name}: {item!r} is not a name (a list of names is expected)")
+    jobdef_groups = s.OIDC_JOBDEF_GROUPS
+    if jobdef_groups is not None:
+        if not isinstance(jobdef_groups, dict):
+            raise ConfigurationError("OIDC_JOBDEF_GROUPS must be None or a dict {group: [job definition names]}")
+        for group, names in jobdef_groups.items():
+            if not isinstance(group, str) or not isinstance(names, (list, tuple)) \
+                    or not all(isinstance(n, str) and _JOBDEF.match(n) for n in names):
+                raise ConfigurationError(f"OIDC_JOBDEF_GROUPS: {group!r} must map to a list of job definition "
+                                         "names (or \"*\")")
+    if not 0 < s.OIDC_TIMEOUT <= 120:
+        raise ConfigurationError("OIDC_TIMEOUT must be > 0 and at most 120 seconds")

@@ -7,7 +7,8 @@
 #   both install bubblewrap and, as root, create the job user (opus-job): the job sandbox
 #   scripts/setup.sh --test    same with the [test,science] extras, plus the system
 #                              packages the tests need (PostgreSQL server,
-#                              openssh-server, chromium, apache2 with mod_wsgi;
+#                              openssh-server, chromium, apache2 with mod_wsgi
+#                              and mod_auth_openidc;
 #                              SLURM: scripts/slurm-cluster.sh)
 #   both also run `npm ci`: the web client's libraries of package-lock.json (node_modules/)
 #
@@ -193,9 +194,11 @@ if [ "$WITH_TEST" -eq 1 ]; then
     if ! command -v curl >/dev/null 2>&1; then
         apt_install curl
     fi
-    # docs/deployment.md's Apache mod_wsgi set-up is run by tests/test_packaging.py.
-    if [ ! -x /usr/sbin/apache2 ] || [ ! -f /usr/lib/apache2/modules/mod_wsgi.so ]; then
-        apt_install apache2 libapache2-mod-wsgi-py3
+    # docs/deployment.md's Apache mod_wsgi set-up is run by tests/test_packaging.py, and
+    # docs/single-sign-on.md's mod_auth_openidc in front of it by tests/test_oidc_apache.py.
+    if [ ! -x /usr/sbin/apache2 ] || [ ! -f /usr/lib/apache2/modules/mod_wsgi.so ] \
+            || [ ! -f /usr/lib/apache2/modules/mod_auth_openidc.so ]; then
+        apt_install apache2 libapache2-mod-wsgi-py3 libapache2-mod-auth-openidc
     fi
 fi
 

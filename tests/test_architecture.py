@@ -209,3 +209,31 @@ def test_the_size_check_sees_a_long_function_and_a_long_module(tmp_path):
     found = too_long(probe, root=tmp_path)
     assert any("long(): 61 lines" in f for f in found), found
     assert f"probe.py: {MAX_FUNCTION_LINES + 1 + MAX_MODULE_LINES} lines" in found, found
+
+
+#: Test files get more room than modules (a test reads top to bottom), but past this they are split
+#: by responsibility too (the project guide: "a file that grows past that is asking to be split").
+MAX_TEST_FILE_LINES = 500
+TESTS = Path(__file__).resolve().parent
+
+
+def long_test_files(directory: Path = TESTS) -> list[str]:
+    """The test files (``test_*.py``) of ``directory`` over MAX_TEST_FILE_LINES, as readable strings."""
+    out = []
+    for path in sorted(directory.glob("test_*.py")):
+        source = path.read_text(encoding="utf-8")
+        lines = source.count("\n") + (0 if source.endswith("\n") else 1)
+        if lines > MAX_TEST_FILE_LINES:
+            out.append(f"tests/{path.name}: {lines} lines")
+    return out
+
+
+def test_no_test_file_over_500_lines():
+    assert long_test_files() == []
+
+
+def test_the_size_check_sees_a_long_test_file(tmp_path):
+    (tmp_path / "test_long.py").write_text("x = 1\n" * (MAX_TEST_FILE_LINES + 1), encoding="utf-8")
+    (tmp_path / "test_short.py").write_text("x = 1\n" * MAX_TEST_FILE_LINES, encoding="utf-8")
+    (tmp_path / "helper.py").write_text("x = 1\n" * (MAX_TEST_FILE_LINES + 1), encoding="utf-8")  # not a test file
+    assert long_test_files(tmp_path) == [f"tests/test_long.py: {MAX_TEST_FILE_LINES + 1} lines"]

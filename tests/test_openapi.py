@@ -118,7 +118,8 @@ def test_security(document):
                       ("GET", "/openapi.json"), ("GET", "/web/signin"), ("POST", "/web/signin"),
                       ("POST", "/web/signout"), ("GET", "/web/static/{path}"), ("GET", "/web/lib/{path}"),
                       ("GET", "/web/register"), ("POST", "/web/register"), ("GET", "/web/reset"),
-                      ("POST", "/web/reset"), ("GET", "/share/{token}"), ("GET", "/share/{token}/{file_name}")}
+                      ("POST", "/web/reset"), ("GET", "/share/{token}"), ("GET", "/share/{token}/{file_name}"),
+                      ("GET", "/web/signin/oidc"), ("GET", "/web/signin/oidc/callback")}
 
 
 def test_public_operations_are_the_public_routes(secured, document):
@@ -150,3 +151,19 @@ def test_base_url_setting_is_the_server(tmp_path):
         assert doc["servers"] == [{"url": "https://opus.example.org/uws"}]
     finally:
         server.stop()
+
+
+def test_id_parameters_accept_the_ids_a_migrated_site_keeps(document):
+    """Jobs and entities made here have 16 hex digits; `opus migrate` keeps the original's shorter ids
+    (tests/test_migrate.py serves /rest/test_activity_2/0c0ffe): the document must not call them
+    invalid, and must still refuse what no route accepts."""
+    checked = 0
+    for path, item in document["paths"].items():
+        for param in [*item.get("parameters", []),
+                      *(p for op in item.values() if isinstance(op, dict) for p in op.get("parameters", []))]:
+            if param["name"] in ("job_id", "entity_id", "ID") and "pattern" in param.get("schema", {}):
+                pattern = re.compile(param["schema"]["pattern"])
+                assert pattern.search("0c0ffe") and pattern.search("3f2a9c0d11e4b7a5"), (path, param)
+                assert not pattern.search("a/b") and not pattern.search("x" * 33), (path, param)
+                checked += 1
+    assert checked >= 10

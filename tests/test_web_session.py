@@ -7,7 +7,7 @@ import re
 import pytest
 import requests
 from conftest import ApiServer, make_settings
-from test_security_matrix import CHANGES, ROWS
+from security_matrix_rows import CHANGES, ROWS
 
 from opus.auth.admin import UserAdmin
 OTHER_SITE = "http://127.0.0.1:9"     # listed in CORS_ORIGINS below

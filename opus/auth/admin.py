@@ -11,7 +11,7 @@ from collections.abc import Callable
 from opus.errors import BadRequest, Forbidden, NotFound
 from opus.storage.userstore import UserExists, UserStore
 from opus.timeutil import utcnow
-from opus.auth.users import User, check_user_name, new_token, parse_jobdefs
+from opus.auth.users import User, check_user_name, new_token, parse_groups, parse_jobdefs
 
 #: ``update``'s default for max_active_jobs: "leave it as it is" (None means "no limit").
 UNCHANGED = ...
@@ -36,13 +36,14 @@ class UserAdmin:
         return names
 
     def add(self, name: str, admin: bool = False, jobdefs: object = "*",
-            max_active_jobs: object = None, editor: bool = False) -> tuple[User, str]:
-        """Create a user; returns it with its token (shown once, never stored)."""
+            max_active_jobs: object = None, editor: bool = False, groups: object = None) -> tuple[User, str]:
+        """Create a user; returns it with its token (shown once, never stored).  ``groups``: a list or
+        a comma-separated string of group names (``opus.auth.users.parse_groups``)."""
         check_user_name(name)
         token, token_id, token_hash = new_token(self.users.token_key)
         user = User(name=name, is_admin=bool(admin), enabled=True, max_active_jobs=_limit(max_active_jobs),
                     jobdefs=self._granted(jobdefs) or {"*"}, token_id=token_id, token_hash=token_hash,
-                    created=utcnow(), is_editor=bool(editor))
+                    created=utcnow(), is_editor=bool(editor), groups=parse_groups(groups))
         try:
             self.users.add(user)
         except UserExists:
@@ -60,9 +61,10 @@ class UserAdmin:
 
     def update(self, name: str, *, enabled: bool | None = None, admin: bool | None = None,
                jobdefs: object = None, grant: object = None, revoke: object = None,
-               max_active_jobs: object = UNCHANGED, editor: bool | None = None) -> User:
-        """Change a user; ``jobdefs``, ``grant``, ``revoke`` and ``max_active_jobs`` are as given by
-        the REST API's JSON or the command line (checked here)."""
+               max_active_jobs: object = UNCHANGED, editor: bool | None = None, groups: object = UNCHANGED) -> User:
+        """Change a user; ``jobdefs``, ``grant``, ``revoke``, ``max_active_jobs`` and ``groups`` (the
+        new groups, replacing the old: "" or [] none) are as given by the REST API's JSON or the
+        command line (checked here)."""
         user = self.get(name)
         fields: dict[str, object] = {}
         if enabled is not None:
@@ -84,6 +86,8 @@ class UserAdmin:
             fields["jobdefs"] = allowed
         if max_active_jobs is not UNCHANGED:
             fields["max_active_jobs"] = _limit(max_active_jobs)
+        if groups is not UNCHANGED:
+            fields["groups"] = parse_groups(groups)
         if fields:
             self.users.update(name, **fields)
         return self.get(name)

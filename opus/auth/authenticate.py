@@ -84,9 +84,9 @@ class Authenticator:
         limit = user.max_active_jobs if user.max_active_jobs is not None else self.settings.DEFAULT_MAX_ACTIVE_JOBS
         if service is not None:  # an application's token: the user's jobs, never admin or editor rights
             return Identity(user.name, False, frozenset(user.jobdefs), limit or None, user.owner_key,
-                            scope=service.scope)
+                            scope=service.scope, groups=user.groups)
         return Identity(user.name, user.is_admin, frozenset(user.jobdefs), limit or None, user.owner_key,
-                        is_editor=user.is_editor)
+                        is_editor=user.is_editor, groups=user.groups)
 
     def token_key(self) -> bytes:
         """The key of token hashes (derived once from the server secret: one HMAC per check, not two)."""

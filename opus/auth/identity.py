@@ -87,6 +87,9 @@ class Identity:
     #: A service token's scope ("read", "submit"); None for the user's own credentials (token,
     #: password session, REMOTE_USER), which alone may manage the account.
     scope: str | None = None
+    #: The stored user's groups (``opus.auth.users.User.groups``), read with the user at each request:
+    #: a job shared with a group is readable by its members (``opus.service.sharing``).
+    groups: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         # A named caller without a key would share the anonymous jobs (key None): refuse to exist.

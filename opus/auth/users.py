@@ -22,16 +22,20 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from opus.errors import BadRequest
+
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,63}\Z")
 ITERATIONS = 200_000  # the legacy PBKDF2 scheme only
 KEYED = "hmac_sha256"
 LEGACY = "pbkdf2_sha256"
 #: What an unknown user's check compares against: the same work and comparison as a real one.
 DUMMY_HASH = f"{KEYED}${base64.urlsafe_b64encode(bytes(32)).decode()}"
+#: A group name follows the user name rule (``USER_NAME``); a user belongs to at most this many groups.
+MAX_GROUPS = 100
 
 
 @dataclass
@@ -56,6 +60,9 @@ class User:
     #: A pending password reset: SHA-256 (hex) of its one-time code, and when it expires.
     reset_hash: str | None = None
     reset_expires: datetime | None = None
+    #: Names of the groups the user belongs to (an admin's, or the identity provider's groups claim);
+    #: a job shared with a group is readable by its members (opus.service.sharing).
+    groups: frozenset[str] = frozenset()
 
     def may_use(self, jobname: str) -> bool:
         return self.is_admin or "*" in self.jobdefs or jobname in self.jobdefs
@@ -90,7 +97,7 @@ class User:
         return {"name": self.name, "id": self.uid, "roles": self.roles,
                 "enabled": self.enabled, "maxActiveJobs": self.max_active_jobs,
                 "jobDefinitions": sorted(self.jobdefs), "password": bool(self.password_hash),
-                "email": self.email, "created": _iso(self.created)}
+                "email": self.email, "groups": sorted(self.groups), "created": _iso(self.created)}
 
 
 #: Scopes of service tokens: "read" (GET, HEAD, OPTIONS) and "submit" (the user's own jobs).
@@ -125,8 +132,54 @@ def check_user_name(name: str) -> str:
     return name
 
 
+def check_group_name(name: str) -> str:
+    """A valid group name (the user name rule: letters, digits, '_', '.', '@', '-', at most 64)."""
+    if not isinstance(name, str) or not USER_NAME.match(name):
+        raise BadRequest(f"group name {name!r}: letters, digits, '_', '.', '@', '-' (at most 64)")
+    return name
+
+
+def parse_groups(value: object) -> frozenset[str]:
+    """Group names from a list or a comma/space separated string ("" or None: no group), each checked
+    (``check_group_name``), at most ``MAX_GROUPS``; BadRequest otherwise."""
+    if value is None:
+        return frozenset()
+    if isinstance(value, str):
+        items: Iterable[object] = re.split(r"[,\s]+", value)
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = value
+    else:
+        raise BadRequest("groups: a list of group names or a comma-separated string")
+    names = set()
+    for item in items:
+        if not isinstance(item, str):
+            raise BadRequest(f"group name {item!r} is not a string")
+        if item.strip():
+            names.add(check_group_name(item.strip()))
+    if len(names) > MAX_GROUPS:
+        raise BadRequest(f"at most {MAX_GROUPS} groups per user ({len(names)} given)")
+    return frozenset(names)
+
+
+def usable_groups(names: Iterable[object]) -> frozenset[str]:
+    """The valid group names among ``names`` (an identity provider's claim, which may hold names this
+    server cannot use, such as "/a/b" paths): the others are left out, never an error; at most
+    ``MAX_GROUPS`` (the first ones, sorted)."""
+    valid = sorted({n for n in names if isinstance(n, str) and USER_NAME.match(n)})
+    return frozenset(valid[:MAX_GROUPS])
+
+
 def user_owner_key(uid: int) -> str:
     return f"user:{uid}"
+
+
+#: The grantee key of a group a job is shared with (``opus.service.sharing``); it never owns anything.
+GROUP_KEY_PREFIX = "group:"
+
+
+def group_key(name: str) -> str:
+    """The grantee key of the group ``name`` (job shares: ``group:<name>``)."""
+    return GROUP_KEY_PREFIX + name
 
 
 def remote_owner_key(name: str) -> str:

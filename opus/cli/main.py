@@ -61,7 +61,8 @@ def _user(settings: Settings, args: argparse.Namespace) -> int:
                       JobDefinitionRegistry(settings.JDL_DIR).known)
     try:
         if args.action == "add":
-            user, token = admin.add(args.name, args.admin, args.jobdefs, args.max_jobs, editor=args.editor)
+            user, token = admin.add(args.name, args.admin, args.jobdefs, args.max_jobs, editor=args.editor,
+                                    groups=args.groups)
             print(f"user {user.name!r} created; its token, shown only now:\n  {token}")
         elif args.action == "list":
             for u in admin.list():
@@ -78,7 +79,8 @@ def _user(settings: Settings, args: argparse.Namespace) -> int:
         elif args.action == "set":
             user = admin.update(args.name, admin=None if args.admin is None else args.admin == "yes",
                                 max_active_jobs=UNCHANGED if args.max_jobs is None else args.max_jobs,
-                                editor=None if args.editor is None else args.editor == "yes")
+                                editor=None if args.editor is None else args.editor == "yes",
+                                groups=UNCHANGED if args.groups is None else args.groups)
             print(json.dumps(user.public()))
         elif args.action == "delete":
             admin.delete(args.name)
@@ -130,6 +132,8 @@ def _add_user_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     add.add_argument("--jobdefs", default="*", help="job definitions allowed, comma-separated ('*': all)")
     add.add_argument("--max-jobs", type=int, default=None, help="limit of unfinished jobs (default: "
                      "DEFAULT_MAX_ACTIVE_JOBS)")
+    add.add_argument("--groups", default=None, help="the groups the user belongs to, comma-separated "
+                     "(jobs may be shared with a group)")
     actions.add_parser("list", help="list users (JSON lines)")
     for name, text in (("disable", "stop a user signing in"), ("enable", "let a disabled user sign in again"),
                        ("token", "replace a user's token and print the new one"), ("delete", "delete a user")):
@@ -139,13 +143,15 @@ def _add_user_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         p.add_argument("name", help="the user's name")
         p.add_argument("jobdefs_list", nargs="+", metavar="jobdef",
                        help="job definition names ('*': all)" + (" (each must exist)" if name == "grant" else ""))
-    setp = actions.add_parser("set", help="change a user's limit or role")
+    setp = actions.add_parser("set", help="change a user's limit, roles or groups")
     setp.add_argument("name", help="the user's name")
     setp.add_argument("--max-jobs", type=int, default=None, help="the new limit of unfinished jobs")
     setp.add_argument("--admin", choices=("yes", "no"), default=None, help="give (yes) or take away (no) "
                       "the admin role")
     setp.add_argument("--editor", choices=("yes", "no"), default=None, help="give (yes) or take away (no) "
                       "the editor role (proposing job definitions)")
+    setp.add_argument("--groups", default=None, help="the user's groups, comma-separated, replacing the "
+                      "old ones ('' for none)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,10 +1,11 @@
 """The admin-only JSON API for users: /admin/users...
 
     GET    /admin/users                 list
-    POST   /admin/users                 create {name, admin?, editor?, jobDefinitions?, maxActiveJobs?} -> token (once)
+    POST   /admin/users                 create {name, admin?, editor?, jobDefinitions?, maxActiveJobs?, groups?}
+                                        -> token (once)
     GET    /admin/users/<name>          one user
     PATCH  /admin/users/<name>          change {enabled?, admin?, editor?, jobDefinitions?, grant?, revoke?,
-                                        maxActiveJobs?}
+                                        maxActiveJobs?, groups? (replaces them; [] none)}
     DELETE /admin/users/<name>          delete
     POST   /admin/users/<name>/token    replace the token -> new token (once)
 
@@ -24,7 +25,8 @@ from opus.server.routing import RouteTable, services, settings
 from opus.server.web import as_json, identity, read_body, require_admin
 
 routes = RouteTable()
-FIELDS = frozenset({"name", "admin", "editor", "enabled", "jobDefinitions", "grant", "revoke", "maxActiveJobs"})
+FIELDS = frozenset({"name", "admin", "editor", "enabled", "jobDefinitions", "grant", "revoke", "maxActiveJobs",
+                    "groups"})
 
 
 def _admin() -> UserAdmin:
@@ -64,7 +66,7 @@ def add_user() -> HTTPResponse:
         if key in data and not isinstance(data[key], bool):
             raise BadRequest(f"'{key}' must be true or false")
     user, token = admin.add(data["name"], bool(data.get("admin", False)), data.get("jobDefinitions", "*"),
-                            data.get("maxActiveJobs"), bool(data.get("editor", False)))
+                            data.get("maxActiveJobs"), bool(data.get("editor", False)), data.get("groups"))
     return as_json({**user.public(), "token": token}, 201)
 
 
@@ -82,7 +84,8 @@ def change_user(name: str) -> HTTPResponse:
             raise BadRequest(f"'{key}' must be true or false")
     user = admin.update(name, enabled=data.get("enabled"), admin=data.get("admin"), editor=data.get("editor"),
                         jobdefs=data.get("jobDefinitions"), grant=data.get("grant"), revoke=data.get("revoke"),
-                        **({"max_active_jobs": data["maxActiveJobs"]} if "maxActiveJobs" in data else {}))
+                        **({"max_active_jobs": data["maxActiveJobs"]} if "maxActiveJobs" in data else {}),
+                        **({"groups": data["groups"]} if "groups" in data else {}))
     return as_json(user.public())
 
 

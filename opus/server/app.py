@@ -17,6 +17,7 @@ from opus.server import (admin_routes, callback_routes, compat_routes, cors, err
                          openapi, pages, progress_routes, prov_routes, routing, share_routes, store_routes, urls,
                          uws_routes, vosi, web_routes)
 from opus.server import account_routes
+from opus.server import oidc_routes
 from opus.server.routing import RouteTable, services
 from opus.server.web import (HTML_MEDIA, JSON_MEDIA, TEXT_MEDIA, as_json, base_url, preferred, text,
                              vary_on_accept)
@@ -106,7 +107,8 @@ def _install_routes(app: Bottle, root: Root) -> None:
         table.install(app)
     vosi.install(app)
     # Last: the original OPUS's URLs (deprecated aliases) never shadow a current route.
-    for table in (callback_routes.routes, admin_routes.routes, account_routes.routes, web_routes.routes, openapi.routes,
+    for table in (callback_routes.routes, admin_routes.routes, account_routes.routes, oidc_routes.routes,
+                  web_routes.routes, openapi.routes,
                   compat_routes.routes):
         table.install(app)
     metrics.install(app, root)

@@ -14,6 +14,7 @@ from bottle import HTTPResponse
 from opus.server import (openapi_admin, openapi_compat, openapi_jdl, openapi_ops, openapi_progress, openapi_prov,
                          openapi_share, openapi_store, openapi_uws, openapi_web)
 from opus.server import openapi_accounts
+from opus.server import openapi_oidc
 from opus.server.openapi_components import components
 from opus.server.openapi_parts import (JSON, STRING, TEXT, XML, Doc, array, errors, json_body, obj, ok, op,
                                        path_param, ref)
@@ -77,6 +78,7 @@ def build_document(root: Root, base: str) -> Doc:
         **openapi_progress.paths(jobname_schema),
         **openapi_share.paths(jobname_schema),
         **openapi_accounts.paths(),
+        **openapi_oidc.paths(),
         **openapi_uws.paths(settings, jobname),
         **_public_paths(),
         **openapi_admin.paths(),

@@ -18,7 +18,9 @@ def paths() -> Doc:
             "post": op("addUser", "Create a user", tag, {
                 "201": {"description": "Created; the token is shown only now",
                         "content": {JSON: {"schema": schema("UserWithToken")}}},
-                **errors(400, 401, 403)}, body=json_body("UserChange")),
+                **errors(400, 401, 403)}, body=json_body("UserChange"),
+                description="`groups`: the user's groups (a list, or names separated by commas); a bad "
+                            "name is 400."),
         },
         "/admin/users/{name}": {
             "parameters": [name],
@@ -28,7 +30,8 @@ def paths() -> Doc:
                 **ok("The changed user", {JSON: {"schema": schema("User")}}),
                 **errors(400, 401, 403, 404)},
                 body=json_body("UserChange", required=False),
-                description="403 when the change would leave no enabled admin."),
+                description="403 when the change would leave no enabled admin. `groups` replaces the "
+                            "user's groups ([] or \"\": none); a bad name is 400."),
             "delete": op("deleteUser", "Delete a user", tag, {
                 **ok("Deleted", {JSON: {"schema": obj({"deleted": STRING})}}),
                 **errors(401, 403, 404)}),

@@ -108,7 +108,9 @@ def _other_schemas() -> Doc:
             "enabled": {"type": "boolean"}, "maxActiveJobs": {"type": ["integer", "null"]},
             "jobDefinitions": {"type": "array", "items": {"type": "string"}}, "created": NULLABLE_STR,
             "password": {"type": "boolean", "description": "Whether the account has a password"},
-            "email": NULLABLE_STR}},
+            "email": NULLABLE_STR,
+            "groups": {"type": "array", "items": {"type": "string"},
+                       "description": "The groups the user belongs to (a job may be shared with a group)"}}},
         "UserWithToken": {"allOf": [schema("User"), {"type": "object", "required": ["token"],
                                                       "properties": {"token": {"type": "string"}}}]},
         "UserChange": {
@@ -122,7 +124,11 @@ def _other_schemas() -> Doc:
                                    "description": "`*` (all) or a list of names"},
                 "grant": {"oneOf": [STRING, array(STRING)]},
                 "revoke": {"oneOf": [STRING, array(STRING)]},
-                "maxActiveJobs": {"type": ["integer", "null"], "minimum": 0}}},
+                "maxActiveJobs": {"type": ["integer", "null"], "minimum": 0},
+                "groups": {"oneOf": [STRING, {"type": "array", "maxItems": 100, "items": {
+                    "type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"}}],
+                           "description": "The user's groups, replacing them: a list, or names separated by "
+                                          "commas ([] or \"\": none)"}}},
         "JobEvent": obj({
             "job_id": STRING, "token": STRING, "phase": schema("Phase"), "message": STRING,
             "results": {"type": "array"}, "start_time": STRING, "end_time": STRING,

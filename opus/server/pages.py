@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import bottle
 from bottle import HTTPResponse, request
@@ -119,10 +119,19 @@ def signin_page(message: str = "", status: int = 200, name: str = "", next_url: 
     response = render("signin", "Sign in", status=status, cookies=tuple(cookies), message=message, name=name,
                       next_url=next_path(next_url), signin_csrf=web_session.signin_token(settings(), nonce),
                       anonymous_ok=settings().ALLOW_ANONYMOUS, signed_out=signed_out,
-                      registration=settings().REGISTRATION != "off")
+                      registration=settings().REGISTRATION != "off", **_single_sign_on(next_url))
     if status == 401:
         response.set_header("WWW-Authenticate", 'OPUS-Session realm="OPUS"')
     return response
+
+
+def _single_sign_on(next_url: str | None) -> dict[str, str]:
+    """The sign-in page's "Sign in with <provider>" button (docs/single-sign-on.md); none when not configured."""
+    site = settings()
+    if not site.OIDC_ISSUER:
+        return {"oidc_name": "", "oidc_url": ""}
+    return {"oidc_name": site.OIDC_PROVIDER_NAME,
+            "oidc_url": f"{root()}/web/signin/oidc?{urlencode({'next': next_path(next_url)})}"}
 
 
 def signin_required(exc: Unauthorized) -> HTTPResponse:

@@ -9,9 +9,11 @@
     GET    /shared                      the jobs shared with the caller
     GET    /shared/<jobname>/<job id>   a job the caller owns or that was shared with them (JSON, read-only)
     GET    /shared/<jobname>/<job id>/results/<result id>   one of its results
-    GET    /shared/<jobname>/<job id>/users                 whom the owner shared it with
+    GET    /shared/<jobname>/<job id>/users                 whom the owner shared it with (users and groups)
     PUT    /shared/<jobname>/<job id>/users/<name>          share it read-only with a user (its owner)
     DELETE /shared/<jobname>/<job id>/users/<name>          stop sharing it with that user
+    PUT    /shared/<jobname>/<job id>/groups/<name>         share it read-only with a group's members
+    DELETE /shared/<jobname>/<job id>/groups/<name>         stop sharing it with that group
     GET    /notifications, PUT /notifications {"email": ...}   one's address for NOTIFY=email
 """
 
@@ -135,7 +137,7 @@ def shared_file_by_name(token: str, file_name: str) -> HTTPResponse:
     return _shared_file(token, file_name)
 
 
-# ---- jobs shared with named users ----------------------------------------------------------------------
+# ---- jobs shared with named users and groups --------------------------------------------------------
 def _job_json(job: Job) -> dict[str, Any]:
     url = f"{base_url(settings())}/shared/{job.jobname}/{job.job_id}"
     error = None if job.error is None else {"message": job.error.message, "type": job.error.type}
@@ -151,7 +153,7 @@ def _job_json(job: Job) -> dict[str, Any]:
 
 @routes.get("/shared")
 def shared_with_me() -> HTTPResponse:
-    return as_json({"jobs": [dict(_job_json(job), sharedSince=iso(share.created))
+    return as_json({"jobs": [dict(_job_json(job), sharedSince=iso(share.created), viaGroup=share.group)
                              for share, job in sharing().shared_with(identity())]})
 
 
@@ -180,7 +182,8 @@ def shared_result(jobname: str, job_id: str, result_id: str) -> HTTPResponse:
 
 def _grant_json(jobname: str, job_id: str) -> HTTPResponse:
     shares = sharing().grantees(identity(), jobname, job_id)
-    return as_json({"users": [{"name": s.grantee_name, "since": iso(s.created)} for s in shares]})
+    return as_json({"users": [{"name": s.grantee_name, "since": iso(s.created)} for s in shares if s.group is None],
+                    "groups": [{"name": s.group, "since": iso(s.created)} for s in shares if s.group is not None]})
 
 
 @routes.get(SHARED_JOB + "/users")
@@ -197,6 +200,18 @@ def grant_job(jobname: str, job_id: str, name: str) -> HTTPResponse:
 @routes.delete(SHARED_JOB + "/users/<name>")
 def ungrant_job(jobname: str, job_id: str, name: str) -> HTTPResponse:
     sharing().ungrant(identity(), jobname, job_id, name)
+    return _grant_json(jobname, job_id)
+
+
+@routes.put(SHARED_JOB + "/groups/<name>")
+def grant_job_to_group(jobname: str, job_id: str, name: str) -> HTTPResponse:
+    sharing().grant_group(identity(), jobname, job_id, name)
+    return _grant_json(jobname, job_id)
+
+
+@routes.delete(SHARED_JOB + "/groups/<name>")
+def ungrant_job_from_group(jobname: str, job_id: str, name: str) -> HTTPResponse:
+    sharing().ungrant_group(identity(), jobname, job_id, name)
     return _grant_json(jobname, job_id)
 
 

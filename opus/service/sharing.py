@@ -10,9 +10,14 @@ database breaks the signature.  A link gives the file and nothing else: no job, 
 listing, no identity.  A forged or unknown link is 403; an expired or revoked one, or one whose file
 was deleted with its job, 410.
 
-**Jobs shared with users.**  A job's owner may share it read-only with named users: they may read
-the job (its description, parameters, results and their files) at ``/shared/<jobname>/<job id>``,
-never change it; the owner lists and withdraws the shares.
+**Jobs shared with users and groups.**  A job's owner may share it read-only with named users, or
+with a group (grantee key ``group:<name>``): they, or every member of the group, may read the job
+(its description, parameters, results and their files) at ``/shared/<jobname>/<job id>``, never
+change it; the owner lists and withdraws the shares.  Membership is the caller's groups as stored
+with the user (``opus.auth.users.User.groups``, on the ``Identity`` the request was authenticated
+with: no extra query), read at each access: a member who leaves the group loses access at once, one
+who joins gains it.  A group nobody belongs to may be shared with (groups come from admins or the
+identity provider); its name must be valid.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from opus.auth.identity import Identity, can_access, server_secret
-from opus.auth.users import USER_NAME, user_owner_key
+from opus.auth.users import USER_NAME, check_group_name, group_key, user_owner_key
 from opus.errors import BadRequest, Forbidden, Gone, NotFound
 from opus.settings import Settings
 from opus.storage import JobStore
@@ -33,12 +38,12 @@ from opus.storage.entitystore import Entity, EntityStore
 from opus.storage.sharestore import JobShare, ShareLink, ShareStore
 from opus.storage.userstore import UserStore
 from opus.timeutil import utcnow
-from opus.uws import Job
+from opus.uws import ID_RE, Job
 
 #: A link's lifetime when none is asked for (capped by SHARE_MAX_LIFETIME).
 DEFAULT_LIFETIME = 7 * 86400
 _TOKEN = re.compile(r"^([0-9a-f]{32})\.([0-9a-f]{32})\Z")
-_ID = re.compile(r"^[0-9a-f]{16}\Z")  # a job's or an entity's id
+_ID = ID_RE  # a job's or an entity's id (16 hex digits; shorter when kept by opus migrate)
 _NAME = re.compile(r"^[^\x00-\x1f\x7f/]{1,255}\Z")  # a result id or an input name
 
 
@@ -196,25 +201,48 @@ class SharingService:
             raise NotFound(f"no user {user_name[:64]!r}")
         self.shares.ungrant(job.job_id, user_owner_key(user.uid))  # again: nothing to do
 
+    def grant_group(self, identity: Identity, jobname: str, job_id: str, group: str) -> JobShare:
+        """Share the caller's job read-only with every member of ``group`` (now and later)."""
+        job = self._own_job(identity, jobname, job_id)
+        share = JobShare(job.job_id, group_key(check_group_name(group)), group, utcnow())
+        self.shares.grant(share)
+        return share
+
+    def ungrant_group(self, identity: Identity, jobname: str, job_id: str, group: str) -> None:
+        job = self._own_job(identity, jobname, job_id)
+        self.shares.ungrant(job.job_id, group_key(check_group_name(group)))  # again: nothing to do
+
     def grantees(self, identity: Identity, jobname: str, job_id: str) -> list[JobShare]:
+        """The job's shares, with users and with groups (``JobShare.group``)."""
         return self.shares.shares_of(self._own_job(identity, jobname, job_id).job_id)
 
+    @staticmethod
+    def _grantee_keys(identity: Identity) -> list[str]:
+        """What a share must name to give the caller a job: its owner key, or one of its groups."""
+        if identity.owner_key is None:
+            return []
+        return [identity.owner_key, *(group_key(g) for g in sorted(identity.groups))]
+
     def shared_job(self, identity: Identity, jobname: str, job_id: str) -> Job:
-        """A job the caller owns or that was shared with them (read-only use only)."""
+        """A job the caller owns or that was shared with them or one of their groups (read-only use only)."""
         _checked(job_id, _ID, "job")
         job = self.jobs.get(job_id)
         if job is None or job.jobname != jobname:
             raise NotFound(f"no job {job_id[:40]!r} in {jobname[:64]!r}")
-        if not can_access(identity, job.owner_key) and not self.shares.is_shared(job_id, identity.owner_key):
+        if not can_access(identity, job.owner_key) and not self.shares.is_shared(job_id, self._grantee_keys(identity)):
             raise Forbidden(f"job {job_id!r} is neither yours nor shared with you")
         return job
 
     def shared_with(self, identity: Identity) -> list[tuple[JobShare, Job]]:
-        """The jobs shared with the caller that still exist, newest share first."""
-        if identity.owner_key is None:
-            return []
+        """The jobs shared with the caller or their groups that still exist, newest share first; a job
+        shared both ways once, by its share with the caller (``JobShare.group`` None) if there is one."""
+        chosen: dict[str, JobShare] = {}
+        for share in self.shares.shared_with(self._grantee_keys(identity)):
+            known = chosen.get(share.job_id)
+            if known is None or (known.group is not None and share.group is None):
+                chosen[share.job_id] = share
         out = []
-        for share in self.shares.shared_with(identity.owner_key):
+        for share in sorted(chosen.values(), key=lambda s: s.created, reverse=True):
             job = self.jobs.get(share.job_id)
             if job is not None:
                 out.append((share, job))

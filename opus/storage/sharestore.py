@@ -1,10 +1,14 @@
-"""ShareStore: share links and jobs shared with named users (tables ``share_links``, ``job_shares``).
+"""ShareStore: share links and jobs shared with named users or groups (tables ``share_links``, ``job_shares``).
+
+A job share's grantee key is the user's owner key (``user:<uid>``) or a group's key (``group:<name>``,
+``opus.auth.users.group_key``).
 
 Plain persistence: who may create, list or revoke what is ``opus.service.sharing``'s rule.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,6 +17,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine, Row
 from sqlalchemy.exc import IntegrityError
 
+from opus.auth.users import GROUP_KEY_PREFIX
 from opus.storage.rows import from_db_time, to_db_time
 from opus.storage.tables import job_shares, share_links
 
@@ -33,12 +38,17 @@ class ShareLink:
 
 @dataclass(frozen=True)
 class JobShare:
-    """A job shared read-only with one user."""
+    """A job shared read-only with one user, or with a group (``grantee_key`` ``group:<name>``)."""
 
     job_id: str
     grantee_key: str
     grantee_name: str
     created: datetime
+
+    @property
+    def group(self) -> str | None:
+        """The group's name for a share with a group; None for one with a user."""
+        return self.grantee_key[len(GROUP_KEY_PREFIX):] if self.grantee_key.startswith(GROUP_KEY_PREFIX) else None
 
 
 def _link(row: Row[Any]) -> ShareLink:
@@ -111,17 +121,20 @@ class ShareStore:
             return [_share(r) for r in conn.execute(select(job_shares).where(job_shares.c.job_id == job_id)
                                                      .order_by(job_shares.c.grantee_name))]
 
-    def shared_with(self, grantee_key: str, limit: int = 1000) -> list[JobShare]:
-        """The jobs shared with a user, newest share first."""
+    def shared_with(self, grantee_keys: Collection[str], limit: int = 1000) -> list[JobShare]:
+        """The shares with any of ``grantee_keys`` (a user's key and its groups' keys), newest first."""
+        if not grantee_keys:
+            return []
         with self.engine.connect() as conn:
             return [_share(r) for r in conn.execute(
-                select(job_shares).where(job_shares.c.grantee_key == grantee_key)
-                .order_by(job_shares.c.created.desc()).limit(limit))]
+                select(job_shares).where(job_shares.c.grantee_key.in_(sorted(grantee_keys)))
+                .order_by(job_shares.c.created.desc(), job_shares.c.grantee_key).limit(limit))]
 
-    def is_shared(self, job_id: str, grantee_key: str | None) -> bool:
-        if grantee_key is None:
+    def is_shared(self, job_id: str, grantee_keys: Collection[str]) -> bool:
+        """Whether the job is shared with any of ``grantee_keys`` (one indexed query)."""
+        if not grantee_keys:
             return False
         with self.engine.connect() as conn:
-            return conn.execute(select(job_shares.c.job_id).where(job_shares.c.job_id == job_id,
-                                                                  job_shares.c.grantee_key == grantee_key)
-                                ).first() is not None
+            return conn.execute(select(job_shares.c.job_id).where(
+                job_shares.c.job_id == job_id, job_shares.c.grantee_key.in_(sorted(grantee_keys))).limit(1)
+            ).first() is not None

@@ -6,6 +6,7 @@ never given again after the user is deleted: what the user owned stays with that
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -14,7 +15,7 @@ from sqlalchemy.engine import Engine, Row
 from sqlalchemy.exc import IntegrityError
 
 from opus.auth.identity import server_secret
-from opus.auth.users import ServiceToken, User, token_key
+from opus.auth.users import ServiceToken, User, parse_groups, token_key
 from opus.settings import Settings
 from opus.storage.rows import from_db_time, to_db_time
 from opus.storage.tables import jobs, service_tokens, users
@@ -25,6 +26,11 @@ from opus.uws import UNFINISHED
 def _utc(value: datetime) -> datetime:
     """A NOT NULL instant column, made aware."""
     return value.replace(tzinfo=timezone.utc)
+
+
+def _groups_text(groups: Iterable[str]) -> str:
+    """The stored form of group names: checked (``parse_groups``), sorted, space-separated."""
+    return " ".join(sorted(parse_groups(groups if isinstance(groups, str) else list(groups))))
 
 
 class UserExists(Exception):
@@ -49,17 +55,21 @@ class UserStore:
                     jobdefs=set(row.jobdefs.split()), token_id=row.token_id, token_hash=row.token_hash,
                     created=from_db_time(row.created), uid=row.uid, password_hash=row.password_hash,
                     is_editor=bool(row.is_editor), email=row.email, reset_hash=row.reset_hash,
-                    reset_expires=from_db_time(row.reset_expires) if row.reset_expires else None)
+                    reset_expires=from_db_time(row.reset_expires) if row.reset_expires else None,
+                    groups=frozenset((row.groups or "").split()))
 
     def add(self, user: User) -> None:
-        """Store a new user; sets ``user.uid`` to the id the database gave it."""
+        """Store a new user; sets ``user.uid`` to the id the database gave it (its groups are checked:
+        BadRequest for a bad name)."""
+        groups = _groups_text(user.groups)
         try:
             with self.engine.begin() as conn:
                 result = conn.execute(insert(users).values(
                     name=user.name, token_id=user.token_id, token_hash=user.token_hash, is_admin=user.is_admin,
                     enabled=user.enabled, max_active_jobs=user.max_active_jobs,
                     jobdefs=" ".join(sorted(user.jobdefs)), created=to_db_time(user.created or utcnow()),
-                    password_hash=user.password_hash, is_editor=user.is_editor, email=user.email))
+                    password_hash=user.password_hash, is_editor=user.is_editor, email=user.email,
+                    groups=groups))
                 key = result.inserted_primary_key
                 assert key is not None  # an INSERT of one row always has its key
                 user.uid = key[0]
@@ -84,10 +94,18 @@ class UserStore:
         values = dict(fields)
         if "jobdefs" in values:
             values["jobdefs"] = " ".join(sorted(values["jobdefs"]))
+        if "groups" in values:
+            values["groups"] = _groups_text(values["groups"])
         if values.get("reset_expires") is not None:
             values["reset_expires"] = to_db_time(values["reset_expires"])
         with self.engine.begin() as conn:
             return bool(conn.execute(update(users).where(users.c.name == name).values(**values)).rowcount)
+
+    def set_groups(self, uid: int, groups: Iterable[str]) -> None:
+        """Replace the groups of user ``uid`` (names checked: BadRequest; an unknown uid: nothing)."""
+        text = _groups_text(groups)
+        with self.engine.begin() as conn:
+            conn.execute(update(users).where(users.c.uid == uid).values(groups=text))
 
     def replace_token_hash(self, uid: int, old: str, new: str) -> bool:
         """Compare-and-set of a user's stored hash (a legacy hash upgraded on first use): nothing

@@ -1,5 +1,5 @@
 /*
- * The profile page (/web/profile): the user's account and limits (GET /account), its own API token
+ * The profile page (/web/profile): the user's account (roles, groups) and limits (GET /account), its own API token
  * (replace: POST /account/token, shown once), its password (POST /account/password) and its named
  * service tokens (list, create with a scope and a life, revoke: /account/tokens).  Replacing the
  * token or the password renews this browser's session (a new cookie): the page then fetches the new
@@ -40,6 +40,7 @@
         row("User name", me.name, "account-name"),
         row("Roles", me.roles.join(", "), "account-roles"),
         row("E-mail", me.email || "—", "account-email"),
+        row("Groups", (me.groups || []).join(", ") || "none", "account-groups"),
         row("Password", me.password ? "set" : "none (you sign in with your token)", "account-password"))),
       section("account-limits", "Limits", el("dl", {},
         row("Unfinished jobs", `${limits.activeJobs} of ${limits.maxActiveJobs === null ? "no limit" : limits.maxActiveJobs}`, "limit-jobs"),

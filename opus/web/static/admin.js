@@ -1,6 +1,6 @@
 /*
  * Administration (admins only): users (/admin/users: add, enable/disable, new token, allowed job
- * definitions, quota, delete), job definitions (/jdl: files that cannot be used and why, proposals
+ * definitions, quota, groups, delete), job definitions (/jdl: files that cannot be used and why, proposals
  * to validate or reject, versions, delete) and the server's status (/availability, and jobs by phase from /metrics).  A proposal is
  * validated by the digest shown next to it, so the document made live is the one "View" showed.
  */
@@ -26,6 +26,9 @@
         el("div", {class: "form-text", id: "new-jobdefs-help"}, "Names separated by commas; * for all")),
       el("div", {class: "col-sm-2"}, el("label", {class: "form-label", for: "new-quota"}, "Unfinished jobs"),
         el("input", {class: "form-control", id: "new-quota", type: "number", min: 0, placeholder: "default"})),
+      el("div", {class: "col-sm-3"}, el("label", {class: "form-label", for: "new-groups"}, "Groups"),
+        el("input", {class: "form-control", id: "new-groups", autocomplete: "off", "aria-describedby": "new-groups-help"}),
+        el("div", {class: "form-text", id: "new-groups-help"}, "Names separated by commas (jobs can be shared with a group)")),
       el("div", {class: "col-sm-1 form-check ms-2 mb-2"}, el("input", {class: "form-check-input", type: "checkbox", id: "new-admin"}),
         el("label", {class: "form-check-label", for: "new-admin"}, "Admin")),
       el("div", {class: "col-sm-auto"}, el("button", {class: "btn btn-primary", type: "submit"}, "Add user")));
@@ -35,6 +38,7 @@
       try {
         const user = await client.addUser({name: add.querySelector("#new-name").value.trim(),
           admin: add.querySelector("#new-admin").checked, jobDefinitions: add.querySelector("#new-jobdefs").value,
+          groups: add.querySelector("#new-groups").value,
           ...(quota !== "" ? {maxActiveJobs: Number(quota)} : {})});
         tokenAlert(user.name, user.token);
         add.reset();
@@ -52,6 +56,8 @@
           "aria-label": `Definitions ${u.name} may use`});
         const quota = el("input", {class: "form-control form-control-sm", type: "number", min: 0, value: u.maxActiveJobs ?? "",
           placeholder: "default", "aria-label": `Unfinished jobs ${u.name} may have`});
+        const groups = el("input", {class: "form-control form-control-sm user-groups", value: (u.groups || []).join(", "),
+          placeholder: "none", "aria-label": `Groups of ${u.name}`});
         return el("tr", {dataset: {user: u.name}},
           el("th", {scope: "row"}, u.name, u.roles.includes("admin") ? el("span", {class: "badge text-bg-dark ms-1"}, "admin") : ""),
           el("td", {}, el("span", {class: `badge ${u.enabled ? "text-bg-success" : "text-bg-secondary"}`}, u.enabled ? "enabled" : "disabled")),
@@ -59,6 +65,8 @@
             onclick: () => change(u.name, {jobDefinitions: defs.value}, "Definitions of")}, "Save"))),
           el("td", {}, el("div", {class: "input-group input-group-sm"}, quota, el("button", {class: "btn btn-outline-secondary", type: "button",
             onclick: () => change(u.name, {maxActiveJobs: quota.value === "" ? null : Number(quota.value)}, "Quota of")}, "Save"))),
+          el("td", {}, el("div", {class: "input-group input-group-sm"}, groups, el("button", {class: "btn btn-outline-secondary save-groups", type: "button",
+            onclick: () => change(u.name, {groups: groups.value}, "Groups of")}, "Save"))),
           el("td", {class: "text-end text-nowrap"},
             el("button", {class: "btn btn-sm btn-outline-secondary me-1", type: "button",
               onclick: () => change(u.name, {enabled: !u.enabled}, u.enabled ? "Disable" : "Enable")}, u.enabled ? "Disable" : "Enable"),
@@ -75,7 +83,7 @@
     await refresh();
     return section("users", "Users", add, el("div", {class: "table-responsive"}, el("table", {class: "table align-middle"},
       el("caption", {class: "visually-hidden"}, "Users"),
-      el("thead", {}, el("tr", {}, ["Name", "State", "Allowed definitions", "Quota", ""].map((h) => el("th", {scope: "col"}, h)))), body)));
+      el("thead", {}, el("tr", {}, ["Name", "State", "Allowed definitions", "Quota", "Groups", ""].map((h) => el("th", {scope: "col"}, h)))), body)));
   }
 
   // ---- definitions -----------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
  * One job: properties, parameters (editable while PENDING: jobparams.js), progress while QUEUED or
  * EXECUTING (jobprogress.js), results with their previews shown at once (preview.js), a download under
  * the right file name, a copyable link and "send to TOPCAT/Aladin" (samp.js); stdout, stderr, error
- * summary; the provenance graph (provgraph.js) and its formats; start, abort, delete, run again.
+ * summary; the provenance graph (provgraph.js) and its formats; start, abort, delete, run again;
+ * sharing it read-only with named users or groups (/shared/<jobname>/<id>/users|groups/<name>).
  * Followed live with blocking WAITs (uws.js watchJob) while it is active.
  */
 (function () {
@@ -97,6 +98,50 @@
     } catch (err) { showError(err, "Share"); button.disabled = false; }
   }
 
+  // ---- shared read-only with users or groups: the owner lists, adds and withdraws the shares ----
+  const sharesPath = `/shared/${encodeURIComponent(jobname)}/${encodeURIComponent(jobId)}`;
+  let grantees = null;
+  function showGrantees(data) {
+    const items = [...data.users.map((u) => ["users", "user", u.name]), ...(data.groups || []).map((g) => ["groups", "group", g.name])];
+    grantees.replaceChildren(...(items.length ? items.map(([kind, label, name]) => el("li", {
+      class: "list-group-item d-flex align-items-center gap-2 py-1", dataset: {grantee: `${label}:${name}`}},
+      el("span", {class: "badge text-bg-light border"}, label), el("span", {class: "text-break"}, name),
+      el("button", {type: "button", class: "btn btn-sm btn-outline-danger ms-auto unshare", "aria-label": `Stop sharing with ${label} ${name}`,
+        onclick: () => changeShare("DELETE", kind, name)}, "Withdraw")))
+      : [el("li", {class: "list-group-item text-body-secondary py-1"}, "Shared with no one")]));
+    grantees.dataset.loaded = "1";
+  }
+  async function changeShare(method, kind, name) {
+    try {
+      showGrantees(await client._jsonBody(method, `${sharesPath}/${kind}/${encodeURIComponent(name)}`));
+      return true;
+    } catch (err) { showError(err, method === "PUT" ? "Share" : "Withdraw"); return false; }
+  }
+  function sharing() {
+    const kind = el("select", {class: "form-select form-select-sm flex-grow-0 w-auto", id: "share-kind", "aria-label": "Share with a user or a group"},
+      el("option", {value: "users"}, "User"), el("option", {value: "groups"}, "Group"));
+    const name = el("input", {class: "form-control form-control-sm", id: "share-name", required: true, autocomplete: "off",
+      placeholder: "name", "aria-label": "Name of the user or group"});
+    const form = el("form", {class: "input-group input-group-sm mb-2", id: "share-form", "aria-label": "Share this job read-only"},
+      kind, name, el("button", {class: "btn btn-outline-primary", type: "submit"}, "Share"));
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const who = name.value.trim();
+      if (who && await changeShare("PUT", kind.value, who)) {
+        notify(`${kind.value === "groups" ? "Every member of group" : "User"} ${who} can now read this job (not change it).`, "success");
+        name.value = "";
+      }
+    });
+    // One line while loading, as when shared with no one: the page below does not move when it comes.
+    grantees = el("ul", {class: "list-group list-group-flush small mb-3", id: "share-grantees"},
+      el("li", {class: "list-group-item text-body-secondary py-1"}, "…"));
+    $("provenance-section").after(el("section", {id: "job-sharing", class: "mt-3 col-lg-6", "aria-labelledby": "sharing-title"},
+      el("h2", {class: "h5", id: "sharing-title"}, "Shared with"),
+      el("p", {class: "small text-body-secondary mb-2"}, "Read-only: they see it under “shared with me” (", el("code", {}, "GET /shared"), ")."),
+      form, grantees));
+    client.json(`${sharesPath}/users`).then(showGrantees).catch((err) => showError(err, "Shares"));
+  }
+
   function resultItem(r, files, index) {
     const body = el("div", {class: "result-preview mt-2", dataset: {previewOf: r.id}});
     const shown = OPUS.preview.previewable(r) && index < INLINE_PREVIEWS;
@@ -164,6 +209,7 @@
     $("job-abort").classList.toggle("d-none", !UWS.ACTIVE.includes(job.phase));
     properties(job);
     parameters(job);
+    if (!grantees && job.ownerId) sharing();
     editor.update(job);
     progress.update(job);
     if (!previous || previous.phase !== job.phase || previous.results.length !== job.results.length) results(job);

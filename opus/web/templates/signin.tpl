@@ -7,6 +7,12 @@
     % elif signed_out:
     <div class="alert alert-info" role="status">You are signed out.</div>
     % end
+    % if oidc_url:
+    <div class="card card-body shadow-sm mb-3">
+      <a class="btn btn-primary" id="signin-oidc" href="{{oidc_url}}">Sign in with {{oidc_name}}</a>
+    </div>
+    <p class="text-body-secondary">Or with a user name and a password or token:</p>
+    % end
     <form method="post" action="{{root}}/web/signin" class="card card-body shadow-sm" id="signin-form">
       <input type="hidden" name="_csrf" value="{{signin_csrf}}">
       <input type="hidden" name="next" value="{{next_url}}">
