@@ -350,3 +350,14 @@ def test_deleting_a_user_deletes_its_service_tokens(server):
     assert server.services.users.service_token(made["id"]) is None
     assert requests.get(f"{server.url}/rest/dummy", headers={"Authorization": f"Bearer {made['token']}"}
                         ).status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/web/signin", "/web/register", "/web/reset"])
+def test_an_unreadable_form_body_is_the_form_again_never_a_bare_400(server, path, tmp_path):
+    """A browser's form route answers an HTML page whatever was posted (the fuzz test found a
+    non-UTF-8 body answered with text/plain, which /openapi.json does not document)."""
+    r = requests.post(server.url + path, data=b"name=\xff\xfe%zz&token=\x1f\xb9",
+                      headers={"Content-Type": "application/x-www-form-urlencoded"}, allow_redirects=False)
+    assert r.status_code == 400, r.text
+    assert r.headers["Content-Type"].startswith("text/html") and "could not be read" in r.text
+    assert "<form" in r.text

@@ -175,7 +175,8 @@ def _form_page(template: str, title: str, status: int = 200, **data: Any) -> HTT
 
 
 def _form_fields(*names: str) -> dict[str, str] | None:
-    """The posted form's fields, or None when its CSRF field does not match its nonce cookie."""
+    """The posted form's fields, or None when its CSRF field does not match its nonce cookie;
+    BadRequest when the body is not a readable form."""
     fields, _files = form_input(settings())
     values = {k: v for k, v in fields if k in names + (web_session.CSRF_FIELD,)}
     nonce = web_session.cookie_of(request.environ, web_session.SIGNIN_COOKIE)
@@ -207,7 +208,10 @@ def web_register_form() -> HTTPResponse:
 
 @routes.post("/web/register", opus_public=True)
 def web_register() -> HTTPResponse:
-    values = _form_fields("name", "password", "password2", "email")
+    try:
+        values = _form_fields("name", "password", "password2", "email")
+    except BadRequest as exc:  # a browser's form page: the form again, saying why
+        return _form_page("register", "Register", 400, message=f"The form could not be read ({exc.message}).")
     if values is None:
         return _form_page("register", "Register", 403, message="The form had expired (or cookies are off): "
                                                                "please try again.")
@@ -231,7 +235,10 @@ def web_reset_form() -> HTTPResponse:
 
 @routes.post("/web/reset", opus_public=True)
 def web_reset() -> HTTPResponse:
-    values = _form_fields("name", "code", "password", "password2")
+    try:
+        values = _form_fields("name", "code", "password", "password2")
+    except BadRequest as exc:
+        return _form_page("password", "Set your password", 400, message=f"The form could not be read ({exc.message}).")
     if values is None:
         return _form_page("password", "Set your password", 403,
                           message="The form had expired (or cookies are off): open the link again.")

@@ -110,7 +110,10 @@ def web_signin_form() -> HTTPResponse:
 
 @routes.post("/web/signin", opus_public=True)
 def web_signin() -> HTTPResponse:
-    fields, _files = form_input(settings())
+    try:
+        fields, _files = form_input(settings())
+    except BadRequest as exc:  # a browser's form page: the form again, saying why (never a bare text)
+        return pages.signin_page(f"The form could not be read ({exc.message}): please try again.", 400)
     values = {k: v for k, v in fields if k in ("name", "token", "next", web_session.CSRF_FIELD)}
     name, token = values.get("name", "").strip(), values.get("token", "").strip()
     next_url = values.get("next", "")
