@@ -164,3 +164,35 @@ def test_registration_off_and_a_reset_link(tmp_path, context_for):
     finally:
         context.close()  # before the server: its pending requests would end in errors
         server.stop()
+
+
+def test_an_admin_sees_and_revokes_a_users_service_tokens_and_makes_a_reset_link(tmp_path, context_for):
+    server = make_server(tmp_path, "off")
+    context = context_for(server)
+    try:
+        _, token = UserAdmin(server.services.users).add("fred")
+        made = requests.post(f"{server.url}/account/tokens", json={"name": "pipeline", "scope": "submit", "days": 30},
+                             headers={"Authorization": f"Bearer {token}"})
+        assert made.status_code in (200, 201), made.text
+        service = {"Authorization": f"Bearer {made.json()['token']}"}
+        assert requests.get(f"{server.url}/rest/dummy", headers=service).status_code == 200
+        page = context.new_page()
+        sign_in(page, server.url, "root", server.root_token)
+        page.goto(f"{server.url}/web/admin")
+        page.click("tr[data-user='fred'] .user-access")
+        row = page.locator("tr[data-access-of='fred']")
+        row.locator("li[data-token]").wait_for()
+        assert "pipeline" in row.inner_text() and "submit" in row.inner_text()
+        row.locator("button[aria-label='Revoke the token pipeline of fred']").click()
+        row.locator("text=No service token.").wait_for()
+        assert requests.get(f"{server.url}/rest/dummy", headers=service).status_code == 401
+        row.locator("text=Password reset link").click()
+        link = row.locator(".reset-link code").inner_text()
+        assert link.startswith(f"{server.url}/web/reset?name=fred&code=")
+        page.goto(link)
+        assert page.locator("#reset-name").input_value() == "fred"
+        page.goto(f"{server.url}/web/admin")  # the row closes with the page, and opens again on demand
+        assert page.locator("tr[data-access-of='fred']").count() == 0
+    finally:
+        context.close()  # before the server: its pending requests would end in errors
+        server.stop()

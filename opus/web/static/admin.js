@@ -1,6 +1,6 @@
 /*
  * Administration (admins only): users (/admin/users: add, enable/disable, new token, allowed job
- * definitions, quota, groups, delete), job definitions (/jdl: files that cannot be used and why, proposals
+ * definitions, quota, groups, delete; their service tokens, revocable, and a password reset link), job definitions (/jdl: files that cannot be used and why, proposals
  * to validate or reject, versions, delete) and the server's status (/availability, and jobs by phase from /metrics).  A proposal is
  * validated by the digest shown next to it, so the document made live is the one "View" showed.
  */
@@ -45,6 +45,39 @@
         refresh();
       } catch (err) { showError(err, "Adding the user"); }
     });
+    // A user's service tokens (revocable) and a one-time password reset link: a row under the user's.
+    async function access(button, name) {
+      const row = button.closest("tr");
+      const open = row.nextElementSibling && row.nextElementSibling.dataset.accessOf === name;
+      if (open) { row.nextElementSibling.remove(); button.setAttribute("aria-expanded", "false"); return; }
+      const path = `/admin/users/${encodeURIComponent(name)}`;
+      const list = el("ul", {class: "list-group list-group-flush small service-tokens"});
+      const link = el("div", {class: "small mt-2 reset-link"});
+      const show = async () => {
+        let tokens;
+        try { tokens = (await client.json(`${path}/tokens`)).tokens; } catch (err) { showError(err, `Service tokens of ${name}`); return; }
+        list.replaceChildren(...(tokens.length ? tokens.map((t) => el("li", {class: "list-group-item d-flex flex-wrap gap-2 align-items-center", dataset: {token: t.id}},
+          el("span", {class: "fw-semibold"}, t.name), el("span", {class: "badge text-bg-light border"}, t.scope),
+          el("span", {class: "text-body-secondary"}, `expires ${t.expires}`), el("code", {}, t.id),
+          el("button", {class: "btn btn-sm btn-outline-danger ms-auto", type: "button", "aria-label": `Revoke the token ${t.name} of ${name}`,
+            onclick: async () => {
+              try { await client._jsonBody("DELETE", `${path}/tokens/${encodeURIComponent(t.id)}`); notify(`Token ${t.name} of ${name} revoked.`, "success"); show(); }
+              catch (err) { showError(err, "Revoke"); }
+            }}, "Revoke")))
+          : [el("li", {class: "list-group-item text-body-secondary"}, "No service token.")]));
+      };
+      const reset = el("button", {class: "btn btn-sm btn-outline-primary mt-2", type: "button", onclick: async () => {
+        try {
+          const r = await client._jsonBody("POST", `${path}/reset`);
+          link.replaceChildren(`Send this link to ${name} (once; valid until ${r.expires}): `,
+            el("code", {class: "user-select-all text-break"}, r.url));
+        } catch (err) { showError(err, "Reset link"); }
+      }}, "Password reset link");
+      row.after(el("tr", {dataset: {accessOf: name}}, el("td", {colspan: 6},
+        el("h3", {class: "h6"}, `Service tokens of ${name}`), list, reset, link)));
+      button.setAttribute("aria-expanded", "true");
+      await show();
+    }
     const change = async (name, data, what) => {
       try { await client.changeUser(name, data); refresh(); } catch (err) { showError(err, `${what} ${name}`); }
     };
@@ -73,6 +106,8 @@
             el("button", {class: "btn btn-sm btn-outline-primary me-1", type: "button", onclick: async () => {
               try { tokenAlert(u.name, (await client.newToken(u.name)).token); } catch (err) { showError(err, "New token"); }
             }}, "New token"),
+            el("button", {class: "btn btn-sm btn-outline-secondary me-1 user-access", type: "button", "aria-expanded": "false",
+              onclick: (e) => access(e.currentTarget, u.name)}, "Access"),
             el("button", {class: "btn btn-sm btn-outline-danger", type: "button", onclick: async (e) => {
               const b = e.currentTarget;
               if (b.dataset.armed !== "1") { b.dataset.armed = "1"; b.textContent = "Confirm delete"; return; }
