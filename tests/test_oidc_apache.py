@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sysconfig
 import tempfile
@@ -23,20 +22,13 @@ from pathlib import Path
 import pytest
 import requests
 from helpers import wait_for
+from private_apache import APACHE_USER, apache_binary, free_port, running, write_config
 from test_oidc import authorize, provider  # noqa: F401  (provider: a fixture)
 
 from opus.settings import REPO_ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore:get_jwt_config:DeprecationWarning")]
-MODULES = Path("/usr/lib/apache2/modules")
-APACHE_USER = "www-data"
 CLIENT_SECRET = "the apache client's secret"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _doc_block() -> str:
@@ -62,26 +54,8 @@ def _config(root: Path, port: int, issuer: str, settings: Path) -> Path:
                      ("https://uws.example.org", f"http://127.0.0.1:{port}")):
         assert old in sso, old
         sso = sso.replace(old, new)
-    modules = "\n".join(f"LoadModule {name}_module {MODULES}/mod_{name}.so" for name in (
-        "mpm_event", "authz_core", "authz_user", "authn_core", "env", "mime", "wsgi", "auth_openidc"))
-    (root / "httpd.conf").write_text(f"""\
-ServerRoot {root}
-ServerName 127.0.0.1
-Listen 127.0.0.1:{port}
-PidFile {root}/apache.pid
-DefaultRuntimeDir {root}
-Mutex file:{root}
-User {APACHE_USER}
-Group {APACHE_USER}
-ErrorLog {root}/error.log
-LogLevel warn
-WSGISocketPrefix {root}/wsgi
-TypesConfig /etc/mime.types
-{modules}
-{wsgi}
-{sso}
-""")
-    return root / "httpd.conf"
+    return write_config(root, port, ("mpm_event", "authz_core", "authz_user", "authn_core", "env", "mime", "wsgi",
+                                     "auth_openidc"), f"{wsgi}\n{sso}")
 
 
 def _serving(url: str) -> bool:
@@ -92,19 +66,12 @@ def _serving(url: str) -> bool:
 
 
 def test_mod_auth_openidc_signs_in_through_the_provider_and_opus_trusts_remote_user(provider):  # noqa: F811
-    apache = shutil.which("apache2") or "/usr/sbin/apache2"
-    if not (Path(apache).exists() and (MODULES / "mod_wsgi.so").exists()
-            and (MODULES / "mod_auth_openidc.so").exists()):
-        pytest.fail("apache2, libapache2-mod-wsgi-py3 and libapache2-mod-auth-openidc are missing: "
-                    "scripts/setup.sh --test installs them")
-    if os.geteuid() != 0:
-        pytest.fail("the Apache test starts Apache as root, as a system service does")
+    apache = apache_binary("wsgi", "auth_openidc")
     provider.user("sub-olga", preferred_username="olga", groups=["astro"])
     root = Path(tempfile.mkdtemp(prefix="opus-apache-oidc-", dir="/tmp"))  # Apache's user must reach it
-    config = None
     try:
         root.chmod(0o755)
-        port = _free_port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}/opus"
         settings = root / "settings.py"
         settings.write_text(f"DATA_DIR = {str(root / 'var')!r}\nBASE_URL = {url!r}\nALLOW_ANONYMOUS = False\n"
@@ -115,41 +82,35 @@ def test_mod_auth_openidc_signs_in_through_the_provider_and_opus_trusts_remote_u
         assert init.returncode == 0, init.stderr[-2000:]
         token = re.search(r"\b[0-9a-f]{16}\.\S+", init.stdout + init.stderr).group(0)
         config = _config(root, port, provider.url, settings)
-        for action in ("-t", "-k start"):
-            run = subprocess.run([apache, "-f", str(config), *action.split()], env=env, capture_output=True,
-                                 text=True, timeout=60, check=False)
-            assert run.returncode == 0, run.stdout + run.stderr
-        wait_for(lambda: _serving(url), timeout=60, what="Apache to serve OPUS")
+        with running(apache, config, env):
+            wait_for(lambda: _serving(url), timeout=60, what="Apache to serve OPUS")
 
-        # A browser: the web client's pages send it to the provider first.
-        browser = requests.Session()
-        r = browser.get(f"{url}/web/jobs", allow_redirects=False)
-        assert r.status_code == 302 and r.headers["Location"].startswith(provider.url + "/oauth2/authorize"), \
-            (r.status_code, r.text[:500], (root / "error.log").read_text()[-2000:])
-        back = authorize(browser, r.headers["Location"], "sub-olga")
-        assert back.startswith(f"{url}/oidc-redirect?")
-        r = browser.get(back, allow_redirects=False)  # mod_auth_openidc: code exchange, ID token, session
-        assert r.status_code == 302 and r.headers["Location"].endswith("/opus/web/jobs"), \
-            (r.status_code, r.text[:500], (root / "error.log").read_text()[-2000:])
-        assert browser.get(f"{url}/web/jobs").status_code == 200
-        session = browser.get(f"{url}/web/session").json()
-        assert session["user"] == "olga" and not session["admin"]  # REMOTE_USER: a name, no stored user
-        # REMOTE_USER_JOBDEFS: it may create dummy jobs, not sleep jobs.
-        made = browser.post(f"{url}/rest/dummy", data={"text": "x"}, allow_redirects=False)
-        assert made.status_code == 303 and made.headers["Location"].startswith(f"{url}/rest/dummy/")
-        assert browser.post(f"{url}/rest/sleep", data={"seconds": "1"}, allow_redirects=False).status_code == 403
+            # A browser: the web client's pages send it to the provider first.
+            browser = requests.Session()
+            r = browser.get(f"{url}/web/jobs", allow_redirects=False)
+            assert r.status_code == 302 and r.headers["Location"].startswith(provider.url + "/oauth2/authorize"), \
+                (r.status_code, r.text[:500], (root / "error.log").read_text()[-2000:])
+            back = authorize(browser, r.headers["Location"], "sub-olga")
+            assert back.startswith(f"{url}/oidc-redirect?")
+            r = browser.get(back, allow_redirects=False)  # mod_auth_openidc: code exchange, ID token, session
+            assert r.status_code == 302 and r.headers["Location"].endswith("/opus/web/jobs"), \
+                (r.status_code, r.text[:500], (root / "error.log").read_text()[-2000:])
+            assert browser.get(f"{url}/web/jobs").status_code == 200
+            session = browser.get(f"{url}/web/session").json()
+            assert session["user"] == "olga" and not session["admin"]  # REMOTE_USER: a name, no stored user
+            # REMOTE_USER_JOBDEFS: it may create dummy jobs, not sleep jobs.
+            made = browser.post(f"{url}/rest/dummy", data={"text": "x"}, allow_redirects=False)
+            assert made.status_code == 303 and made.headers["Location"].startswith(f"{url}/rest/dummy/")
+            assert browser.post(f"{url}/rest/sleep", data={"seconds": "1"}, allow_redirects=False).status_code == 403
 
-        # API clients: no redirect to the provider; OPUS's own 401, and tokens work.
-        anonymous = requests.get(f"{url}/rest/dummy", allow_redirects=False)
-        assert anonymous.status_code == 401 and "WWW-Authenticate" in anonymous.headers
-        assert requests.get(f"{url}/rest/dummy", auth=("admin", token)).status_code == 200
-        assert requests.get(f"{url}/capabilities").status_code == 200
-        # A REMOTE_USER header from a client is nothing: only Apache sets REMOTE_USER.
-        forged = requests.get(f"{url}/rest/dummy", headers={"Remote-User": "admin", "X-Remote-User": "admin"},
-                              allow_redirects=False)
-        assert forged.status_code == 401
+            # API clients: no redirect to the provider; OPUS's own 401, and tokens work.
+            anonymous = requests.get(f"{url}/rest/dummy", allow_redirects=False)
+            assert anonymous.status_code == 401 and "WWW-Authenticate" in anonymous.headers
+            assert requests.get(f"{url}/rest/dummy", auth=("admin", token)).status_code == 200
+            assert requests.get(f"{url}/capabilities").status_code == 200
+            # A REMOTE_USER header from a client is nothing: only Apache sets REMOTE_USER.
+            forged = requests.get(f"{url}/rest/dummy", headers={"Remote-User": "admin", "X-Remote-User": "admin"},
+                                  allow_redirects=False)
+            assert forged.status_code == 401
     finally:
-        if config is not None:
-            subprocess.run([apache, "-f", str(config), "-k", "stop"], capture_output=True, timeout=60, check=False)
-            wait_for(lambda: not (root / "apache.pid").exists(), timeout=30, what="Apache to stop", quietly=True)
         shutil.rmtree(root, ignore_errors=True)

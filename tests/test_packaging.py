@@ -16,7 +16,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -29,6 +28,7 @@ import pytest
 import requests
 from browser import checked_context, launch, sign_in
 from helpers import wait_final, wait_for
+from private_apache import APACHE_USER, MODULES, apache_binary, free_port, running, write_config
 
 from opus.settings import REPO_ROOT, Settings
 from opus.weblibs import LOCK_NAME, packages, read_lock
@@ -193,8 +193,7 @@ def test_the_installed_package_serves_every_page_with_its_assets(site):
 
 
 # ---- Apache with mod_wsgi, as docs/deployment.md says, on Debian 12 (issue 13, point 8) ----------------
-MOD_WSGI = Path("/usr/lib/apache2/modules/mod_wsgi.so")
-APACHE_USER = "www-data"
+MOD_WSGI = MODULES / "mod_wsgi.so"
 
 
 def _apache_config(root: Path, port: int, opus_dir: Path, venv: Path, settings: Path) -> Path:
@@ -207,50 +206,21 @@ def _apache_config(root: Path, port: int, opus_dir: Path, venv: Path, settings: 
         assert old in conf, old
         conf = conf.replace(old, new)
     (root / "opus.conf").write_text(conf)
-    modules = "\n".join(f"LoadModule {name}_module /usr/lib/apache2/modules/mod_{name}.so"
-                        for name in ("mpm_event", "authz_core", "env", "mime", "wsgi"))
-    (root / "httpd.conf").write_text(f"""\
-ServerRoot {root}
-ServerName 127.0.0.1
-Listen 127.0.0.1:{port}
-PidFile {root}/apache.pid
-DefaultRuntimeDir {root}
-Mutex file:{root}
-User {APACHE_USER}
-Group {APACHE_USER}
-ErrorLog {root}/error.log
-LogLevel warn
-WSGISocketPrefix {root}/wsgi
-TypesConfig /etc/mime.types
-{modules}
-Include {root}/opus.conf
-""")
-    return root / "httpd.conf"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return write_config(root, port, ("mpm_event", "authz_core", "env", "mime", "wsgi"), f"Include {root}/opus.conf")
 
 
 @pytest.mark.e2e
 def test_apache_mod_wsgi_serves_the_installed_package(built):
-    apache = shutil.which("apache2") or "/usr/sbin/apache2"
-    if not (Path(apache).exists() and MOD_WSGI.exists()):
-        pytest.fail("apache2 and libapache2-mod-wsgi-py3 are missing: scripts/setup.sh --test installs them")
-    if os.geteuid() != 0:
-        pytest.fail("the Apache test starts Apache as root, as a system service does")
+    apache = apache_binary("wsgi")
     # The Python mod_wsgi was built with is the one the virtualenv must be made of.
     libpython = re.search(r"libpython(3\.\d+)", _run(["ldd", MOD_WSGI]).stdout)
     assert libpython and _run(["/usr/bin/python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]
                               ).stdout.strip() == libpython.group(1)
     root = Path(tempfile.mkdtemp(prefix="opus-apache-", dir="/tmp"))  # Apache's user must reach it
-    server = None
     try:
         root.chmod(0o755)
         opus_dir = _install("/usr/bin/python3", root / "venv", built["wheel"], "[science]")
-        port = _free_port()
+        port = free_port()
         _example_definitions(built["sdist"], root / "jdl")
         settings = root / "settings.py"
         settings.write_text(f"DATA_DIR = {str(root / 'var')!r}\nJDL_DIR = {str(root / 'jdl')!r}\n"
@@ -260,34 +230,29 @@ def test_apache_mod_wsgi_serves_the_installed_package(built):
         _run([root / "venv" / "bin" / "opus", "init", "--user", APACHE_USER], cwd=root, env=env)
         assert (root / "var").stat().st_uid == settings.stat().st_uid == pwd.getpwnam(APACHE_USER).pw_uid
         config = _apache_config(root, port, opus_dir, root / "venv", settings)
-        _run([apache, "-f", config, "-t"], env=env)
-        _run([apache, "-f", config, "-k", "start"], env=env)
-        server = config
         url = f"http://127.0.0.1:{port}/opus"
-        http = requests.Session()
-        wait_for(lambda: _answers(http, f"{url}/availability"), timeout=60, what="Apache to serve OPUS")
-        r = http.post(f"{url}/rest/dummy", data={"text": "through mod_wsgi", "PHASE": "RUN"}, allow_redirects=False)
-        assert r.status_code == 303 and r.headers["Location"].startswith(url), (r.status_code, r.text)
-        assert wait_final(http, r.headers["Location"], timeout=60) == "COMPLETED", \
-            http.get(r.headers["Location"]).text
-        assert http.get(r.headers["Location"] + "/results/output").text.strip() == "through mod_wsgi"
-        # the science extra: gammapy_maps runs in the daemon's virtualenv
-        with open(REPO_ROOT / "examples" / "events.fits", "rb") as events:
-            r = http.post(f"{url}/rest/gammapy_maps", data={"RA": "83.63", "Dec": "22.01", "PHASE": "RUN"},
-                          files={"events": events}, allow_redirects=False)
-        assert r.status_code == 303, r.text
-        assert wait_final(http, r.headers["Location"], timeout=120) == "COMPLETED", \
-            http.get(r.headers["Location"] + "/stderr").text
-        assert http.get(r.headers["Location"] + "/results/count_map").content.startswith(b"SIMPLE  =")
-        assert http.get(f"{url}/web/lib/bootstrap/dist/css/bootstrap.min.css").status_code == 200
-        assert http.get(f"{url}/web/").status_code == 200
-        # OPUS's INFO lines are in Apache's error log, marked [wsgi:error]
-        log = (root / "error.log").read_text()
-        assert re.search(r"\[wsgi:error\].* INFO opus\.", log), log[-3000:]
+        with running(apache, config, env):
+            http = requests.Session()
+            wait_for(lambda: _answers(http, f"{url}/availability"), timeout=60, what="Apache to serve OPUS")
+            r = http.post(f"{url}/rest/dummy", data={"text": "through mod_wsgi", "PHASE": "RUN"}, allow_redirects=False)
+            assert r.status_code == 303 and r.headers["Location"].startswith(url), (r.status_code, r.text)
+            assert wait_final(http, r.headers["Location"], timeout=60) == "COMPLETED", \
+                http.get(r.headers["Location"]).text
+            assert http.get(r.headers["Location"] + "/results/output").text.strip() == "through mod_wsgi"
+            # the science extra: gammapy_maps runs in the daemon's virtualenv
+            with open(REPO_ROOT / "examples" / "events.fits", "rb") as events:
+                r = http.post(f"{url}/rest/gammapy_maps", data={"RA": "83.63", "Dec": "22.01", "PHASE": "RUN"},
+                              files={"events": events}, allow_redirects=False)
+            assert r.status_code == 303, r.text
+            assert wait_final(http, r.headers["Location"], timeout=120) == "COMPLETED", \
+                http.get(r.headers["Location"] + "/stderr").text
+            assert http.get(r.headers["Location"] + "/results/count_map").content.startswith(b"SIMPLE  =")
+            assert http.get(f"{url}/web/lib/bootstrap/dist/css/bootstrap.min.css").status_code == 200
+            assert http.get(f"{url}/web/").status_code == 200
+            # OPUS's INFO lines are in Apache's error log, marked [wsgi:error]
+            log = (root / "error.log").read_text()
+            assert re.search(r"\[wsgi:error\].* INFO opus\.", log), log[-3000:]
     finally:
-        if server is not None:
-            subprocess.run([apache, "-f", str(server), "-k", "stop"], capture_output=True, timeout=60)
-            wait_for(lambda: not (root / "apache.pid").exists(), timeout=30, what="Apache to stop", quietly=True)
         shutil.rmtree(root, ignore_errors=True)
 
 
