@@ -16,6 +16,8 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -433,3 +435,13 @@ def test_the_state_cookie_is_signed_and_expires(tmp_path):
     assert oidc.unseal(settings, None) is None and oidc.unseal(settings, "junk") is None
     other_server = load_settings(None, DATA_DIR=str(tmp_path / "other"))
     assert oidc.unseal(other_server, value) is None  # another server secret
+
+
+def test_a_site_without_single_sign_on_does_not_load_authlib(tmp_path):
+    """Authlib and joserfc take about 18 MB a worker: only the first single sign-on loads them."""
+    code = ("import sys\nfrom opus.server.app import create_app\nfrom opus.settings import Settings\n"
+            f"create_app(Settings(DATA_DIR={str(tmp_path / 'var')!r}), start=False)\n"
+            "loaded = sorted(m for m in ('authlib', 'joserfc', 'cryptography') if m in sys.modules)\n"
+            "assert not loaded, loaded\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]

@@ -21,6 +21,7 @@ twice, an ID token that fails a check) is a ``SignInFailed`` (401).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -28,17 +29,10 @@ import secrets
 import threading
 import time
 from dataclasses import asdict, dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import requests
-from authlib.integrations.base_client.errors import OAuthError
-from authlib.integrations.requests_client import OAuth2Session
-from authlib.oidc.core import CodeIDToken
-from authlib.oidc.discovery import OpenIDProviderMetadata
-from joserfc import jwt
-from joserfc.errors import InvalidKeyIdError, JoseError
-from joserfc.jwk import KeySet
-from joserfc.jws import JWSRegistry
 
 from opus.auth.identity import server_secret
 from opus.errors import OpusError
@@ -53,6 +47,23 @@ METADATA_TTL = 3600
 #: The only algorithms an ID token may be signed with (when the provider's metadata lists them).
 ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 MAX_DOCUMENT = 1024 * 1024
+
+
+@functools.cache
+def _lib() -> SimpleNamespace:
+    """Authlib and joserfc, imported by the first single sign-on of a process: they take about 18 MB
+    a worker, which a site without single sign-on never pays."""
+    from authlib.integrations.base_client.errors import OAuthError
+    from authlib.integrations.requests_client import OAuth2Session
+    from authlib.oidc.core import CodeIDToken
+    from authlib.oidc.discovery import OpenIDProviderMetadata
+    from joserfc import jwt
+    from joserfc.errors import InvalidKeyIdError, JoseError
+    from joserfc.jwk import KeySet
+    from joserfc.jws import JWSRegistry
+    return SimpleNamespace(OAuthError=OAuthError, OAuth2Session=OAuth2Session, CodeIDToken=CodeIDToken,
+                           OpenIDProviderMetadata=OpenIDProviderMetadata, jwt=jwt, InvalidKeyIdError=InvalidKeyIdError,
+                           JoseError=JoseError, KeySet=KeySet, JWSRegistry=JWSRegistry)
 
 
 class ProviderError(OpusError):
@@ -167,7 +178,7 @@ def provider_info(settings: Settings) -> ProviderInfo:
 
     def load() -> ProviderInfo:
         url = issuer.rstrip("/") + "/.well-known/openid-configuration"
-        metadata = OpenIDProviderMetadata(_get_json(url, settings.OIDC_TIMEOUT, "metadata"))
+        metadata = _lib().OpenIDProviderMetadata(_get_json(url, settings.OIDC_TIMEOUT, "metadata"))
         try:
             for check in (metadata.validate_issuer, metadata.validate_authorization_endpoint,
                           metadata.validate_token_endpoint, metadata.validate_jwks_uri):
@@ -195,9 +206,9 @@ def provider_keys(settings: Settings, info: ProviderInfo, refresh: bool = False)
 
 
 # ---- the flow ------------------------------------------------------------------------------------------
-def _client(settings: Settings, redirect_uri: str) -> OAuth2Session:
+def _client(settings: Settings, redirect_uri: str) -> Any:
     scopes = ["openid"] + [s for s in settings.OIDC_SCOPES if s != "openid"]
-    return OAuth2Session(settings.OIDC_CLIENT_ID, settings.OIDC_CLIENT_SECRET or None, scope=" ".join(scopes),
+    return _lib().OAuth2Session(settings.OIDC_CLIENT_ID, settings.OIDC_CLIENT_SECRET or None, scope=" ".join(scopes),
                          redirect_uri=redirect_uri, code_challenge_method="S256",
                          token_endpoint_auth_method="client_secret_basic" if settings.OIDC_CLIENT_SECRET
                          else "none")
@@ -218,7 +229,7 @@ def exchange(settings: Settings, redirect_uri: str, pending: Pending, code: str)
         token = _client(settings, redirect_uri).fetch_token(
             info.token_endpoint, grant_type="authorization_code", code=code, code_verifier=pending.verifier,
             timeout=settings.OIDC_TIMEOUT)
-    except OAuthError as exc:
+    except _lib().OAuthError as exc:
         raise SignInFailed(f"the identity provider refused to complete the sign-in ({exc.error}): "
                            "please sign in again") from None
     except requests.RequestException as exc:
@@ -238,11 +249,11 @@ def exchange(settings: Settings, redirect_uri: str, pending: Pending, code: str)
 
     try:
         return check(provider_keys(settings, info))
-    except InvalidKeyIdError:  # the provider rolled its keys over: read them again, once
+    except _lib().InvalidKeyIdError:  # the provider rolled its keys over: read them again, once
         pass
     try:
         return check(provider_keys(settings, info, refresh=True))
-    except InvalidKeyIdError:
+    except _lib().InvalidKeyIdError:
         raise SignInFailed("the ID token is not signed with a key the identity provider publishes (or names "
                            "none of several): please sign in again") from None
 
@@ -252,22 +263,23 @@ def validate_id_token(id_token: str, keys: dict[str, Any], *, issuer: str, clien
                       now: int | None = None) -> dict[str, Any]:
     """The claims of ``id_token`` once its signature (one of ``keys``, a JWK set) and claims are checked;
     SignInFailed naming the check that failed (InvalidKeyIdError: no key of that id)."""
+    lib = _lib()
     try:
-        key_set = KeySet.import_key_set(keys)  # type: ignore[arg-type]
-    except (JoseError, ValueError, TypeError, KeyError):
+        key_set = lib.KeySet.import_key_set(keys)
+    except (lib.JoseError, ValueError, TypeError, KeyError):
         raise ProviderError("the identity provider's keys (jwks_uri) are not a valid JWK set") from None
     try:
-        token = jwt.decode(id_token, key_set, registry=JWSRegistry(algorithms=list(algorithms)))
-    except InvalidKeyIdError:
+        token = lib.jwt.decode(id_token, key_set, registry=lib.JWSRegistry(algorithms=list(algorithms)))
+    except lib.InvalidKeyIdError:
         raise
-    except (JoseError, ValueError) as exc:
+    except (lib.JoseError, ValueError) as exc:
         raise SignInFailed(f"the ID token is not valid ({type(exc).__name__}): please sign in again") from None
-    claims = CodeIDToken(token.claims, token.header, {"iss": {"essential": True, "value": issuer},
+    claims = lib.CodeIDToken(token.claims, token.header, {"iss": {"essential": True, "value": issuer},
                                                       "aud": {"essential": True, "value": client_id}},
                          {"nonce": nonce, "client_id": client_id, "access_token": access_token})
     try:
         claims.validate(now=now, leeway=LEEWAY)
-    except JoseError as exc:
+    except lib.JoseError as exc:
         raise SignInFailed(f"the ID token failed a check ({exc.error}"
                            f"{': ' + str(exc.description) if exc.description else ''}): please sign in again") from None
     if not isinstance(claims.get("sub"), str) or not claims["sub"]:
