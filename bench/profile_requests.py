@@ -162,6 +162,7 @@ def main() -> int:
             prof.disable()
             out = io.StringIO()
             pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(30)
+            pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats("opus/", 40)
             print(out.getvalue())
         root.notifier.stop()
         return 0

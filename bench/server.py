@@ -99,8 +99,10 @@ class Server:
             raise BenchError(f"opus init failed ({done.returncode}):\n{done.stdout}{done.stderr}")
 
     def command(self) -> list[str]:
+        # gunicorn.conf.py as shipped, access log included (off: formatting one line cost about half
+        # of the CPU of answering a woken WAIT; bench/README.md).
         return [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"{HOST}:{self.port}",
-                "--workers", str(self.workers), "--access-logfile", "/dev/null", *_no_control_socket(), self.app]
+                "--workers", str(self.workers), *_no_control_socket(), self.app]
 
     def start(self) -> None:
         env = dict(os.environ, OPUS_SETTINGS=str(self.settings_file))

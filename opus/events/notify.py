@@ -27,6 +27,7 @@ from typing import TypeVar, cast
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_NOTHING = object()
 
 
 class Wake:
@@ -47,6 +48,9 @@ class Wake:
     def once(self, key: Hashable, make: Callable[[], T]) -> T:
         """``make()``'s value for ``key``, made by the first caller (the others wait for it); an
         exception is not kept: the next caller tries again."""
+        made = self._made.get(key, _NOTHING)  # made already: no lock (a thousand threads would queue on it)
+        if made is not _NOTHING:
+            return cast(T, made)
         with self._lock:
             if key not in self._made:
                 self._made[key] = make()
@@ -79,6 +83,7 @@ class Notifier:
         self._name: str | None = None
         self._send_sock: socket.socket | None = None
         self._pid: int | None = None
+        self._prepare: Callable[[str, Wake], None] | None = None
 
     # ---- listening ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -149,11 +154,25 @@ class Notifier:
                 else:
                     log.warning("notification to peer %s failed: %s", peer, exc)
 
+    def prepare_wakes(self, prepare: Callable[[str, Wake], None]) -> None:
+        """Have ``prepare(job_id, wake)`` called by the thread that delivers a change, before it
+        wakes the change's waiters (only when it has some): what every waiter will need (the job
+        read again: ``wake.once``) is then ready when they wake, instead of made by the first of a
+        thousand threads woken together while the others queue for it.  Its errors are ignored
+        (the waiters then make it themselves)."""
+        self._prepare = prepare
+
     def _deliver(self, job_id: str, phase: str) -> None:
+        wake = Wake(phase)
+        prepare = self._prepare
+        if prepare is not None and phase != "DELETED" and self._waiters.get(job_id):
+            try:
+                prepare(job_id, wake)
+            except Exception as exc:  # noqa: BLE001 - the waiters will try again themselves
+                log.debug("preparing the wake-up of job %s failed: %s", job_id, exc)
         with self._lock:
             waiters = self._waiters.get(job_id)
             if waiters:
-                wake = Wake(phase)
                 for w in waiters:
                     w.phase = phase
                     w.wake = wake

@@ -4,16 +4,25 @@ Standard library only: the wrapper imports it by bare name, on SLURM compute nod
 with the wrapper, like ``jobsandbox.py``).
 
 **The launch record** (``launch.lock`` in the job's directory) makes a launch happen once.  The
-local manager creates it exclusively, with an exclusive ``flock`` and a first line, and fsyncs it
-*before* it starts the wrapper; the wrapper inherits that locked descriptor and holds it for its
-whole life (a wrapper started otherwise, e.g. by SLURM, opens and locks the record itself).  The
-wrapper appends a line with its pid when it starts, and one before it starts the job's script.  So,
-whatever process died when:
+local manager creates it exclusively, with an exclusive ``flock`` and a first line, *before* it
+starts the wrapper; the wrapper inherits that locked descriptor and holds it for its whole life (a
+wrapper started otherwise, e.g. by SLURM, opens and locks the record itself).  The wrapper appends a
+line with its pid when it starts, and one before it starts the job's script.  So, whatever process
+died when:
 
 * no record: the job was never launched, and may be;
 * a record whose lock is held: its wrapper lives (its pid is in the record): adopt it;
 * a record with no holder: the wrapper is gone.  Its report says how the job ended; without one,
   a record that says the script started means the script may have run: the job is never run again.
+
+**What is fsynced, and why only that.**  A process that dies (``kill -9``, a crash) loses nothing
+it wrote: the kernel keeps it.  Only a crash of the machine itself loses writes, and then every
+wrapper and script died with it; what must survive is the one fact that forbids running a job
+again: that its script was started.  So the wrapper's "script" line is made durable (the file,
+then the directory that names it: ``note_durable``) before the script starts, and the report slot
+when the report is written; the other lines and the reserved slot are not.  A record lost with the
+machine said at most "launched", which allows a new launch anyway.  (Before: 7 fsyncs per job, 5 of
+them between PHASE=RUN and the script's start; now 2, and 1 for the report.)
 
 **The report slot** (``report.slot``) is a file of ``SLOT_SIZE`` bytes written when the job is
 launched.  The wrapper writes its final report there first, over the reserved bytes (padded with
@@ -54,31 +63,41 @@ def _fsync_dir(path: Path) -> None:
 
 
 def note(fd: int, **fields: Any) -> None:
-    """Append one line to a launch record (open for appending) and make it durable."""
+    """Append one line to a launch record (open for appending): one write, seen at once by every
+    process, kept through any process's death (not through the machine's: ``note_durable``)."""
     os.write(fd, (json.dumps(fields) + "\n").encode())
+
+
+def note_durable(fd: int, root: Path, **fields: Any) -> None:
+    """``note``, then make the record durable: its data, then the directory entry that names it
+    (the record may be as new as this launch).  For the line that must survive a crash of the
+    machine: the script's start."""
+    note(fd, **fields)
     os.fsync(fd)
+    _fsync_dir(root)
 
 
 def reserve_slot(root: Path) -> None:
-    """Write the report slot's ``SLOT_SIZE`` bytes (blanks: no report yet)."""
+    """Write the report slot's ``SLOT_SIZE`` bytes (blanks: no report yet).  The write itself
+    reserves the space (the file system allocates, or reserves for delayed allocation, at write);
+    no fsync: the report written over it is fsynced (``write_slot``)."""
     fd = os.open(root / SLOT, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.write(fd, b" " * SLOT_SIZE)
-        os.fsync(fd)
     finally:
         os.close(fd)
 
 
 def launch(root: Path) -> int:
     """Record a launch before it happens (the server): reserve the report slot, create the launch
-    record exclusively, lock it, note who launched, fsync; the locked descriptor, which the wrapper
-    must inherit.  FileExistsError if the job was launched before."""
+    record exclusively, lock it, note who launched; the locked descriptor, which the wrapper must
+    inherit.  FileExistsError if the job was launched before.  No fsync (the module's docstring
+    says why): the wrapper makes the record durable before the script starts."""
     reserve_slot(root)
     fd = os.open(root / LAUNCH, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         note(fd, launched=now_iso(), by=os.getpid())
-        _fsync_dir(root)
     except BaseException:
         os.close(fd)
         raise

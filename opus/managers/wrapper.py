@@ -246,7 +246,7 @@ class Wrapper:
         duration = self.spec.get("execution_duration") or 0
         with open(self.root / "stdout.log", "wb") as out, open(self.root / "stderr.log", "wb") as err:
             assert self.launch_fd is not None
-            jobrecord.note(self.launch_fd, script="started", at=now_iso())  # before: never twice
+            jobrecord.note_durable(self.launch_fd, self.root, script="started", at=now_iso())  # never twice
             try:
                 self.proc = subprocess.Popen(
                     command, cwd=self.work, env=self.environment(sandboxed),

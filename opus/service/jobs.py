@@ -58,6 +58,12 @@ class JobService:
         #: Counts a caller's unfinished jobs (for the quota); None: no quotas.
         self.active_jobs = active_jobs
         self.rules = SubmissionRules.of(settings)
+        # A change that wakes WAITs on a job: the delivering thread reads the job once for all of
+        # them, before they wake (wait_shared takes it from the Wake).
+        notifier.prepare_wakes(self._read_for_wake)
+
+    def _read_for_wake(self, job_id: str, wake: Wake) -> None:
+        wake.once("job", lambda: self.store.get(job_id))
 
     def _parse(self, jobdef: JobDefinition, form: Sequence[tuple[str, str]], uploads: Sequence[Upload],
                identity: Identity, base: str | None, allow_phase: bool = False) -> Submission:

@@ -32,6 +32,11 @@ def _sqlite_value(v: object) -> object:
     return int(v) if isinstance(v, bool) else v
 
 
+#: The columns whose values SQLite needs converted (DATETIME, BOOLEAN);
+#: tests/test_jobstore_driver_insert.py compares every column with SQLAlchemy's own insert.
+_CONVERTED = ("creation_time", "destruction_time", "quote", "error_has_detail", "by_reference", "is_post")
+
+
 def _same(v: object) -> object:
     return v
 
@@ -49,12 +54,22 @@ class GroupInsert:
     """Job inserts of this process's threads, gathered into one transaction (group commit,
     ``opus.storage.writelock.Batcher``): one BEGIN, one ``executemany`` per table, one COMMIT
     (SQLite: one hold of the write lock) for as many jobs as arrived while the last was written.
-    A batch that fails is rolled back and its jobs inserted one by one (a taken id fails only its job)."""
+    A batch that fails is rolled back and its jobs inserted one by one (a taken id fails only its job).
+
+    A batch is inserted in one order in every process (``Batcher`` sorts it by key), so that two
+    workers inserting conflicting rows wait for each other instead of deadlocking (PostgreSQL: an
+    INSERT that meets an uncommitted equal key in a unique index waits for that transaction).  The
+    key is the job id, or, for a creation with an idempotency key (which two workers may well
+    receive at once, from a client's retry), that key, ahead of every job id."""
 
     def __init__(self, gate: WriteGate):
         self.gate = gate
         self.batcher = Batcher(self._transaction)
         self._value: Callable[[object], object] = _sqlite_value if gate.sqlite else _same
+        # Only instants and booleans need converting (SQLite): the other columns are passed as they are.
+        converted = frozenset(_CONVERTED) if gate.sqlite else frozenset()
+        self._convert_job = converted & frozenset(JOB_COLUMNS)
+        self._convert_param = converted & frozenset(PARAMETER_COLUMNS)
         self._sql = _STATEMENTS["?" if gate.sqlite else "%s"]
 
     def insert(self, row: Mapping[str, object], parameters: Sequence[Mapping[str, object]]) -> None:
@@ -62,9 +77,12 @@ class GroupInsert:
 
         The driver's IntegrityError (``engine.dialect.dbapi.IntegrityError``) passes through: the
         caller tells a taken job id from it."""
-        value = self._value
-        self.batcher.submit((tuple(value(row.get(c)) for c in JOB_COLUMNS),
-                             [tuple(value(p[c]) for c in PARAMETER_COLUMNS) for p in parameters]))
+        value, conv_job, conv_param = self._value, self._convert_job, self._convert_param
+        creation_key = row.get("idempotency_key")
+        order = f"\0{creation_key}" if creation_key else str(row["job_id"])
+        self.batcher.submit((tuple(value(row.get(c)) if c in conv_job else row.get(c) for c in JOB_COLUMNS),
+                             [tuple(value(p[c]) if c in conv_param else p[c] for c in PARAMETER_COLUMNS)
+                              for p in parameters]), order)
 
     def _transaction(self, batch: list[Work]) -> None:
         job_sql, param_sql = self._sql

@@ -202,7 +202,7 @@ class JobStore:
         transition table allows; ValueError if ``sources`` names one it does not); True if it moved."""
         allowed = checked_sources(target, sources)
         # Group-committed with the other threads' phase changes (opus.storage.writelock.Batcher).
-        moved = self._gate.grouped(lambda conn: self._move(conn, job_id, target, allowed, fields))
+        moved = self._gate.grouped(job_id, lambda conn: self._move(conn, job_id, target, allowed, fields))
         if moved:
             self.on_change(job_id, target.value)
         return moved
@@ -223,7 +223,7 @@ class JobStore:
             if moved and entities is not None:
                 record_entities(conn, entities)
             return moved
-        moved = self._gate.grouped(end)
+        moved = self._gate.grouped(job_id, end)
         if moved:
             self.on_change(job_id, target.value)
         return moved
@@ -235,7 +235,7 @@ class JobStore:
         if in_phases is not None:
             query = query.where(jobs.c.phase.in_([p.value for p in in_phases]))
         values = job_values(fields)
-        return bool(self._gate.grouped(lambda conn: conn.execute(query.values(**values)).rowcount))
+        return bool(self._gate.grouped(job_id, lambda conn: conn.execute(query.values(**values)).rowcount))
 
     def set_parameters(self, job_id: str, params: Sequence[Parameter], in_phases: Iterable[Phase]) -> bool:
         """Add or replace parameters, only while the job is in ``in_phases`` (checked atomically)."""
@@ -321,7 +321,7 @@ class JobStore:
         """Mark a QUEUED job as taken by a manager (compare-and-set on manager_id)."""
         query = update(jobs).where(jobs.c.job_id == job_id, jobs.c.phase == Phase.QUEUED.value,
                                    jobs.c.manager_id.is_(None)).values(manager_id=manager_id)
-        return bool(self._gate.grouped(lambda conn: conn.execute(query).rowcount))
+        return bool(self._gate.grouped(job_id, lambda conn: conn.execute(query).rowcount))
 
     def running(self) -> builtins.list[tuple[str, str, Phase]]:
         """(job_id, manager_id, phase) of every ACTIVE job handed to a manager."""

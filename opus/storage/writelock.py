@@ -7,7 +7,9 @@ first), and get the database the moment it is free.  PostgreSQL needs none of th
 
 Group commit (``Batcher``): the writes that threads submit while one is being written wait, and
 the next writer writes them all in one transaction (one BEGIN, one COMMIT, one hold of the lock),
-so that the more writers there are at once, the less each write costs.
+so that the more writers there are at once, the less each write costs.  A batch is written in the
+order of its works' keys (job ids), not in their order of arrival: on PostgreSQL two workers' batches
+lock the rows they share in the same order, so they cannot deadlock (tests/test_perf_pg_batches.py).
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ T = TypeVar("T")
 class Work:
     """One write submitted to a ``Batcher``: what to write, then its outcome."""
 
-    __slots__ = ("what", "value", "error", "done")
+    __slots__ = ("done", "error", "key", "value", "what")
 
-    def __init__(self, what: Any):
+    def __init__(self, what: Any, key: str):
         self.what = what
+        self.key = key
         self.value: Any = None
         self.error: BaseException | None = None
         self.done = False
@@ -43,8 +46,14 @@ class Batcher:
     A submitting thread queues its work, then takes the writer's place: when it gets it, its work
     may already have been written by the writer before it (done); else it writes everything queued
     by then, its own and other threads', with ``transaction`` (which writes a list of works in one
-    transaction, setting each one's ``value``).  A batch that fails is rolled back by
-    ``transaction`` and its works written one by one, each with its own outcome."""
+    transaction, setting each one's ``value``), sorted by key (stable: one key's works keep their
+    order).  A batch that fails is rolled back by ``transaction`` and its works written one by one,
+    each with its own outcome.
+
+    Why sorted: a row written in a transaction stays locked until its COMMIT.  Batches of two
+    processes that write rows A and B in opposite orders would each hold one and wait for the
+    other (PostgreSQL aborts one of them after ``deadlock_timeout``, 1 s).  In one order, the
+    second waits for the first to commit, then goes on."""
 
     def __init__(self, transaction: Callable[[list[Work]], None]):
         self._transaction = transaction
@@ -52,9 +61,10 @@ class Batcher:
         self._cond = threading.Condition()
         self._writing = False  # a writer is at work
 
-    def submit(self, what: Any) -> Any:
-        """Write ``what``; its value once committed (the exception it raised, raised here)."""
-        work = Work(what)
+    def submit(self, what: Any, key: str) -> Any:
+        """Write ``what`` (about the row ``key``: a job id); its value once committed (the exception
+        it raised, raised here)."""
+        work = Work(what, key)
         with self._cond:
             self._queued.append(work)
             while self._writing and not work.done:
@@ -63,6 +73,7 @@ class Batcher:
                 self._writing = True
                 batch, self._queued = self._queued, []
         if not work.done:
+            batch.sort(key=_key)  # one lock order for every process (see the class's docstring)
             try:
                 self._write(batch)
             finally:
@@ -89,6 +100,10 @@ class Batcher:
                 work.done = True
 
 
+def _key(work: Work) -> str:
+    return work.key
+
+
 class WriteGate:
     """Opens write transactions on ``engine``, one writer of this host at a time on SQLite."""
 
@@ -102,11 +117,12 @@ class WriteGate:
         self._fd_pid: int | None = None
         self._ops = Batcher(self._run_ops)
 
-    def grouped(self, op: Callable[[Connection], T]) -> T:
+    def grouped(self, key: str, op: Callable[[Connection], T]) -> T:
         """``op(conn)`` in a write transaction, committed when this returns, group-committed with
-        the ops other threads submit meanwhile (``Batcher``).  ``op`` only writes: it may run again,
-        alone, if another op of its batch fails."""
-        value: T = self._ops.submit(op)
+        the ops other threads submit meanwhile (``Batcher``), in the order of their ``key``s: the
+        id of the job whose row ``op`` writes.  ``op`` only writes: it may run again, alone, if
+        another op of its batch fails."""
+        value: T = self._ops.submit(op, key)
         return value
 
     def _run_ops(self, batch: list[Work]) -> None:
