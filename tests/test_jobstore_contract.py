@@ -129,6 +129,23 @@ def test_list_filters_and_order(store):
     assert {r.job_id for r in store.list(None)} == {"j5", "j4", "j2", "j1", "j0", "other"}
 
 
+def test_list_before_and_run_id(store):
+    """OPUS's BEFORE (strictly before) and RUNID (exact; with "*", any characters and any case; LIKE's
+    own % and _ are plain characters)."""
+    base = utcnow() - timedelta(hours=1)
+    for i, run_id in enumerate(["Survey-A", "survey-b", "calib_1", "calib%1", None, "survey-b"]):
+        store.create(make_job(f"r{i}", created=base + timedelta(minutes=i), run_id=run_id))
+    ids = lambda **kw: [r.job_id for r in store.list("dummy", **kw)]  # noqa: E731
+    assert ids(before=base + timedelta(minutes=2)) == ["r1", "r0"]
+    assert ids(run_id="survey-b") == ["r5", "r1"] and ids(run_id="Survey-a") == []
+    assert ids(run_id="*survey*") == ["r5", "r1", "r0"]
+    assert ids(run_id="calib_*") == ["r2"] and ids(run_id="calib%*") == ["r3"]  # _ and % are themselves
+    assert ids(run_id="*") == ["r5", "r3", "r2", "r1", "r0"]  # no run id: never matched
+    assert ids(run_id="*survey*", before=base + timedelta(minutes=5), last=1) == ["r1"]
+    streamed = [r.job_id for r in store.iter_list("dummy", run_id="*SURVEY*", before=base + timedelta(minutes=3))]
+    assert streamed == ["r1", "r0"]
+
+
 def test_same_millisecond_jobs_keep_creation_order(store):
     now = utcnow()
     for i in range(5):

@@ -69,3 +69,31 @@ def test_a_streamed_list_shows_only_the_callers_jobs(big):
     refs = validate(_get(big, "alice").content).findall(f"{{{UWS_NS}}}jobref")
     assert len(refs) == N // 5
     assert all(int(ref.get("id"), 16) % 5 == 0 for ref in refs)
+
+
+def _ids(response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [e.get("id") for e in validate(response.content).findall(f"{{{UWS_NS}}}jobref")]
+
+
+def test_before_and_runid_search_every_job_not_only_the_newest(big):
+    """OPUS's BEFORE and RUNID are filters of the query: the web client's "run id" and "created
+    before" once searched the newest 2,000 jobs and missed the oldest ones."""
+    assert _ids(_get(big, "root", RUNID="run<0>")) == [f"{0:016x}"]  # the oldest job
+    sevens = _ids(_get(big, "root", RUNID="RUN<1*"))  # "*": any characters, any case
+    assert sevens and all(int(i, 16) % 7 == 0 and str(int(i, 16)).startswith("1") for i in sevens)
+    assert _ids(_get(big, "root", RUNID="run<1*", LAST=2)) == sevens[:2]  # built in memory, same answer
+    first = requests.get(f"{big.url}/rest/dummy", params={"LAST": "3"}, auth=("root", big.tokens["root"]),
+                         headers={"Accept": "application/json"}).json()["jobs"]
+    assert _ids(_get(big, "root", BEFORE=first[-1]["creationTime"], LAST=1)) == [f"{N - 4:016x}"]
+    alice = _ids(_get(big, "alice", RUNID="*"))  # a filter never shows another owner's jobs
+    assert alice and all(int(i, 16) % 35 == 0 for i in alice)
+
+
+@pytest.mark.parametrize("params, text", [
+    ({"BEFORE": "yesterday"}, "BEFORE"), ({"RUNID": ["a", "b"]}, "once each"),
+    ({"RUNID": "x" * 201}, "at most 200"), ({"RUNID": "a\x00b"}, "control character"),
+    ({"BEFORE": ["2026-01-01T00:00:00Z"] * 2}, "once each")])
+def test_bad_list_filters_are_400(big, params, text):
+    r = _get(big, "root", **params)
+    assert r.status_code == 400 and text in r.text, r.text

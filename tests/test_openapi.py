@@ -93,7 +93,7 @@ def test_responses_and_content_types(document):
     assert set(create["requestBody"]["content"]) == forms
     assert {"400", "401", "403", "404", "413"} <= set(create["responses"])
     assert set(ops["postParameters"]["requestBody"]["content"]) == forms
-    assert {p["name"] for p in ops["listJobs"]["parameters"]} == {"PHASE", "AFTER", "LAST"}
+    assert {p["name"] for p in ops["listJobs"]["parameters"]} == {"PHASE", "AFTER", "LAST", "BEFORE", "RUNID"}
     assert {p["name"] for p in ops["getJob"]["parameters"]} == {"WAIT", "PHASE"}
     assert set(ops["getJob"]["responses"]["200"]["content"]) == {"text/xml", "application/json"}
     assert "application/x-votable+xml" in ops["getError"]["responses"]["200"]["content"]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from opus.server.openapi_parts import (JOB_ID_PATTERN, OCTETS, PHASES, STRING, TEXT, VOTABLE, Doc, array, errors,
-                                       file_responses, form_body, ok, op, path_param, query, see_other, text,
-                                       xml_or_json)
+from opus.server.openapi_parts import (JOB_ID_PATTERN, OCTETS, PHASES, STRING, TEXT, VOTABLE, XML_TEXT, Doc, array,
+                                       errors, file_responses, form_body, ok, op, path_param, query, see_other,
+                                       text, xml_or_json)
 from opus.settings import Settings
 
 TAG = "UWS"
@@ -50,6 +50,11 @@ def _job_list(settings: Settings, jobname: Doc) -> Doc:
                 query("AFTER", "Only jobs created strictly after this instant (ISO 8601)",
                        {"type": "string", "format": "date-time"}),
                 query("LAST", "Only the newest n jobs", {"type": "integer", "minimum": 1}),
+                query("BEFORE", "OPUS extension: only jobs created strictly before this instant (ISO 8601)",
+                       {"type": "string", "format": "date-time"}),
+                query("RUNID", "OPUS extension: only jobs with this run id; `*` matches any characters, "
+                      "and then case is ignored (`*survey*`: run ids containing \"survey\")",
+                      {"type": "string", "maxLength": 200, "pattern": XML_TEXT}),
             ]),
             "post": op("createJob", "Create a job", TAG, {
                 **see_other("The job is created; `Location` is its URL"), **CHANGE_ERRORS, **errors(422, 507)},

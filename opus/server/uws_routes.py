@@ -25,8 +25,10 @@ from opus.service import idempotency
 from opus.service.submission import Upload
 from opus.storage.jobfiles import JobFiles, read_json
 from opus.timeutil import format_instant, parse_instant, parse_int
-from opus.uws import Job, JobRef, parse_phase
+from opus.uws import NOT_XML_CHAR, Job, JobRef, parse_phase
 
+#: The longest RUNID filter of a job list (a run id itself is at most 64 characters; wildcards add some).
+MAX_RUNID_FILTER = 200
 #: Job lists longer than this (LAST above it, or no LAST) are streamed rather than built in memory.
 STREAM_ABOVE = 1000
 routes = RouteTable()
@@ -70,15 +72,18 @@ def jobdef_of(job: Job) -> JobDefinition | None:
 @routes.get(JOB_LIST_RULE)
 def job_list(jobname: str) -> HTTPResponse:
     phases = [parse_phase(p) for p in query_values("PHASE")]
-    after = query_values("AFTER")
-    last = query_values("LAST")
-    if len(after) > 1 or len(last) > 1:
-        raise BadRequest("AFTER and LAST may be given once each")
+    after, last, before, run_id = (query_values(name) for name in ("AFTER", "LAST", "BEFORE", "RUNID"))
+    if max(len(after), len(last), len(before), len(run_id)) > 1:
+        raise BadRequest("AFTER, LAST, BEFORE and RUNID may be given once each")
     limit = parse_int(last[0], "LAST", 1) if last else None
+    if run_id and (len(run_id[0]) > MAX_RUNID_FILTER or NOT_XML_CHAR.search(run_id[0])):
+        raise BadRequest(f"RUNID: at most {MAX_RUNID_FILTER} characters, none a control character")
     # Long lists are streamed from a database cursor: memory stays bounded at any size.
     stream = limit is None or limit > STREAM_ABOVE
     since = parse_instant(after[0], "AFTER") if after else None
-    refs = services().jobs.list(jobname, identity(), phases, since, limit, stream=stream)
+    until = parse_instant(before[0], "BEFORE") if before else None
+    refs = services().jobs.list(jobname, identity(), phases, since, limit, stream=stream, before=until,
+                                run_id=run_id[0] if run_id else None)
     url = list_url(jobname)
     if not stream:
         return as_json(render.joblist_json(refs, url)) if wants_json() else xml(render.joblist_xml(refs, url))

@@ -184,15 +184,17 @@ class JobService:
 
     def list(self, jobname: str | None, identity: Identity, phases: Iterable[Phase] = (),
              after: datetime | None = None, last: int | None = None,
-             stream: bool = False) -> Iterable[JobRef]:
+             stream: bool = False, before: datetime | None = None, run_id: str | None = None) -> Iterable[JobRef]:
         """The caller's jobs (an admin's: everyone's), newest first; with ``stream``, an iterator
-        reading the database in batches (for long lists)."""
+        reading the database in batches (for long lists).  ``before`` and ``run_id``: OPUS's own
+        filters (``opus.storage.rows.ListFilter``)."""
         if jobname is not None and not self.registry.known(jobname):
             raise NotFound(f"no job definition named {jobname[:64]!r}")
         read = self.store.iter_list if stream else self.store.list
         if identity.is_admin:
-            return read(jobname, phases, after, last)
-        return read(jobname, phases, after, last, owner_key=identity.owner_key, filter_owner=True)
+            return read(jobname, phases, after, last, before=before, run_id=run_id)
+        return read(jobname, phases, after, last, owner_key=identity.owner_key, filter_owner=True,
+                    before=before, run_id=run_id)
 
     def wait(self, jobname: str, job_id: str, identity: Identity, seconds: int, phase: Phase | None) -> Job:
         """GET with WAIT: block until the phase changes, at most ``seconds`` (-1: the server maximum).

@@ -21,7 +21,8 @@ from sqlalchemy.sql.elements import BindParameter
 
 from opus.storage import driverinsert
 from opus.storage.entitystore import EntityRows, record_entities
-from opus.storage.rows import job_of, job_values, list_query, new_job_row, parameter_row, ref_of, to_db_time
+from opus.storage.rows import (ListFilter, job_of, job_values, list_query, new_job_row, parameter_row, ref_of,
+                              to_db_time)
 from opus.storage.tables import entities, jobs, parameters, results, used
 from opus.storage.writelock import WriteGate
 from opus.uws import ACTIVE, ENDED, FINAL, Job, JobRef, Parameter, Phase, Result, checked_sources
@@ -166,20 +167,23 @@ class JobStore:
 
     def list(self, jobname: str | None = None, phases: Iterable[Phase] = (), after: datetime | None = None,
              last: int | None = None, owner_key: str | None = None, include_archived: bool = False,
-             filter_owner: bool = False) -> builtins.list[JobRef]:
+             filter_owner: bool = False, before: datetime | None = None,
+             run_id: str | None = None) -> builtins.list[JobRef]:
         """Job references, newest first, filtered by AND of the given criteria (``filter_owner``: only
-        the jobs of ``owner_key``, None meaning the anonymous ones)."""
-        query, values = list_query(jobname, phases, after, last, owner_key, include_archived, filter_owner)
+        the jobs of ``owner_key``, None meaning the anonymous ones; ``before``, ``run_id``: ``ListFilter``)."""
+        wanted = ListFilter(tuple(phases), after, last, before, run_id)
+        query, values = list_query(jobname, wanted, owner_key, include_archived, filter_owner)
         with self.engine.connect() as conn:
             rows = conn.execute(query, values).all()
         return [ref_of(r) for r in rows]
 
     def iter_list(self, jobname: str | None = None, phases: Iterable[Phase] = (), after: datetime | None = None,
                   last: int | None = None, owner_key: str | None = None, filter_owner: bool = False,
-                  batch: int = 2000) -> Iterator[JobRef]:
+                  batch: int = 2000, before: datetime | None = None, run_id: str | None = None) -> Iterator[JobRef]:
         """Like ``list``, streamed from a server-side cursor ``batch`` rows at a time: memory stays
         bounded however many jobs there are."""
-        query, values = list_query(jobname, phases, after, last, owner_key, False, filter_owner)
+        wanted = ListFilter(tuple(phases), after, last, before, run_id)
+        query, values = list_query(jobname, wanted, owner_key, False, filter_owner)
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=batch).execute(query, values)
             for rows in result.partitions():

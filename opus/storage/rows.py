@@ -6,8 +6,8 @@ Instants are stored as naive UTC truncated to milliseconds (``opus.storage.table
 from __future__ import annotations
 
 import functools
-
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -105,26 +105,51 @@ def ref_of(r: Sequence[Any]) -> JobRef:
     return JobRef(r[0], r[1], _PHASES[r[2]], r[3], r[4], _aware(r[5]))
 
 
-def list_query(jobname: str | None, phases: Iterable[Phase], after: datetime | None, last: int | None,
-               owner_key: str | None, include_archived: bool,
+@dataclass(frozen=True)
+class ListFilter:
+    """What a job list asks for beyond the definition and the owner: UWS's PHASE, AFTER and LAST, and
+    OPUS's BEFORE (created strictly before) and RUNID (the run id; ``*`` in it matches any characters,
+    and then the match ignores case)."""
+
+    phases: tuple[Phase, ...] = ()
+    after: datetime | None = None
+    last: int | None = None
+    before: datetime | None = None
+    run_id: str | None = None
+
+
+def run_id_pattern(run_id: str) -> str:
+    """The LIKE pattern of a RUNID with ``*`` wildcards (``\\`` escapes LIKE's own % and _)."""
+    escaped = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%")
+
+
+def list_query(jobname: str | None, wanted: ListFilter, owner_key: str | None, include_archived: bool,
                filter_owner: bool) -> tuple[Select[Any], dict[str, object]]:
     """The job-list query (AND of the criteria, newest first; ``seq`` orders a same-millisecond tie)
     and its parameters.  The statement depends only on which criteria are given: it is built once
     per combination (``_list_statement``), the values are bound at execution."""
-    wanted = [p.value for p in phases]
+    phases = [p.value for p in wanted.phases]
     by_owner = filter_owner or owner_key is not None
-    query = _list_statement(jobname is not None, bool(wanted), not wanted and not include_archived,
-                            after is not None, (owner_key is None) if by_owner else None, last is not None)
-    values: dict[str, object] = {"jobname": jobname, "phases": wanted, "archived": Phase.ARCHIVED.value,
-                                 "after": to_db_time(after), "owner_key": owner_key, "last": last}
+    run_id = wanted.run_id
+    run_match = None if run_id is None else "like" if "*" in run_id else "exact"
+    query = _list_statement(jobname is not None, bool(phases), not phases and not include_archived,
+                            wanted.after is not None, (owner_key is None) if by_owner else None,
+                            wanted.last is not None, wanted.before is not None, run_match)
+    values: dict[str, object] = {"jobname": jobname, "phases": phases, "archived": Phase.ARCHIVED.value,
+                                 "after": to_db_time(wanted.after), "owner_key": owner_key, "last": wanted.last,
+                                 "before": to_db_time(wanted.before),
+                                 "run_id": run_id_pattern(run_id) if run_id and run_match == "like" else run_id}
     return query, values
 
 
 @functools.lru_cache(maxsize=128)
 def _list_statement(by_name: bool, by_phase: bool, no_archived: bool, by_after: bool,
-                    anonymous_owner: bool | None, limited: bool) -> Select[Any]:
+                    anonymous_owner: bool | None, limited: bool, by_before: bool = False,
+                    run_match: str | None = None) -> Select[Any]:
     """The list statement for one combination of criteria (``anonymous_owner``: None when the
-    owner is not a criterion), with bound parameters named as ``list_query``'s values."""
+    owner is not a criterion; ``run_match``: None, "exact" or "like"), with bound parameters named
+    as ``list_query``'s values."""
     query = select(*REF_COLUMNS)
     conds: list[ColumnElement[bool]] = []
     if by_name:
@@ -135,6 +160,12 @@ def _list_statement(by_name: bool, by_phase: bool, no_archived: bool, by_after: 
         conds.append(jobs.c.phase != bindparam("archived"))
     if by_after:
         conds.append(jobs.c.creation_time > bindparam("after", type_=jobs.c.creation_time.type))
+    if by_before:
+        conds.append(jobs.c.creation_time < bindparam("before", type_=jobs.c.creation_time.type))
+    if run_match == "exact":
+        conds.append(jobs.c.run_id == bindparam("run_id"))
+    elif run_match == "like":
+        conds.append(jobs.c.run_id.ilike(bindparam("run_id"), escape="\\"))
     if anonymous_owner is not None:
         conds.append(jobs.c.owner_key.is_(None) if anonymous_owner else jobs.c.owner_key == bindparam("owner_key"))
     if conds:

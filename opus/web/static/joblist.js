@@ -2,9 +2,9 @@
  * Job lists (one definition, or all): phase badges, times, runId, start/abort/delete, and
  *
  * - filters in the page's URL (?definition=&phase=&runid=&after=&before=&size=&page=): a filtered
- *   list can be bookmarked, and the back button returns to the previous filters.  Phase and
- *   "created after" are the API's own (PHASE, AFTER); "run id contains" and "created before" are
- *   applied here, over the newest SCAN jobs of each definition;
+ *   list can be bookmarked, and the back button returns to the previous filters.  Each is a filter
+ *   of the API (PHASE, AFTER; OPUS's BEFORE, and RUNID with "*" wildcards for "run id contains"),
+ *   so they search every job, however many there are;
  * - paging with LAST (page k shows the jobs k*size-size+1 .. k*size, newest first);
  * - several jobs selected, then aborted or deleted after a confirmation, each through the API;
  * - each job's destruction time (from its own document, fetched once per phase);
@@ -27,7 +27,6 @@
   const beforeInput = $("filter-before");
   const sizeSelect = $("filter-size");
   const status = $("live-status");
-  const note = $("filter-note");
   const older = $("page-older");
   const newer = $("page-newer");
   const info = $("page-info");
@@ -36,7 +35,6 @@
   const WAIT = 30;
   const MAX_WAITS = 2;       // blocking requests held at once (browsers allow ~6 per host)
   const DETAILS = 3;         // job documents fetched at once for start, end and destruction times
-  const SCAN = 2000;         // jobs per definition searched by the filters applied in the page
   const SIZES = ["10", "25", "50", "100"];
 
   let page = 1;
@@ -106,15 +104,13 @@
   // ---- reading the list -------------------------------------------------------------------------
   async function fetchPage(signal) {
     const {phase, after, before, runId, size} = filters();
-    const local = Boolean(before || runId);  // filters the API does not have: applied here
-    const last = local ? SCAN : page * size + 1;  // one more than shown: is there an older page?
-    const lists = await Promise.all(selectedNames().map((n) => client.jobs(n, {phase, after, last, signal})));
-    const capped = local && lists.some((l) => l.length >= SCAN);
-    let merged = lists.flat().sort((a, b) => (b.creationTime || "").localeCompare(a.creationTime || "")
+    const last = page * size + 1;  // one more than shown: is there an older page?
+    // "Run id contains": RUNID's wildcards (its own "*" cannot be searched for: it is one).
+    const pattern = runId ? `*${runId.replaceAll("*", "")}*` : undefined;
+    const lists = await Promise.all(selectedNames().map((n) => client.jobs(n, {phase, after, before, runId: pattern, last, signal})));
+    const merged = lists.flat().sort((a, b) => (b.creationTime || "").localeCompare(a.creationTime || "")
       || b.jobId.localeCompare(a.jobId));
-    if (before) merged = merged.filter((j) => (j.creationTime || "") < before);
-    if (runId) merged = merged.filter((j) => (j.runId || "").toLowerCase().includes(runId));
-    return {shown: merged.slice((page - 1) * size, page * size), more: merged.length > page * size, capped};
+    return {shown: merged.slice((page - 1) * size, page * size), more: merged.length > page * size};
   }
 
   // ---- one row ------------------------------------------------------------------------------------
@@ -277,14 +273,12 @@
     watcher = new AbortController();
     const signal = watcher.signal;
     try {
-      const {shown, more, capped} = await fetchPage(signal);
+      const {shown, more} = await fetchPage(signal);
       if (signal.aborted) return;
       render(shown);
       newer.disabled = page <= 1;
       older.disabled = !more;
       info.textContent = shown.length ? `Page ${page}` : "";
-      note.hidden = !capped;
-      note.textContent = capped ? `"Run id" and "created before" searched the newest ${SCAN} jobs of each definition.` : "";
       live(signal);
     } catch (err) {
       if (err.name === "AbortError") return;

@@ -153,10 +153,11 @@
     async deleteDefinition(name) { await this.request("DELETE", "/jdl/" + encodePath(name), {redirect: "manual"}); }
 
     // ---- jobs -------------------------------------------------------------------------------------
-    /** The job list, newest first: {phase: [..], last: n, after: ISO instant}. */
-    async jobs(jobname, {phase, last, after, signal} = {}) {
-      const list = await this.json("/rest/" + encodePath(jobname), {PHASE: phase, LAST: last, AFTER: after},
-        {signal});
+    /** The job list, newest first: {phase: [..], last: n, after and before: ISO instants, runId: a run
+     *  id, `*` matching any characters (OPUS's BEFORE and RUNID)}. */
+    async jobs(jobname, {phase, last, after, before, runId, signal} = {}) {
+      const list = await this.json("/rest/" + encodePath(jobname),
+        {PHASE: phase, LAST: last, AFTER: after, BEFORE: before, RUNID: runId}, {signal});
       return list.jobs;
     }
     /** One job; with wait (seconds) it blocks until the phase leaves `phase` (UWS WAIT). */

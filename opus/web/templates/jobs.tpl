@@ -44,7 +44,6 @@
     <a class="btn btn-link" id="filter-clear" href="?">Clear filters</a>
   </div>
 </form>
-<p class="small text-body-secondary" id="filter-note" aria-live="polite" hidden></p>
 <div id="bulk-bar" class="alert alert-secondary d-flex flex-wrap align-items-center gap-2 py-2" role="region" aria-label="Selected jobs" hidden>
   <span id="bulk-count" aria-live="polite"></span>
   <button class="btn btn-warning btn-sm" type="button" id="bulk-abort">Abort selected</button>
