@@ -18,7 +18,7 @@
   // ---- users ------------------------------------------------------------------------------------------
   async function users() {
     const body = el("tbody", {});
-    const add = el("form", {class: "row g-2 align-items-end mb-3", id: "add-user", "aria-label": "Add a user"},
+    const add = el("form", {class: "row g-2 align-items-start mb-3", id: "add-user", "aria-label": "Add a user"},
       el("div", {class: "col-sm-3"}, el("label", {class: "form-label", for: "new-name"}, "Name"),
         el("input", {class: "form-control", id: "new-name", required: true, autocomplete: "off"})),
       el("div", {class: "col-sm-4"}, el("label", {class: "form-label", for: "new-jobdefs"}, "Allowed definitions"),
@@ -28,8 +28,8 @@
         el("input", {class: "form-control", id: "new-quota", type: "number", min: 0, placeholder: "default"})),
       el("div", {class: "col-sm-3"}, el("label", {class: "form-label", for: "new-groups"}, "Groups"),
         el("input", {class: "form-control", id: "new-groups", autocomplete: "off", "aria-describedby": "new-groups-help"}),
-        el("div", {class: "form-text", id: "new-groups-help"}, "Names separated by commas (jobs can be shared with a group)")),
-      el("div", {class: "col-sm-1 form-check ms-2 mb-2"}, el("input", {class: "form-check-input", type: "checkbox", id: "new-admin"}),
+        el("div", {class: "form-text", id: "new-groups-help"}, "Names separated by commas")),
+      el("div", {class: "col-sm-1 form-check ms-2 align-self-center"}, el("input", {class: "form-check-input", type: "checkbox", id: "new-admin"}),
         el("label", {class: "form-check-label", for: "new-admin"}, "Admin")),
       el("div", {class: "col-sm-auto"}, el("button", {class: "btn btn-primary", type: "submit"}, "Add user")));
     add.addEventListener("submit", async (e) => {
