@@ -157,6 +157,7 @@ ROWS = [
     # ---- the web client: pages (401 is the sign-in form), sign-in (no CSRF field: 403), assets ------------
     Row("GET", "/web/", "signed_in", "/web/"),
     Row("GET", "/web/jobs", "signed_in", "/web/jobs"),
+    Row("GET", "/web/shared", "signed_in", "/web/shared"),
     Row("GET", "/web/jobs/<jobname>", "signed_in", "/web/jobs/dummy"),
     Row("GET", "/web/jobs/<jobname>/<job_id>", "job", "{webjob}"),
     Row("GET", "/web/new/<jobname>", "signed_in", "/web/new/dummy"),

@@ -254,6 +254,27 @@ def test_the_web_pages_edit_groups_and_share_a_job_with_a_user_or_a_group(tmp_pa
                 page.fill("#share-name", "no good")
                 page.click("#share-form button[type=submit]")
                 page.wait_for_selector("#alerts .alert-danger:has-text('group name')")
+        # carol finds it under "Shared with me", reads it and downloads its result, through the page
+        with checked_context(browser, server.url) as context:
+            page = context.new_page()
+            sign_in(page, server.url, "carol", tokens["carol"])
+            page.click("nav a[href$='/web/shared']")
+            page.wait_for_selector("#shared:not([aria-busy])")
+            job = page.locator(f"details.shared-job[data-job='dummy/{job_id}']")
+            assert job.count() == 1 and not job.evaluate("(d) => d.open")
+            page.goto(f"{server.url}/web/shared?job=dummy/{job_id}")  # the link the job page gives
+            job = page.locator(f"details.shared-job[data-job='dummy/{job_id}'][open]")
+            job.wait_for()
+            assert "seen by the group" in job.inner_text() and "with you" in job.inner_text()
+            href = job.locator("[data-result='output'] a").get_attribute("href")
+            assert page.request.get(server.url + href).text() == "seen by the group\n"
+            shoot(page, "shared-with-me")
+        # bob, whose group no longer has it, sees none
+        with checked_context(browser, server.url) as context:
+            page = context.new_page()
+            sign_in(page, server.url, "bob", tokens["bob"])
+            page.goto(f"{server.url}/web/shared")
+            page.wait_for_selector("#shared-none")
     finally:
         server.stop()
 

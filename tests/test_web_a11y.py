@@ -90,7 +90,8 @@ def _pages(world) -> list[tuple[str, str, str]]:
              ("job-again", f"/web/new/dummy?from={job_path.rsplit('/', 1)[1]}", "#job-form[data-ready]"),
              ("editor", "/web/editor?name=dummy", "#editor[data-ready] .CodeMirror"),
              ("editor-new", "/web/editor", "#editor[data-ready] .CodeMirror"),
-             ("admin", "/web/admin", "#admin[data-ready]")]
+             ("admin", "/web/admin", "#admin[data-ready]"),
+             ("shared", "/web/shared", "#shared:not([aria-busy])")]
             + [(f"form-{name}", f"/web/new/{name}", "#job-form[data-ready]") for name in SHIPPED])
 
 

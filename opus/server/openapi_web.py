@@ -55,6 +55,9 @@ def paths(jobname_schema: Doc) -> Doc:
     return {
         "/web/": _page("webDefinitions", "Page: the job definitions the caller may run"),
         "/web/jobs": _page("webAllJobs", "Page: the caller's jobs of every definition"),
+        "/web/shared": _page("webShared", "Page: the jobs shared with the caller or its groups (read-only; "
+                             "`job`: the one to open, `<jobname>/<job id>`)", parameters=[
+            {"name": "job", "in": "query", "required": False, "schema": STRING}]),
         "/web/jobs/{jobname}": _page("webJobs", "Page: the jobs of one definition", 404, parameters=[jobname]),
         "/web/jobs/{jobname}/{job_id}": _page("webJob", "Page: one job", 403, 404, parameters=[
             jobname, _path("job_id", "A job's id", JOB_ID)]),

@@ -62,6 +62,12 @@ def web_jobs(jobname: str) -> HTTPResponse:
     return pages.render("jobs", f"Jobs: {jobdef.name}", jobname=jobdef.name)
 
 
+@routes.get("/web/shared", **PAGE_ROUTE)
+def web_shared() -> HTTPResponse:
+    """Jobs shared with the caller (or a group of theirs), read-only (opus.server.share_routes)."""
+    return pages.render("shared", "Shared with you")
+
+
 @routes.get("/web/jobs/<jobname>/<job_id>", **PAGE_ROUTE)
 def web_job(jobname: str, job_id: str) -> HTTPResponse:
     job = services().jobs.get(jobname, job_id, identity())

@@ -137,7 +137,9 @@
       el("li", {class: "list-group-item text-body-secondary py-1"}, "…"));
     $("provenance-section").after(el("section", {id: "job-sharing", class: "mt-3 col-lg-6", "aria-labelledby": "sharing-title"},
       el("h2", {class: "h5", id: "sharing-title"}, "Shared with"),
-      el("p", {class: "small text-body-secondary mb-2"}, "Read-only: they see it under “shared with me” (", el("code", {}, "GET /shared"), ")."),
+      el("p", {class: "small text-body-secondary mb-2"}, "Read-only: they find it under ",
+        el("a", {href: `${root}/web/shared?job=${encodeURIComponent(jobname)}/${encodeURIComponent(jobId)}`}, "Shared with me"),
+        " (send them that link), or at ", el("code", {}, "GET /shared"), " with the API."),
       form, grantees));
     client.json(`${sharesPath}/users`).then(showGrantees).catch((err) => showError(err, "Shares"));
   }

@@ -44,6 +44,9 @@
       <ul class="navbar-nav me-auto">
         <li class="nav-item"><a class="nav-link{{" active" if page == "definitions" else ""}}" href="{{root}}/web/"{{!' aria-current="page"' if page == "definitions" else ''}}>Home</a></li>
         <li class="nav-item"><a class="nav-link{{" active" if page == "jobs" else ""}}" href="{{root}}/web/jobs"{{!' aria-current="page"' if page == "jobs" else ''}}>Jobs</a></li>
+        % if user:
+        <li class="nav-item"><a class="nav-link{{" active" if page == "shared" else ""}}" href="{{root}}/web/shared"{{!' aria-current="page"' if page == "shared" else ''}}>Shared with me</a></li>
+        % end
         <li class="nav-item"><a class="nav-link{{" active" if page == "editor" else ""}}" href="{{root}}/web/editor"{{!' aria-current="page"' if page == "editor" else ''}}>Editor</a></li>
         % if admin:
         <li class="nav-item"><a class="nav-link{{" active" if page == "admin" else ""}}" href="{{root}}/web/admin"{{!' aria-current="page"' if page == "admin" else ''}}>Admin</a></li>
