@@ -24,6 +24,7 @@ from pathlib import Path
 import requests
 
 from helpers import ME, wait_for, wait_phase
+from opus.managers import jobrecord
 from opus.settings import REPO_ROOT
 BIN = Path(sys.executable).parent
 
@@ -244,10 +245,12 @@ class GunicornServer:
         return self.data_dir / "jobs" / job_id
 
     def wrapper_pid(self, job_id: str) -> int | None:
-        """The live job wrapper of ``job_id`` (its pid is also its process group and session)."""
-        spec = str(self.job_dir(job_id) / "job.json")
-        pids = [p for p in processes_mentioning(spec) if "wrapper.py" in cmdline(p)]
-        return pids[0] if pids else None
+        """The live job wrapper of ``job_id`` (its pid is also its process group and session), as its
+        launch record names it (however it was started: its command line says little)."""
+        state = jobrecord.launch_state(self.job_dir(job_id))
+        if not state.live or state.wrapper_pid is None or not Path(f"/proc/{state.wrapper_pid}").exists():
+            return None
+        return state.wrapper_pid
 
     # ---- UWS conveniences ------------------------------------------------------------------------------
     def create(self, jobname: str, data: dict | None = None, run: bool = False) -> str:

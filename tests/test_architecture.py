@@ -9,6 +9,7 @@ from the layers below it, never from a layer above.  The graph is read from the 
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -237,3 +238,26 @@ def test_the_size_check_sees_a_long_test_file(tmp_path):
     (tmp_path / "test_short.py").write_text("x = 1\n" * MAX_TEST_FILE_LINES, encoding="utf-8")
     (tmp_path / "helper.py").write_text("x = 1\n" * (MAX_TEST_FILE_LINES + 1), encoding="utf-8")  # not a test file
     assert long_test_files(tmp_path) == [f"tests/test_long.py: {MAX_TEST_FILE_LINES + 1} lines"]
+
+
+def plain_wait_expressions(directory: Path = TESTS) -> list[str]:
+    """Browser waits given a plain JavaScript expression: Playwright evaluates those with ``eval`` at
+    each poll, which the pages' CSP (no 'unsafe-eval') refuses as soon as the first check is false; a
+    function ("() => ...") is compiled once, through the DevTools protocol, and polls fine."""
+    found = []
+    for path in sorted(directory.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                    and node.func.attr == "wait_for_function" and node.args \
+                    and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str) \
+                    and not re.match(r"\s*(\(|[A-Za-z_$][\w$]*\s*=>|async\b|function\b)", node.args[0].value):
+                found.append(f"tests/{path.name}:{node.lineno}")
+    return found
+
+
+def test_browser_waits_are_functions_never_expressions(tmp_path):
+    assert plain_wait_expressions() == []
+    (tmp_path / "probe.py").write_text('page.wait_for_function("window.x === 1")\n'
+                                       'page.wait_for_function("() => window.x === 1")\n'
+                                       'page.wait_for_function("(z) => z > 1", arg=1)\n', encoding="utf-8")
+    assert plain_wait_expressions(tmp_path) == ["tests/probe.py:1"]

@@ -366,6 +366,6 @@ def test_upload_an_input_and_preview_a_fits_result_through_its_png(world, page):
     image = page.locator("#preview-body img")
     image.wait_for()
     assert image.get_attribute("src").endswith("/results/count_preview")
-    page.wait_for_function("document.querySelector('#preview-body img').naturalWidth > 100")
+    page.wait_for_function("() => document.querySelector('#preview-body img').naturalWidth > 100")
     events = page.locator("#job-parameters a")
     assert events.count() == 1  # the uploaded file, served back at .../parameters/events

@@ -186,7 +186,7 @@ def test_script_from_a_file_and_an_admin_makes_it_live(world, context):
     page.fill('#editor-meta [data-key="name"]', "fromfile")
     script = "#!/bin/bash\necho loaded from a file > out.txt\n"
     page.set_input_files("#script-file", files=[{"name": "run.sh", "mimeType": "text/x-sh", "buffer": script.encode()}])
-    page.wait_for_function("document.querySelector('.CodeMirror').CodeMirror.getValue().includes('loaded from a file')")
+    page.wait_for_function("() => document.querySelector('.CodeMirror').CodeMirror.getValue().includes('loaded from a file')")
     page.click("#add-generated")
     page.keyboard.type("out")
     _field(page, "generated", "", "file").fill("out.txt")

@@ -319,7 +319,7 @@ def test_options_multiplicity_and_required_values(world, desktop):
     page.locator("#form-general a", has_text="label").press("Enter")  # the list leads to each field
     assert page.evaluate("document.activeElement.name") == "label"
     _fill(page, "bands", "1 20")
-    page.wait_for_function("document.querySelector('[data-field=bands] .invalid-feedback').textContent.includes('above the maximum 10')")
+    page.wait_for_function("() => document.querySelector('[data-field=bands] .invalid-feedback').textContent.includes('above the maximum 10')")
     page.select_option('[data-field="mode"] select', "slow")
     _fill(page, "label", "  two  words ")
     _fill(page, "bands", " 3   4 ")
