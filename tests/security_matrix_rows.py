@@ -219,6 +219,8 @@ ACCOUNT_ROWS = [
     Row("GET", "/web/register", "public", "/web/register", ok=403),
     Row("POST", "/web/register", "public", "/web/register", ok=403, data={**_RESET, "name": "carol"}),
     Row("GET", "/web/reset", "public", "/web/reset", params={"name": "victim", "code": "x"}),
+    Row("GET", "/web/confirm", "public", "/web/confirm", ok=400,
+        params={"uid": "1", "email": "victim@example.org", "expires": "9999999999", "sig": "0" * 64}),
     Row("POST", "/web/reset", "public", "/web/reset", ok=403, data=_RESET),
     # Last: it replaces each allowed caller's own token (the rows after it would use the old ones).
     Row("POST", "/account/token", "user", "/account/token"),

@@ -119,7 +119,7 @@ def test_security(document):
                       ("POST", "/web/signout"), ("GET", "/web/static/{path}"), ("GET", "/web/lib/{path}"),
                       ("GET", "/web/register"), ("POST", "/web/register"), ("GET", "/web/reset"),
                       ("POST", "/web/reset"), ("GET", "/share/{token}"), ("GET", "/share/{token}/{file_name}"),
-                      ("GET", "/web/signin/oidc"), ("GET", "/web/signin/oidc/callback")}
+                      ("GET", "/web/signin/oidc"), ("GET", "/web/signin/oidc/callback"), ("GET", "/web/confirm")}
 
 
 def test_public_operations_are_the_public_routes(secured, document):

@@ -76,6 +76,12 @@ def test_open_registration_password_token_and_service_tokens(tmp_path, context_f
         assert page.locator("#account-name").inner_text() == "carol"
         assert page.locator("#account-roles").inner_text() == "user"
         assert "of no limit" in page.locator("#limit-jobs").inner_text()
+        # The address given at registration is not used until confirmed; a new one can be given here.
+        assert page.locator("#account-email").input_value() == "carol@example.org"
+        assert page.locator("#email-state").get_attribute("data-confirmed") == "no"
+        page.fill("#account-email", "carol@lab.example.org")
+        page.click("#email-form button[type=submit]")
+        page.wait_for_selector("#email-state:has-text('carol@lab.example.org is not confirmed')")
         # See and replace the token: the new one works for scripts.
         old_id = page.locator("#token-id").inner_text()
         page.once("dialog", lambda dialog: dialog.accept())

@@ -57,6 +57,9 @@ class User:
     #: May propose and edit job definitions (admins always may).
     is_editor: bool = False
     email: str | None = None
+    #: ``email`` was confirmed (its link opened, or set by an admin or opus migrate): notifications
+    #: go only to a confirmed address (opus.service.notifications).
+    email_verified: bool = False
     #: A pending password reset: SHA-256 (hex) of its one-time code, and when it expires.
     reset_hash: str | None = None
     reset_expires: datetime | None = None
@@ -97,7 +100,7 @@ class User:
         return {"name": self.name, "id": self.uid, "roles": self.roles,
                 "enabled": self.enabled, "maxActiveJobs": self.max_active_jobs,
                 "jobDefinitions": sorted(self.jobdefs), "password": bool(self.password_hash),
-                "email": self.email, "groups": sorted(self.groups), "created": _iso(self.created)}
+                "email": self.email, "emailVerified": self.email_verified, "groups": sorted(self.groups), "created": _iso(self.created)}
 
 
 #: Scopes of service tokens: "read" (GET, HEAD, OPTIONS) and "submit" (the user's own jobs).

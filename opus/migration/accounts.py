@@ -102,7 +102,7 @@ class Accounts:
         active = row.get("active")
         user = User(name=name, is_admin=admin, enabled=True if active is None else truthy(active), jobdefs=jobdefs,
                     created=parse_time(row.get("first_connection")) or utcnow(),
-                    is_editor=name in self.editors, email=_email(name))
+                    is_editor=name in self.editors, email=_email(name), email_verified=_email(name) is not None)
         rights = "admin" if admin else (" ".join(sorted(jobdefs)) or "no definition") \
             + (", editor" if user.is_editor else "")
         if self.report.dry_run:

@@ -36,6 +36,7 @@ from opus.server.errors import KIND, PAGE
 from opus.server.render import iso
 from opus.server.routing import RouteTable, services, settings
 from opus.server.web import as_json, base_url, form_input, identity, read_body, require_admin
+from opus.service import addresses
 
 routes = RouteTable()
 PAGE_ROUTE = {KIND: PAGE}
@@ -222,9 +223,22 @@ def web_register() -> HTTPResponse:
         user = _accounts().register(name, values.get("password", ""), email, request.environ.get("REMOTE_ADDR"))
     except OpusError as exc:
         return _failure("register", "Register", exc, name=name, email=email)
+    addresses.ask_confirmation(services().notifications, user.stored_uid, user.name)
     if not user.enabled:  # REGISTRATION = "approved"
         return _form_page("register", "Register", 202, done="approval", name=user.name)
     return _signed_in(user, "/web/profile")
+
+
+@routes.get("/web/confirm", opus_public=True)
+def web_confirm_address() -> HTTPResponse:
+    """The link of a confirmation e-mail (opus.service.addresses): the address is confirmed."""
+    q = request.query
+    try:
+        email = addresses.confirm(services().notifications, q.get("uid", ""), q.getunicode("email") or "",
+                                  q.get("expires", ""), q.get("sig", ""))
+    except OpusError as exc:
+        return pages.render("error", "E-mail address not confirmed", status=exc.status, message=exc.message)
+    return pages.render("confirmed", "E-mail address confirmed", email=email)
 
 
 @routes.get("/web/reset", opus_public=True)

@@ -104,6 +104,13 @@ def _pages() -> Doc:
                 _form({"name": STRING, "password": STRING, "password2": STRING, "email": STRING},
                       ["name", "password", "password2"])),
         },
+        "/web/confirm": {
+            "get": {**_public_page("webConfirmAddress", "Page: confirm one's e-mail address (the link of the e-mail)", {
+                "200": "Confirmed", "400": "A malformed or forged link",
+                "410": "An expired link, or one for an address that is no longer the account's"}),
+                "parameters": [{"name": n, "in": "query", "required": True, "schema": {"type": "string"}}
+                               for n in ("uid", "email", "expires", "sig")]},
+        },
         "/web/reset": {
             "get": _public_page("webResetForm", "Page: set a password with a reset link", {"200": "The form"}),
             "post": _public_page("webReset", "Set a password with a reset link", {

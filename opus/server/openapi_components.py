@@ -109,6 +109,7 @@ def _other_schemas() -> Doc:
             "jobDefinitions": {"type": "array", "items": {"type": "string"}}, "created": NULLABLE_STR,
             "password": {"type": "boolean", "description": "Whether the account has a password"},
             "email": NULLABLE_STR,
+            "emailVerified": {"type": "boolean", "description": "The address is confirmed (notifications go there)"},
             "groups": {"type": "array", "items": {"type": "string"},
                        "description": "The groups the user belongs to (a job may be shared with a group)"}}},
         "UserWithToken": {"allOf": [schema("User"), {"type": "object", "required": ["token"],

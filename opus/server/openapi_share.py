@@ -37,7 +37,11 @@ USERS = {JSON: {"schema": obj({"users": GRANTEES, "groups": GRANTEES})}}
 SHARED_JOB = {"allOf": [JOB, obj({"sharedSince": STRING, "viaGroup": {
     "type": ["string", "null"], "description": "The group it was shared with you through (null: with you)"}})]}
 GROUP = path_param("name", "A group's name", {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"})
-NOTIFY = obj({"email": {"type": ["string", "null"]}, "mail": {"type": "boolean"},
+NOTIFY = obj({"email": {"type": ["string", "null"]},
+              "emailConfirmed": {"type": "boolean", "description": "Its owner opened the link sent to it: "
+                                 "notifications go only to a confirmed address"},
+              "confirmationSent": {"type": "boolean", "description": "A confirmation link was sent to it now"},
+              "mail": {"type": "boolean"},
               "digest": {"type": "boolean"}, "digestHour": {"type": ["integer", "null"]},
               "webhooks": {"type": "boolean"}})
 

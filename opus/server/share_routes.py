@@ -31,6 +31,7 @@ from opus.server.files import files_base_url, serve_file
 from opus.server.render import iso
 from opus.server.routing import RouteTable, services, settings
 from opus.server.web import as_json, base_url, form_input, identity, read_body
+from opus.service import addresses
 from opus.service.notifications import uid_of
 from opus.service.sharing import SharingService, Target
 from opus.storage.entitystore import Entity
@@ -224,9 +225,10 @@ def _my_uid() -> int:
     return uid
 
 
-def _notification_json(uid: int) -> HTTPResponse:
+def _notification_json(uid: int, sent: bool = False) -> HTTPResponse:
     s = settings()
-    return as_json({"email": OutboxStore(services().store.engine).email_of(uid), "mail": bool(s.SMTP_HOST),
+    email, confirmed, _last = OutboxStore(services().store.engine).address(uid)
+    return as_json({"email": email, "emailConfirmed": confirmed, "confirmationSent": sent, "mail": bool(s.SMTP_HOST),
                     "digest": bool(s.SMTP_HOST) and s.MAIL_DIGEST_HOUR is not None,
                     "digestHour": s.MAIL_DIGEST_HOUR, "webhooks": s.WEBHOOKS and bool(s.INPUT_URL_HOSTS)})
 
@@ -249,4 +251,6 @@ def set_my_notifications() -> HTTPResponse:
     if email is not None and (not isinstance(email, str) or len(email) > 254 or not _EMAIL.match(email)):
         raise BadRequest("email: not an e-mail address (name@domain)")
     OutboxStore(services().store.engine).set_email(uid, email or None)
-    return _notification_json(uid)
+    # An address is used once its owner opened the link sent to it (opus.service.addresses).
+    sent = addresses.ask_confirmation(services().notifications, uid, identity().name or "")
+    return _notification_json(uid, sent)

@@ -107,20 +107,55 @@ class OutboxStore:
                 parameters.c.job_id == job_id, parameters.c.name.in_(names)))}
 
     # ---- the users' addresses (users.email) ------------------------------------------------------
-    def email_of(self, uid: int) -> str | None:
+    def email_of(self, uid: int, confirmed: bool = True) -> str | None:
+        """The user's address; with ``confirmed`` (what notifications use), only once it is confirmed."""
+        query = select(users.c.email).where(users.c.uid == uid)
+        if confirmed:
+            query = query.where(users.c.email_verified.is_(True))
         with self.engine.connect() as conn:
-            found: str | None = conn.execute(select(users.c.email).where(users.c.uid == uid)).scalar()
+            found: str | None = conn.execute(query).scalar()
         return found or None
 
-    def set_email(self, uid: int, email: str | None) -> bool:
+    def address(self, uid: int) -> tuple[str | None, bool, datetime | None]:
+        """(address, confirmed, when the last confirmation mail went out) of user ``uid``."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(users.c.email, users.c.email_verified, users.c.email_verify_sent)
+                               .where(users.c.uid == uid)).first()
+        if row is None:
+            return None, False, None
+        sent = from_db_time(row.email_verify_sent) if row.email_verify_sent else None
+        return row.email or None, bool(row.email_verified), sent
+
+    def set_email(self, uid: int, email: str | None, confirmed: bool = False) -> bool:
+        """Set the user's address (unconfirmed unless ``confirmed``); the same address again keeps
+        its confirmation."""
         with self._writer.begin() as conn:
-            return bool(conn.execute(update(users).where(users.c.uid == uid).values(email=email)).rowcount)
+            same = conn.execute(select(users.c.email_verified).where(users.c.uid == uid, users.c.email == email)
+                                ).scalar()
+            values: dict[str, Any] = {"email": email, "email_verified": bool(confirmed or same) and email is not None}
+            return bool(conn.execute(update(users).where(users.c.uid == uid).values(**values)).rowcount)
+
+    def confirm_email(self, uid: int, email: str) -> bool:
+        """Confirm ``email`` if it is still the user's address (a link for an older one does nothing)."""
+        with self._writer.begin() as conn:
+            return bool(conn.execute(update(users).where(users.c.uid == uid, users.c.email == email)
+                                     .values(email_verified=True)).rowcount)
+
+    def claim_verify_mail(self, uid: int, now: datetime, interval: timedelta) -> bool:
+        """Note that a confirmation mail goes out now, unless one went out less than ``interval`` ago
+        (compare-and-set: two requests at once send one); True when this one may be sent."""
+        since = to_db_time(now - interval)
+        with self._writer.begin() as conn:
+            return bool(conn.execute(update(users).where(
+                users.c.uid == uid, or_(users.c.email_verify_sent.is_(None), users.c.email_verify_sent < since))
+                .values(email_verify_sent=to_db_time(now))).rowcount)
 
     def admin_emails(self) -> list[str]:
-        """The addresses of the enabled admins who gave one."""
+        """The confirmed addresses of the enabled admins who gave one."""
         with self.engine.connect() as conn:
             return [r.email for r in conn.execute(select(users.c.email).where(
-                users.c.is_admin.is_(True), users.c.enabled.is_(True), users.c.email.is_not(None)))
+                users.c.is_admin.is_(True), users.c.enabled.is_(True), users.c.email.is_not(None),
+                users.c.email_verified.is_(True)))
                 if r.email]
 
 

@@ -93,6 +93,11 @@ users = Table(
     # ---- groups (migration 0009) ----
     # Space-separated names of the user's groups (an admin's, or the identity provider's groups claim).
     Column("groups", Text, nullable=False, default=""),
+    # ---- confirmed e-mail (migration 0010) ----
+    # The owner opened the confirmation link sent to ``email`` (or an admin or opus migrate set it):
+    # notifications go only to a confirmed address.  And when the last confirmation mail went out.
+    Column("email_verified", Boolean, nullable=False, default=False),
+    Column("email_verify_sent", DateTime),
     sqlite_autoincrement=True,
 )
 

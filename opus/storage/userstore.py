@@ -56,7 +56,7 @@ class UserStore:
                     created=from_db_time(row.created), uid=row.uid, password_hash=row.password_hash,
                     is_editor=bool(row.is_editor), email=row.email, reset_hash=row.reset_hash,
                     reset_expires=from_db_time(row.reset_expires) if row.reset_expires else None,
-                    groups=frozenset((row.groups or "").split()))
+                    groups=frozenset((row.groups or "").split()), email_verified=bool(row.email_verified))
 
     def add(self, user: User) -> None:
         """Store a new user; sets ``user.uid`` to the id the database gave it (its groups are checked:
@@ -69,7 +69,7 @@ class UserStore:
                     enabled=user.enabled, max_active_jobs=user.max_active_jobs,
                     jobdefs=" ".join(sorted(user.jobdefs)), created=to_db_time(user.created or utcnow()),
                     password_hash=user.password_hash, is_editor=user.is_editor, email=user.email,
-                    groups=groups))
+                    email_verified=user.email_verified and user.email is not None, groups=groups))
                 key = result.inserted_primary_key
                 assert key is not None  # an INSERT of one row always has its key
                 user.uid = key[0]

@@ -39,7 +39,6 @@
       section("account-details", "Account", el("dl", {},
         row("User name", me.name, "account-name"),
         row("Roles", me.roles.join(", "), "account-roles"),
-        row("E-mail", me.email || "—", "account-email"),
         row("Groups", (me.groups || []).join(", ") || "none", "account-groups"),
         row("Password", me.password ? "set" : "none (you sign in with your token)", "account-password"))),
       section("account-limits", "Limits", el("dl", {},
@@ -87,6 +86,32 @@
     return section("account-password-section", "Password", form);
   }
 
+  // The address notifications go to (PUT /notifications): used once its owner opened the link sent to it.
+  function emailSection(me) {
+    const state = el("p", {class: "small mb-0", id: "email-state", "aria-live": "polite"});
+    const input = el("input", {class: "form-control", id: "account-email", type: "email", autocomplete: "email",
+      value: me.email || "", "aria-describedby": "email-state"});
+    const show = (email, confirmed, sent) => {
+      state.textContent = !email ? "No address: OPUS cannot tell you when your jobs end."
+        : confirmed ? `${email} is confirmed: notifications go there.`
+        : sent ? `A confirmation link was sent to ${email}: open it to receive notifications there.`
+        : `${email} is not confirmed yet: open the link sent to it (a new one can be sent every 10 minutes).`;
+      state.dataset.confirmed = confirmed ? "yes" : "no";
+    };
+    const form = el("form", {class: "row g-2 align-items-end", id: "email-form", "aria-label": "Your e-mail address"},
+      el("div", {class: "col-sm-6"}, el("label", {class: "form-label", for: "account-email"}, "E-mail address"), input),
+      el("div", {class: "col-sm-auto"}, el("button", {class: "btn btn-primary", type: "submit"}, "Save")));
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      try {
+        const r = await send("PUT", "/notifications", {email: input.value.trim() || null});
+        show(r.email, r.emailConfirmed, r.confirmationSent);
+      } catch (err) { showError(err, "Saving the address"); }
+    });
+    show(me.email, me.emailVerified, false);
+    return section("account-email-section", "E-mail for notifications", form, state);
+  }
+
   function serviceSection(tokens) {
     const body = el("tbody", {id: "service-tokens"});
     const draw = (list) => {
@@ -130,7 +155,8 @@
   async function load() {
     try {
       const me = await client.json("/account");
-      box.replaceChildren(...details(me), tokenSection(me), passwordSection(me), serviceSection(me.serviceTokens));
+      box.replaceChildren(...details(me), emailSection(me), tokenSection(me), passwordSection(me),
+        serviceSection(me.serviceTokens));
     } catch (err) {
       box.replaceChildren();
       showError(err, "Loading your account");
