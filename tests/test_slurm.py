@@ -10,6 +10,7 @@ a failure.  The cluster's EpilogSlurmctld must be scripts/opus-slurm-epilog and 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -132,8 +133,9 @@ def test_abort_running_and_queued_jobs(slurm):
     busy = slurm.create("sleep", {"seconds": "60", "slurm_cpus_per_task": str(cpus)}, run=True)
     assert wait_phase(slurm, busy, {"EXECUTING"}) == "EXECUTING"
     queued = slurm.create("sleep", {"seconds": "60", "slurm_cpus_per_task": str(cpus)}, run=True)
-    wait_for(lambda: "slurm:" in str(slurm.services.store.get_manager_id(queued.rsplit("/", 1)[1])), 10,
-             "the second job to be submitted")
+    # A SLURM id, not "slurm:submitting" (sbatch still running): the squeue below needs both ids.
+    wait_for(lambda: re.fullmatch(r"slurm:\d+", str(slurm.services.store.get_manager_id(queued.rsplit("/", 1)[1]))),
+             10, "the second job to be submitted")
     assert slurm.http.get(queued + "/phase").text == "QUEUED"
     for url in (queued, busy):
         r = slurm.http.post(url + "/phase", data={"PHASE": "ABORT"}, allow_redirects=False)
