@@ -73,6 +73,12 @@ MANAGER = "local"
 # How many jobs the local manager runs at once; the others wait in QUEUED.  0: one per CPU.
 MAX_RUNNING_JOBS = 0
 
+# Pre-forked launcher (local manager): the dispatching process keeps one small launcher process that
+# has imported the job wrapper once and forks a wrapper per job, instead of starting a new Python
+# interpreter per job (about 30 ms less from PHASE=RUN to the job's end).  If the launcher fails, the
+# job is started the old way and a new launcher is started.  False: a new interpreter per job.
+LOCAL_PREFORK = True
+
 # executionDuration in seconds when a job definition gives none (0 = unlimited).
 DEFAULT_EXECUTION_DURATION = 3600
 

@@ -126,6 +126,8 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="small counts: a smoke run of a few seconds")
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
     p.add_argument("--keep", action="store_true", help="keep the temporary DATA_DIR and the server log")
+    p.add_argument("--no-prefork", action="store_true",
+                   help="LOCAL_PREFORK = False: a new interpreter per job wrapper (the before of issue 18.4)")
     return p.parse_args(argv)
 
 
@@ -177,7 +179,7 @@ def main(argv=None) -> int:
             pg = PostgresSchema(args.database)
             pg.create()
             database_url = pg.url
-        server = Server(workdir, database_url, args.workers)
+        server = Server(workdir, database_url, args.workers, prefork=not args.no_prefork)
         server.write_settings()
         log(f"opus init ({'SQLite' if database_url is None else 'PostgreSQL schema ' + pg.name})")
         server.init()
@@ -229,7 +231,8 @@ def main(argv=None) -> int:
         return status
     meta = {
         "database": "sqlite" if args.database == "sqlite" else "postgresql",
-        "quick": args.quick, "workers": args.workers, "clients": CREATE_CLIENTS, "cpu_count": os.cpu_count(),
+        "quick": args.quick, "workers": args.workers, "prefork": not args.no_prefork,
+        "clients": CREATE_CLIENTS, "cpu_count": os.cpu_count(),
         "gunicorn": gunicorn_settings(), "client_nofile": nofile,
         "python": platform.python_version(), "platform": platform.platform(),
         "client_approach": "see common.CLIENT_APPROACH", "sizes": sizes, "complete": status == 0,

@@ -1,6 +1,6 @@
 """Where a trivial job's RUN -> COMPLETED goes, step by step (issue 18, item 4).
 
-    .venv/bin/python bench/run_breakdown.py [--runs 30]
+    .venv/bin/python bench/run_breakdown.py [--runs 30] [--no-prefork]
 
 Serves OPUS in this process (wsgiref, threads) with the real local manager and job wrapper, and
 runs the ``dummy`` job ``--runs`` times: ``POST <job>/phase PHASE=RUN``, then ``GET ?WAIT`` until
@@ -39,7 +39,7 @@ from opus.storage.jobfiles import JobFiles  # noqa: E402
 
 STEPS = [("queued", "POST RUN sent -> QUEUED committed"),
          ("launched", "QUEUED -> launch recorded (dispatcher pick-up)"),
-         ("wrapper", "launch recorded -> wrapper's first line (interpreter start)"),
+         ("wrapper", "launch recorded -> wrapper's first line (wrapper start)"),
          ("script", "wrapper's first line -> script started (sandbox, set-up)"),
          ("ended", "script started -> script ended"),
          ("executing", "POST RUN sent -> EXECUTING committed"),
@@ -65,6 +65,8 @@ def _at(iso: str) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--no-prefork", action="store_true",
+                        help="LOCAL_PREFORK = False: a new interpreter per job wrapper (the old way)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="opus-run-breakdown-"))
     try:
@@ -73,7 +75,8 @@ def main() -> int:
         httpd = make_server("127.0.0.1", 0, lambda e, s: app(e, s), server_class=_Server, handler_class=_Quiet)
         url = f"http://127.0.0.1:{httpd.server_port}"
         settings = load_settings(None, DATA_DIR=str(tmp / "var"), JDL_DIR=str(jdl), MAINTENANCE_INTERVAL=0,
-                                 LOG_LEVEL="WARNING").with_overrides(CALLBACK_URL=url)
+                                 LOG_LEVEL="WARNING", LOCAL_PREFORK=not args.no_prefork,
+                                 ).with_overrides(CALLBACK_URL=url)
         upgrade_schema(create_engine_for(settings.database_url))
         root = Root.build(settings)
         app = create_app(settings, root)
@@ -114,7 +117,8 @@ def main() -> int:
                               ("completed", ended, c), ("returned", c, t_end), ("total", t0, t_end)]:
                 if a is not None and b is not None:
                     steps[key].append((b - a) * 1000)
-        print(f"{args.runs} runs of the dummy job (median / p90, ms; wall clock, this machine as loaded now)")
+        how = "new interpreter per wrapper" if args.no_prefork else "wrappers forked by the launcher"
+        print(f"{args.runs} runs of the dummy job, {how} (median / p90, ms; wall clock, this machine as loaded now)")
         for key, label in STEPS:
             v = sorted(steps[key])
             if v:

@@ -66,13 +66,14 @@ class Server:
     app = "opus.wsgi:application"
     ready_path = "/availability"
 
-    def __init__(self, workdir: Path, database_url: str | None, workers: int):
+    def __init__(self, workdir: Path, database_url: str | None, workers: int, prefork: bool = True):
         self.workdir = workdir
         self.data_dir = workdir / "var"
         self.settings_file = workdir / "settings.py"
         self.log_file = workdir / "gunicorn.log"
         self.database_url = database_url
         self.workers = workers
+        self.prefork = prefork
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -85,6 +86,7 @@ class Server:
             "MAINTENANCE_INTERVAL = 0",
             f"CALLBACK_URL = {self.url!r}",
             'LOG_LEVEL = "WARNING"',
+            f"LOCAL_PREFORK = {self.prefork!r}",
             # The benchmarked server runs as whoever runs the bench (opus init refuses root without it).
             f"SERVICE_USER = {pwd.getpwuid(os.geteuid()).pw_name!r}",
         ]

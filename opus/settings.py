@@ -64,6 +64,10 @@ class Settings:
     MANAGER: str = "local"
     # Local manager: how many jobs may execute at once (the rest wait in QUEUED). 0: number of CPUs.
     MAX_RUNNING_JOBS: int = 0
+    # Local manager (pre-forked launcher, issue 18): job wrappers are forked by a launcher process
+    # that has imported the wrapper once, not started as a new interpreter each (about 30 ms less
+    # per job start).  False: a new interpreter per job, as before.
+    LOCAL_PREFORK: bool = True
     # executionDuration: used when a definition gives none; cap for any job (0: no cap).
     DEFAULT_EXECUTION_DURATION: int = 3600
     MAX_EXECUTION_DURATION: int = 86400

@@ -13,6 +13,13 @@ job left ``starting`` by a process that died), ``_settle`` decides from that rec
 is applied; a live holder is adopted; a job whose script never started is launched again; anything
 else ends in ERROR and is never run a second time.
 
+**The launcher** (``LOCAL_PREFORK``, ``opus.managers.launcher``): the dispatching process keeps a
+process that has imported the wrapper and forks one per job, about 30 ms faster than a new
+interpreter.  A launcher that is not there, not ready or refuses: the wrapper is started as a new
+interpreter.  A launcher that got the request but did not answer may have forked it: the job is
+then settled from its launch record like an interrupted launch (adopted, or queued again if no
+wrapper holds the record).  A new launcher replaces a dead one, after a growing pause.
+
 The dispatcher also enforces executionDuration from outside (``opus.managers.overtime``): a wrapper
 that cannot stop its job in time (stopped, hung) has the job killed for it.
 """
@@ -27,12 +34,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from opus.errors import BadRequest, OpusError
 from opus.jobdef import JobDefinitionRegistry
 from opus.managers import jobrecord
 from opus.managers.dispatch import WRAPPER, DispatchingManager
 from opus.managers.jobsandbox import group_members
+from opus.managers.launcher import Launcher, MaybeStarted, NotStarted
 from opus.managers.overtime import Overtime
 from opus.managers.sandbox import SandboxProbe
 from opus.observability import metrics
@@ -50,6 +59,18 @@ WRAPPER_COMMAND = (sys.executable, "-I", "-S", "-c",
                    "import sys; sys.path.insert(0, sys.argv.pop(1)); import wrapper; "
                    "sys.exit(wrapper.main(sys.argv))",
                    str(WRAPPER.parent))
+
+#: Seconds between two starts of the wrapper launcher (one that dies is replaced, not in a loop).
+LAUNCHER_RETRY = 1.0
+LAUNCHER_RETRY_MAX = 300.0
+
+
+class Wrapped(Protocol):
+    """A running wrapper: a ``subprocess.Popen`` or one the launcher forked (``launcher.Forked``)."""
+    pid: int
+
+    def wait(self, timeout: float | None = None) -> int | None: ...
+
 
 log = logging.getLogger(__name__)
 STARTING = "local:starting"
@@ -89,7 +110,12 @@ class LocalManager(DispatchingManager):
     def __init__(self, settings: Settings, store: JobStore, registry: JobDefinitionRegistry,
                  entities: EntityStore | None = None):
         super().__init__(settings, store, registry, entities)
-        self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._children: dict[str, Wrapped] = {}
+        #: The pre-forked launcher of wrappers (``LOCAL_PREFORK``), started by the first turn.
+        self._launcher: Launcher | None = None
+        self._launcher_due = 0.0
+        self._launcher_failures = 0
+        self._launcher_lock = threading.Lock()
         self._adopted: dict[str, int] = {}
         #: Jobs whose launch record is held by a wrapper that has not noted its pid yet: settled later.
         self._unsure: set[str] = set()
@@ -106,6 +132,7 @@ class LocalManager(DispatchingManager):
 
     # ---- dispatching ---------------------------------------------------------------------------
     def tick(self) -> None:
+        self._keep_launcher()
         self._check_adopted()
         for job_id in list(self._unsure):
             self._unsure.discard(job_id)
@@ -155,12 +182,12 @@ class LocalManager(DispatchingManager):
         launch_fd = jobrecord.launch(files.root)  # recorded before the wrapper exists
         try:
             with open(files.wrapper_log, "ab") as logf:
-                proc = subprocess.Popen(
-                    [*WRAPPER_COMMAND, str(files.spec), f"--launch-fd={launch_fd}"],
-                    stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, close_fds=True, pass_fds=(launch_fd,),
-                    start_new_session=True, cwd=files.root)
+                proc = self._start_wrapper(files, launch_fd, logf.fileno())
         finally:
             os.close(launch_fd)  # the wrapper holds the lock from now on
+        if proc is None:  # the launcher may have started it: the launch record says, next turn
+            self._unsure.add(job_id)
+            return
         self._children[job_id] = proc
         self.store.update_job(job_id, manager_id=f"local:{proc.pid}")
         threading.Thread(target=self._reap, args=(job_id, proc), daemon=True).start()
@@ -171,7 +198,62 @@ class LocalManager(DispatchingManager):
         elif phase not in RUNNING:
             self.abort(job_id, f"local:{proc.pid}")
 
-    def _reap(self, job_id: str, proc: subprocess.Popen[bytes]) -> None:
+    def _start_wrapper(self, files: JobFiles, launch_fd: int, log_fd: int) -> Wrapped | None:
+        """Start the job's wrapper: forked by the launcher (``LOCAL_PREFORK``), else as a new
+        interpreter.  None: the launcher failed after it got the request, so a wrapper may run."""
+        launcher = self._launcher
+        if launcher is not None:
+            try:
+                forked = launcher.spawn(["wrapper.py", str(files.spec)], str(files.root), launch_fd, log_fd)
+                self._launcher_failures = 0
+                return forked
+            except NotStarted as exc:
+                log.warning("job %s: %s; its wrapper is started as a new process", files.root.name, exc)
+                if not launcher.alive():
+                    self._drop_launcher()
+            except MaybeStarted as exc:
+                log.warning("job %s: %s; settled from its launch record", files.root.name, exc)
+                self._drop_launcher()
+                return None
+        return subprocess.Popen(
+            [*WRAPPER_COMMAND, str(files.spec), f"--launch-fd={launch_fd}"],
+            stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, close_fds=True, pass_fds=(launch_fd,),
+            start_new_session=True, cwd=files.root)
+
+    def _keep_launcher(self) -> None:
+        """Start the launcher if it should run and does not (a new one after a failure waits
+        LAUNCHER_RETRY seconds, doubled at each failure in a row, up to LAUNCHER_RETRY_MAX)."""
+        with self._launcher_lock:  # not while ``stop`` runs: no launcher is left behind
+            if not self.settings.LOCAL_PREFORK or self._stopping:
+                return
+            if self._launcher is not None:
+                if self._launcher.alive():
+                    return
+                self._drop_launcher()
+            if time.monotonic() < self._launcher_due:
+                return
+            try:
+                self._launcher = Launcher()
+            except OSError as exc:
+                log.warning("the job wrapper launcher cannot start: %s", exc)
+                self._drop_launcher()
+
+    def _drop_launcher(self) -> None:
+        launcher, self._launcher = self._launcher, None
+        if launcher is not None:
+            launcher.close()
+        self._launcher_failures += 1
+        self._launcher_due = time.monotonic() + min(LAUNCHER_RETRY * 2 ** (self._launcher_failures - 1),
+                                                    LAUNCHER_RETRY_MAX)
+
+    def stop(self) -> None:
+        with self._launcher_lock:
+            super().stop()
+            launcher, self._launcher = self._launcher, None
+        if launcher is not None:
+            launcher.close()
+
+    def _reap(self, job_id: str, proc: Wrapped) -> None:
         proc.wait()
         self._children.pop(job_id, None)
         self._after_exit(job_id)
