@@ -22,13 +22,16 @@ def _link(smtp_inbox) -> str:
     return re.search(r"https?://\S+/web/confirm\?\S+", msg.get_content()).group(0)
 
 
-def test_an_unconfirmed_address_gets_only_its_confirmation_then_the_notifications(srv, smtp):  # noqa: F811
+def test_an_unconfirmed_address_gets_only_its_confirmation_then_the_notifications(srv, smtp, caplog):  # noqa: F811
     alice = srv.as_["alice"]
     r = alice.put(f"{srv.url}/notifications", json={"email": "alice@example.org"}).json()
     assert r == {**r, "email": "alice@example.org", "emailConfirmed": False, "confirmationSent": True}
     link = _link(smtp)
     smtp.messages.clear()
-    run(alice, srv.url, "dummy", {"text": "x", "NOTIFY": "email"})
+    first = run(alice, srv.url, "dummy", {"text": "x", "NOTIFY": "email"}).rsplit("/", 1)[1]
+    # The job's end is told just after the client can see it: wait for that decision.
+    wait_for(lambda: f"job {first} asked for email but its owner has no confirmed e-mail address" in caplog.text,
+             what="the job's notification to be skipped")
     srv.notifications.sender.flush()
     assert smtp.messages == []  # not confirmed: nothing sent there
     page = requests.get(link)  # anyone holding the link (the mailbox's owner): no sign-in needed

@@ -91,7 +91,7 @@ class Notifications:
         uid = uid_of(job.owner_key)
         address = self.outbox.email_of(uid) if uid is not None else None
         if address is None:
-            log.warning("job %s asked for %s but its owner has no e-mail address", job.job_id, mode)
+            log.warning("job %s asked for %s but its owner has no confirmed e-mail address", job.job_id, mode)
             return False
         subject, body = job_end_text(job, public_base(self.settings))
         self.outbox.add("mail" if mode == "email" else "digest", address, subject, body)
