@@ -15,7 +15,6 @@ import requests
 from conftest import ApiServer, make_settings
 
 from opus.auth.admin import UserAdmin
-from opus.server import account_routes
 from opus.timeutil import utcnow
 
 CHEAP = {"PASSWORD_HASH_TIME_COST": 1, "PASSWORD_HASH_MEMORY_COST": 1024, "PASSWORD_MIN_LENGTH": 10}
@@ -24,8 +23,6 @@ PASSWORD = "correct horse battery"
 
 def make_server(tmp_path, **overrides) -> ApiServer:
     server = ApiServer(make_settings(tmp_path, ALLOW_ANONYMOUS=False, **{**CHEAP, **overrides}))
-    if not any(r.rule == "/account" for r in server.app.routes):  # until app.py installs them
-        account_routes.routes.install(server.app)
     server.admin = UserAdmin(server.services.users)
     server.tokens = {}
     for name, kwargs in (("root", {"admin": True}), ("alice", {}), ("bob", {})):

@@ -18,7 +18,6 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from conftest import ApiServer, make_settings, signed_in_sessions
 from helpers import wait_final, wait_for
-from notifywiring import wire
 
 from opus.timeutil import utcnow
 
@@ -61,7 +60,7 @@ def smtp():
 
 def serve(tmp_path, **overrides):
     server = ApiServer(make_settings(tmp_path, **overrides))
-    server.notifications = wire(server)
+    server.notifications = server.services.notifications
     server.as_ = signed_in_sessions(server)
     return server
 
@@ -177,11 +176,6 @@ def test_admins_are_told_of_a_proposed_definition(srv, smtp):
 
 
 def test_proposing_through_the_api_tells_the_admins(srv, smtp):
-    import inspect
-
-    from opus.server import jdl_routes
-    if "definition_proposed" not in inspect.getsource(jdl_routes):
-        pytest.skip("the lead wires Notifications.definition_proposed into jdl_routes.propose")
     r = srv.as_["root"].post(f"{srv.url}/jdl", json={"name": "mailme", "script": "true\n", "version": "1"})
     assert r.status_code == 201, r.text
     wait_for(lambda: smtp.messages, what="the e-mail")

@@ -10,7 +10,6 @@ import requests
 from browser import checked_context, launch, sign_in
 from conftest import ApiServer, make_settings, signed_in_sessions
 from helpers import wait_final, wait_for
-from notifywiring import wire
 from sqlalchemy import update
 
 from opus.storage.tables import share_links
@@ -20,7 +19,7 @@ from opus.timeutil import parse_instant
 @pytest.fixture
 def srv(tmp_path):
     server = ApiServer(make_settings(tmp_path, ALLOW_ANONYMOUS=False, SHARE_MAX_LIFETIME=3600))
-    server.notifications = wire(server)
+    server.notifications = server.services.notifications
     server.as_ = signed_in_sessions(server)
     yield server
     server.notifications.stop()
@@ -178,7 +177,7 @@ def test_the_job_pages_share_button_makes_a_link_that_works_without_signing_in(t
 
     from opus.auth.admin import UserAdmin
     server = LiveServer(make_settings(tmp_path, ALLOW_ANONYMOUS=False))
-    notifications = wire(server)
+    notifications = server.services.notifications
     try:
         _, token = UserAdmin(server.services.users).add("alice")
         alice = requests.Session()

@@ -15,7 +15,6 @@ from browser import browser  # noqa: F401  (a fixture)
 from conftest import LiveServer, make_settings
 
 from opus.auth.admin import UserAdmin
-from opus.server import account_routes
 
 CHEAP = {"PASSWORD_HASH_TIME_COST": 1, "PASSWORD_HASH_MEMORY_COST": 1024}
 PASSWORD = "a long enough password"
@@ -23,8 +22,6 @@ PASSWORD = "a long enough password"
 
 def make_server(tmp_path, mode: str) -> LiveServer:
     server = LiveServer(make_settings(tmp_path, ALLOW_ANONYMOUS=False, REGISTRATION=mode, **CHEAP))
-    if not any(r.rule == "/account" for r in server.app.routes):  # until app.py installs them
-        account_routes.routes.install(server.app)
     _, server.root_token = UserAdmin(server.services.users).add("root", admin=True)
     return server
 

@@ -37,7 +37,7 @@ from opus.service.sharing import SharingService, Target
 from opus.storage.entitystore import Entity
 from opus.storage.jobfiles import JobFiles
 from opus.storage.outbox import OutboxStore
-from opus.storage.sharestore import ShareLink, ShareStore
+from opus.storage.sharestore import ShareLink
 from opus.uws import Job
 
 routes = RouteTable()
@@ -49,14 +49,13 @@ _FIELDS = {"entity", "job", "result", "input", "lifetime"}
 
 
 def sharing() -> SharingService:
-    """The process's sharing service (``Root.sharing``; built here on first use when the root has none)."""
-    root = services()
-    found: SharingService | None = root.__dict__.get("sharing")
-    if found is None:
-        found = SharingService(root.settings, ShareStore(root.store.engine), root.entities, root.store,
-                               root.users)
-        root.__dict__["sharing"] = found
-    return found
+    """The process's sharing service (``Root.sharing``)."""
+    return services().sharing
+
+
+def _outbox() -> OutboxStore:
+    """The process's outbox (the notifications' own, built once by ``Root``)."""
+    return services().notifications.outbox
 
 
 def _link_url(token: str, entity: Entity | None) -> str:
@@ -227,7 +226,7 @@ def _my_uid() -> int:
 
 def _notification_json(uid: int, sent: bool = False) -> HTTPResponse:
     s = settings()
-    email, confirmed, _last = OutboxStore(services().store.engine).address(uid)
+    email, confirmed, _last = _outbox().address(uid)
     return as_json({"email": email, "emailConfirmed": confirmed, "confirmationSent": sent, "mail": bool(s.SMTP_HOST),
                     "digest": bool(s.SMTP_HOST) and s.MAIL_DIGEST_HOUR is not None,
                     "digestHour": s.MAIL_DIGEST_HOUR, "webhooks": s.WEBHOOKS and bool(s.INPUT_URL_HOSTS)})
@@ -250,7 +249,7 @@ def set_my_notifications() -> HTTPResponse:
     email = data.get("email")
     if email is not None and (not isinstance(email, str) or len(email) > 254 or not _EMAIL.match(email)):
         raise BadRequest("email: not an e-mail address (name@domain)")
-    OutboxStore(services().store.engine).set_email(uid, email or None)
+    _outbox().set_email(uid, email or None)
     # An address is used once its owner opened the link sent to it (opus.service.addresses).
     sent = addresses.ask_confirmation(services().notifications, uid, identity().name or "")
     return _notification_json(uid, sent)
