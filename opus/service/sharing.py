@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from opus.auth.identity import Identity, can_access, server_secret
-from opus.auth.users import USER_NAME, check_group_name, group_key, user_owner_key
+from opus.auth.users import USER_NAME, User, check_group_name, group_key
 from opus.errors import BadRequest, Forbidden, Gone, NotFound
 from opus.settings import Settings
 from opus.storage import JobStore
@@ -170,23 +170,31 @@ class SharingService:
         return revoked
 
     # ---- jobs shared with users ------------------------------------------------------------------
-    def _own_job(self, identity: Identity, jobname: str, job_id: str) -> Job:
+    def _job(self, jobname: str, job_id: str) -> Job:
         _checked(job_id, _ID, "job")
         job = self.jobs.get(job_id)
         if job is None or job.jobname != jobname:
             raise NotFound(f"no job {job_id[:40]!r} in {jobname[:64]!r}")
+        return job
+
+    def _own_job(self, identity: Identity, jobname: str, job_id: str) -> Job:
+        job = self._job(jobname, job_id)
         if not can_access(identity, job.owner_key):
             raise Forbidden(f"job {job_id!r} belongs to someone else")
         return job
 
-    def grant(self, identity: Identity, jobname: str, job_id: str, user_name: str) -> JobShare:
-        """Share the caller's job read-only with the user ``user_name``."""
-        job = self._own_job(identity, jobname, job_id)
+    def _user(self, user_name: str) -> User:
         _checked(user_name, USER_NAME, "user")
         user = self.users.get(user_name)
         if user is None or user.uid is None:
             raise NotFound(f"no user {user_name[:64]!r}")
-        key = user_owner_key(user.uid)
+        return user
+
+    def grant(self, identity: Identity, jobname: str, job_id: str, user_name: str) -> JobShare:
+        """Share the caller's job read-only with the user ``user_name``."""
+        job = self._own_job(identity, jobname, job_id)
+        user = self._user(user_name)
+        key = user.owner_key
         if key == job.owner_key:
             raise BadRequest("the job is already yours: share it with someone else")
         share = JobShare(job.job_id, key, user.name, utcnow())
@@ -195,11 +203,7 @@ class SharingService:
 
     def ungrant(self, identity: Identity, jobname: str, job_id: str, user_name: str) -> None:
         job = self._own_job(identity, jobname, job_id)
-        _checked(user_name, USER_NAME, "user")
-        user = self.users.get(user_name)
-        if user is None or user.uid is None:
-            raise NotFound(f"no user {user_name[:64]!r}")
-        self.shares.ungrant(job.job_id, user_owner_key(user.uid))  # again: nothing to do
+        self.shares.ungrant(job.job_id, self._user(user_name).owner_key)  # again: nothing to do
 
     def grant_group(self, identity: Identity, jobname: str, job_id: str, group: str) -> JobShare:
         """Share the caller's job read-only with every member of ``group`` (now and later)."""
@@ -225,10 +229,7 @@ class SharingService:
 
     def shared_job(self, identity: Identity, jobname: str, job_id: str) -> Job:
         """A job the caller owns or that was shared with them or one of their groups (read-only use only)."""
-        _checked(job_id, _ID, "job")
-        job = self.jobs.get(job_id)
-        if job is None or job.jobname != jobname:
-            raise NotFound(f"no job {job_id[:40]!r} in {jobname[:64]!r}")
+        job = self._job(jobname, job_id)
         if not can_access(identity, job.owner_key) and not self.shares.is_shared(job_id, self._grantee_keys(identity)):
             raise Forbidden(f"job {job_id!r} is neither yours nor shared with you")
         return job
