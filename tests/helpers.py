@@ -12,7 +12,8 @@ import os
 import pwd
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -79,3 +80,17 @@ def wait_final(http: Any, job_url: str, timeout: float = 30) -> str:
 #: The user these tests run as: the SERVICE_USER of servers they start with `opus init` (which, run as
 #: root, must be told who will own DATA_DIR).
 ME = pwd.getpwuid(os.geteuid()).pw_name
+
+
+@contextmanager
+def writer_busy(batcher: Any) -> Iterator[None]:
+    """A group-commit batcher's writer at work (as when another batch is being written) for a
+    with-block: the writes submitted meanwhile queue up and go as one batch when it ends."""
+    with batcher._cond:
+        batcher._writing = True
+    try:
+        yield
+    finally:
+        with batcher._cond:
+            batcher._writing = False
+            batcher._cond.notify_all()

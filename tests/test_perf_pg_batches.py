@@ -14,12 +14,11 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
 from conftest import pg_url_or_skip, reset_postgres
-from helpers import wait_for
+from helpers import wait_for, writer_busy
 from sqlalchemy import event
 
 from opus.storage import JobStore, create_engine_for, upgrade_schema
@@ -34,20 +33,6 @@ def _job(job_id: str) -> Job:
     now = utcnow()
     return Job(job_id=job_id, jobname="dummy", phase=Phase.PENDING, creation_time=now, execution_duration=60,
                destruction_time=now + timedelta(days=1), parameters=[Parameter("text", job_id)])
-
-
-@contextmanager
-def _writer_busy(batcher):
-    """The batcher's writer at work (as when another batch is being written) for a with-block: the
-    writes submitted meanwhile queue up and go as one batch when it ends."""
-    with batcher._cond:
-        batcher._writing = True
-    try:
-        yield
-    finally:
-        with batcher._cond:
-            batcher._writing = False
-            batcher._cond.notify_all()
 
 
 def _writer(url, kind, job_ids, tag, ready, go, out):
@@ -90,7 +75,7 @@ def _writer(url, kind, job_ids, tag, ready, go, out):
             outcome[job_id] = f"error: {exc!r}"
 
     threads = []
-    with _writer_busy(batcher):
+    with writer_busy(batcher):
         for i, job_id in enumerate(job_ids):
             threads.append(threading.Thread(target=write, args=(job_id,)))
             threads[-1].start()

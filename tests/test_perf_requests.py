@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import os
 import threading
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
 
-from helpers import wait_for
+from helpers import wait_for, writer_busy
 from opus.server import render
 from opus.storage import JobStore, create_engine_for, upgrade_schema
 from opus.storage.jobstore import DuplicateJobId
@@ -122,19 +121,6 @@ def _job(job_id, **kw):
                destruction_time=now + timedelta(days=1), parameters=[Parameter("text", job_id)], **kw)
 
 
-@contextmanager
-def _writer_busy(batcher):
-    """The batcher's writer at work (as when another batch is being written) for a with-block."""
-    with batcher._cond:
-        batcher._writing = True
-    try:
-        yield
-    finally:
-        with batcher._cond:
-            batcher._writing = False
-            batcher._cond.notify_all()
-
-
 def _create_all(store, jobs):
     """Create ``jobs`` from one thread each while the writer is busy: they queue up, then the next
     writer takes them all.  Returns {job id: the exception its creation raised, or None}."""
@@ -148,7 +134,7 @@ def _create_all(store, jobs):
             outcome[job.job_id] = exc
 
     batcher = store._inserts.batcher
-    with _writer_busy(batcher):
+    with writer_busy(batcher):
         threads = [threading.Thread(target=create, args=(job,)) for job in jobs]
         for t in threads:
             t.start()
@@ -209,7 +195,7 @@ def test_phase_changes_that_arrive_together_are_written_in_one_transaction(store
     def run(job_id):
         moved[job_id] = store.set_phase(job_id, Phase.QUEUED, [Phase.PENDING])
 
-    with _writer_busy(ops):
+    with writer_busy(ops):
         threads = [threading.Thread(target=run, args=(f"p{i}",)) for i in range(8)]
         for t in threads:
             t.start()
