@@ -63,7 +63,12 @@ class JobService:
         notifier.prepare_wakes(self._read_for_wake)
 
     def _read_for_wake(self, job_id: str, wake: Wake) -> None:
-        wake.once("job", lambda: self.store.get(job_id))
+        self._woken_job(job_id, wake)
+
+    def _woken_job(self, job_id: str, wake: Wake) -> Job | None:
+        """The job as read once after the change ``wake`` stands for (by the delivering thread, or
+        by the first waiter when that read failed)."""
+        return wake.once("job", lambda: self.store.get(job_id))
 
     def _parse(self, jobdef: JobDefinition, form: Sequence[tuple[str, str]], uploads: Sequence[Upload],
                identity: Identity, base: str | None, allow_phase: bool = False) -> Submission:
@@ -245,7 +250,7 @@ class JobService:
                     unsure = True
         if wake is None:
             return self.get(jobname, job_id, identity), None  # a database still away: 503 (opus.server.errors)
-        return self._checked(wake.once("job", lambda: self.store.get(job_id)), jobname, job_id, identity), wake
+        return self._checked(self._woken_job(job_id, wake), jobname, job_id, identity), wake
 
     # ---- control -------------------------------------------------------------------------------------
     def run(self, jobname: str, job_id: str, identity: Identity) -> None:
