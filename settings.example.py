@@ -79,6 +79,14 @@ MAX_RUNNING_JOBS = 0
 # job is started the old way and a new launcher is started.  False: a new interpreter per job.
 LOCAL_PREFORK = True
 
+# SQLite only: job creations are written by a small writer process that each server process keeps
+# (python -I -S, the standard library only), not by the request threads.  A request thread holding
+# the host's SQLite write lock had to wait for the GIL behind the other request threads at every
+# SQLite call, so the lock was held ten times longer than SQLite needed.  If the writer dies, the
+# jobs it was writing are looked up and written in-process when absent: none is lost or doubled.
+# False: the request threads write, as before.
+SQLITE_WRITER_PROCESS = True
+
 # executionDuration in seconds when a job definition gives none (0 = unlimited).
 DEFAULT_EXECUTION_DURATION = 3600
 

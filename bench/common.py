@@ -185,6 +185,17 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def descendants(pid: int) -> list[int]:
+    """Children, grandchildren...: the workers, and their SQLite writer and job launcher processes
+    (whose CPU is the server's too)."""
+    out, todo = [], [pid]
+    while todo:
+        found = children(todo.pop())
+        out += found
+        todo += found
+    return out
+
+
 def proc_status(pid: int, *fields: str) -> dict[str, int]:
     """Numeric fields of /proc/<pid>/status (VmRSS, VmHWM in kB; Threads), missing ones left out."""
     out = {}
@@ -201,7 +212,9 @@ def proc_status(pid: int, *fields: str) -> dict[str, int]:
 
 
 class CpuMeter:
-    """CPU seconds used by this client process and by the gunicorn master + workers over a span."""
+    """CPU seconds used by this client process and by the server's processes over a span: the gunicorn
+    master, its workers and their own processes (SQLite writers, the job launcher; not the jobs,
+    which are sessions of their own but still the launcher's children, so counted when running)."""
 
     def __init__(self, server_pid: int | None):
         self.server_pid = server_pid
@@ -209,7 +222,7 @@ class CpuMeter:
     def _server(self) -> float:
         if self.server_pid is None:
             return 0.0
-        return sum(proc_cpu(p) for p in [self.server_pid, *children(self.server_pid)])
+        return sum(proc_cpu(p) for p in [self.server_pid, *descendants(self.server_pid)])
 
     def __enter__(self):
         self.s0 = self._server()  # the /proc scan stays out of the timed span

@@ -68,6 +68,10 @@ class Settings:
     # that has imported the wrapper once, not started as a new interpreter each (about 30 ms less
     # per job start).  False: a new interpreter per job, as before.
     LOCAL_PREFORK: bool = True
+    # SQLite (issue 18): job creations are written by a small writer process that each server process
+    # keeps (opus/storage/writerproc.py), not by a request thread: the host's write lock is then held
+    # only for SQLite's own work.  False: written by the request threads, as before.
+    SQLITE_WRITER_PROCESS: bool = True
     # executionDuration: used when a definition gives none; cap for any job (0: no cap).
     DEFAULT_EXECUTION_DURATION: int = 3600
     MAX_EXECUTION_DURATION: int = 86400

@@ -66,7 +66,7 @@ class Root:
         # PostgreSQL may be shared by several hosts: its LISTEN/NOTIFY carries wake-ups between them.
         notifier = PgNotifier(settings.run_dir, engine) if engine.dialect.name == "postgresql" \
             else Notifier(settings.run_dir)
-        store = JobStore(engine, on_change=notifier.publish)
+        store = JobStore(engine, on_change=notifier.publish, writer_process=settings.SQLITE_WRITER_PROCESS)
         registry = JobDefinitionRegistry(settings.JDL_DIR)
         entities = EntityStore(store)
         manager = manager_factory(settings, store, registry, entities)
@@ -110,4 +110,5 @@ class Root:
         self.maintenance.stop()
         self.manager.stop()
         self.notifier.stop()
+        self.store.close()
         self._started_pid = None

@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Connection, Engine
 
 from opus.errors import ConfigurationError
+from opus.storage.writerproc import PRAGMAS
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -37,10 +38,8 @@ def create_engine_for(url: str) -> Engine:
             # Let SQLAlchemy's "begin" event below issue BEGIN itself (pysqlite's own is deferred).
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            for pragma in PRAGMAS:  # the SQLite writer process's too
+                cur.execute(pragma)
             cur.close()
 
         @event.listens_for(engine, "begin")

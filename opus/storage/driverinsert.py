@@ -12,10 +12,14 @@ one hold of the write lock for all of them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from opus.storage.writelock import Batcher, WriteGate, Work
+from opus.storage.writerproc import InsertWriter, Unanswered, Unavailable
+
+log = logging.getLogger(__name__)
 
 JOB_COLUMNS = ("job_id", "jobname", "phase", "creation_time", "owner_id", "owner_key", "run_id",
                "execution_duration", "destruction_time", "quote", "jdl_version", "error_type", "error_message",
@@ -62,7 +66,7 @@ class GroupInsert:
     key is the job id, or, for a creation with an idempotency key (which two workers may well
     receive at once, from a client's retry), that key, ahead of every job id."""
 
-    def __init__(self, gate: WriteGate):
+    def __init__(self, gate: WriteGate, writer_process: bool = False):
         self.gate = gate
         self.batcher = Batcher(self._transaction)
         self._value: Callable[[object], object] = _sqlite_value if gate.sqlite else _same
@@ -71,6 +75,9 @@ class GroupInsert:
         self._convert_job = converted & frozenset(JOB_COLUMNS)
         self._convert_param = converted & frozenset(PARAMETER_COLUMNS)
         self._sql = _STATEMENTS["?" if gate.sqlite else "%s"]
+        #: SQLite: the writer process that writes the batches (``opus.storage.writerproc`` says why).
+        self.writer = (InsertWriter(gate.engine.url.database or "", gate.lock_path, *self._sql)
+                       if writer_process and gate.lock_path is not None else None)
 
     def insert(self, row: Mapping[str, object], parameters: Sequence[Mapping[str, object]]) -> None:
         """Insert a ``jobs`` row and its ``parameters`` rows, committed when this returns.
@@ -85,9 +92,41 @@ class GroupInsert:
                               for p in parameters]), order)
 
     def _transaction(self, batch: list[Work]) -> None:
-        job_sql, param_sql = self._sql
         rows = [work.what[0] for work in batch]
         params = [p for work in batch for p in work.what[1]]
+        if self.writer is not None:
+            try:
+                if self.writer.write(rows, params) is None:
+                    return
+                # Rolled back by the writer: written here, this meets the same error and raises it
+                # as the driver's own exception (a taken id, a full disk), as callers expect.
+            except Unavailable as exc:
+                log.warning("job insert written in-process: %s", exc)
+            except Unanswered as exc:  # the writer is dead: its transaction committed or never will
+                if self._committed([row[0] for row in rows]):
+                    return
+                log.warning("job insert written in-process: %s", exc)
+        self._in_process(rows, params)
+
+    def _committed(self, job_ids: list[object]) -> bool:
+        """Whether the jobs of one batch were inserted (all or none: one transaction)."""
+        with self.gate.exclusive():
+            raw = self.gate.engine.raw_connection()
+            try:
+                marks = ", ".join("?" * len(job_ids))
+                found = raw.driver_connection.execute(  # type: ignore[union-attr]
+                    f"SELECT count(*) FROM jobs WHERE job_id IN ({marks})", job_ids).fetchone()[0]
+            finally:
+                raw.close()
+        return bool(found)
+
+    def close(self) -> None:
+        """Stop this process's writer process, if any."""
+        if self.writer is not None:
+            self.writer.close()
+
+    def _in_process(self, rows: list[tuple[object, ...]], params: list[tuple[object, ...]]) -> None:
+        job_sql, param_sql = self._sql
         with self.gate.exclusive():
             raw = self.gate.engine.raw_connection()
             try:
@@ -106,7 +145,10 @@ class GroupInsert:
                             cur.executemany(param_sql, params)
                         cur.execute("COMMIT") if self.gate.sqlite else driver.commit()
                     except BaseException:
-                        cur.execute("ROLLBACK") if self.gate.sqlite else driver.rollback()
+                        if not self.gate.sqlite:
+                            driver.rollback()
+                        elif driver.in_transaction:  # a full disk has rolled it back already
+                            cur.execute("ROLLBACK")
                         raise
                 finally:
                     cur.close()

@@ -79,14 +79,19 @@ _ENDED = frozenset(p.value for p in ENDED)
 class JobStore:
     """Persistence of jobs, parameters and results on one SQLAlchemy engine."""
 
-    def __init__(self, engine: Engine, on_change: ChangeListener | None = None):
+    def __init__(self, engine: Engine, on_change: ChangeListener | None = None, writer_process: bool = False):
+        """``writer_process``: on SQLite, creations are written by a writer process (SQLITE_WRITER_PROCESS)."""
         self.engine = engine
         self._gate = WriteGate(engine)
-        self._inserts = driverinsert.GroupInsert(self._gate)
+        self._inserts = driverinsert.GroupInsert(self._gate, writer_process)
         dbapi = engine.dialect.dbapi
         self._driver_integrity_error: type[Exception] = dbapi.IntegrityError if dbapi is not None else IntegrityError
         #: Called with (job_id, new phase or "DELETED") after each committed change.
         self.on_change: ChangeListener = on_change or _ignore_change
+
+    def close(self) -> None:
+        """Stop this process's SQLite writer process, if it has one (a later creation starts another)."""
+        self._inserts.close()
 
     def _write(self) -> AbstractContextManager[Connection]:
         """A write transaction (serialised per host on SQLite: ``opus.storage.writelock``)."""
