@@ -58,16 +58,30 @@ class Wake:
 
 
 class _Waiter:
-    __slots__ = ("event", "phase", "wake")
+    """One WAIT.  The waiters a change wakes are woken one after another: the delivering thread
+    wakes the first, and each woken waiter wakes the one ``after`` it before going on (``wait``),
+    or when it leaves (``Notifier.watch``)."""
+
+    __slots__ = ("after", "event", "phase", "wake")
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.phase: str | None = None
         #: The change that woke it last (None: woken to re-check, not by a change).
         self.wake: Wake | None = None
+        #: The waiter to wake next, set by the delivering thread (under the notifier's lock).
+        self.after: _Waiter | None = None
 
     def wait(self, timeout: float) -> bool:
-        return self.event.wait(timeout)
+        woken = self.event.wait(timeout)
+        if woken:
+            self.relay()
+        return woken
+
+    def relay(self) -> None:
+        following, self.after = self.after, None
+        if following is not None:
+            following.event.set()
 
 
 class Notifier:
@@ -173,10 +187,16 @@ class Notifier:
         with self._lock:
             waiters = self._waiters.get(job_id)
             if waiters:
+                # One after another, not all at once: a thousand threads made runnable together
+                # spend their time taking the GIL from each other (and this lock, to leave).
+                following: _Waiter | None = None
                 for w in waiters:
                     w.phase = phase
                     w.wake = wake
-                    w.event.set()
+                    w.after = following
+                    following = w
+                if following is not None:
+                    following.event.set()
         for callback in self._subscribers:
             try:
                 callback(job_id, phase)
@@ -199,6 +219,7 @@ class Notifier:
                     group.discard(waiter)
                     if not group:
                         del self._waiters[job_id]
+                waiter.relay()  # woken or not, the waiters after it must be
 
     def subscribe(self, callback: Callable[[str, str], None]) -> None:
         """Call ``callback(job_id, phase)`` on every change seen by this process."""
