@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from opus.storage.writelock import Batcher, WriteGate, Work
 from opus.storage.writerproc import InsertWriter, Unanswered, Unavailable
@@ -52,6 +53,19 @@ def _statement(table: str, columns: Sequence[str], mark: str) -> str:
 #: The two INSERTs, built once per placeholder style ("?": SQLite, "%s": psycopg2).
 _STATEMENTS = {mark: (_statement("jobs", JOB_COLUMNS, mark), _statement("parameters", PARAMETER_COLUMNS, mark))
                for mark in ("?", "%s")}
+
+
+#: PostgreSQL: the two INSERTs with one VALUES list for a whole batch (psycopg2's ``executemany``
+#: sends one statement per row: a round trip each, and the GIL given up and won back each time).
+_PG_VALUES = (f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES %s",
+              f"INSERT INTO parameters ({', '.join(PARAMETER_COLUMNS)}) VALUES %s")
+#: Rows per statement (psycopg2 ``execute_values``'s page): a bigger batch is sent in pages.
+_PG_PAGE = 500
+
+
+def _values(cur: Any, sql: str, rows: Sequence[Sequence[object]]) -> None:
+    from psycopg2.extras import execute_values  # PostgreSQL only: psycopg2 is there
+    execute_values(cur, sql, rows, page_size=_PG_PAGE)
 
 
 class GroupInsert:
@@ -137,11 +151,15 @@ class GroupInsert:
                     if self.gate.sqlite:  # autocommit mode (database.py): the write lock is taken at BEGIN
                         cur.execute("BEGIN IMMEDIATE")
                     try:
-                        if len(rows) == 1:
+                        if not self.gate.sqlite:  # one statement, one round trip per table
+                            _values(cur, _PG_VALUES[0], rows)
+                            if params:
+                                _values(cur, _PG_VALUES[1], params)
+                        elif len(rows) == 1:
                             cur.execute(job_sql, rows[0])
                         else:
                             cur.executemany(job_sql, rows)
-                        if params:
+                        if params and self.gate.sqlite:
                             cur.executemany(param_sql, params)
                         cur.execute("COMMIT") if self.gate.sqlite else driver.commit()
                     except BaseException:
