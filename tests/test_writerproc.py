@@ -259,3 +259,41 @@ def test_a_full_disk_raises_the_drivers_error_and_loses_nothing(tiny_disk):
     finally:
         store.close()
         engine.dispose()
+
+
+def test_a_writer_that_does_not_answer_in_time_is_killed(url, monkeypatch):
+    """A stopped writer (SIGSTOP: its request taken, never answered) past ANSWER_TIMEOUT: it is
+    killed, and the job, absent, is written in-process, once."""
+    monkeypatch.setattr(writerproc, "ANSWER_TIMEOUT", 1.0)
+    engine = create_engine_for(url)
+    store = JobStore(engine, writer_process=True)
+    try:
+        store.create(_job("1a00"))
+        pid = _writer_pid(store)
+        os.kill(pid, signal.SIGSTOP)
+        store.create(_job("1a01"))  # returns after the timeout
+        assert _gone(pid)
+        assert _count(store, "1a01") == 1
+        store.create(_job("1a02"))
+        assert _writer_pid(store) != pid and _count(store) == 3
+    finally:
+        store.close()
+        engine.dispose()
+
+
+def test_a_forked_child_starts_its_own_writer(store):
+    store.create(_job("2a00"))
+    parent = _writer_pid(store)
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through its exit status
+        code = 1
+        try:
+            store.create(_job("2a01"))
+            code = 0 if store._inserts.writer.pid not in (None, parent) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert _writer_pid(store) == parent
+    store.create(_job("2a02"))  # the parent's writer still works
+    assert _count(store) == 3

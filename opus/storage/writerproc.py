@@ -39,6 +39,7 @@ import struct
 import subprocess
 import sys
 import threading
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -87,14 +88,45 @@ def _receive_exactly(sock: socket.socket, size: int) -> bytes | None:
 
 
 def _receive(sock: socket.socket) -> bytes | None:
-    """One message, or None at the end of the stream."""
-    header = _receive_exactly(sock, _HEADER.size)
-    if header is None:
-        return None
-    return _receive_exactly(sock, _HEADER.unpack(header)[0])
+    """One message, or None at the end of the stream.  A short one (an answer) in one recv()."""
+    first = sock.recv(65536)
+    if len(first) < _HEADER.size:
+        rest = _receive_exactly(sock, _HEADER.size - len(first)) if first else None
+        if rest is None:
+            return None
+        first += rest
+    size = _HEADER.unpack_from(first)[0]
+    body = first[_HEADER.size:]
+    if len(body) < size:
+        rest = _receive_exactly(sock, size - len(body))
+        if rest is None:
+            return None
+        body += rest
+    return body  # one message at a time: nothing follows it
+
+
+def _timeouts(sock: socket.socket, seconds: float) -> None:
+    """Blocking socket with kernel timeouts (SO_RCVTIMEO, SO_SNDTIMEO): Python's own timeout
+    would add a poll() before every recv() and send()."""
+    whole = int(seconds)
+    value = struct.pack("ll", whole, int((seconds - whole) * 1e6))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
 
 
 # ---- the server process's end --------------------------------------------------------------------------
+#: Every InsertWriter of this process, forgotten in a forked child (``_forget``).
+_ALL: weakref.WeakSet[InsertWriter] = weakref.WeakSet()
+
+
+def _forget_all() -> None:
+    for writer in list(_ALL):
+        writer._forget()
+
+
+os.register_at_fork(after_in_child=_forget_all)
+
+
 class InsertWriter:
     """The writer process of this server process (a forked server process starts its own)."""
 
@@ -105,6 +137,7 @@ class InsertWriter:
         self._sock: socket.socket | None = None
         self._owner: int | None = None  # the pid that started them
         self._failures = 0  # in a row
+        _ALL.add(self)
 
     @property
     def pid(self) -> int | None:
@@ -117,12 +150,16 @@ class InsertWriter:
         with self._lock:
             if self._failures >= MAX_FAILURES:
                 raise Unavailable("the SQLite writer is given up in this process")
-            sock = self._connected()
-            try:
-                _send(sock, request)
-            except OSError as exc:  # a stream: part of it may have gone, but not the whole message
-                self._failed()
-                raise Unavailable(f"the SQLite writer cannot be reached: {exc}") from exc
+            for attempt in (1, 2):
+                sock = self._connected()
+                try:
+                    _send(sock, request)
+                    break
+                except OSError as exc:  # a stream: part of it may have gone, but not the whole message
+                    self._stop()  # a writer that died since its last answer: once more with a new one
+                    if attempt == 2:
+                        self._failed()
+                        raise Unavailable(f"the SQLite writer cannot be reached: {exc}") from exc
             try:
                 answer = _receive(sock)
             except OSError:
@@ -143,13 +180,18 @@ class InsertWriter:
                       "creations itself from now on (SQLITE_WRITER_PROCESS)", MAX_FAILURES)
 
     def _connected(self) -> socket.socket:
-        if self._owner != os.getpid():  # new, or inherited through a fork: the parent's is not ours
-            self._proc, self._sock, self._failures = None, None, 0
-        if self._sock is None or self._proc is None or self._proc.poll() is not None:
-            self._stop()
+        """The socket to this process's writer, started if need be (a writer that died is seen by
+        the end of its socket, and stopped: ``_failed``)."""
+        if self._sock is None:
             self._start()
         assert self._sock is not None
         return self._sock
+
+    def _forget(self) -> None:
+        """In a forked child: the parent's writer is not the child's (it starts its own)."""
+        if self._sock is not None:
+            self._sock.close()
+        self._proc, self._sock, self._failures, self._lock = None, None, 0, threading.Lock()
 
     def _start(self) -> None:
         here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -162,7 +204,7 @@ class InsertWriter:
             raise Unavailable(f"the SQLite writer cannot start: {exc}") from exc
         finally:
             there.close()
-        here.settimeout(ANSWER_TIMEOUT)
+        _timeouts(here, ANSWER_TIMEOUT)
         self._sock, self._owner = here, os.getpid()
 
     def _stop(self, grace: float = 0.0) -> None:
