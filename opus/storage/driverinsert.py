@@ -70,8 +70,10 @@ def _values(cur: Any, sql: str, rows: Sequence[Sequence[object]]) -> None:
 
 class GroupInsert:
     """Job inserts of this process's threads, gathered into one transaction (group commit,
-    ``opus.storage.writelock.Batcher``): one BEGIN, one ``executemany`` per table, one COMMIT
-    (SQLite: one hold of the write lock) for as many jobs as arrived while the last was written.
+    ``opus.storage.writelock.Batcher``): one BEGIN, one ``executemany`` per table (PostgreSQL: one
+    ``INSERT ... VALUES`` per table), one COMMIT (SQLite: one hold of the write lock) for as many
+    jobs as arrived while the last was written; on SQLite, by this process's writer process
+    (``opus.storage.writerproc``) unless ``writer_process`` is False.
     A batch that fails is rolled back and its jobs inserted one by one (a taken id fails only its job).
 
     A batch is inserted in one order in every process (``Batcher`` sorts it by key), so that two
