@@ -82,8 +82,8 @@ def post_fork(server, worker):
 
 #: glibc gives a process of many threads up to 8 malloc arenas per core, and memory freed in one is
 #: not given back while any of its blocks is in use: after a thousand WAITs and long job lists,
-#: a worker kept 10-25 MB more (bench/run.py: full list of 100,000 jobs, serving worker 142-167 MB
-#: against 129-138 MB with 2 arenas; Python's own small objects do not use malloc's arenas).
+#: a worker kept more (bench/run.py, full list of 100,000 jobs, interleaved runs: serving worker
+#: 142 and 150 MB, 135 and 138 MB with 2 arenas; Python's small objects do not use malloc's arenas).
 MALLOC_ARENAS = 2
 
 
