@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 import signal
 import subprocess
 import sys
@@ -44,13 +46,22 @@ def url(tmp_path):
     return url
 
 
-@pytest.fixture
-def store(url):
+@contextmanager
+def _store_at(url: str) -> Iterator[JobStore]:
+    """A JobStore whose creations go through a writer process, closed at the end."""
     engine = create_engine_for(url)
     store = JobStore(engine, writer_process=True)
-    yield store
-    store.close()
-    engine.dispose()
+    try:
+        yield store
+    finally:
+        store.close()
+        engine.dispose()
+
+
+@pytest.fixture
+def store(url):
+    with _store_at(url) as store:
+        yield store
 
 
 def _count(store: JobStore, job_id: str | None = None) -> int:
@@ -143,17 +154,12 @@ def test_a_killed_writer_is_replaced(store):
 def test_writer_killed_after_its_commit_before_its_answer(url, monkeypatch):
     """The writer commits, then dies before answering: the job is found, not written again."""
     monkeypatch.setenv(writerproc.EXIT_AFTER_COMMITS_ENV, "1")
-    engine = create_engine_for(url)
-    store = JobStore(engine, writer_process=True)
-    try:
+    with _store_at(url) as store:
         store.create(_job("0c01", parameters=[Parameter("text", "once")]))  # returns: committed
         assert _count(store, "0c01") == 1
         assert [p.value for p in store.get("0c01").parameters] == ["once"]
         store.create(_job("0c02"))  # a new writer, which dies the same way
         assert _count(store) == 2
-    finally:
-        store.close()
-        engine.dispose()
 
 
 def test_writer_killed_before_its_commit(store):
@@ -239,8 +245,8 @@ def test_a_full_disk_raises_the_drivers_error_and_loses_nothing(tiny_disk):
     url = f"sqlite:///{tiny_disk / 'opus.sqlite'}"
     engine = create_engine_for(url)
     upgrade_schema(engine)
-    store = JobStore(engine, writer_process=True)
-    try:
+    engine.dispose()
+    with _store_at(url) as store:
         store.create(_job("1f00"))
         pid = _writer_pid(store)
         filler = tiny_disk / "filler"
@@ -256,18 +262,13 @@ def test_a_full_disk_raises_the_drivers_error_and_loses_nothing(tiny_disk):
         store.create(_job("1f02", parameters=[Parameter("text", "y" * 200_000)]))
         assert _writer_pid(store) == pid  # the same writer: it rolled back and went on
         assert _count(store, "1f01") == 0 and _count(store, "1f02") == 1
-    finally:
-        store.close()
-        engine.dispose()
 
 
 def test_a_writer_that_does_not_answer_in_time_is_killed(url, monkeypatch):
     """A stopped writer (SIGSTOP: its request taken, never answered) past ANSWER_TIMEOUT: it is
     killed, and the job, absent, is written in-process, once."""
     monkeypatch.setattr(writerproc, "ANSWER_TIMEOUT", 1.0)
-    engine = create_engine_for(url)
-    store = JobStore(engine, writer_process=True)
-    try:
+    with _store_at(url) as store:
         store.create(_job("1a00"))
         pid = _writer_pid(store)
         os.kill(pid, signal.SIGSTOP)
@@ -276,9 +277,6 @@ def test_a_writer_that_does_not_answer_in_time_is_killed(url, monkeypatch):
         assert _count(store, "1a01") == 1
         store.create(_job("1a02"))
         assert _writer_pid(store) != pid and _count(store) == 3
-    finally:
-        store.close()
-        engine.dispose()
 
 
 def test_a_forked_child_starts_its_own_writer(store):
