@@ -20,6 +20,7 @@ import os
 import secrets
 import socket
 import threading
+from collections import deque
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,8 +70,11 @@ class _Waiter:
         self.phase: str | None = None
         #: The change that woke it last (None: woken to re-check, not by a change).
         self.wake: Wake | None = None
-        #: The waiter to wake next, set by the delivering thread (under the notifier's lock).
-        self.after: _Waiter | None = None
+        #: The waiter to wake next, put by the delivering thread, taken by ``relay``.  A deque of
+        #: one: putting (which replaces) and taking are each one atomic operation, so a change
+        #: delivered while this waiter relays the previous one cannot be lost between a read and
+        #: a reset (a replaced successor is in the newer change's chain, if it still waits).
+        self.after: deque[_Waiter] = deque(maxlen=1)
 
     def wait(self, timeout: float) -> bool:
         woken = self.event.wait(timeout)
@@ -79,9 +83,11 @@ class _Waiter:
         return woken
 
     def relay(self) -> None:
-        following, self.after = self.after, None
-        if following is not None:
-            following.event.set()
+        try:
+            following = self.after.popleft()
+        except IndexError:
+            return
+        following.event.set()
 
 
 class Notifier:
@@ -193,7 +199,8 @@ class Notifier:
                 for w in waiters:
                     w.phase = phase
                     w.wake = wake
-                    w.after = following
+                    if following is not None:
+                        w.after.append(following)
                     following = w
                 if following is not None:
                     following.event.set()
