@@ -26,7 +26,6 @@ from urllib.parse import urlencode
 
 from bottle import HTTPResponse, request
 
-from opus import safejson
 from opus.auth import session as web_session
 from opus.auth.accounts import Accounts
 from opus.auth.users import User
@@ -35,7 +34,7 @@ from opus.server import pages, urls
 from opus.server.errors import KIND, PAGE
 from opus.server.render import iso
 from opus.server.routing import RouteTable, services, settings
-from opus.server.web import as_json, base_url, form_input, identity, read_body, require_admin
+from opus.server.web import as_json, base_url, form_input, identity, json_object, require_admin
 from opus.service import addresses
 
 routes = RouteTable()
@@ -64,14 +63,7 @@ def _json() -> dict[str, Any]:
     if request.content_type.split(";")[0].strip() in ("application/x-www-form-urlencoded", "multipart/form-data"):
         fields, _files = form_input(settings())
         return dict(fields)
-    raw = read_body(settings().MAX_BODY_SIZE)
-    try:
-        data = safejson.loads(raw) if raw else {}
-    except ValueError:
-        raise BadRequest("send a JSON object") from None
-    if not isinstance(data, dict):
-        raise BadRequest("send a JSON object")
-    return data
+    return json_object(settings())
 
 
 def _renew_session(response: HTTPResponse, user: User) -> HTTPResponse:

@@ -18,11 +18,10 @@ from typing import Any
 
 from bottle import HTTPResponse
 
-from opus import safejson
 from opus.auth.admin import UserAdmin
 from opus.errors import BadRequest
 from opus.server.routing import RouteTable, services, settings
-from opus.server.web import as_json, identity, read_body, require_admin
+from opus.server.web import as_json, identity, json_object, require_admin
 
 routes = RouteTable()
 FIELDS = frozenset({"name", "admin", "editor", "enabled", "jobDefinitions", "grant", "revoke", "maxActiveJobs",
@@ -36,15 +35,7 @@ def _admin() -> UserAdmin:
 
 
 def _body() -> dict[str, Any]:
-    raw = read_body(settings().MAX_BODY_SIZE)
-    if not raw:
-        return {}
-    try:
-        data = safejson.loads(raw)  # 400 when nested deeper than MAX_JSON_DEPTH
-    except ValueError:
-        raise BadRequest("send a JSON object") from None
-    if not isinstance(data, dict):
-        raise BadRequest("send a JSON object")
+    data = json_object(settings())
     unknown = set(data) - FIELDS
     if unknown:
         raise BadRequest(f"unknown field(s) {sorted(unknown)}")

@@ -16,19 +16,17 @@ what went wrong (400, 401, 403; 502 when the provider cannot be reached), never 
 from __future__ import annotations
 
 import hmac
-from typing import Any
 
 from bottle import HTTPResponse, request
 
-from opus import safejson
 from opus.auth import oidc
 from opus.auth import session as web_session
 from opus.auth.oidc_accounts import OidcAccounts
-from opus.errors import BadRequest, NotFound, OpusError
+from opus.errors import NotFound, OpusError
 from opus.server import pages
 from opus.server.errors import KIND, PAGE
 from opus.server.routing import RouteTable, services, settings
-from opus.server.web import as_json, base_url, identity, read_body, require_admin
+from opus.server.web import as_json, base_url, identity, json_object, require_admin
 
 routes = RouteTable()
 PAGE_ROUTE = {KIND: PAGE}
@@ -127,17 +125,6 @@ def _admin_accounts() -> OidcAccounts:
     return _accounts()
 
 
-def _json_object() -> dict[str, Any]:
-    raw = read_body(settings().MAX_BODY_SIZE)
-    try:
-        data = safejson.loads(raw) if raw else {}
-    except ValueError:
-        raise BadRequest("send a JSON object: {\"subject\": ..., \"issuer\": ...}") from None
-    if not isinstance(data, dict):
-        raise BadRequest("send a JSON object: {\"subject\": ..., \"issuer\": ...}")
-    return data
-
-
 @routes.get("/admin/users/<name>/oidc")
 def list_identities(name: str) -> HTTPResponse:
     linked = _admin_accounts().linked(name)
@@ -147,7 +134,7 @@ def list_identities(name: str) -> HTTPResponse:
 @routes.post("/admin/users/<name>/oidc")
 def link_identity(name: str) -> HTTPResponse:
     accounts = _admin_accounts()
-    data = _json_object()
+    data = json_object(settings(), '{"subject": ..., "issuer": ...}')
     made = accounts.link(name, data.get("subject"), data.get("issuer"))
     return as_json({"name": name, **made.public()}, 201)
 

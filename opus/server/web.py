@@ -9,6 +9,7 @@ from typing import Any
 from bottle import HTTPError, HTTPResponse, request, response
 from bottle import _parse_qsl as bottle_parse_qsl  # bottle's own splitting and unquoting of a query
 
+from opus import safejson
 from opus.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthorized
 from opus.service.submission import Upload
 from opus.auth.identity import ANONYMOUS, Identity
@@ -164,6 +165,22 @@ def read_body(limit: int) -> bytes:
     check_body_size(limit)
     body: bytes = request.body.read(limit + 1)
     return body
+
+
+def json_object(settings: Settings, example: str = "") -> dict[str, Any]:
+    """The body as a JSON object ({} when empty); 400 for anything else, naming ``example``; 413
+    over MAX_BODY_SIZE; 400 nested deeper than safejson allows."""
+    raw = read_body(settings.MAX_BODY_SIZE)
+    if not raw:
+        return {}
+    wanted = f"send a JSON object{': ' + example if example else ''}"
+    try:
+        data = safejson.loads(raw)
+    except ValueError:
+        raise BadRequest(wanted) from None
+    if not isinstance(data, dict):
+        raise BadRequest(wanted)
+    return data
 
 
 def form_input(settings: Settings) -> tuple[list[tuple[str, str]], list[Upload]]:
