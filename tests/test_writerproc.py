@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from gunicorn_server import is_alive
+from helpers import wait_for
 from sqlalchemy import text
 
 from opus.storage import JobStore, create_engine_for, upgrade_schema
@@ -77,17 +79,8 @@ def _writer_pid(store: JobStore) -> int:
     return pid
 
 
-def _gone(pid: int, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
-                    return True
-        except OSError:
-            return True
-        time.sleep(0.05)
-    return False
+def _gone(pid: int) -> bool:
+    return bool(wait_for(lambda: not is_alive(pid), timeout=20, what=f"process {pid} to end"))
 
 
 def _raw(store: JobStore, job_id: str) -> tuple[dict, list]:

@@ -135,13 +135,12 @@ class InsertWriter:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
-        self._owner: int | None = None  # the pid that started them
         self._failures = 0  # in a row
         _ALL.add(self)
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None and self._owner == os.getpid() else None
+        return self._proc.pid if self._proc is not None else None
 
     def write(self, jobs: Sequence[Sequence[object]], parameters: Sequence[Sequence[object]]) -> str | None:
         """Insert ``jobs`` and ``parameters`` rows in one transaction: None once committed, else the
@@ -188,7 +187,8 @@ class InsertWriter:
         return self._sock
 
     def _forget(self) -> None:
-        """In a forked child: the parent's writer is not the child's (it starts its own)."""
+        """In a forked child: the parent's writer is not the child's (it starts its own, and never
+        waits for or kills the parent's)."""
         if self._sock is not None:
             self._sock.close()
         self._proc, self._sock, self._failures, self._lock = None, None, 0, threading.Lock()
@@ -205,7 +205,7 @@ class InsertWriter:
         finally:
             there.close()
         _timeouts(here, ANSWER_TIMEOUT)
-        self._sock, self._owner = here, os.getpid()
+        self._sock = here
 
     def _stop(self, grace: float = 0.0) -> None:
         """Close the socket (a live writer then ends by itself), kill the writer if it has not ended
@@ -214,7 +214,7 @@ class InsertWriter:
         self._sock = self._proc = None
         if sock is not None:
             sock.close()
-        if proc is not None and self._owner == os.getpid():
+        if proc is not None:
             try:
                 proc.wait(grace)
             except subprocess.TimeoutExpired:
@@ -224,8 +224,7 @@ class InsertWriter:
     def close(self) -> None:
         """End the writer: it finishes the request it is writing, if any, and exits."""
         with self._lock:
-            if self._owner == os.getpid():
-                self._stop(grace=5.0)
+            self._stop(grace=5.0)
 
 
 # ---- the writer process ----------------------------------------------------------------------------------
