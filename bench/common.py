@@ -167,8 +167,9 @@ def proc_cpu(pid: int) -> float:
         return 0.0
 
 
-def children(pid: int) -> list[int]:
-    out = []
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every process, from one pass over /proc."""
+    out: dict[int, int] = {}
     try:
         entries = os.listdir("/proc")
     except OSError:
@@ -177,20 +178,24 @@ def children(pid: int) -> list[int]:
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/stat", "rb") as f:
-                    fields = f.read().rsplit(b")", 1)[1].split()
-                if int(fields[1]) == pid:
-                    out.append(int(entry))
+                    out[int(entry)] = int(f.read().rsplit(b")", 1)[1].split()[1])
             except (OSError, ValueError, IndexError):
                 continue
     return out
 
 
+def children(pid: int) -> list[int]:
+    return [p for p, parent in _parents().items() if parent == pid]
+
+
 def descendants(pid: int) -> list[int]:
     """Children, grandchildren...: the workers, and their SQLite writer and job launcher processes
     (whose CPU is the server's too)."""
+    parents = _parents()
     out, todo = [], [pid]
     while todo:
-        found = children(todo.pop())
+        of = todo.pop()
+        found = [p for p, parent in parents.items() if parent == of]
         out += found
         todo += found
     return out
