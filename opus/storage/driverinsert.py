@@ -141,8 +141,17 @@ class GroupInsert:
         if self.writer is not None:
             self.writer.close()
 
+    def _insert_rows(self, cur: Any, table: int, rows: list[tuple[object, ...]]) -> None:
+        """Insert ``rows`` into jobs (``table`` 0) or parameters (1): SQLite's ``executemany``,
+        PostgreSQL's one statement (one round trip) per table."""
+        if not rows:
+            return
+        if self.gate.sqlite:
+            cur.executemany(self._sql[table], rows)
+        else:
+            _values(cur, _PG_VALUES[table], rows)
+
     def _in_process(self, rows: list[tuple[object, ...]], params: list[tuple[object, ...]]) -> None:
-        job_sql, param_sql = self._sql
         with self.gate.exclusive():
             raw = self.gate.engine.raw_connection()
             try:
@@ -153,16 +162,8 @@ class GroupInsert:
                     if self.gate.sqlite:  # autocommit mode (database.py): the write lock is taken at BEGIN
                         cur.execute("BEGIN IMMEDIATE")
                     try:
-                        if not self.gate.sqlite:  # one statement, one round trip per table
-                            _values(cur, _PG_VALUES[0], rows)
-                            if params:
-                                _values(cur, _PG_VALUES[1], params)
-                        elif len(rows) == 1:
-                            cur.execute(job_sql, rows[0])
-                        else:
-                            cur.executemany(job_sql, rows)
-                        if params and self.gate.sqlite:
-                            cur.executemany(param_sql, params)
+                        self._insert_rows(cur, 0, rows)
+                        self._insert_rows(cur, 1, params)
                         cur.execute("COMMIT") if self.gate.sqlite else driver.commit()
                     except BaseException:
                         if not self.gate.sqlite:
