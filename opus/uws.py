@@ -226,13 +226,20 @@ class Job:
         return None
 
 
-@dataclass
+@dataclass(slots=True)
 class JobRef:
-    """What a job list shows of a job (UWS ShortJobDescription)."""
+    """What a job list shows of a job (UWS ShortJobDescription).  The creation instant is kept as
+    the list prints it (``2024-05-01T12:00:00.000Z``, UTC): a list of a thousand jobs then makes no
+    datetime object at all (``opus.storage.rows.ref_of``)."""
 
     job_id: str
     jobname: str
     phase: Phase
     run_id: str | None
     owner_id: str | None
-    creation_time: datetime
+    created: str
+
+    @property
+    def creation_time(self) -> datetime:
+        """The creation instant, aware UTC."""
+        return datetime.fromisoformat(self.created)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import inspect
@@ -11,6 +11,7 @@ from sqlalchemy import inspect
 from opus.storage import JobStore, create_engine_for, upgrade_schema
 from opus.storage.database import schema_is_current
 from opus.storage.jobstore import DuplicateJobId
+from opus.storage.rows import instant_text
 from opus.timeutil import utcnow
 from opus.uws import ErrorSummary, Job, Parameter, Phase, Result
 @pytest.fixture
@@ -127,6 +128,35 @@ def test_list_filters_and_order(store):
     assert [r.job_id for r in store.list("dummy", after=after)] == ["j5", "j4"]  # strictly after
     assert [r.job_id for r in store.list("dummy", after=base, last=1, phases=[Phase.PENDING])] == ["j4"]
     assert {r.job_id for r in store.list(None)} == {"j5", "j4", "j2", "j1", "j0", "other"}
+
+
+def test_listed_creation_time_is_the_stored_instant_as_uws_prints_it(store):
+    """A list's creation times are read without datetime objects (rows.instant_text): the text must
+    be the stored instant to the millisecond, on both drivers, for every millisecond value."""
+    base = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+    created = [base, base + timedelta(milliseconds=7), base + timedelta(seconds=59, milliseconds=999),
+               base + timedelta(days=245, microseconds=123456)]  # the store keeps milliseconds
+    for i, when in enumerate(created):
+        store.create(make_job(f"t{i}", created=when))
+    refs = {r.job_id: r for r in store.list("dummy")}
+    assert [refs[f"t{i}"].created for i in range(4)] == [
+        "2024-05-01T12:00:00.000Z", "2024-05-01T12:00:00.007Z", "2024-05-01T12:00:59.999Z",
+        "2025-01-01T12:00:00.123Z"]
+    for i, when in enumerate(created):
+        assert refs[f"t{i}"].creation_time == store.get(f"t{i}").creation_time
+        assert refs[f"t{i}"].creation_time.tzinfo is not None
+    assert [r.created for r in store.iter_list("dummy")] == [r.created for r in store.list("dummy")]
+
+
+@pytest.mark.parametrize("value, text", [
+    ("2024-05-01 12:00:00.007000", "2024-05-01T12:00:00.007Z"),   # SQLAlchemy's SQLite text
+    ("2024-05-01 12:00:00", "2024-05-01T12:00:00.000Z"),          # another text: parsed
+    ("2024-05-01T12:00:00.5", "2024-05-01T12:00:00.500Z"),
+    (datetime(2024, 5, 1, 12, 0, 0, 7999), "2024-05-01T12:00:00.007Z"),  # PostgreSQL: naive UTC
+    (datetime(2024, 5, 1, 14, 0, tzinfo=timezone(timedelta(hours=2))), "2024-05-01T12:00:00.000Z"),
+])
+def test_instant_text_of_each_driver_value(value, text):
+    assert instant_text(value) == text
 
 
 def test_list_before_and_run_id(store):

@@ -180,7 +180,7 @@ class JobStore:
         query, values = list_query(jobname, wanted, owner_key, include_archived, filter_owner)
         with self.engine.connect() as conn:
             rows = conn.execute(query, values).all()
-        return [ref_of(r) for r in rows]
+        return builtins.list(map(ref_of, rows))
 
     def iter_list(self, jobname: str | None = None, phases: Iterable[Phase] = (), after: datetime | None = None,
                   last: int | None = None, owner_key: str | None = None, filter_owner: bool = False,
@@ -192,7 +192,7 @@ class JobStore:
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=batch).execute(query, values)
             for rows in result.partitions():
-                yield from (ref_of(r) for r in rows)
+                yield from map(ref_of, rows)
 
     # ---- compare-and-set updates ----------------------------------------------------------------
     # Every phase change is ``UPDATE jobs SET phase = target WHERE job_id = ? AND phase IN (sources)``:

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Integer, Select, and_, bindparam, select
+from sqlalchemy import Integer, Select, String, and_, bindparam, select, type_coerce
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.sql.elements import ColumnElement
 
 from opus.storage.tables import jobs
+from opus.timeutil import format_instant
 from opus.uws import ErrorSummary, Job, JobRef, Parameter, Phase
 
 
@@ -43,8 +44,11 @@ JOB_FIELDS = frozenset({
     "start_time", "end_time", "execution_duration", "destruction_time", "quote", "manager_id",
     "callback_url", "run_id", "error", "jdl_version",
 })
+#: The job-list columns.  The creation time is read as the driver returns it, without SQLAlchemy's
+#: DateTime conversion (SQLite: the text SQLAlchemy stored; PostgreSQL: psycopg2's datetime), and
+#: turned straight into the text a list prints (``instant_text``).
 REF_COLUMNS = (jobs.c.job_id, jobs.c.jobname, jobs.c.phase, jobs.c.run_id, jobs.c.owner_id,
-               jobs.c.creation_time)
+               type_coerce(jobs.c.creation_time, String).label("creation_time"))
 
 
 def job_values(fields: Mapping[str, object]) -> dict[str, object]:
@@ -100,9 +104,21 @@ def job_of(row: RowMapping) -> Job:
     )
 
 
+def instant_text(value: str | datetime) -> str:
+    """A stored instant (naive UTC) as UWS prints it, ``2024-05-01T12:00:00.000Z``.  ``value`` is what
+    the driver returned: SQLAlchemy's SQLite text (``2024-05-01 12:00:00.000000``: sliced, the cost of
+    a list of a thousand jobs) or a datetime (PostgreSQL)."""
+    if type(value) is str:
+        if len(value) == 26 and value[10] == " " and value[19] == ".":
+            return f"{value[:10]}T{value[11:23]}Z"
+        value = datetime.fromisoformat(value)  # another text form: parsed, then printed the same way
+    assert isinstance(value, datetime)
+    return format_instant(value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc))
+
+
 def ref_of(r: Sequence[Any]) -> JobRef:
     """A row of ``REF_COLUMNS`` as a JobRef."""
-    return JobRef(r[0], r[1], _PHASES[r[2]], r[3], r[4], _aware(r[5]))
+    return JobRef(r[0], r[1], _PHASES[r[2]], r[3], r[4], instant_text(r[5]))
 
 
 @dataclass(frozen=True)
