@@ -80,6 +80,7 @@ class ServerMetrics:
                                   buckets=BUCKETS, registry=None)
         self.counters = {name: Counter(name, text, labels, registry=None)
                          for name, (text, labels) in COUNTERS.items()}
+        self._by_method_status: dict[tuple[str, str], Counter] = {}
         self._all: list[MetricWrapperBase] = [self.processes, self.requests, self.duration,
                                               *self.counters.values()]
         self.processes.set(1)
@@ -90,7 +91,12 @@ class ServerMetrics:
     def observe_request(self, method: str, status: str, seconds: float) -> None:
         with self._lock:
             if not self.closed:
-                self.requests.labels(method, status).inc()
+                counter = self._by_method_status.get((method, status))
+                if counter is None:  # labels() validates and locks: once per method and status
+                    if len(self._by_method_status) >= 1024:  # a bounded cache, whatever the statuses
+                        self._by_method_status.clear()
+                    counter = self._by_method_status[(method, status)] = self.requests.labels(method, status)
+                counter.inc()
                 self.duration.observe(seconds)
 
     def count(self, name: str, **labels: str) -> None:

@@ -91,11 +91,16 @@ def _bracketed(host: str) -> str:
 def is_allowed(settings: Settings, name: str, port: int | None, scheme: str,
                address: ListenAddress | None = None) -> bool:
     """May ``name[:port]`` (from parse_host) appear in this server's URLs?"""
-    effective = port if port is not None else (443 if scheme == "https" else 80)
-    if any(_entry_matches(entry, name, effective) for entry in settings.ALLOWED_HOSTS):
-        return True
     if address is None:
         address = listen_address(settings)
+    return _is_allowed(tuple(settings.ALLOWED_HOSTS), name, port, scheme, address)
+
+
+def _is_allowed(allowed_hosts: tuple[str, ...], name: str, port: int | None, scheme: str,
+                address: ListenAddress | None) -> bool:
+    effective = port if port is not None else (443 if scheme == "https" else 80)
+    if any(_entry_matches(entry, name, effective) for entry in allowed_hosts):
+        return True
     if address is None:  # the port is unknown: a loopback name with any port is this machine
         return name in LOCAL_NAMES
     if effective != address.port:
@@ -110,19 +115,31 @@ def request_base_url(settings: Settings, environ: dict[str, Any]) -> str:
     listening address; 400 when neither is usable.  (BASE_URL, when set, is used before this.)"""
     scheme = environ.get("wsgi.url_scheme")
     scheme = scheme if scheme in ("http", "https") else "http"
-    script = quote(environ.get("SCRIPT_NAME", "").rstrip("/"), safe=_PATH_SAFE)
+    script_name = environ.get("SCRIPT_NAME", "")
     raw = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', '')}:{environ.get('SERVER_PORT', '')}"
     address = listen_address(settings)
-    parsed = parse_host(raw)
-    if parsed is not None and is_allowed(settings, *parsed, scheme, address):
-        name, port = parsed
-        return f"{scheme}://{name}{'' if port is None else f':{port}'}{script}"
+    found = _allowed_base_url(tuple(settings.ALLOWED_HOSTS), scheme, script_name, raw, address)
+    if found is not None:
+        return found
     _warn_once(raw, address)
+    script = quote(script_name.rstrip("/"), safe=_PATH_SAFE)
     if address is None:
         raise BadRequest("this request's Host header is not a name of this server, and the server does not "
                          "know its own address: the administrator should set BASE_URL (or list the name in "
                          "ALLOWED_HOSTS)")
     return address.url + script
+
+
+@functools.lru_cache(maxsize=256)  # every request that builds a URL asks; a client's Host varies little
+def _allowed_base_url(allowed_hosts: tuple[str, ...], scheme: str, script_name: str, raw: str,
+                      address: ListenAddress | None) -> str | None:
+    """``request_base_url`` when the Host ``raw`` is allowed, else None."""
+    parsed = parse_host(raw)
+    if parsed is None or not _is_allowed(allowed_hosts, *parsed, scheme, address):
+        return None
+    name, port = parsed
+    script = quote(script_name.rstrip("/"), safe=_PATH_SAFE)
+    return f"{scheme}://{name}{'' if port is None else f':{port}'}{script}"
 
 
 def _warn_once(raw: str, address: ListenAddress | None) -> None:

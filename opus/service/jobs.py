@@ -10,7 +10,6 @@ what a job reports is ``opus.service.completion``; the destruction sweep is
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
@@ -23,6 +22,7 @@ from opus.jobdef import JobDefinition, JobDefinitionRegistry
 from opus.managers.base import Manager
 from opus.service.idempotency import HEADER, KeyReused, creation_key
 from opus.service.inputs import InputResolver
+from opus.service.jobids import new_job_id
 from opus.service.submission import (Submission, SubmissionRules, Upload, parse_submission, save_links,
                                      save_uploads)
 from opus.settings import Settings
@@ -158,7 +158,7 @@ class JobService:
         """Draw the job's id, save its files and store it; no file stays when the store refuses."""
         has_files = bool(sub.uploads or sub.links)
         for _attempt in range(5):
-            job.job_id = secrets.token_hex(8)
+            job.job_id = new_job_id()
             files = self._files(job.job_id) if has_files else None  # no path work for a job without files
             try:
                 if files is not None:
