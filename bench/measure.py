@@ -32,7 +32,8 @@ END_RE = re.compile(rb"<uws:endTime>([^<]+)</uws:endTime>")
 
 
 def throughput(port: int, server_pid: int | None, clients_n: int, total: int, method: str, path: str,
-               body=None, headers: dict | None = None, expect: int = 200, check=None) -> dict:
+               body=None, headers: dict | None = None, expect: int = 200, check=None,
+               keep_latencies: bool = False) -> dict:
     """``total`` requests from ``clients_n`` threads, each on its own keep-alive connection opened
     before the clock starts.  ``body(i, n)`` makes the body of client i's n-th request; ``check``
     validates each answer.  Unexpected answers are counted (common.ERRORS), never fatal here."""
@@ -84,8 +85,11 @@ def throughput(port: int, server_pid: int | None, clients_n: int, total: int, me
             c.close()
     flat = [x for lat in latencies for x in lat]
     done = len(flat) - sum(failed)
-    return {"clients": clients_n, "requests": len(flat), "ok": done, "per_s": round(done / meter.wall, 1),
-            **{f"latency_{k}": v for k, v in summary_ms(flat).items()}, **meter.as_dict()}
+    out = {"clients": clients_n, "requests": len(flat), "ok": done, "per_s": round(done / meter.wall, 1),
+           **{f"latency_{k}": v for k, v in summary_ms(flat).items()}, **meter.as_dict()}
+    if keep_latencies:
+        out["latencies_s"] = flat
+    return out
 
 
 class Bench:
@@ -235,6 +239,38 @@ class Bench:
         r = throughput(self.port, self.pid(), clients_n, total, "POST", f"/rest/{JOBNAME}",
                        body=lambda i, n: f"text=bench+{tag}+{i}+{n}", headers=FORM, expect=303)
         self.results[key] = {"jobs": r["ok"], "jobs_per_s": r["per_s"], **r}
+
+    def measure_create_paired(self, key: str, clients_n: int, total: int, hello_server, pairs: int,
+                              ceiling_requests: int) -> None:
+        """``total`` creations by ``clients_n`` clients in ``pairs`` rounds, each right after a run of
+        ``ceiling_requests`` on the ceiling server (up all along): a pair sees the machine in one state,
+        so its ratio does not move with the load from elsewhere that moves both throughputs by 10-25 %
+        within a minute on a shared VM.  ``key`` gets the totals of the creation rounds and
+        ``key``_pairs each pair; the ratio is the median of the pairs' (report.py)."""
+        tag = secrets.token_hex(3)
+        rounds, latencies = [], []
+        sizes = [total // pairs + (1 if i < total % pairs else 0) for i in range(pairs)]
+        for i, n in enumerate(sizes):
+            c = throughput(hello_server.port, hello_server.proc.pid, clients_n, ceiling_requests, "GET", "/hello")
+            k = throughput(self.port, self.pid(), clients_n, n, "POST", f"/rest/{JOBNAME}",
+                           body=lambda ci, m, i=i: f"text=bench+{tag}+{i}+{ci}+{m}", headers=FORM, expect=303,
+                           keep_latencies=True)
+            latencies += k.pop("latencies_s")
+            rounds.append({"ceiling_per_s": c["per_s"], "ceiling_server_cpu_s": c["server_cpu_s"],
+                           "ceiling_ok": c["ok"], "jobs": k["ok"], "jobs_per_s": k["per_s"],
+                           "server_cpu_s": k["server_cpu_s"], "client_cpu_s": k["client_cpu_s"], "wall_s": k["wall_s"],
+                           "ratio_pct": round(100 * k["per_s"] / c["per_s"], 1) if c["per_s"] else None})
+        wall = sum(r["wall_s"] for r in rounds)
+        ok = sum(r["jobs"] for r in rounds)
+        server = sum(r["server_cpu_s"] for r in rounds)
+        client = sum(r["client_cpu_s"] for r in rounds)
+        self.results[key] = {"jobs": ok, "ok": ok, "requests": len(latencies), "clients": clients_n,
+                             "jobs_per_s": round(ok / max(wall, 1e-9), 1), "per_s": round(ok / max(wall, 1e-9), 1),
+                             "wall_s": round(wall, 3), "server_cpu_s": round(server, 3),
+                             "server_cpu_pct": round(100 * server / max(wall, 1e-9), 1),
+                             "client_cpu_s": round(client, 3), "client_cpu_pct": round(100 * client / max(wall, 1e-9), 1),
+                             **{f"latency_{k}": v for k, v in summary_ms(latencies).items()}}
+        self.results[key + "_pairs"] = rounds
 
     def measure_ceiling(self, hello_server, clients_n: int, total: int) -> None:
         r = throughput(hello_server.port, hello_server.proc.pid, clients_n, total, "GET", "/hello")

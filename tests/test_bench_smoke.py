@@ -31,3 +31,8 @@ def test_bench_quick_run_writes_every_figure(tmp_path):
     assert results[f"list_full_{tags[1]}"]["memory"]["peak_rss_mb"] > 0
     rows = {row["key"]: row for row in figures["summary"]}
     assert rows["create_16"]["pct_of_ceiling"] is not None
+    # The fraction of the ceiling is the median of three creation rounds, each paired with a ceiling run.
+    pairs = results["create_16_pairs"]
+    assert len(pairs) == 3 and sum(p["jobs"] for p in pairs) == results["create_16"]["jobs"]
+    assert all(p["ceiling_per_s"] > 0 and p["jobs_per_s"] > 0 for p in pairs)
+    assert rows["create_16_pct"]["value"] == sorted(p["ratio_pct"] for p in pairs)[1]
