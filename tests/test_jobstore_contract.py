@@ -149,6 +149,7 @@ def test_listed_creation_time_is_the_stored_instant_as_uws_prints_it(store):
 
 
 @pytest.mark.parametrize("value, text", [
+    ("2024-05-01T12:00:00.007Z", "2024-05-01T12:00:00.007Z"),     # PostgreSQL's to_char
     ("2024-05-01 12:00:00.007000", "2024-05-01T12:00:00.007Z"),   # SQLAlchemy's SQLite text
     ("2024-05-01 12:00:00", "2024-05-01T12:00:00.000Z"),          # another text: parsed
     ("2024-05-01T12:00:00.5", "2024-05-01T12:00:00.500Z"),

@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Integer, Select, String, and_, bindparam, select, type_coerce
+from sqlalchemy import Integer, Select, String, and_, bindparam, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -44,11 +47,30 @@ JOB_FIELDS = frozenset({
     "start_time", "end_time", "execution_duration", "destruction_time", "quote", "manager_id",
     "callback_url", "run_id", "error", "jdl_version",
 })
-#: The job-list columns.  The creation time is read as the driver returns it, without SQLAlchemy's
-#: DateTime conversion (SQLite: the text SQLAlchemy stored; PostgreSQL: psycopg2's datetime), and
-#: turned straight into the text a list prints (``instant_text``).
+class uws_instant(FunctionElement[str]):
+    """A DateTime column read as the text of a UWS instant, without SQLAlchemy's DateTime conversion
+    or a datetime object per row (a list of a thousand jobs): PostgreSQL prints it itself
+    (``to_char``, whatever the session's DateStyle); SQLite returns the text SQLAlchemy stored,
+    sliced by ``instant_text``; another database's driver returns a datetime, printed by it too."""
+
+    type = String()
+    name = "uws_instant"
+    inherit_cache = True
+
+
+@compiles(uws_instant)
+def _uws_instant(element: uws_instant, compiler: SQLCompiler, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
+
+
+@compiles(uws_instant, "postgresql")
+def _uws_instant_postgresql(element: uws_instant, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"""to_char({compiler.process(element.clauses, **kw)}, 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
+
+
+#: The job-list columns (the creation time as ``uws_instant`` text, see ``instant_text``).
 REF_COLUMNS = (jobs.c.job_id, jobs.c.jobname, jobs.c.phase, jobs.c.run_id, jobs.c.owner_id,
-               type_coerce(jobs.c.creation_time, String).label("creation_time"))
+               uws_instant(jobs.c.creation_time).label("creation_time"))
 
 
 def job_values(fields: Mapping[str, object]) -> dict[str, object]:
@@ -106,9 +128,11 @@ def job_of(row: RowMapping) -> Job:
 
 def instant_text(value: str | datetime) -> str:
     """A stored instant (naive UTC) as UWS prints it, ``2024-05-01T12:00:00.000Z``.  ``value`` is what
-    the driver returned: SQLAlchemy's SQLite text (``2024-05-01 12:00:00.000000``: sliced, the cost of
-    a list of a thousand jobs) or a datetime (PostgreSQL)."""
+    the driver returned for ``uws_instant``: that text already (PostgreSQL), SQLAlchemy's SQLite text
+    (``2024-05-01 12:00:00.000000``: sliced, the cost of a list of a thousand jobs) or a datetime."""
     if type(value) is str:
+        if len(value) == 24 and value[10] == "T" and value[23] == "Z":
+            return value
         if len(value) == 26 and value[10] == " " and value[19] == ".":
             return f"{value[:10]}T{value[11:23]}Z"
         value = datetime.fromisoformat(value)  # another text form: parsed, then printed the same way
