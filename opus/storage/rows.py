@@ -111,7 +111,7 @@ def parameter_row(job_id: str, p: Parameter) -> dict[str, object]:
             "is_post": p.is_post}
 
 
-def job_of(row: RowMapping) -> Job:
+def job_of(row: RowMapping | Mapping[str, Any]) -> Job:
     """A ``jobs`` row as a Job (without its parameters and results)."""
     error = None
     if row["error_message"] is not None:
