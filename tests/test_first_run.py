@@ -28,9 +28,12 @@ class Run:
 
     def __init__(self, settings: Path):
         env = {**os.environ, "OPUS_SETTINGS": str(settings)}
+        # As a terminal's foreground job: Ctrl-C (SIGINT) not ignored.  A test run started in the
+        # background by a script (`.ci/run &`) passes SIGINT on ignored, and the server, rightly, ignores it.
         self.proc = subprocess.Popen(["bash", str(SERVE), "--no-setup", "--port", "0"], cwd=REPO_ROOT, env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     start_new_session=True)
+                                     start_new_session=True,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -50,7 +53,12 @@ class Run:
 
     def stop(self) -> int:
         os.killpg(self.proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
-        return self.proc.wait(timeout=30)
+        try:
+            return self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the test fails, but leaves no server behind
+            self.proc.wait(timeout=30)
+            raise
 
 
 def test_first_run_says_where_the_server_is_what_the_token_is_for_and_how_to_stop(tmp_path):
