@@ -188,7 +188,7 @@ def print_details(results: dict, meta: dict) -> None:
                   f"server CPU {1000 * r['server_cpu_s'] / max(r['ok'], 1):.2f} ms/request")
     pairs = results.get("create_16_pairs") or []
     if pairs:
-        print(f"create_16, by pair (ceiling run, then creation): " + "; ".join(
+        print("create_16, by pair (ceiling run, then creation): " + "; ".join(
             f"{p['ceiling_per_s']:,.0f}/s then {p['jobs_per_s']:,.0f}/s = {p['ratio_pct']}%"
             f" ({1000 * p['ceiling_server_cpu_s'] / max(p['ceiling_ok'], 1):.2f} / "
             f"{1000 * p['server_cpu_s'] / max(p['jobs'], 1):.2f} ms CPU)" for p in pairs))

@@ -12,11 +12,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Integer, Select, String, and_, bindparam, select
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.functions import FunctionElement
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
 
 from opus.storage.tables import jobs
 from opus.timeutil import format_instant
