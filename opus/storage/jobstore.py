@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import Integer, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import BindParameter
@@ -74,6 +74,14 @@ _CALLBACK_URL = select(jobs.c.callback_url).where(jobs.c.job_id == _ID)
 _MANAGER_ID = select(jobs.c.manager_id).where(jobs.c.job_id == _ID)
 _PHASE = select(jobs.c.phase).where(jobs.c.job_id == _ID)
 _ENDED = frozenset(p.value for p in ENDED)
+# The dispatcher's, on each of its turns (a turn per phase change): built once too.
+_RUNNING = select(jobs.c.job_id, jobs.c.manager_id, jobs.c.phase) \
+    .where(jobs.c.phase.in_([p.value for p in ACTIVE]), jobs.c.manager_id.is_not(None))
+_CLAIMABLE = select(jobs.c.job_id).where(jobs.c.phase == Phase.QUEUED.value, jobs.c.manager_id.is_(None)) \
+    .order_by(jobs.c.seq).limit(bindparam("limit", type_=Integer()))
+# (Its job id is not bound as "job_id": in an UPDATE, SQLAlchemy keeps columns' names for its own binds.)
+_CLAIM = update(jobs).where(jobs.c.job_id == bindparam("claimed"), jobs.c.phase == Phase.QUEUED.value,
+                            jobs.c.manager_id.is_(None)).values(manager_id=bindparam("claimed_by"))
 
 
 class JobStore:
@@ -329,22 +337,17 @@ class JobStore:
     def claimable(self, limit: int) -> builtins.list[str]:
         """QUEUED jobs not yet handed to a manager, oldest first."""
         with self.engine.connect() as conn:
-            return list(conn.execute(
-                select(jobs.c.job_id).where(jobs.c.phase == Phase.QUEUED.value, jobs.c.manager_id.is_(None))
-                .order_by(jobs.c.seq).limit(limit)).scalars())
+            return list(conn.execute(_CLAIMABLE, {"limit": limit}).scalars())
 
     def claim(self, job_id: str, manager_id: str) -> bool:
         """Mark a QUEUED job as taken by a manager (compare-and-set on manager_id)."""
-        query = update(jobs).where(jobs.c.job_id == job_id, jobs.c.phase == Phase.QUEUED.value,
-                                   jobs.c.manager_id.is_(None)).values(manager_id=manager_id)
-        return bool(self._gate.grouped(job_id, lambda conn: conn.execute(query).rowcount))
+        values = {"claimed": job_id, "claimed_by": manager_id}
+        return bool(self._gate.grouped(job_id, lambda conn: conn.execute(_CLAIM, values).rowcount))
 
     def running(self) -> builtins.list[tuple[str, str, Phase]]:
         """(job_id, manager_id, phase) of every ACTIVE job handed to a manager."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(jobs.c.job_id, jobs.c.manager_id, jobs.c.phase)
-                                .where(jobs.c.phase.in_([p.value for p in ACTIVE]),
-                                       jobs.c.manager_id.is_not(None))).all()
+            rows = conn.execute(_RUNNING).all()
         return [(r[0], r[1], Phase(r[2])) for r in rows]
 
     def count_by_phase(self) -> dict[str, int]:
