@@ -34,7 +34,7 @@ import inprocess
 from opus.server import create_app
 from opus.service.root import Root
 from opus.settings import REPO_ROOT, load_settings
-from opus.storage import create_engine_for, upgrade_schema
+from opus.storage import JobStore, create_engine_for, upgrade_schema
 
 #: The IVOA schemas and UWS samples the tests validate against, kept in the repository
 #: (tests/data/uws/README.md says where each comes from).
@@ -68,6 +68,15 @@ def database_url(request, tmp_path) -> str:
     url = pg_url_or_skip()
     reset_postgres(url)
     return url
+
+
+@pytest.fixture
+def job_store(database_url):
+    """A JobStore on the test's database (``database_url``: SQLite, then PostgreSQL), schema current."""
+    engine = create_engine_for(database_url)
+    upgrade_schema(engine)
+    yield JobStore(engine)
+    engine.dispose()
 
 
 def make_settings(tmp_path: Path, **overrides):

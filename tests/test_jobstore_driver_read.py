@@ -14,19 +14,11 @@ from opus.timeutil import utcnow
 from opus.uws import ErrorSummary, Job, Parameter, Phase, Result
 
 
-@pytest.fixture
-def store(database_url):
-    engine = create_engine_for(database_url)
-    upgrade_schema(engine)
-    yield JobStore(engine)
-    engine.dispose()
-
-
-def _both(store, job_id):
-    store._driver_read = False  # the generic path: SQLAlchemy's select()s
-    slow = store.get(job_id)
-    store._driver_read = True
-    return store.get(job_id), slow
+def _both(job_store, job_id):
+    job_store._driver_read = False  # the generic path: SQLAlchemy's select()s
+    slow = job_store.get(job_id)
+    job_store._driver_read = True
+    return job_store.get(job_id), slow
 
 
 def _job(job_id, **kw):
@@ -35,12 +27,12 @@ def _job(job_id, **kw):
                destruction_time=now + timedelta(days=1), **kw)
 
 
-def test_a_pending_job_with_every_field_reads_the_same(store):
-    store.create(_job("0a01", phase=Phase.PENDING, run_id="r1", owner_id="alice", owner_key="user:7",
+def test_a_pending_job_with_every_field_reads_the_same(job_store):
+    job_store.create(_job("0a01", phase=Phase.PENDING, run_id="r1", owner_id="alice", owner_key="user:7",
                       quote=utcnow() + timedelta(minutes=5), jdl_version="3",
                       parameters=[Parameter("text", "x y"), Parameter("f", "param:f", by_reference=True),
                                   Parameter("big", "z", is_post=True)]))
-    fast, slow = _both(store, "0a01")
+    fast, slow = _both(job_store, "0a01")
     assert fast == slow
     assert fast.creation_time.tzinfo is not None and fast.quote.tzinfo is not None
     assert [(p.name, p.by_reference, p.is_post) for p in fast.parameters] == \
@@ -48,33 +40,33 @@ def test_a_pending_job_with_every_field_reads_the_same(store):
     assert all(type(p.by_reference) is bool and type(p.is_post) is bool for p in fast.parameters)
 
 
-def test_an_ended_job_reads_the_same_with_its_results_and_error(store):
-    store.create(_job("0a02", phase=Phase.QUEUED, parameters=[Parameter("text", "x")]))
-    assert store.set_phase("0a02", Phase.EXECUTING, start_time=utcnow())
+def test_an_ended_job_reads_the_same_with_its_results_and_error(job_store):
+    job_store.create(_job("0a02", phase=Phase.QUEUED, parameters=[Parameter("text", "x")]))
+    assert job_store.set_phase("0a02", Phase.EXECUTING, start_time=utcnow())
     found = [Result("out", "out.txt", "text/plain", 3, "ab" * 32), Result("log", "run.log")]
-    assert store.complete("0a02", Phase.ERROR, None, found, end_time=utcnow(),
+    assert job_store.complete("0a02", Phase.ERROR, None, found, end_time=utcnow(),
                           error=ErrorSummary("it broke", "transient", True))
-    fast, slow = _both(store, "0a02")
+    fast, slow = _both(job_store, "0a02")
     assert fast == slow
     assert fast.phase is Phase.ERROR and fast.error == ErrorSummary("it broke", "transient", True)
     assert [r.result_id for r in fast.results] == ["log", "out"] and fast.results[1].size == 3
     assert fast.start_time.tzinfo is not None and fast.end_time >= fast.start_time
 
 
-def test_a_missing_job_is_none(store):
-    assert _both(store, "0bad") == (None, None)
+def test_a_missing_job_is_none(job_store):
+    assert _both(job_store, "0bad") == (None, None)
 
 
 def test_a_database_that_is_away_is_an_outage(tmp_path):
-    """SQLite: the database file made unreadable under the store (the driver's own error)."""
+    """SQLite: the database file made unreadable under the job_store (the driver's own error)."""
     db = tmp_path / "db" / "opus.db"
     engine = create_engine_for(f"sqlite:///{db}")
     upgrade_schema(engine)
-    store = JobStore(engine)
-    store.create(_job("0a03", phase=Phase.PENDING))
+    job_store = JobStore(engine)
+    job_store.create(_job("0a03", phase=Phase.PENDING))
     engine.dispose()  # no pooled connection holds the old file open
     db.unlink()
     db.mkdir()  # the path is a directory now: SQLite cannot open it
     with pytest.raises(Exception) as caught:
-        store.get("0a03")
+        job_store.get("0a03")
     assert is_outage(caught.value)

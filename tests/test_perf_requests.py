@@ -7,11 +7,8 @@ import os
 import threading
 from datetime import timedelta
 
-import pytest
-
 from helpers import wait_for, writer_busy
 from opus.server import render
-from opus.storage import JobStore, create_engine_for, upgrade_schema
 from opus.storage.jobstore import DuplicateJobId
 from opus.timeutil import utcnow
 from opus.uws import Job, Parameter, Phase
@@ -107,33 +104,25 @@ def test_a_definition_edited_in_place_is_seen_at_once(api):
 
 
 # ---- group commit of creations ----------------------------------------------------------------------
-@pytest.fixture
-def store(database_url):
-    engine = create_engine_for(database_url)
-    upgrade_schema(engine)
-    yield JobStore(engine)
-    engine.dispose()
-
-
 def _job(job_id, **kw):
     now = utcnow()
     return Job(job_id=job_id, jobname="dummy", phase=Phase.PENDING, creation_time=now, execution_duration=60,
                destruction_time=now + timedelta(days=1), parameters=[Parameter("text", job_id)], **kw)
 
 
-def _create_all(store, jobs):
+def _create_all(job_store, jobs):
     """Create ``jobs`` from one thread each while the writer is busy: they queue up, then the next
     writer takes them all.  Returns {job id: the exception its creation raised, or None}."""
     outcome = {}
 
     def create(job):
         try:
-            store.create(job)
+            job_store.create(job)
             outcome[job.job_id] = None
         except Exception as exc:  # noqa: BLE001 - the test looks at which one failed
             outcome[job.job_id] = exc
 
-    batcher = store._inserts.batcher
+    batcher = job_store._inserts.batcher
     with writer_busy(batcher):
         threads = [threading.Thread(target=create, args=(job,)) for job in jobs]
         for t in threads:
@@ -144,23 +133,23 @@ def _create_all(store, jobs):
     return outcome
 
 
-def test_creations_that_arrive_together_are_written_in_one_transaction(store, monkeypatch):
-    transactions = _count_calls(monkeypatch, store._inserts.batcher, "_transaction")
-    outcome = _create_all(store, [_job(f"g{i:03d}") for i in range(16)])
+def test_creations_that_arrive_together_are_written_in_one_transaction(job_store, monkeypatch):
+    transactions = _count_calls(monkeypatch, job_store._inserts.batcher, "_transaction")
+    outcome = _create_all(job_store, [_job(f"g{i:03d}") for i in range(16)])
     assert outcome == {f"g{i:03d}": None for i in range(16)}
     assert len(transactions) == 1, f"{len(transactions)} transactions for 16 creations"
     for i in range(16):
-        job = store.get(f"g{i:03d}")
+        job = job_store.get(f"g{i:03d}")
         assert job is not None and [p.value for p in job.parameters] == [f"g{i:03d}"]
 
 
-def test_a_taken_id_in_a_batch_fails_only_its_own_creation(store):
-    store.create(_job("taken"))
-    outcome = _create_all(store, [_job("b1"), _job("taken"), _job("b2"), _job("b3")])
+def test_a_taken_id_in_a_batch_fails_only_its_own_creation(job_store):
+    job_store.create(_job("taken"))
+    outcome = _create_all(job_store, [_job("b1"), _job("taken"), _job("b2"), _job("b3")])
     assert isinstance(outcome.pop("taken"), DuplicateJobId)
     assert outcome == {"b1": None, "b2": None, "b3": None}
-    assert all(store.get(i) is not None for i in ("b1", "b2", "b3"))
-    assert [p.value for p in store.get("taken").parameters] == ["taken"]
+    assert all(job_store.get(i) is not None for i in ("b1", "b2", "b3"))
+    assert [p.value for p in job_store.get("taken").parameters] == ["taken"]
 
 
 # ---- urlencoded bodies, parsed without bottle's form objects: the same answers --------------------------
@@ -183,17 +172,17 @@ def test_urlencoded_bodies_that_are_not_utf8_or_too_many_fields_are_400(api):
     assert over.status_code == 400 and "MAX_FORM_PARTS" in over.text
 
 
-def test_phase_changes_that_arrive_together_are_written_in_one_transaction(store, monkeypatch):
+def test_phase_changes_that_arrive_together_are_written_in_one_transaction(job_store, monkeypatch):
     """Compare-and-set phase changes of many threads: one transaction, each its own row count."""
     for i in range(8):
-        store.create(_job(f"p{i}"))
-    store.set_phase("p0", Phase.QUEUED)  # p0 can no longer go PENDING -> QUEUED: its change must say so
-    ops = store._gate._ops
+        job_store.create(_job(f"p{i}"))
+    job_store.set_phase("p0", Phase.QUEUED)  # p0 can no longer go PENDING -> QUEUED: its change must say so
+    ops = job_store._gate._ops
     transactions = _count_calls(monkeypatch, ops, "_transaction")
     moved = {}
 
     def run(job_id):
-        moved[job_id] = store.set_phase(job_id, Phase.QUEUED, [Phase.PENDING])
+        moved[job_id] = job_store.set_phase(job_id, Phase.QUEUED, [Phase.PENDING])
 
     with writer_busy(ops):
         threads = [threading.Thread(target=run, args=(f"p{i}",)) for i in range(8)]
@@ -204,4 +193,4 @@ def test_phase_changes_that_arrive_together_are_written_in_one_transaction(store
         t.join(30)
     assert moved == {"p0": False, **{f"p{i}": True for i in range(1, 8)}}
     assert len(transactions) == 1
-    assert {store.get_phase(f"p{i}") for i in range(8)} == {Phase.QUEUED}
+    assert {job_store.get_phase(f"p{i}") for i in range(8)} == {Phase.QUEUED}
