@@ -88,16 +88,10 @@ def _bracketed(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def is_allowed(settings: Settings, name: str, port: int | None, scheme: str,
-               address: ListenAddress | None = None) -> bool:
-    """May ``name[:port]`` (from parse_host) appear in this server's URLs?"""
-    if address is None:
-        address = listen_address(settings)
-    return _is_allowed(tuple(settings.ALLOWED_HOSTS), name, port, scheme, address)
-
-
 def _is_allowed(allowed_hosts: tuple[str, ...], name: str, port: int | None, scheme: str,
                 address: ListenAddress | None) -> bool:
+    """May ``name[:port]`` (from parse_host) appear in this server's URLs (``address``: where the
+    server listens, None when unknown)?"""
     effective = port if port is not None else (443 if scheme == "https" else 80)
     if any(_entry_matches(entry, name, effective) for entry in allowed_hosts):
         return True

@@ -42,14 +42,7 @@ def base_url(settings: Settings) -> str:
     The URL jobs call back is not this: it never comes from a request (opus.listen.callback_base)."""
     if settings.BASE_URL:
         return settings.BASE_URL.rstrip("/")
-    environ = request.environ
-    found: str | None = environ.get(_BASE_URL)
-    if found is None:  # worked out once per request (a creation asks twice: Location, links)
-        found = environ[_BASE_URL] = hosts.request_base_url(settings, environ)
-    return found
-
-
-_BASE_URL = "opus.base_url"
+    return hosts.request_base_url(settings, request.environ)  # memoised there, per Host
 
 
 # ---- content negotiation (RFC 9110 §12.5.1) ------------------------------------------------------

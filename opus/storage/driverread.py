@@ -106,12 +106,12 @@ class JobReader:
         row = dict(zip(s.names, s.row(values)))
         p = self._parameters
         cur.execute(p.sql, p.params(job_id))
-        params = [Parameter(name, value, bool(by_ref), bool(is_post)) for name, value, by_ref, is_post in cur.fetchall()]
+        params = [Parameter(*p.row(v)) for v in cur.fetchall()]
         res: list[Result] = []
         if row["phase"] in self._ended:  # results are stored only by a move to an ended phase
             r = self._results
             cur.execute(r.sql, r.params(job_id))
-            res = [Result(*v) for v in cur.fetchall()]
+            res = [Result(*r.row(v)) for v in cur.fetchall()]
         job = job_of(row)
         job.parameters = params
         job.results = res
