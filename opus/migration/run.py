@@ -18,7 +18,7 @@ from opus.migration.jobs import JobImporter
 from opus.migration.report import Report
 from opus.migration.site import OriginalSite
 from opus.settings import Settings
-from opus.storage.database import create_engine_for, schema_is_current, upgrade_schema
+from opus.storage.database import create_engine_for, refresh_statistics, schema_is_current, upgrade_schema
 from opus.storage.userstore import UserStore
 from opus.timeutil import utcnow
 
@@ -63,6 +63,8 @@ def _migrate(settings: Settings, source: str | Path, dry_run: bool) -> Report:
             accounts.import_users(site, known, owners)
             importer = JobImporter(site, engine, settings.jobs_dir, accounts, catalog, report)
             importer.run(importer.load(), known)
+            if not dry_run:
+                refresh_statistics(engine)  # a bulk load: the planner must not think the tables empty
         finally:
             engine.dispose()
             site.close()

@@ -86,3 +86,23 @@ def schema_is_current(engine: Engine) -> bool:
             return False
         current = MigrationContext.configure(conn).get_current_heads()
     return set(current) == set(script.get_heads())
+
+
+def refresh_statistics(engine: Engine) -> None:
+    """After a bulk load (``opus migrate``): PostgreSQL's ANALYZE of the tables, so that the planner
+    knows how many rows they hold.  Without it a table that was empty when last analysed looks
+    empty until autovacuum's next round (up to a minute or more), and the job list took a plan for
+    an empty table: LAST=100 of 100,000 jobs sorted every row, 57 ms against 0.1 ms with the index
+    (bench/README.md).  SQLite keeps no statistics unless ANALYZE is run, and then keeps them
+    however stale they grow: its fixed rules already choose the indexes, so it is left alone."""
+    if engine.dialect.name != "postgresql":
+        return
+    from opus.storage.tables import metadata
+
+    quote = engine.dialect.identifier_preparer.quote
+    names = ", ".join(quote(table.name) for table in metadata.sorted_tables)
+    with engine.connect() as conn:
+        # OPUS's tables only (by the search path, as every statement of OPUS): a bare ANALYZE would
+        # go through every table of a database that may hold others'.
+        conn.exec_driver_sql(f"ANALYZE {names}")
+        conn.commit()
