@@ -86,11 +86,5 @@ ME = pwd.getpwuid(os.geteuid()).pw_name
 def writer_busy(batcher: Any) -> Iterator[None]:
     """A group-commit batcher's writer at work (as when another batch is being written) for a
     with-block: the writes submitted meanwhile queue up and go as one batch when it ends."""
-    with batcher._cond:
-        batcher._writing = True
-    try:
+    with batcher.held():
         yield
-    finally:
-        with batcher._cond:
-            batcher._writing = False
-            batcher._cond.notify_all()
