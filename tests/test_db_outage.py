@@ -226,6 +226,74 @@ def test_waits_survive_a_postgresql_restart(tmp_path, pg_cluster):
         server.stop()
 
 
+def _cut_every_connection(cluster: PgCluster) -> None:
+    """pg_terminate_backend on every other client connection, and wait until they are gone (the
+    server sends each an error and closes it, as in a restart)."""
+    import psycopg2
+    conn = psycopg2.connect(_libpq_dsn(cluster.url))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                        "AND pid <> pg_backend_pid()")
+            pids = [row[0] for row in cur.fetchall()]
+            assert pids, "the server has no connection to cut"
+            cur.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s) AS pid", (pids,))
+
+            def gone() -> bool:
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,))
+                return cur.fetchone()[0] == 0
+            wait_for(gone, what="the cut connections' backends to exit")
+    finally:
+        conn.close()
+
+
+def _libpq_dsn(url: str) -> str:
+    from sqlalchemy.engine import make_url
+    u = make_url(url)
+    return f"dbname={u.database} user={u.username} host={u.query['host']} port={u.port or u.query.get('port', 5432)}"
+
+
+@pytest.mark.parametrize("ping_idle", ["default", "always"])
+def test_connections_postgresql_cut_are_replaced_unseen(tmp_path, pg_cluster, monkeypatch, ping_idle):
+    """Pooled connections are not pinged on every checkout (a round trip per request): one in use a
+    moment ago is checked by polling its socket, one idle for longer is pinged.  Either way, every
+    connection PostgreSQL cut (pg_terminate_backend; a restart) is replaced before a request uses
+    it: the very next requests, several at once, all succeed."""
+    from opus.storage import database
+    if ping_idle == "always":
+        monkeypatch.setattr(database, "PING_IDLE_SECONDS", -1.0)
+    server = ApiServer(make_settings(tmp_path, DATABASE_URL=pg_cluster.url))
+    try:
+        urls = [server.create("dummy", {"text": str(i)}) for i in range(4)]
+
+        def burst() -> list[int]:
+            """Creations, GETs and lists from 8 threads at once: several pooled connections in use."""
+            codes: list[int] = []
+
+            def one(i: int) -> None:
+                with requests.Session() as http:
+                    codes.append(http.get(urls[i % 4]).status_code)
+                    codes.append(http.post(f"{server.url}/rest/dummy", data={"text": "y"},
+                                           allow_redirects=False).status_code)
+                    codes.append(http.get(f"{server.url}/rest/dummy", params={"LAST": 5}).status_code)
+            threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            return sorted(codes)
+        expected = sorted([200] * 16 + [303] * 8)
+        assert burst() == expected  # the pool holds several connections now
+        _cut_every_connection(pg_cluster)
+        assert burst() == expected
+        pg_cluster.stop()
+        pg_cluster.start()
+        assert burst() == expected
+    finally:
+        server.stop()
+
+
 # ---- a full disk ------------------------------------------------------------------------------------
 @pytest.fixture
 def full_disk(tmp_path):

@@ -8,6 +8,8 @@ processes never deadlock upgrading a read lock.
 from __future__ import annotations
 
 import logging
+import select
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DisconnectionError
 
 from opus.errors import ConfigurationError
 from opus.storage.writerproc import PRAGMAS
@@ -53,10 +56,56 @@ def create_engine_for(url: str) -> Engine:
         return engine
     if url.startswith("postgresql"):
         try:
-            return create_engine(url, pool_size=10, max_overflow=40, pool_pre_ping=True)
+            engine = create_engine(url, pool_size=10, max_overflow=40)
         except ImportError as exc:
             raise ConfigurationError(f"DATABASE_URL {url!r}: driver missing ({exc}); pip install psycopg2-binary") from None
+        event.listen(engine, "checkout", _pg_checkout)
+        event.listen(engine, "checkin", _pg_checkin)
+        return engine
     raise ConfigurationError(f"DATABASE_URL {url!r}: only sqlite:/// and postgresql+psycopg2:// are supported")
+
+
+#: A pooled PostgreSQL connection idle for longer than this is pinged when it is taken from the pool.
+PING_IDLE_SECONDS = 5.0
+
+
+def _pg_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+    """Hand out only a live PostgreSQL connection, without a round trip for one in use a moment ago.
+
+    SQLAlchemy's ``pool_pre_ping`` sends ``SELECT 1`` at every checkout: a round trip on every
+    request and every group commit (a job creation was a ping, BEGIN, two INSERTs and COMMIT).
+    Here a connection is pinged only when it has been idle in the pool for more than
+    ``PING_IDLE_SECONDS`` (a path that died silently, a firewall's idle timeout), or when its socket
+    has something to read: an idle connection is sent nothing, unless the server is closing it
+    (a restart, ``pg_terminate_backend``: an error message and end of file) or reports a setting.
+    A ping that fails raises DisconnectionError: the pool drops the connection and takes another
+    (tests/test_db_outage.py restarts PostgreSQL and kills every backend under a live server)."""
+    if time.monotonic() - record.info.get("opus_idle_since", 0.0) <= PING_IDLE_SECONDS and not _readable(dbapi_conn):
+        return
+    try:
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute("SELECT 1")
+        finally:
+            cur.close()
+        dbapi_conn.rollback()  # the ping's transaction (psycopg2 opened one): the connection as it was
+    except Exception as exc:  # psycopg2.Error: whatever the reason, this connection is not usable
+        raise DisconnectionError(f"a pooled PostgreSQL connection failed its check: {exc}") from exc
+
+
+def _pg_checkin(_dbapi_conn: Any, record: Any) -> None:
+    record.info["opus_idle_since"] = time.monotonic()
+
+
+def _readable(dbapi_conn: Any) -> bool:
+    """Whether the connection's socket has something to read (poll, not select: a gunicorn worker's
+    descriptors go beyond select's 1,024)."""
+    try:
+        poller = select.poll()
+        poller.register(dbapi_conn.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+    except Exception:  # a closed connection has no descriptor: it fails the ping
+        return True
 
 
 def _alembic_config(engine: Engine) -> Config:

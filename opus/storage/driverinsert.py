@@ -55,17 +55,24 @@ _STATEMENTS = {mark: (_statement("jobs", JOB_COLUMNS, mark), _statement("paramet
                for mark in ("?", "%s")}
 
 
-#: PostgreSQL: the two INSERTs with one VALUES list for a whole batch (psycopg2's ``executemany``
-#: sends one statement per row: a round trip each, and the GIL given up and won back each time).
-_PG_VALUES = (f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES %s",
-              f"INSERT INTO parameters ({', '.join(PARAMETER_COLUMNS)}) VALUES %s")
-#: Rows per statement (psycopg2 ``execute_values``'s page): a bigger batch is sent in pages.
-_PG_PAGE = 500
+#: PostgreSQL: a whole batch as one message of two INSERTs, each with one VALUES list (psycopg2's
+#: ``executemany`` sent one statement per row; a transaction of its own took BEGIN, each INSERT and
+#: COMMIT: a round trip each, and the GIL given up and won back each time).
+_PG_INSERTS = (f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ".encode(),
+               f"INSERT INTO parameters ({', '.join(PARAMETER_COLUMNS)}) VALUES ".encode())
+_PG_ROWS = (("(" + ", ".join(["%s"] * len(JOB_COLUMNS)) + ")").encode(),
+            ("(" + ", ".join(["%s"] * len(PARAMETER_COLUMNS)) + ")").encode())
 
 
-def _values(cur: Any, sql: str, rows: Sequence[Sequence[object]]) -> None:
-    from psycopg2.extras import execute_values  # PostgreSQL only: psycopg2 is there
-    execute_values(cur, sql, rows, page_size=_PG_PAGE)
+def _pg_batch(cur: Any, rows: Sequence[Sequence[object]], params: Sequence[Sequence[object]]) -> bytes:
+    """The batch's SQL, its values bound by psycopg2 (``mogrify``: the driver's own quoting and
+    adaptation, as ``execute`` does)."""
+    parts = []
+    for table, table_rows in ((0, rows), (1, params)):
+        if table_rows:
+            template = _PG_ROWS[table]
+            parts.append(_PG_INSERTS[table] + b", ".join(cur.mogrify(template, row) for row in table_rows))
+    return b"; ".join(parts)
 
 
 class GroupInsert:
@@ -141,17 +148,10 @@ class GroupInsert:
         if self.writer is not None:
             self.writer.close()
 
-    def _insert_rows(self, cur: Any, table: int, rows: list[tuple[object, ...]]) -> None:
-        """Insert ``rows`` into jobs (``table`` 0) or parameters (1): SQLite's ``executemany``,
-        PostgreSQL's one statement (one round trip) per table."""
-        if not rows:
-            return
-        if self.gate.sqlite:
-            cur.executemany(self._sql[table], rows)
-        else:
-            _values(cur, _PG_VALUES[table], rows)
-
     def _in_process(self, rows: list[tuple[object, ...]], params: list[tuple[object, ...]]) -> None:
+        if not self.gate.sqlite:
+            self._postgresql(rows, params)
+            return
         with self.gate.exclusive():
             raw = self.gate.engine.raw_connection()
             try:
@@ -159,19 +159,38 @@ class GroupInsert:
                 assert driver is not None  # a pooled DBAPI connection always has one
                 cur = driver.cursor()
                 try:
-                    if self.gate.sqlite:  # autocommit mode (database.py): the write lock is taken at BEGIN
-                        cur.execute("BEGIN IMMEDIATE")
+                    cur.execute("BEGIN IMMEDIATE")  # autocommit mode (database.py): the write lock is taken here
                     try:
-                        self._insert_rows(cur, 0, rows)
-                        self._insert_rows(cur, 1, params)
-                        cur.execute("COMMIT") if self.gate.sqlite else driver.commit()
+                        if rows:
+                            cur.executemany(self._sql[0], rows)
+                        if params:
+                            cur.executemany(self._sql[1], params)
+                        cur.execute("COMMIT")
                     except BaseException:
-                        if not self.gate.sqlite:
-                            driver.rollback()
-                        elif driver.in_transaction:  # a full disk has rolled it back already
+                        if driver.in_transaction:  # a full disk has rolled it back already
                             cur.execute("ROLLBACK")
                         raise
                 finally:
                     cur.close()
             finally:
                 raw.close()
+
+    def _postgresql(self, rows: list[tuple[object, ...]], params: list[tuple[object, ...]]) -> None:
+        """The batch in one round trip: its INSERTs as one message in autocommit mode, which
+        PostgreSQL runs as one transaction (all of it committed, or none: a taken id rolls back the
+        whole batch, and ``Batcher`` writes its jobs one by one)."""
+        raw = self.gate.engine.raw_connection()
+        try:
+            driver: Any = raw.driver_connection
+            driver.autocommit = True  # psycopg2 sends no BEGIN; a flag of the client only
+            try:
+                cur = driver.cursor()
+                try:
+                    cur.execute(_pg_batch(cur, rows, params))
+                finally:
+                    cur.close()
+            finally:
+                if not driver.closed:
+                    driver.autocommit = False  # as the pool lends it
+        finally:
+            raw.close()
