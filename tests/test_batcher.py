@@ -189,3 +189,71 @@ def test_many_threads_every_work_written_once_one_writer_at_a_time(threads):
     assert record.overlaps == 0
     assert all(batch == sorted(batch) for batch in record.batches)
     assert batcher._writing is False and batcher._queued == []
+
+
+class InterruptedLock:
+    """A wake lock whose waiting thread is interrupted (as KeyboardInterrupt interrupts a main
+    thread's wait) once ``interrupt`` is set: ``when="waiting"`` while it still waits, ``"woken"``
+    just as it is woken (its lock released to it: made the next writer)."""
+
+    interrupt = threading.Event()
+    when = "waiting"
+    interrupted: list[int] = []
+
+    def __init__(self) -> None:
+        self._lock = _REAL_LOCK()
+        self.victim = threading.current_thread().name == "victim"
+
+    def acquire(self) -> bool:
+        while True:
+            got = self._lock.acquire(timeout=0.01)
+            if self.victim and self.interrupt.is_set() and (got or self.when == "waiting"):
+                InterruptedLock.interrupted.append(1)
+                raise KeyboardInterrupt
+            if got:
+                return True
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+@pytest.mark.parametrize("when", ["waiting", "woken"])
+def test_a_waiting_thread_interrupted_leaves_no_work_stuck_behind_it(monkeypatch, when):
+    """The interrupted thread's work is not written (it was still queued); the works queued behind
+    it are, even when the interrupted thread had just been made the next writer."""
+    record = Recorder()
+    batcher = Batcher(record)
+    monkeypatch.setattr(writelock, "_wake_lock", InterruptedLock)
+    InterruptedLock.interrupt = threading.Event()
+    InterruptedLock.when = when
+    InterruptedLock.interrupted = []
+    results: dict[str, object] = {}
+
+    def submit(key: str) -> None:
+        try:
+            results[key] = batcher.submit(None, key)
+        except BaseException as exc:  # noqa: BLE001 - the test looks at it
+            results[key] = exc
+    with batcher.held():
+        victim = threading.Thread(target=submit, args=("a",), name="victim")
+        victim.start()
+        wait_for(lambda: len(batcher._queued) == 1, what="the victim's work queued first")
+        others = [threading.Thread(target=submit, args=(k,)) for k in ("b", "c")]
+        for t in others:
+            t.start()
+        wait_for(lambda: len(batcher._queued) == 3, what="two works queued behind it")
+        InterruptedLock.interrupt.set()
+        if when == "waiting":
+            victim.join(10)
+            assert [w.key for w in batcher._queued] == ["b", "c"]
+    # "woken": the victim is made the next writer here, and interrupted as it wakes.
+    for t in [victim, *others]:
+        t.join(10)
+    assert not any(t.is_alive() for t in [victim, *others])
+    assert InterruptedLock.interrupted == [1]
+    assert isinstance(results["a"], KeyboardInterrupt)
+    assert results["b"] == "written b" and results["c"] == "written c"
+    assert record.batches == [["b", "c"]]
+    assert batcher._writing is False and batcher._queued == []
+    # and the batcher still works
+    assert batcher.submit(None, "d") == "written d"

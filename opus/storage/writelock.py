@@ -30,7 +30,7 @@ T = TypeVar("T")
 class Work:
     """One write submitted to a ``Batcher``: what to write, then its outcome."""
 
-    __slots__ = ("done", "error", "key", "value", "wake", "what")
+    __slots__ = ("done", "error", "key", "lead", "value", "wake", "what")
 
     def __init__(self, what: Any, key: str):
         self.what = what
@@ -39,6 +39,7 @@ class Work:
         self.error: BaseException | None = None
         self.done = False
         self.wake: Any = None  # a held lock its thread waits on, released when it is done or leads
+        self.lead = False  # its thread is made the next writer
 
 
 class Batcher:
@@ -77,7 +78,11 @@ class Batcher:
             else:
                 self._writing = True
         if work.wake is not None:
-            work.wake.acquire()  # released when written, or when this thread is the next writer
+            try:
+                work.wake.acquire()  # released when written, or when this thread is the next writer
+            except BaseException:  # interrupted (KeyboardInterrupt in a main thread): see _abandon
+                self._abandon(work)
+                raise
         if not work.done:
             self._lead(work)
         if work.error is not None:
@@ -98,14 +103,36 @@ class Batcher:
         """Wake the threads of the ``written`` works (but ``mine``, the writer's own) and the next
         writer, if any work is queued; else nobody is writing any more."""
         with self._mutex:
-            following = self._queued[0] if self._queued else None
-            if following is None:
-                self._writing = False
+            following = self._next_writer()
         for work in written:
             if work.wake is not None and work is not mine:
                 work.wake.release()
         if following is not None:
             following.wake.release()  # its work is not done: it writes next
+
+    def _next_writer(self) -> Work | None:
+        """(Under the mutex.)  The work whose thread writes next: the first queued, if any; else
+        nobody is writing any more."""
+        following = self._queued[0] if self._queued else None
+        if following is None:
+            self._writing = False
+        else:
+            following.lead = True
+        return following
+
+    def _abandon(self, work: Work) -> None:
+        """A thread that stopped waiting for its work (an exception while it waited): its work is
+        taken out of the queue, unwritten; if its thread had just been made the next writer, the
+        next one is, so that the works queued behind it are still written.  (A work already in a
+        batch being written is written all the same.)"""
+        following = None
+        with self._mutex:
+            if work in self._queued:
+                self._queued.remove(work)
+                if work.lead:
+                    following = self._next_writer()
+        if following is not None:
+            following.wake.release()
 
     @contextmanager
     def held(self) -> Iterator[None]:
