@@ -53,6 +53,24 @@ def test_an_ended_job_reads_the_same_with_its_results_and_error(job_store):
     assert fast.start_time.tzinfo is not None and fast.end_time >= fast.start_time
 
 
+def test_values_any_text_may_hold_read_back_exactly(job_store):
+    """PostgreSQL reads the parameters and results as JSON (one statement): quotes, backslashes,
+    control characters, non-ASCII, long values and big sizes come back as they were stored."""
+    tricky = ['say "hi"', "back\\slash \\u0041", "tab\tnew\nline\r", "é ü 漢字 🚀", "x" * 70_000, "", "null",
+              "[1, 2]", "\x01\x1f\x7f"]
+    params = [Parameter(f"p{i}", v, by_reference=bool(i % 2)) for i, v in enumerate(tricky)]
+    job_store.create(_job("0c03", phase=Phase.QUEUED, parameters=params))
+    assert job_store.set_phase("0c03", Phase.EXECUTING, start_time=utcnow())
+    assert job_store.complete("0c03", Phase.COMPLETED, None, [
+        Result("r\"1", "fichier é.txt", 'text/plain; charset="utf-8"', 2**40 + 1, None),
+        Result("r2", "a\\b", "application/octet-stream", 0, "f" * 64)], end_time=utcnow())
+    fast, slow = _both(job_store, "0c03")
+    assert fast == slow
+    assert sorted((p.name, p.value) for p in fast.parameters) == sorted((p.name, p.value) for p in params)
+    assert [(r.result_id, r.file_name, r.size, r.sha256) for r in fast.results] == \
+        [('r"1', "fichier é.txt", 2**40 + 1, None), ("r2", "a\\b", 0, "f" * 64)]
+
+
 def test_a_missing_job_is_none(job_store):
     assert _both(job_store, "0bad") == (None, None)
 

@@ -5,8 +5,10 @@ change for all its waiters), the dispatcher's start of a job, each of a wrapper'
 from PHASE=RUN to a client's last WAIT reads it about eight times.  Through SQLAlchemy a read cost
 0.5-0.8 ms of CPU on the 2-core test VM, most of it SQLAlchemy's: the pool's Connection object, the
 BEGIN event, three compiled-statement executions and their result objects.  Here the statements are
-compiled once per dialect, and run on the pooled driver connection in one transaction (one snapshot
-of the job, its parameters and its results, as before).  The values are turned into what
+compiled once per dialect and run on the pooled driver connection: on SQLite three SELECTs in one
+read transaction (one snapshot of the job, its parameters and its results); on PostgreSQL one SELECT
+of the job row with its parameters and results aggregated as JSON (one round trip instead of five,
+and one snapshot, which three statements of a READ COMMITTED transaction are not).  The values are turned into what
 SQLAlchemy returns: SQLite's DATETIME text into datetime, its 0/1 into bool (PostgreSQL's driver
 returns both already); tests/test_jobstore_driver_read.py compares the two paths on both databases.
 
@@ -19,7 +21,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, Select
+from sqlalchemy import Boolean, DateTime, Select, func, literal_column, select
 from sqlalchemy.engine import Engine
 
 from opus.storage.rows import job_of
@@ -61,41 +63,83 @@ class _Statement:
         return [v if f is None else f(v) for v, f in zip(values, self.converts)]
 
 
+def json_rows(columns: Sequence[Any], where: Any, order_by: Any) -> Any:
+    """PostgreSQL: the rows of ``columns`` that meet ``where``, in ``order_by``'s order, as one JSON
+    array of arrays (``[]`` for none): a scalar subquery, for a job's parameters or results read
+    with its row (``JobReader``)."""
+    from sqlalchemy.dialects.postgresql import aggregate_order_by
+
+    rows = func.json_agg(aggregate_order_by(func.json_build_array(*columns), order_by))
+    return select(func.coalesce(rows, literal_column("'[]'::json"))).where(where).scalar_subquery()
+
+
 class JobReader:
-    """``get``: a job with its parameters and results, or None, in one transaction of the driver."""
+    """``get``: a job with its parameters and results, or None: on SQLite three SELECTs in one read
+    transaction (one snapshot), on PostgreSQL one SELECT (one round trip, one snapshot)."""
 
     def __init__(self, engine: Engine, job: Select[Any], parameters: Select[Any], results: Select[Any],
-                 ended: frozenset[str]):
+                 ended: frozenset[str], whole: Select[Any]):
         """``job``, ``parameters``, ``results``: the SELECTs of JobStore.get (one bound parameter,
-        ``job_id``); ``ended``: the phases whose jobs may have results."""
+        ``job_id``); ``ended``: the phases whose jobs may have results; ``whole``: PostgreSQL's one
+        SELECT, ``job``'s columns then the parameters and the results (``json_rows``)."""
         self.engine = engine
         self.sqlite = engine.dialect.name == "sqlite"
         self._job = _Statement(job, engine)
         self._parameters = _Statement(parameters, engine)
         self._results = _Statement(results, engine)
         self._ended = ended
+        self._whole: str | None = None
+        if not self.sqlite:
+            # Each statement of a READ COMMITTED transaction sees the database as it is when the
+            # statement starts: three SELECTs in one transaction were no single snapshot there, and
+            # cost five round trips (BEGIN, three SELECTs, ROLLBACK).  One SELECT is both.
+            if [c.name for c in list(whole.selected_columns)[:-2]] != self._job.names:
+                raise ValueError("JobReader: the whole read must start with the job read's columns")
+            self._whole = str(whole.compile(dialect=engine.dialect))
 
     def get(self, job_id: str) -> Job | None:
-        raw = self.engine.raw_connection()  # the pool's checkout (PostgreSQL: pre-pinged)
+        raw = self.engine.raw_connection()  # the pool's checkout (PostgreSQL: checked, database.py)
         try:
             driver = raw.driver_connection
             assert driver is not None  # a pooled DBAPI connection always has one
+            if self._whole is not None:
+                return self._read_whole(driver, job_id)
             cur = driver.cursor()
             try:
-                if self.sqlite:  # autocommit mode (database.py): one snapshot for the three reads
-                    cur.execute("BEGIN DEFERRED")
+                cur.execute("BEGIN DEFERRED")  # autocommit mode (database.py): one snapshot for the three reads
                 try:
                     found = self._read(cur, job_id)
                 finally:  # a read only: nothing to commit
-                    if self.sqlite:
-                        cur.execute("ROLLBACK")
-                    else:
-                        driver.rollback()
+                    cur.execute("ROLLBACK")
             finally:
                 cur.close()
         finally:
             raw.close()  # back to the pool
         return found
+
+    def _read_whole(self, driver: Any, job_id: str) -> Job | None:
+        """PostgreSQL: the job row, then its parameters and results as JSON arrays (psycopg2 decodes
+        them: text, booleans and integers come back as they would from their columns)."""
+        assert self._whole is not None
+        driver.autocommit = True  # one statement: no BEGIN, no ROLLBACK (a flag of the client only)
+        try:
+            cur = driver.cursor()
+            try:
+                cur.execute(self._whole, {"job_id": job_id})
+                values = cur.fetchone()
+            finally:
+                cur.close()
+        finally:
+            if not driver.closed:
+                driver.autocommit = False  # as the pool lends it
+        if values is None:
+            return None
+        s = self._job
+        row = dict(zip(s.names, s.row(values[:-2])))
+        job = job_of(row)
+        job.parameters = [Parameter(*v) for v in values[-2]]
+        job.results = [Result(*v) for v in values[-1]] if row["phase"] in self._ended else []
+        return job
 
     def _read(self, cur: Any, job_id: str) -> Job | None:
         s = self._job

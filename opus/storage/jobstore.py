@@ -66,10 +66,14 @@ def _ignore_change(job_id: str, phase: str) -> None:
 # The reads of one job, built once (not a statement built and its cache key computed per request).
 _ID: BindParameter[str] = bindparam("job_id")
 _JOB = select(jobs).where(jobs.c.job_id == _ID)
-_PARAMETERS = select(parameters.c.name, parameters.c.value, parameters.c.by_reference, parameters.c.is_post) \
-    .where(parameters.c.job_id == _ID).order_by(parameters.c.name)
-_RESULTS = select(results.c.result_id, results.c.file_name, results.c.content_type, results.c.size,
-                  results.c.sha256).where(results.c.job_id == _ID).order_by(results.c.result_id)
+_PARAMETER_COLUMNS = (parameters.c.name, parameters.c.value, parameters.c.by_reference, parameters.c.is_post)
+_PARAMETERS = select(*_PARAMETER_COLUMNS).where(parameters.c.job_id == _ID).order_by(parameters.c.name)
+_RESULT_COLUMNS = (results.c.result_id, results.c.file_name, results.c.content_type, results.c.size, results.c.sha256)
+_RESULTS = select(*_RESULT_COLUMNS).where(results.c.job_id == _ID).order_by(results.c.result_id)
+# PostgreSQL reads the three at once (opus.storage.driverread.JobReader says why).
+_WHOLE = select(jobs, driverread.json_rows(_PARAMETER_COLUMNS, parameters.c.job_id == jobs.c.job_id, parameters.c.name),
+                driverread.json_rows(_RESULT_COLUMNS, results.c.job_id == jobs.c.job_id, results.c.result_id)) \
+    .where(jobs.c.job_id == _ID)
 _CALLBACK_URL = select(jobs.c.callback_url).where(jobs.c.job_id == _ID)
 _MANAGER_ID = select(jobs.c.manager_id).where(jobs.c.job_id == _ID)
 _PHASE = select(jobs.c.phase).where(jobs.c.job_id == _ID)
@@ -92,7 +96,7 @@ class JobStore:
         self.engine = engine
         self._gate = WriteGate(engine)
         self._inserts = driverinsert.GroupInsert(self._gate, writer_process)
-        self._reader = driverread.JobReader(engine, _JOB, _PARAMETERS, _RESULTS, _ENDED)
+        self._reader = driverread.JobReader(engine, _JOB, _PARAMETERS, _RESULTS, _ENDED, _WHOLE)
         dbapi = engine.dialect.dbapi
         self._driver_integrity_error: type[Exception] = dbapi.IntegrityError if dbapi is not None else IntegrityError
         #: Called with (job_id, new phase or "DELETED") after each committed change.
