@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import select
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DisconnectionError
 
 from opus.errors import ConfigurationError
+from opus.storage.tables import metadata
 from opus.storage.writerproc import PRAGMAS
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -93,6 +96,20 @@ def _pg_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
         raise DisconnectionError(f"a pooled PostgreSQL connection failed its check: {exc}") from exc
 
 
+@contextmanager
+def pg_autocommit(driver: Any) -> Iterator[None]:
+    """A pooled psycopg2 connection in autocommit mode for a with-block: its one statement (or one
+    message of several, which PostgreSQL runs as one transaction) without BEGIN and COMMIT or
+    ROLLBACK, each a round trip.  The mode is a flag of the client only (nothing is sent); the
+    connection goes back to the pool as it was lent."""
+    driver.autocommit = True
+    try:
+        yield
+    finally:
+        if not driver.closed:
+            driver.autocommit = False
+
+
 def _pg_checkin(_dbapi_conn: Any, record: Any) -> None:
     record.info["opus_idle_since"] = time.monotonic()
 
@@ -146,8 +163,6 @@ def refresh_statistics(engine: Engine) -> None:
     however stale they grow: its fixed rules already choose the indexes, so it is left alone."""
     if engine.dialect.name != "postgresql":
         return
-    from opus.storage.tables import metadata
-
     quote = engine.dialect.identifier_preparer.quote
     names = ", ".join(quote(table.name) for table in metadata.sorted_tables)
     with engine.connect() as conn:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from opus.storage.database import pg_autocommit
 from opus.storage.writelock import Batcher, WriteGate, Work
 from opus.storage.writerproc import InsertWriter, Unanswered, Unavailable
 
@@ -182,15 +183,11 @@ class GroupInsert:
         raw = self.gate.engine.raw_connection()
         try:
             driver: Any = raw.driver_connection
-            driver.autocommit = True  # psycopg2 sends no BEGIN; a flag of the client only
-            try:
+            with pg_autocommit(driver):
                 cur = driver.cursor()
                 try:
                     cur.execute(_pg_batch(cur, rows, params))
                 finally:
                     cur.close()
-            finally:
-                if not driver.closed:
-                    driver.autocommit = False  # as the pool lends it
         finally:
             raw.close()

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Boolean, DateTime, Select, func, literal_column, select
 from sqlalchemy.engine import Engine
 
+from opus.storage.database import pg_autocommit
 from opus.storage.rows import job_of
 from opus.uws import Job, Parameter, Result
 
@@ -121,17 +122,13 @@ class JobReader:
         """PostgreSQL: the job row, then its parameters and results as JSON arrays (psycopg2 decodes
         them: text, booleans and integers come back as they would from their columns)."""
         assert self._whole is not None
-        driver.autocommit = True  # one statement: no BEGIN, no ROLLBACK (a flag of the client only)
-        try:
+        with pg_autocommit(driver):
             cur = driver.cursor()
             try:
                 cur.execute(self._whole, {"job_id": job_id})
                 values = cur.fetchone()
             finally:
                 cur.close()
-        finally:
-            if not driver.closed:
-                driver.autocommit = False  # as the pool lends it
         if values is None:
             return None
         s = self._job

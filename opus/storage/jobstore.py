@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, delete, func, insert, select, update
+from sqlalchemy import Integer, Select, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import BindParameter
@@ -66,14 +66,23 @@ def _ignore_change(job_id: str, phase: str) -> None:
 # The reads of one job, built once (not a statement built and its cache key computed per request).
 _ID: BindParameter[str] = bindparam("job_id")
 _JOB = select(jobs).where(jobs.c.job_id == _ID)
-_PARAMETER_COLUMNS = (parameters.c.name, parameters.c.value, parameters.c.by_reference, parameters.c.is_post)
-_PARAMETERS = select(*_PARAMETER_COLUMNS).where(parameters.c.job_id == _ID).order_by(parameters.c.name)
-_RESULT_COLUMNS = (results.c.result_id, results.c.file_name, results.c.content_type, results.c.size, results.c.sha256)
-_RESULTS = select(*_RESULT_COLUMNS).where(results.c.job_id == _ID).order_by(results.c.result_id)
-# PostgreSQL reads the three at once (opus.storage.driverread.JobReader says why).
-_WHOLE = select(jobs, driverread.json_rows(_PARAMETER_COLUMNS, parameters.c.job_id == jobs.c.job_id, parameters.c.name),
-                driverread.json_rows(_RESULT_COLUMNS, results.c.job_id == jobs.c.job_id, results.c.result_id)) \
-    .where(jobs.c.job_id == _ID)
+
+
+def _child_read(columns: Sequence[Any], job_id: Any, order_by: Any) -> tuple[Select[Any], Any]:
+    """A job's rows of a child table (its ``job_id`` column), in ``order_by``'s order: the SELECT of
+    them, and the same as a JSON column of the job's row (PostgreSQL reads the three at once:
+    opus.storage.driverread.JobReader says why)."""
+    return (select(*columns).where(job_id == _ID).order_by(order_by),
+            driverread.json_rows(columns, job_id == jobs.c.job_id, order_by))
+
+
+_PARAMETERS, _PARAMETERS_JSON = _child_read(
+    (parameters.c.name, parameters.c.value, parameters.c.by_reference, parameters.c.is_post),
+    parameters.c.job_id, parameters.c.name)
+_RESULTS, _RESULTS_JSON = _child_read(
+    (results.c.result_id, results.c.file_name, results.c.content_type, results.c.size, results.c.sha256),
+    results.c.job_id, results.c.result_id)
+_WHOLE = select(jobs, _PARAMETERS_JSON, _RESULTS_JSON).where(jobs.c.job_id == _ID)
 _CALLBACK_URL = select(jobs.c.callback_url).where(jobs.c.job_id == _ID)
 _MANAGER_ID = select(jobs.c.manager_id).where(jobs.c.job_id == _ID)
 _PHASE = select(jobs.c.phase).where(jobs.c.job_id == _ID)
