@@ -71,12 +71,18 @@ def database_url(request, tmp_path) -> str:
 
 
 @pytest.fixture
-def job_store(database_url):
-    """A JobStore on the test's database (``database_url``: SQLite, then PostgreSQL), schema current."""
+def db_engine(database_url):
+    """An engine on the test's database (``database_url``: SQLite, then PostgreSQL), schema current."""
     engine = create_engine_for(database_url)
     upgrade_schema(engine)
-    yield JobStore(engine)
+    yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def job_store(db_engine):
+    """A JobStore on the test's database (``db_engine``)."""
+    return JobStore(db_engine)
 
 
 def make_settings(tmp_path: Path, **overrides):

@@ -12,8 +12,7 @@ import os
 import pwd
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -82,9 +81,3 @@ def wait_final(http: Any, job_url: str, timeout: float = 30) -> str:
 ME = pwd.getpwuid(os.geteuid()).pw_name
 
 
-@contextmanager
-def writer_busy(batcher: Any) -> Iterator[None]:
-    """A group-commit batcher's writer at work (as when another batch is being written) for a
-    with-block: the writes submitted meanwhile queue up and go as one batch when it ends."""
-    with batcher.held():
-        yield

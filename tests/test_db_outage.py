@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 import requests
+import sqlalchemy
+import sqlalchemy.pool
 from sqlalchemy import exc as sa_exc
 
 import inprocess
@@ -229,29 +231,18 @@ def test_waits_survive_a_postgresql_restart(tmp_path, pg_cluster):
 def _cut_every_connection(cluster: PgCluster) -> None:
     """pg_terminate_backend on every other client connection, and wait until they are gone (the
     server sends each an error and closes it, as in a restart)."""
-    import psycopg2
-    conn = psycopg2.connect(_libpq_dsn(cluster.url))
-    conn.autocommit = True
+    engine = sqlalchemy.create_engine(cluster.url, isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.pool.NullPool)
     try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' "
-                        "AND pid <> pg_backend_pid()")
-            pids = [row[0] for row in cur.fetchall()]
+        with engine.connect() as conn:
+            pids = list(conn.execute(sqlalchemy.text(
+                "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                "AND pid <> pg_backend_pid()")).scalars())
             assert pids, "the server has no connection to cut"
-            cur.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s) AS pid", (pids,))
-
-            def gone() -> bool:
-                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,))
-                return cur.fetchone()[0] == 0
-            wait_for(gone, what="the cut connections' backends to exit")
+            conn.execute(sqlalchemy.text("SELECT pg_terminate_backend(pid) FROM unnest(:pids) AS pid"), {"pids": pids})
+            wait_for(lambda: conn.execute(sqlalchemy.text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)"),
+                                          {"pids": pids}).scalar() == 0, what="the cut connections' backends to exit")
     finally:
-        conn.close()
-
-
-def _libpq_dsn(url: str) -> str:
-    from sqlalchemy.engine import make_url
-    u = make_url(url)
-    return f"dbname={u.database} user={u.username} host={u.query['host']} port={u.port or u.query.get('port', 5432)}"
+        engine.dispose()
 
 
 @pytest.mark.parametrize("ping_idle", ["default", "always"])

@@ -19,16 +19,12 @@ from opus.auth.admin import UserAdmin
 from opus.auth.users import MAX_GROUPS, User
 from opus.cli.main import main as opus_main
 from opus.errors import BadRequest
-from opus.storage import create_engine_for, upgrade_schema
 from opus.storage.userstore import UserStore
 
 
 @pytest.fixture
-def store(database_url):
-    engine = create_engine_for(database_url)
-    upgrade_schema(engine)
-    yield UserStore(engine)
-    engine.dispose()
+def store(db_engine):
+    return UserStore(db_engine)
 
 
 def test_groups_round_trip_through_the_store(store):

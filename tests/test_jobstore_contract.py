@@ -8,21 +8,18 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import inspect
 
-from opus.storage import JobStore, create_engine_for, upgrade_schema
+from opus.storage import JobStore
 from opus.storage.database import schema_is_current
 from opus.storage.jobstore import DuplicateJobId
 from opus.storage.rows import instant_text
 from opus.timeutil import utcnow
 from opus.uws import ErrorSummary, Job, Parameter, Phase, Result
 @pytest.fixture
-def store(database_url):
-    engine = create_engine_for(database_url)
-    upgrade_schema(engine)
+def store(db_engine):
     changes = []
-    s = JobStore(engine, on_change=lambda job_id, phase: changes.append((job_id, phase)))
+    s = JobStore(db_engine, on_change=lambda job_id, phase: changes.append((job_id, phase)))
     s.changes = changes
-    yield s
-    engine.dispose()
+    return s
 
 
 def make_job(job_id, jobname="dummy", phase=Phase.PENDING, created=None, **kw):

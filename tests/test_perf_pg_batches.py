@@ -18,7 +18,7 @@ from datetime import timedelta
 
 import pytest
 from conftest import pg_url_or_skip, reset_postgres
-from helpers import wait_for, writer_busy
+from helpers import wait_for
 from sqlalchemy import event
 
 from opus.storage import JobStore, create_engine_for, upgrade_schema
@@ -75,7 +75,7 @@ def _writer(url, kind, job_ids, tag, ready, go, out):
             outcome[job_id] = f"error: {exc!r}"
 
     threads = []
-    with writer_busy(batcher):
+    with batcher.held():  # as when another batch is being written
         for i, job_id in enumerate(job_ids):
             threads.append(threading.Thread(target=write, args=(job_id,)))
             threads[-1].start()

@@ -7,7 +7,7 @@ import os
 import threading
 from datetime import timedelta
 
-from helpers import wait_for, writer_busy
+from helpers import wait_for
 from opus.server import render
 from opus.storage.jobstore import DuplicateJobId
 from opus.timeutil import utcnow
@@ -123,7 +123,7 @@ def _create_all(job_store, jobs):
             outcome[job.job_id] = exc
 
     batcher = job_store._inserts.batcher
-    with writer_busy(batcher):
+    with batcher.held():  # as when another batch is being written
         threads = [threading.Thread(target=create, args=(job,)) for job in jobs]
         for t in threads:
             t.start()
@@ -184,7 +184,7 @@ def test_phase_changes_that_arrive_together_are_written_in_one_transaction(job_s
     def run(job_id):
         moved[job_id] = job_store.set_phase(job_id, Phase.QUEUED, [Phase.PENDING])
 
-    with writer_busy(ops):
+    with ops.held():  # as when another batch is being written
         threads = [threading.Thread(target=run, args=(f"p{i}",)) for i in range(8)]
         for t in threads:
             t.start()
