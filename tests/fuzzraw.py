@@ -16,6 +16,7 @@ from opus.auth.identity import job_token
 from opus.uws import Phase as UwsPhase
 # ---- round 4: raw requests ---------------------------------------------------------------------------------
 GARBAGE = ["", " ", "RUN", "run", " RUN ", "ABORT", "DELETE", "delete", "PENDING", "ARCHIVED", "SUSPENDED",
+           "%ff", "%c3", "%ed%b3%bf",  # not UTF-8 once unquoted (a query sent "not encoded at all")
            "-1", "0", "1", "2", "60", "99999999999999999999", "-99999999999999999999", "1e3", "0x10", "1.5",
            "NaN", "inf", "9" * 5000, "\u0663", "2026-01-01T00:00:00Z", "2026-01-01T00:00:00",
            "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "10000-01-01T00:00:00Z", "2026-02-30T00:00:00Z",

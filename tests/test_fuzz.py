@@ -4,8 +4,8 @@ One live server whose only job definitions are the fast ``dummy`` and ``fail`` t
 
 1. edges (deterministic): for every operation of ``/openapi.json`` and each of its inputs (path,
    query and header parameters, form fields, JSON properties, Content-Length), that one input set
-   to each edge value (empty, NUL, control and non-ASCII characters, 2**70, -1, Infinity, NaN,
-   values over the limits), the others valid;
+   to each edge value (empty, NUL, control and non-ASCII characters, bytes that are not UTF-8, 2**70,
+   -1, Infinity, NaN, values over the limits), the others valid;
 2. schemathesis, stateless: cases for every operation, positive and negative, half of those under
    a job path aimed at real jobs in several phases;
 3. schemathesis, stateful: sequences that follow links (create a job, then act on it; create a
@@ -252,6 +252,9 @@ def run_edges(server: FuzzServer, doc: dict) -> None:
                     elif p["in"] == "header" and value.isascii() and value == value.strip() \
                             and "\x00" not in value:
                         send(method, valid, path, headers={p["name"]: value})
+                if p["in"] in ("query", "header"):  # bytes that are not UTF-8 (%FF in a query)
+                    where = "query" if p["in"] == "query" else "headers"
+                    send(method, valid, path, **{where: {p["name"]: b"\xff\xfe"}})
             content = op.get("requestBody", {}).get("content", {})
             if content:  # lengths a WSGI server may pass on as they came
                 request_line = (method.upper().encode(), fill(path, valid).encode())

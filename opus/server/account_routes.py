@@ -34,7 +34,7 @@ from opus.server import pages, urls
 from opus.server.errors import KIND, PAGE
 from opus.server.render import iso
 from opus.server.routing import RouteTable, services, settings
-from opus.server.web import as_json, base_url, form_input, identity, json_object, require_admin
+from opus.server.web import as_json, base_url, form_input, identity, json_object, query_get, require_admin
 from opus.service import addresses
 
 routes = RouteTable()
@@ -224,10 +224,9 @@ def web_register() -> HTTPResponse:
 @routes.get("/web/confirm", opus_public=True)
 def web_confirm_address() -> HTTPResponse:
     """The link of a confirmation e-mail (opus.service.addresses): the address is confirmed."""
-    q = request.query
     try:
-        email = addresses.confirm(services().notifications, q.get("uid", ""), q.getunicode("email") or "",
-                                  q.get("expires", ""), q.get("sig", ""))
+        email = addresses.confirm(services().notifications, query_get("uid") or "", query_get("email") or "",
+                                  query_get("expires") or "", query_get("sig") or "")
     except OpusError as exc:
         return pages.render("error", "E-mail address not confirmed", status=exc.status, message=exc.message)
     return pages.render("confirmed", "E-mail address confirmed", email=email)
@@ -235,8 +234,8 @@ def web_confirm_address() -> HTTPResponse:
 
 @routes.get("/web/reset", opus_public=True)
 def web_reset_form() -> HTTPResponse:
-    return _form_page("password", "Set your password", name=(request.query.get("name") or "")[:64],
-                      code=(request.query.get("code") or "")[:100])
+    return _form_page("password", "Set your password", name=(query_get("name") or "")[:64],
+                      code=(query_get("code") or "")[:100])
 
 
 @routes.post("/web/reset", opus_public=True)

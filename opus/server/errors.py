@@ -49,8 +49,8 @@ def api_error(status: int, message: str) -> HTTPResponse:
 def _from_page_script() -> bool:
     """A web page's fetch(): a Basic challenge would make the browser hold the request behind its
     password prompt, so the page never sees the 401 and cannot offer its sign-in page."""
-    return (request.headers.get("Sec-Fetch-Dest") == "empty"
-            and request.headers.get("Sec-Fetch-Mode") in ("cors", "same-origin"))
+    return (request.environ.get("HTTP_SEC_FETCH_DEST") == "empty"
+            and request.environ.get("HTTP_SEC_FETCH_MODE") in ("cors", "same-origin"))
 
 
 def page_error(exc: OpusError) -> HTTPResponse:

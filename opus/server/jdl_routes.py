@@ -41,8 +41,8 @@ from opus.jobdef.registry import is_proposer
 from opus.server import compat_routes, urls
 from opus.server.limits import MAX_DEFINITION_SIZE
 from opus.server.routing import RouteTable, services, settings
-from opus.server.web import (as_json, base_url, check_body_size, form_input, form_values, identity, read_body,
-                             require_admin, see_other)
+from opus.server.web import (as_json, base_url, check_body_size, form_input, form_values, identity, query_get,
+                             query_items, read_body, require_admin, see_other)
 from opus.settings import Settings
 
 DIGEST_HEADER = "OPUS-Proposal-Digest"
@@ -67,7 +67,7 @@ def _require_granted(name: str) -> None:
 def _digest_sent() -> str:
     """The ``digest`` of a validate request: a form field or a query parameter, given once."""
     fields, _files = form_input(settings())
-    values = form_values(fields, "digest") + [str(v) for k, v in request.query.allitems() if k.lower() == "digest"]
+    values = form_values(fields, "digest") + [v for k, v in query_items() if k.lower() == "digest"]
     if len(set(values)) > 1:
         raise BadRequest("digest given more than once")
     if not values:
@@ -77,7 +77,7 @@ def _digest_sent() -> str:
 
 
 def _format() -> str:
-    fmt = str(request.query.get("format") or "votable").strip().lower()
+    fmt = (query_get("format") or "votable").strip().lower()
     fmt = {"vot": "votable", "xml": "votable"}.get(fmt, fmt)
     if fmt not in FORMATS:
         raise BadRequest(f"format {fmt[:32]!r}: use one of {', '.join(FORMATS)}")
@@ -115,7 +115,7 @@ def _uploaded_definition(settings: Settings) -> JobDefinition:
         fmt = next((v for k, v in fields if k.lower() == "format"), None)
     else:
         data = read_body(MAX_DEFINITION_SIZE)
-        filename, fmt = "", request.query.get("format") or None
+        filename, fmt = "", query_get("format") or None
     if len(data) > MAX_DEFINITION_SIZE:
         raise BadRequest(f"a job definition is at most {MAX_DEFINITION_SIZE} bytes")
     if not data.strip():
@@ -128,7 +128,7 @@ def _uploaded_definition(settings: Settings) -> JobDefinition:
 
 def _check_only() -> bool:
     """``POST /jdl?check=true``: check the document as proposing would, without storing it."""
-    value = str(request.query.get("check") or "false").strip().lower()
+    value = (query_get("check") or "false").strip().lower()
     if value not in ("true", "false"):
         raise BadRequest(f"check {value[:16]!r}: true or false")
     return value == "true"
@@ -155,7 +155,7 @@ def jdl_list() -> HTTPResponse:
     """The usable definitions; for admins also ``problems``: every definition file that is invalid,
     misnamed or needs what this host lacks, with the file and the reason (opus.jobdef.health).
     ``?format=original``: the original OPUS's list shape, for its clients (deprecated)."""
-    if (request.query.get("format") or "").strip().lower() == compat_routes.ORIGINAL_LIST:
+    if (query_get("format") or "").strip().lower() == compat_routes.ORIGINAL_LIST:
         return compat_routes.original_jdl_list()
     who = identity()
     base = base_url(settings())
@@ -197,7 +197,7 @@ def propose() -> HTTPResponse:
 def proposal(name: str) -> HTTPResponse:
     fmt = _format()
     jobdef, meta = _own_proposal(name)
-    pinned = (request.query.get("digest") or "").strip().lower()
+    pinned = (query_get("digest") or "").strip().lower()
     if pinned and pinned != meta["digest"]:
         # A link made from the list shows the document that Validate would make live, or nothing.
         raise Conflict(f"the proposal {name!r} changed since its digest was shown: list the proposals again")
@@ -225,7 +225,7 @@ def validate(name: str) -> HTTPResponse:
 @routes.get("/jdl/<name>")
 def jdl_get(name: str) -> HTTPResponse:
     fmt = _format()
-    version = request.query.get("version") or None
+    version = query_get("version") or None
     if services().registry.known(name):  # before reading it: an ungranted caller learns nothing of its versions
         _require_granted(name)
     jobdef = services().registry.get(name, version)

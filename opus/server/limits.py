@@ -234,8 +234,17 @@ def _parse_multipart(options: dict[str, str], max_parts: int) -> tuple[list[tupl
         raise BadRequest(f"malformed multipart body: {exc}") from None
     except (multipart.MultipartError, UnicodeError, LookupError) as exc:  # LookupError: an unknown charset
         _close(parts)
-        raise BadRequest(f"malformed multipart body: {exc}") from None
+        raise BadRequest(f"malformed multipart body: {_reason(exc)}") from None
     return fields, files
+
+
+def _reason(exc: Exception) -> str:
+    """What is wrong with a multipart body, in words (the parser wraps a decoding error in a tuple)."""
+    if isinstance(exc, UnicodeError) or any(isinstance(arg, UnicodeError) for arg in exc.args):
+        return "a part's headers or a field's value are not UTF-8"
+    if len(exc.args) == 1 and isinstance(exc.args[0], str):
+        return exc.args[0]
+    return str(exc)
 
 
 def _close(parts: list[multipart.MultipartPart]) -> None:

@@ -26,7 +26,7 @@ from opus.errors import NotFound, OpusError
 from opus.server import pages
 from opus.server.errors import KIND, PAGE
 from opus.server.routing import RouteTable, services, settings
-from opus.server.web import as_json, base_url, identity, json_object, require_admin
+from opus.server.web import as_json, base_url, identity, json_object, query_get, require_admin
 
 routes = RouteTable()
 PAGE_ROUTE = {KIND: PAGE}
@@ -65,7 +65,7 @@ def _failure(message: str, status: int, next_url: str | None, end: bool = True) 
 @routes.get(START, opus_public=True, **PAGE_ROUTE)
 def oidc_start() -> HTTPResponse:
     _configured()
-    pending = oidc.new_pending(pages.next_path(request.query.getunicode("next")))
+    pending = oidc.new_pending(pages.next_path(query_get("next")))
     try:
         url = oidc.authorization_url(settings(), _redirect_uri(), pending)
     except OpusError as exc:
@@ -87,24 +87,23 @@ def _provider_error(error: str, description: str) -> tuple[str, int]:
 @routes.get(CALLBACK, opus_public=True, **PAGE_ROUTE)
 def oidc_callback() -> HTTPResponse:
     _configured()
-    query = request.query
     pending = oidc.unseal(settings(), web_session.cookie_of(request.environ, COOKIE))
-    if query.get("error") and not query.get("state"):  # some providers send no state with an error
-        message, status = _provider_error(query.getunicode("error") or "error",
-                                          query.getunicode("error_description") or "")
+    if query_get("error") and not query_get("state"):  # some providers send no state with an error
+        message, status = _provider_error(query_get("error") or "error",
+                                          query_get("error_description") or "")
         return _failure(message, status, pending.next_url if pending else None, end=False)
     if pending is None:
         return _failure("This sign-in had expired, or was started in another browser (or cookies are off): "
                         "please sign in again.", 400, None)
-    state = query.getunicode("state") or ""
+    state = query_get("state") or ""
     if not hmac.compare_digest(state.encode(), pending.state.encode()):
         return _failure("This sign-in's answer does not belong to the sign-in this browser started: please sign "
                         "in again.", 400, pending.next_url, end=False)
-    if query.get("error"):
-        message, status = _provider_error(query.getunicode("error") or "error",
-                                          query.getunicode("error_description") or "")
+    if query_get("error"):
+        message, status = _provider_error(query_get("error") or "error",
+                                          query_get("error_description") or "")
         return _failure(message, status, pending.next_url)
-    code = query.getunicode("code")
+    code = query_get("code")
     if not code:
         return _failure("The identity provider's answer has no code: please sign in again.", 400, pending.next_url)
     try:
@@ -141,6 +140,6 @@ def link_identity(name: str) -> HTTPResponse:
 
 @routes.delete("/admin/users/<name>/oidc")
 def unlink_identity(name: str) -> HTTPResponse:
-    subject = request.query.getunicode("subject")
-    _admin_accounts().unlink(name, subject, request.query.getunicode("issuer"))
+    subject = query_get("subject")
+    _admin_accounts().unlink(name, subject, query_get("issuer"))
     return as_json({"name": name, "unlinked": subject})

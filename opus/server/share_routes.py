@@ -30,7 +30,7 @@ from opus.jobdef.content_types import result_type
 from opus.server.files import files_base_url, serve_file
 from opus.server.render import iso
 from opus.server.routing import RouteTable, services, settings
-from opus.server.web import as_json, base_url, form_input, identity, read_body
+from opus.server.web import as_json, base_url, form_input, identity, query_items, read_body
 from opus.service import addresses
 from opus.service.notifications import uid_of
 from opus.service.sharing import SharingService, Target
@@ -82,7 +82,7 @@ def _share_request() -> tuple[Target, int | None]:
         values = {k: str(v) for k, v in data.items()}
     else:
         fields, _uploads = form_input(settings())
-        values = dict(request.query.decode().allitems()) | dict(fields)
+        values = dict(query_items()) | dict(fields)
     unknown = set(values) - _FIELDS
     if unknown:
         raise BadRequest(f"unknown field(s) {sorted(unknown)[:5]}; give entity, or job with result or input, "

@@ -19,8 +19,8 @@ from opus.server import render, urls, web
 from opus.server.files import files_base_url, serve_file
 from opus.server.routing import RouteTable, services, settings
 from opus.server.urls import JOB_LIST_RULE, JOB_RULE as JOB
-from opus.server.web import (as_json, base_url, form_input, identity, query_values, required, see_other, single,
-                             text, wants_json, xml)
+from opus.server.web import (as_json, base_url, form_input, header, identity, query_items, query_values, required,
+                             see_other, single, text, wants_json, xml)
 from opus.service import idempotency
 from opus.service.submission import Upload
 from opus.storage.jobfiles import JobFiles, read_json
@@ -105,8 +105,8 @@ def _primed(refs: Iterable[JobRef]) -> Iterator[JobRef]:
 @routes.post(JOB_LIST_RULE)
 def create_job(jobname: str) -> HTTPResponse:
     fields, files = form_input(settings())
-    fields += [(k, v) for k, v in request.query.decode().allitems() if k.upper() == "PHASE"]
-    key = request.headers.get(idempotency.HEADER)
+    fields += [(k, v) for k, v in query_items() if k.upper() == "PHASE"]
+    key = header(idempotency.HEADER)
     job = services().jobs.create(jobname, identity(), fields, files, base=base_url(settings()),
                                  idempotency_key=None if key is None else idempotency.parse_key(key))
     return see_other(job_url(jobname, job.job_id))

@@ -128,8 +128,41 @@ def vary_on_accept() -> None:
         response.set_header("Vary", ", ".join([*present, "Accept"]))
 
 
+#: Where ``query_items`` keeps the decoded query of a request (it is read several times per request).
+QUERY_ITEMS = "opus.query_items"
+
+
 def query_items() -> list[tuple[str, str]]:
-    return list(request.query.decode().allitems())
+    """The query string's (name, value) pairs, percent-decoded as UTF-8: 400 when they are not UTF-8
+    (``%ff``), rather than bottle's UnicodeDecodeError (a 500) or its Latin-1 reading (mojibake).
+    The only way routes read the query; parsed once per request."""
+    items: list[tuple[str, str]] | None = request.environ.get(QUERY_ITEMS)
+    if items is None:
+        try:
+            items = [(key.encode("latin1").decode("utf-8"), value.encode("latin1").decode("utf-8"))
+                     for key, value in request.query.allitems()]
+        except UnicodeError:
+            raise BadRequest("the query string is not UTF-8: percent-encode the UTF-8 bytes of each "
+                             "character (é is %C3%A9)") from None
+        request.environ[QUERY_ITEMS] = items
+    return items
+
+
+def query_get(name: str) -> str | None:
+    """The last value of the query parameter ``name`` (its exact name), None when absent: what
+    bottle's ``request.query.get`` returns, decoded as ``query_items`` does."""
+    value = None
+    for key, item in query_items():
+        if key == name:
+            value = item
+    return value
+
+
+def header(name: str) -> str | None:
+    """A request header's value as the client sent it (WSGI gives it as Latin-1 text; nothing is
+    decoded, so no byte makes an error here), None when absent.  Callers check its syntax."""
+    value: str | None = request.environ.get("HTTP_" + name.upper().replace("-", "_"))
+    return value
 
 
 def query_values(name: str) -> list[str]:

@@ -31,7 +31,7 @@ from opus.server import pages, urls
 from opus.server.errors import KIND, PAGE
 from opus.server.render import iso
 from opus.server.routing import RouteTable, services, settings
-from opus.server.web import as_json, base_url, form_input, identity, require_admin
+from opus.server.web import as_json, base_url, form_input, identity, query_get, require_admin
 from opus import weblibs
 from opus.settings import SITE_LOGO_TYPES, Settings
 from opus.web import STATIC_DIR
@@ -79,7 +79,7 @@ def web_new(jobname: str) -> HTTPResponse:
     jobdef = services().registry.get(jobname)
     if not identity().may_use(jobdef.name):
         raise Forbidden(f"you may not use the job definition {jobdef.name!r}")
-    source = (request.query.get("from") or "").strip()
+    source = (query_get("from") or "").strip()
     if source:  # "run again": the job must be the caller's
         source = services().jobs.get(jobname, source, identity()).job_id
     return pages.render("form", f"New {jobdef.name} job", jobname=jobdef.name, from_job=source)
@@ -87,7 +87,7 @@ def web_new(jobname: str) -> HTTPResponse:
 
 @routes.get("/web/editor", **PAGE_ROUTE)
 def web_editor() -> HTTPResponse:
-    return pages.render("editor", "Definition editor", name=(request.query.get("name") or "")[:64])
+    return pages.render("editor", "Definition editor", name=(query_get("name") or "")[:64])
 
 
 @routes.get("/web/admin", **PAGE_ROUTE)
@@ -111,7 +111,7 @@ def web_session_info() -> HTTPResponse:
 # ---- signing in and out ------------------------------------------------------------------------
 @routes.get("/web/signin", opus_public=True)
 def web_signin_form() -> HTTPResponse:
-    return pages.signin_page(next_url=request.query.get("next"), signed_out=bool(request.query.get("signed_out")))
+    return pages.signin_page(next_url=query_get("next"), signed_out=bool(query_get("signed_out")))
 
 
 @routes.post("/web/signin", opus_public=True)
