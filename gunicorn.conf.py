@@ -117,13 +117,28 @@ def _publish_listen_address(server):
     os.environ["OPUS_LISTEN_ADDRESS"] = "\n".join(scheme + bind for bind in server.cfg.bind)
 
 
+def _publish_request_threads(server):
+    """Tell OPUS how many requests a worker serves at once: it then holds WAITs on at most that many
+    less a reserve, so that WAITs never take every thread (opus.service.waitslots, MAX_HELD_WAITS).
+    gthread: ``threads``; sync: one.  Other worker classes (gevent...) do not tie a WAIT to a thread."""
+    kind = str(server.cfg.worker_class_str).rsplit(".", 1)[-1].lower()  # a name, or a class path
+    threads = {"gthread": server.cfg.threads, "threadworker": server.cfg.threads, "sync": 1,
+               "syncworker": 1}.get(kind)
+    if threads is None:
+        os.environ.pop("OPUS_REQUEST_THREADS", None)
+    else:
+        os.environ["OPUS_REQUEST_THREADS"] = str(threads)
+
+
 def on_reload(server):
-    """SIGHUP: the new workers may have a new bind list."""
+    """SIGHUP: the new workers may have a new bind list and thread count."""
     _publish_listen_address(server)
+    _publish_request_threads(server)
 
 
 def on_starting(server):
     _publish_listen_address(server)
+    _publish_request_threads(server)
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < worker_connections + 64:
         server.log.warning("open files limit %d is below worker_connections (%d): raise LimitNOFILE / ulimit -n",

@@ -149,6 +149,16 @@ MAINTENANCE_INTERVAL = 60
 # well under client timeouts (pyvo waits 600 s) and under gunicorn's worker timeout.
 MAX_WAIT = 60
 
+# The most blocking WAITs one server process holds at once.  Each holds one of the process's
+# request threads; when WAITs held them all, every other request to the process (GET, creation,
+# /availability) would queue until one ended.  Beyond this number a WAIT is answered at once with
+# the job as it is (UWS allows a server to cap blocking under load), logged (a WARNING at most once
+# a minute) and counted (metric opus_waits_answered_at_once_total).  None: the process's request
+# threads less a tenth of them (at least 2) when the server tells OPUS its threads (gunicorn with
+# this project's gunicorn.conf.py: 1,000 threads -> 900; Apache mod_wsgi: threads=32 -> 29), else
+# no limit (`opus serve` starts a thread per request).  0: WAIT never blocks.
+MAX_HELD_WAITS = None
+
 # Accept job parameters POSTed to the job URL itself (UWS good practice).  DALI services must
 # refuse them: set False, and clients POST to <job>/parameters instead.  PHASE and ACTION are
 # always accepted at the job URL.

@@ -86,6 +86,10 @@ class Settings:
     MAINTENANCE_INTERVAL: int = 60
     # Longest a blocking WAIT may hold a request (seconds); WAIT=-1 means this.
     MAX_WAIT: int = 60
+    # Most WAITs one server process holds at once; beyond, a WAIT is answered at once (UWS allows
+    # it).  None: the process's request threads less a tenth (at least 2), when the server tells
+    # them (gunicorn with gunicorn.conf.py, mod_wsgi), else no limit.  opus.service.waitslots.
+    MAX_HELD_WAITS: int | None = None
     # Seconds a killed job's processes get between SIGTERM and SIGKILL.
     KILL_GRACE: float = 2.0
     # Job wrapper callbacks: how long (seconds) a wrapper keeps retrying when the server is away.

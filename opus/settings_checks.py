@@ -49,6 +49,9 @@ def _check_core(s: Settings) -> None:
                  "MAX_RUNNING_JOBS", "DEFAULT_EXECUTION_DURATION", "DATA_DIR_MIN_FREE"):
         if getattr(s, name) < 0:
             raise ConfigurationError(f"{name} must be >= 0")
+    if s.MAX_HELD_WAITS is not None and (not isinstance(s.MAX_HELD_WAITS, int) or isinstance(s.MAX_HELD_WAITS, bool)
+                                         or s.MAX_HELD_WAITS < 0):
+        raise ConfigurationError("MAX_HELD_WAITS must be None (from the server's threads) or an integer >= 0")
     for origin in s.CORS_ORIGINS:
         if not isinstance(origin, str) or not _ORIGIN.match(origin.rstrip("/")):
             raise ConfigurationError(f"CORS_ORIGINS: {origin!r} is not '*' or scheme://host[:port]")

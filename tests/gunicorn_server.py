@@ -112,9 +112,11 @@ def _server_side_connections(server_port: int) -> dict[int, int]:
 class GunicornServer:
     """OPUS under gunicorn in a temporary data directory (see the module docstring)."""
 
-    def __init__(self, tmp_path: Path, workers: int = 2, database_url: str | None = None, **settings):
+    def __init__(self, tmp_path: Path, workers: int = 2, database_url: str | None = None,
+                 gunicorn_args: tuple[str, ...] = (), **settings):
         self.tmp_path = Path(tmp_path)
         self.workers = workers
+        self.gunicorn_args = tuple(gunicorn_args)  # more of gunicorn's options, e.g. ("--threads", "8")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = self.tmp_path / "var"
@@ -139,7 +141,7 @@ class GunicornServer:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
                  "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers), "--no-control-socket",
-                 "opus.wsgi:application"],
+                 *self.gunicorn_args, "opus.wsgi:application"],
                 cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         def ready() -> bool:
             if self.proc.poll() is not None:

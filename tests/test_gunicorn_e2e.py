@@ -52,10 +52,12 @@ class Waiter(threading.Thread):
         self.body = b""
         self.ended: float | None = None
         self.error: Exception | None = None
+        self.sent = threading.Event()
 
     def run(self):
         try:
             self.conn.request("GET", self.path, headers={"Connection": "close", "Accept": "application/json"})
+            self.sent.set()
             resp = self.conn.getresponse()
             self.status, self.body = resp.status, resp.read()
         except Exception as exc:  # reported by the test
@@ -96,6 +98,22 @@ def start_waiters_on_all_workers(server: GunicornServer, path: str, at_least: in
     early = [w for w in waiters if w.ended is not None]
     assert not early, f"{len(early)} WAIT request(s) returned before any change: {[w.status for w in early]}"
     return waiters
+
+
+def requests_read(server_port: int, client_ports: set[int]) -> int:
+    """How many of these clients' connections have had their request read by a server thread: the
+    server's end is established with nothing left in its receive queue (gthread reads a request only
+    in the thread that serves it)."""
+    read = 0
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            parts = line.split()
+            local, remote, state, rx = parts[1], parts[2], parts[3], parts[4].split(":")[1]
+            if (state == "01" and int(local.split(":")[1], 16) == server_port
+                    and int(remote.split(":")[1], 16) in client_ports and int(rx, 16) == 0):
+                read += 1
+    return read
 
 
 def job_path(job_url: str) -> str:
@@ -176,6 +194,50 @@ def test_wait_is_capped_by_max_wait(make_server):
         # changes (never returned early) is checked by bench/waiters.py's "returned early" count.
         job = server.job(url, WAIT=wait)
         assert job["phase"] == "PENDING"
+
+
+def test_waits_never_take_every_thread(make_server):
+    """A worker of 8 threads holds at most 6 WAITs (8 less a reserve of 2, opus.service.waitslots):
+    the 7th and 8th are answered at once, and any other request is served meanwhile.  Without the
+    limit, 8 WAITs held every thread and /availability, a GET, a creation waited for MAX_WAIT."""
+    server = make_server(workers=1, MAX_WAIT=30, METRICS_PUBLIC=True, gunicorn_args=("--threads", "8"))
+    url = server.create("dummy")
+    held = [Waiter(server, job_path(url) + "?WAIT=30") for _ in range(6)]
+    for w in held:
+        w.start()
+    assert all(w.sent.wait(10) for w in held)
+    wait_for(lambda: requests_read(server.port, {w.port for w in held}) == 6, 20, "the six WAITs to be read")
+    time.sleep(0.3)  # read, then blocked: each is answered only on a change
+    assert not any(w.ended for w in held), [w.status for w in held]
+
+    started = time.monotonic()
+    over = [Waiter(server, job_path(url) + "?WAIT=30") for _ in range(2)]
+    for w in over:
+        w.start()
+    for w in over:
+        w.join(10)
+    assert [(w.status, w.json()["phase"]) for w in over] == [(200, "PENDING")] * 2, [w.body for w in over]
+    r = requests.get(f"{server.url}/availability", headers={"Connection": "close"}, timeout=10)
+    assert r.status_code == 200
+    url2 = server.create("dummy")
+    assert time.monotonic() - started < 10  # not the 30 s of a WAIT
+    assert not any(w.ended for w in held)
+    metrics = requests.get(f"{server.url}/metrics", headers={"Connection": "close"}, timeout=10).text
+    assert "opus_waits_answered_at_once_total 2.0" in metrics, metrics
+    assert "a WAIT was answered at once: this process already holds 6" in server.log_tail(200)
+
+    # The six were held, not cut: the change ends them, and the slots are free again.
+    r = requests.post(url + "/phase", data={"PHASE": "ABORT"}, headers={"Connection": "close"},
+                      allow_redirects=False, timeout=10)
+    assert r.status_code == 303
+    for w in held:
+        w.join(10)
+    assert [(w.status, w.json()["phase"]) for w in held] == [(200, "ABORTED")] * 6
+    again = Waiter(server, job_path(url2) + "?WAIT=2")
+    began = time.monotonic()
+    again.start()
+    again.join(10)
+    assert again.status == 200 and time.monotonic() - began >= 1.5  # held its 2 s: a slot was free
 
 
 # ---- 3. parameter values never reach a shell as code ------------------------------------------------------

@@ -58,7 +58,7 @@ class Wake:
             return cast(T, self._made[key])
 
 
-class _Waiter:
+class Waiter:
     """One WAIT.  The waiters a change wakes are woken one after another: the delivering thread
     wakes the first, and each woken waiter wakes the one ``after`` it before going on (``wait``),
     or when it leaves (``Notifier.watch``)."""
@@ -74,7 +74,7 @@ class _Waiter:
         #: one: putting (which replaces) and taking are each one atomic operation, so a change
         #: delivered while this waiter relays the previous one cannot be lost between a read and
         #: a reset (a replaced successor is in the newer change's chain, if it still waits).
-        self.after: deque[_Waiter] = deque(maxlen=1)
+        self.after: deque[Waiter] = deque(maxlen=1)
 
     def wait(self, timeout: float) -> bool:
         woken = self.event.wait(timeout)
@@ -96,7 +96,7 @@ class Notifier:
     def __init__(self, run_dir: str | Path) -> None:
         self.dir = Path(run_dir) / "events"
         self._prefix = "opus-" + hashlib.sha1(str(self.dir.resolve()).encode()).hexdigest()[:12]
-        self._waiters: dict[str, set[_Waiter]] = {}
+        self._waiters: dict[str, set[Waiter]] = {}
         self._lock = threading.Lock()
         self._subscribers: list[Callable[[str, str], None]] = []
         self._sock: socket.socket | None = None
@@ -195,7 +195,7 @@ class Notifier:
             if waiters:
                 # One after another, not all at once: a thousand threads made runnable together
                 # spend their time taking the GIL from each other (and this lock, to leave).
-                following: _Waiter | None = None
+                following: Waiter | None = None
                 for w in waiters:
                     w.phase = phase
                     w.wake = wake
@@ -212,9 +212,9 @@ class Notifier:
 
     # ---- waiting -----------------------------------------------------------------------------
     @contextmanager
-    def watch(self, job_id: str) -> Iterator[_Waiter]:
+    def watch(self, job_id: str) -> Iterator[Waiter]:
         """Register interest in ``job_id`` *before* reading its state, then ``.wait(timeout)``."""
-        waiter = _Waiter()
+        waiter = Waiter()
         with self._lock:
             self._waiters.setdefault(job_id, set()).add(waiter)
         try:

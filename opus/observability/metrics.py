@@ -59,6 +59,8 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "opus_slurm_end_hints_total": ("SLURM epilog hints received at /handler/job_event, by outcome.",
                                    ("outcome",)),
     "opus_manager_errors_total": ("Jobs an execution manager could not start or submit.", ("manager",)),
+    "opus_waits_answered_at_once_total": ("WAITs answered at once because their process held its most "
+                                          "(MAX_HELD_WAITS).", ()),
 }
 
 
@@ -103,7 +105,8 @@ class ServerMetrics:
         """Add one to the counter ``name`` (one of ``COUNTERS``) with ``labels``."""
         with self._lock:
             if not self.closed:
-                self.counters[name].labels(**labels).inc()
+                counter = self.counters[name]
+                (counter.labels(**labels) if labels else counter).inc()
 
     def declare(self, name: str, **labels: str) -> None:
         """Show the sample of ``name`` with ``labels`` from now on, at 0 until counted."""

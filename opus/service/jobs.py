@@ -17,12 +17,14 @@ from typing import Any
 
 from opus.auth.identity import Identity, can_access
 from opus.errors import BadRequest, Conflict, Forbidden, IllegalTransition, NotFound
-from opus.events.notify import Notifier, Wake
+from opus.events.notify import Notifier, Wake, Waiter
 from opus.jobdef import JobDefinition, JobDefinitionRegistry
 from opus.managers.base import Manager
 from opus.service.idempotency import HEADER, KeyReused, creation_key
 from opus.service.inputs import InputResolver
+from opus.observability import metrics
 from opus.service.jobids import new_job_id
+from opus.service.waitslots import WaitSlots
 from opus.service.submission import (Submission, SubmissionRules, Upload, parse_submission, save_links,
                                      save_uploads)
 from opus.settings import Settings
@@ -36,6 +38,8 @@ from opus.uws import ABORTABLE, EDITABLE, FINAL, RUNNABLE, RUNNING, Job, JobRef,
 log = logging.getLogger(__name__)
 #: Seconds between re-reads of a waited-on job while the database does not answer.
 OUTAGE_RECHECK = 1.0
+#: Seconds between two warnings of WAITs answered at once (MAX_HELD_WAITS reached).
+WAIT_CAP_LOG_INTERVAL = 60.0
 #: Counts the unfinished jobs of an owner key (for the quota).
 ActiveJobs = Callable[[str | None], int]
 
@@ -58,6 +62,9 @@ class JobService:
         #: Counts a caller's unfinished jobs (for the quota); None: no quotas.
         self.active_jobs = active_jobs
         self.rules = SubmissionRules.of(settings)
+        #: The WAITs this process may hold (MAX_HELD_WAITS, opus.service.waitslots).
+        self.wait_slots = WaitSlots.of(settings.MAX_HELD_WAITS)
+        self._cut_logged = -WAIT_CAP_LOG_INTERVAL
         # A change that wakes WAITs on a job: the delivering thread reads the job once for all of
         # them, before they wake (wait_shared takes it from the Wake).
         notifier.prepare_wakes(self._read_for_wake)
@@ -218,39 +225,57 @@ class JobService:
         if limit <= 0:
             return self.get(jobname, job_id, identity), None
         deadline = time.monotonic() + limit
-        wake: Wake | None = None
         with self.notifier.watch(job_id) as waiter:
             job = self.get(jobname, job_id, identity)  # read after registering: no change is missed
             if not job.is_waitable or (phase is not None and job.phase != phase):
                 return job, None
-            start_phase = job.phase
-            unsure = False  # the last re-read failed: the database is away
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                woken = waiter.wait(min(remaining, OUTAGE_RECHECK) if unsure else remaining)
-                if woken:
-                    waiter.event.clear()
-                    if waiter.phase is not None:
-                        if waiter.phase == "DELETED" or waiter.phase != start_phase.value:
-                            wake = waiter.wake
-                            break
-                        continue
-                elif not unsure:
-                    break  # time is up
-                # Woken to re-check (a notification channel came back), or re-checking in an outage.
-                try:
-                    unsure = False
-                    if self.store.get_phase(job_id) is not start_phase:
-                        break
-                except Exception as exc:
-                    if not is_outage(exc):
-                        raise
-                    unsure = True
+            if not self.wait_slots.take():  # this process holds its most WAITs: the job as it is
+                self._answered_at_once()
+                return job, None
+            try:
+                wake = self._block(waiter, job_id, job.phase, deadline)
+            finally:
+                self.wait_slots.give()
         if wake is None:
             return self.get(jobname, job_id, identity), None  # a database still away: 503 (opus.server.errors)
         return self._checked(self._woken_job(job_id, wake), jobname, job_id, identity), wake
+
+    def _block(self, waiter: Waiter, job_id: str, start_phase: Phase, deadline: float) -> Wake | None:
+        """Wait until the job leaves ``start_phase`` or ``deadline``; the change that ended it, if one did."""
+        unsure = False  # the last re-read failed: the database is away
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            woken = waiter.wait(min(remaining, OUTAGE_RECHECK) if unsure else remaining)
+            if woken:
+                waiter.event.clear()
+                if waiter.phase is not None:
+                    if waiter.phase == "DELETED" or waiter.phase != start_phase.value:
+                        return waiter.wake
+                    continue
+            elif not unsure:
+                return None  # time is up
+            # Woken to re-check (a notification channel came back), or re-checking in an outage.
+            try:
+                unsure = False
+                if self.store.get_phase(job_id) is not start_phase:
+                    return None
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                unsure = True
+
+    def _answered_at_once(self) -> None:
+        """A WAIT beyond MAX_HELD_WAITS: counted, and said in the log at most once a minute."""
+        metrics.count(self.settings, "opus_waits_answered_at_once_total")
+        now = time.monotonic()
+        if now - self._cut_logged >= WAIT_CAP_LOG_INTERVAL:
+            self._cut_logged = now
+            log.warning("a WAIT was answered at once: this process already holds %d, its most (%s); give the "
+                        "server more threads (gunicorn --threads, mod_wsgi threads=) or processes, or set "
+                        "MAX_HELD_WAITS (metric opus_waits_answered_at_once_total)",
+                        self.wait_slots.held, self.wait_slots.describe())
 
     # ---- control -------------------------------------------------------------------------------------
     def run(self, jobname: str, job_id: str, identity: Identity) -> None:

@@ -1,0 +1,90 @@
+"""MAX_HELD_WAITS: how many WAITs a process holds, from its server's threads (opus.service.waitslots).
+
+The real fault (a worker's threads all held by WAITs) is in test_gunicorn_e2e.py
+(test_waits_never_take_every_thread); here the arithmetic, where the threads are learnt from, and
+a WAIT beyond the limit through the whole application.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import types
+
+import pytest
+import requests
+
+from conftest import LiveServer, make_settings
+from opus.errors import ConfigurationError
+from opus.service.waitslots import THREADS_ENV, WaitSlots, held_waits_limit, request_threads
+from opus.settings import load_settings
+
+
+@pytest.mark.parametrize("threads, limit", [(1, 0), (2, 0), (3, 1), (8, 6), (32, 29), (100, 90), (1000, 900)])
+def test_a_tenth_of_the_threads_and_at_least_two_are_kept(threads, limit):
+    assert held_waits_limit(None, threads) == limit
+
+
+def test_the_setting_wins_and_unknown_threads_mean_no_limit():
+    assert held_waits_limit(5, 1000) == 5
+    assert held_waits_limit(0, None) == 0
+    assert held_waits_limit(None, None) is None
+
+
+def test_threads_from_gunicorn_conf_then_mod_wsgi(monkeypatch):
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    monkeypatch.delitem(sys.modules, "mod_wsgi", raising=False)
+    assert request_threads() is None  # opus serve, tests: no limit
+    monkeypatch.setitem(sys.modules, "mod_wsgi", types.SimpleNamespace(threads_per_process=32))
+    assert request_threads() == 32
+    monkeypatch.setenv(THREADS_ENV, "1000")
+    assert request_threads() == 1000
+    assert WaitSlots.of(None).limit == 900 and "1000 request threads" in WaitSlots.of(None).describe()
+    assert WaitSlots.of(3).limit == 3 and WaitSlots.of(3).describe() == "MAX_HELD_WAITS = 3"
+
+
+def test_slots_are_taken_and_given_back():
+    slots = WaitSlots(2)
+    assert slots.take() and slots.take() and not slots.take()
+    slots.give()
+    assert slots.held == 1 and slots.take()
+    unlimited = WaitSlots(None)
+    assert all(unlimited.take() for _ in range(10_000))
+
+
+@pytest.mark.parametrize("value", [-1, "10", 1.5, True])
+def test_a_bad_setting_is_refused(tmp_path, value):
+    with pytest.raises(ConfigurationError, match="MAX_HELD_WAITS"):
+        load_settings(None, DATA_DIR=str(tmp_path), MAX_HELD_WAITS=value)
+
+
+def test_a_wait_beyond_the_limit_is_answered_at_once_and_the_slot_comes_back(tmp_path):
+    server = LiveServer(make_settings(tmp_path, MAX_HELD_WAITS=1, MAX_WAIT=30))
+    try:
+        job_url = server.create("dummy")
+        first: dict = {}
+
+        def hold() -> None:
+            r = requests.get(job_url, params={"WAIT": "30"}, headers={"Accept": "application/json"}, timeout=60)
+            first.update(status=r.status_code, phase=r.json()["phase"], ended=time.monotonic())
+
+        holder = threading.Thread(target=hold, daemon=True)
+        holder.start()
+        deadline = time.monotonic() + 10
+        while server.services.jobs.wait_slots.held < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.services.jobs.wait_slots.held == 1
+
+        started = time.monotonic()
+        r = requests.get(job_url, params={"WAIT": "30"}, headers={"Accept": "application/json"}, timeout=60)
+        assert r.status_code == 200 and r.json()["phase"] == "PENDING"
+        assert time.monotonic() - started < 10 and holder.is_alive()  # answered at once; the first still held
+
+        r = requests.post(job_url + "/phase", data={"PHASE": "ABORT"}, allow_redirects=False, timeout=30)
+        assert r.status_code == 303
+        holder.join(10)
+        assert first["status"] == 200 and first["phase"] == "ABORTED"
+        assert server.services.jobs.wait_slots.held == 0  # given back
+    finally:
+        server.stop()
