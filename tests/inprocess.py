@@ -72,7 +72,10 @@ class WSGIAdapter(BaseAdapter):
             body = body.encode("utf-8")
         elif not isinstance(body, bytes):  # a file-like body (requests streams those)
             body = body.read()
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("content-length", "host")}
+        # WSGI gives header values as native strings, their bytes read as Latin-1 (PEP 3333), as every
+        # real server does; requests may carry bytes.
+        headers = {k: v.decode("latin-1") if isinstance(v, bytes) else v for k, v in request.headers.items()
+                   if k.lower() not in ("content-length", "host")}
         host = request.headers.get("Host") or parts.netloc  # a Host the test sets is sent as it is
         environ = {"HTTP_HOST": host, "REMOTE_ADDR": CLIENT_ADDRESS, "SERVER_PROTOCOL": "HTTP/1.1"}
         wreq = webtest.TestRequest.blank(request.url, environ=environ, method=request.method, headers=headers)

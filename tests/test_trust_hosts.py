@@ -26,6 +26,7 @@ from lxml import etree
 
 from opus import listen
 from opus.settings import REPO_ROOT
+from opus.service.waitslots import THREADS_ENV
 XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
 PYTHON = Path(sys.executable)
 
@@ -256,13 +257,36 @@ def test_gunicorn_hook_publishes_the_bind_list(monkeypatch, tmp_path):
     from types import SimpleNamespace
 
     monkeypatch.setenv(listen.ENV, "")  # restored (removed) after the test
+    monkeypatch.setenv(THREADS_ENV, "")  # likewise: a worker's threads would limit this process's WAITs
     conf = runpy.run_path(str(REPO_ROOT / "gunicorn.conf.py"))
     logged = []
-    server = SimpleNamespace(cfg=SimpleNamespace(bind=["unix:/x.sock", "0.0.0.0:8123"]),
+    server = SimpleNamespace(cfg=SimpleNamespace(bind=["unix:/x.sock", "0.0.0.0:8123"], worker_class_str="gthread",
+                                                 threads=1000),
                              log=SimpleNamespace(warning=lambda *a: logged.append(a), info=lambda *a: None))
     conf["on_starting"](server)
     assert os.environ[listen.ENV].splitlines() == ["unix:/x.sock", "0.0.0.0:8123"]
     assert listen.callback_base(make_settings(tmp_path)) == "http://127.0.0.1:8123"
+    assert os.environ[THREADS_ENV] == "1000"
+
+
+@pytest.mark.parametrize("worker_class, threads, published", [
+    ("gthread", 8, "8"), ("gunicorn.workers.gthread.ThreadWorker", 32, "32"), ("sync", 1, "1"),
+    ("gevent", 1, None), ("gunicorn.workers.ggevent.GeventWorker", 1000, None)])
+def test_gunicorn_hook_publishes_the_request_threads(monkeypatch, worker_class, threads, published):
+    """on_starting and on_reload tell OPUS each worker's request threads (opus.service.waitslots): the
+    threads of gthread, one for sync, nothing for workers that do not tie a request to a thread."""
+    import runpy
+    from types import SimpleNamespace
+
+    monkeypatch.setenv(listen.ENV, "")
+    monkeypatch.setenv(THREADS_ENV, "999")  # a value from before: replaced, or removed
+    conf = runpy.run_path(str(REPO_ROOT / "gunicorn.conf.py"))
+    server = SimpleNamespace(cfg=SimpleNamespace(bind=["127.0.0.1:8080"], worker_class_str=worker_class,
+                                                 threads=threads),
+                             log=SimpleNamespace(warning=lambda *a: None, info=lambda *a: None))
+    for hook in ("on_starting", "on_reload"):
+        conf[hook](server)
+        assert os.environ.get(THREADS_ENV) == published
 
 
 def _opus(*args, env=None, **kw):
