@@ -21,6 +21,8 @@ import sys
 import sysconfig
 import tarfile
 import tempfile
+import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -249,11 +251,43 @@ def test_apache_mod_wsgi_serves_the_installed_package(built):
             assert http.get(r.headers["Location"] + "/results/count_map").content.startswith(b"SIMPLE  =")
             assert http.get(f"{url}/web/lib/bootstrap/dist/css/bootstrap.min.css").status_code == 200
             assert http.get(f"{url}/web/").status_code == 200
+            _waits_leave_threads(http, url)
             # OPUS's INFO lines are in Apache's error log, marked [wsgi:error]
             log = (root / "error.log").read_text()
             assert re.search(r"\[wsgi:error\].* INFO opus\.", log), log[-3000:]
+            # ... and the daemons' threads were learnt from mod_wsgi: 32 less 3 per process
+            assert re.search(r"a WAIT was answered at once: this process already holds 29, its most \(32 request "
+                             r"threads less 3", log), log[-3000:]
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _waits_leave_threads(http: requests.Session, url: str) -> None:
+    """70 WAITs on one job, more than the 2 x 32 threads of deploy/apache-opus.conf's daemons: each
+    daemon holds 29 (opus.service.waitslots, threads from mod_wsgi) and answers the others at once,
+    so that other requests are still served; the ABORT then ends the held ones."""
+    job = http.post(f"{url}/rest/dummy", data={"text": "x"}, allow_redirects=False).headers["Location"]
+    answers: list[tuple[int, str, float]] = []
+
+    def wait() -> None:
+        began = time.monotonic()
+        r = requests.get(job, params={"WAIT": "60"}, headers={"Accept": "application/json"}, timeout=120)
+        answers.append((r.status_code, r.json()["phase"] if r.status_code == 200 else r.text, time.monotonic() - began))
+
+    waiters = [threading.Thread(target=wait, daemon=True) for _ in range(70)]
+    for w in waiters:
+        w.start()
+    wait_for(lambda: len(answers) >= 70 - 58, timeout=30, what="the WAITs beyond 2 x 29 to be answered at once")
+    began = time.monotonic()
+    assert http.get(f"{url}/availability", timeout=30).status_code == 200
+    assert time.monotonic() - began < 10  # not the 60 s of a WAIT
+    assert http.post(job + "/phase", data={"PHASE": "ABORT"}, allow_redirects=False).status_code == 303
+    for w in waiters:
+        w.join(60)
+    phases = [phase for _, phase, _ in answers]
+    # How the 70 spread over the two daemons is theirs to decide; neither holds more than 29.
+    assert len(answers) == 70 and set(phases) <= {"ABORTED", "PENDING"}, answers
+    assert phases.count("ABORTED") <= 58 and phases.count("PENDING") >= 12, answers
 
 
 def _answers(http: requests.Session, url: str) -> bool:
