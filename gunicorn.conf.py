@@ -107,6 +107,32 @@ def post_worker_init(worker):
 
     gc.collect()
     gc.freeze()
+    _end_waits_on_stop()
+
+
+def _end_waits_on_stop():
+    """SIGTERM to a worker (gunicorn stopping, or a reload replacing it): the WAITs it holds answer
+    at once with the job as it is, and their clients ask again, of the next server.  Otherwise a
+    reload waits for every WAIT to run its course, and a stop cuts them unanswered after
+    ``graceful_timeout`` (pyvo's wait() then raises).  gunicorn's own handler still runs."""
+    import signal
+    import threading
+
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum, frame):
+        # Not in the handler itself: it interrupts the main thread, maybe inside a lock a waiter holds.
+        threading.Thread(target=_end_all_waits, name="opus-end-waits", daemon=True).start()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
+def _end_all_waits():
+    from opus.events.notify import end_all_waits
+
+    end_all_waits()
 
 
 def _publish_listen_address(server):

@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import secrets
+import signal
 import threading
 import time
 
@@ -238,6 +239,37 @@ def test_waits_never_take_every_thread(make_server):
     again.start()
     again.join(10)
     assert again.status == 200 and time.monotonic() - began >= 1.5  # held its 2 s: a slot was free
+
+
+def test_a_reload_or_a_stop_answers_the_waits_at_once(make_server):
+    """SIGHUP (workers replaced) and SIGTERM (stop): every WAIT held is answered at once, 200 with the
+    job as it is (gunicorn.conf.py, Notifier.end_waits), and the client can ask again.  Before: a
+    reload kept the old workers until their WAITs ran out (60 s here), and a stop cut them without
+    an answer after graceful_timeout (30 s; pyvo's wait() raised)."""
+    server = make_server(MAX_WAIT=60)
+    url = server.create("dummy")
+    old_workers = set(server.worker_pids())
+    waiters = start_waiters_on_all_workers(server, job_path(url) + "?WAIT=60")
+    signalled = time.monotonic()
+    os.kill(server.proc.pid, signal.SIGHUP)
+    for w in waiters:
+        w.join(20)
+    assert [(w.error, w.status) for w in waiters] == [(None, 200)] * len(waiters)
+    assert {w.json()["phase"] for w in waiters} == {"PENDING"}
+    assert max(w.ended for w in waiters) - signalled < 10  # not the 60 s of their WAIT
+    wait_for(lambda: len(server.worker_pids()) == 2 and not old_workers & set(server.worker_pids()), 30,
+             "the old workers to exit")
+
+    # The new workers hold WAITs as before; a stop answers them too, and takes less than its grace.
+    waiters = start_waiters_on_all_workers(server, job_path(url) + "?WAIT=60")
+    signalled = time.monotonic()
+    server.stop()
+    stopped = time.monotonic() - signalled
+    for w in waiters:
+        w.join(20)
+    assert [(w.error, w.status) for w in waiters] == [(None, 200)] * len(waiters)
+    assert {w.json()["phase"] for w in waiters} == {"PENDING"}
+    assert max(w.ended for w in waiters) - signalled < 10 and stopped < 20, stopped
 
 
 # ---- 3. parameter values never reach a shell as code ------------------------------------------------------

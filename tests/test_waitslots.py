@@ -88,3 +88,38 @@ def test_a_wait_beyond_the_limit_is_answered_at_once_and_the_slot_comes_back(tmp
         assert server.services.jobs.wait_slots.held == 0  # given back
     finally:
         server.stop()
+
+
+def test_a_stopping_process_answers_its_waits_at_once(tmp_path):
+    """Notifier.end_waits (gunicorn.conf.py calls it on a worker's SIGTERM): held WAITs answer now
+    with the job as it is, and a WAIT arriving afterwards does not block (the e2e test sends the
+    signals to a real gunicorn: test_gunicorn_e2e.test_a_reload_or_a_stop_answers_the_waits_at_once)."""
+    server = LiveServer(make_settings(tmp_path, MAX_WAIT=30))
+    try:
+        job_url = server.create("dummy")
+        answers: list[tuple[int, str, float]] = []
+
+        def hold() -> None:
+            began = time.monotonic()
+            r = requests.get(job_url, params={"WAIT": "30"}, headers={"Accept": "application/json"}, timeout=60)
+            answers.append((r.status_code, r.json()["phase"], time.monotonic() - began))
+
+        holders = [threading.Thread(target=hold, daemon=True) for _ in range(3)]
+        for t in holders:
+            t.start()
+        deadline = time.monotonic() + 10
+        while len(server.services.notifier._waiters.get(job_url.rsplit("/", 1)[1], ())) < 3:
+            assert time.monotonic() < deadline, "the three WAITs were not held"
+            time.sleep(0.01)
+        assert not answers
+        server.services.notifier.end_waits()  # this server's only: end_all_waits would reach every server here
+        for t in holders:
+            t.join(10)
+        assert [(status, phase) for status, phase, _ in answers] == [(200, "PENDING")] * 3
+        assert max(took for _, _, took in answers) < 10
+        began = time.monotonic()
+        r = requests.get(job_url, params={"WAIT": "30"}, timeout=60)
+        assert r.status_code == 200 and time.monotonic() - began < 10
+        assert server.services.jobs.wait_slots.held == 0
+    finally:
+        server.stop()

@@ -20,6 +20,7 @@ import os
 import secrets
 import socket
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
@@ -93,6 +94,9 @@ class Waiter:
 class Notifier:
     """Wakes waiters and subscribers of this process and of its peers on one host."""
 
+    #: The notifiers of this process, for ``end_all_waits`` (a process may serve several apps).
+    _all: "weakref.WeakSet[Notifier]" = weakref.WeakSet()
+
     def __init__(self, run_dir: str | Path) -> None:
         self.dir = Path(run_dir) / "events"
         self._prefix = "opus-" + hashlib.sha1(str(self.dir.resolve()).encode()).hexdigest()[:12]
@@ -104,6 +108,9 @@ class Notifier:
         self._send_sock: socket.socket | None = None
         self._pid: int | None = None
         self._prepare: Callable[[str, Wake], None] | None = None
+        #: The process is stopping (``end_waits``): no WAIT blocks any more.
+        self.stopping = False
+        Notifier._all.add(self)
 
     # ---- listening ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -228,6 +235,25 @@ class Notifier:
                         del self._waiters[job_id]
                 waiter.relay()  # woken or not, the waiters after it must be
 
+    def end_waits(self) -> None:
+        """This process is stopping: every WAIT it holds answers now, and no new one blocks.
+
+        A WAIT held through a stop would hold its worker until the WAIT's end (gunicorn's reload),
+        or be cut without an answer when the server kills the worker (a stop, after gunicorn's
+        graceful_timeout): its client then fails (pyvo's wait() raises) instead of asking again."""
+        self.stopping = True
+        with self._lock:
+            waiters = [w for group in self._waiters.values() for w in group]
+        for w in waiters:
+            w.event.set()  # no phase: woken to look, and JobService sees ``stopping``
+
     def subscribe(self, callback: Callable[[str, str], None]) -> None:
         """Call ``callback(job_id, phase)`` on every change seen by this process."""
         self._subscribers.append(callback)
+
+
+def end_all_waits() -> None:
+    """``Notifier.end_waits`` for every notifier of this process: called when the server starts to
+    stop this process (gunicorn.conf.py, on SIGTERM)."""
+    for notifier in list(Notifier._all):
+        notifier.end_waits()

@@ -227,7 +227,7 @@ class JobService:
         deadline = time.monotonic() + limit
         with self.notifier.watch(job_id) as waiter:
             job = self.get(jobname, job_id, identity)  # read after registering: no change is missed
-            if not job.is_waitable or (phase is not None and job.phase != phase):
+            if not job.is_waitable or (phase is not None and job.phase != phase) or self.notifier.stopping:
                 return job, None
             if not self.wait_slots.take():  # this process holds its most WAITs: the job as it is
                 self._answered_at_once()
@@ -248,6 +248,8 @@ class JobService:
             if remaining <= 0:
                 return None
             woken = waiter.wait(min(remaining, OUTAGE_RECHECK) if unsure else remaining)
+            if self.notifier.stopping:
+                return None  # the process is stopping: the job as it is now (Notifier.end_waits)
             if woken:
                 waiter.event.clear()
                 if waiter.phase is not None:
