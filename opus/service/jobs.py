@@ -20,13 +20,13 @@ from opus.errors import BadRequest, Conflict, Forbidden, IllegalTransition, NotF
 from opus.events.notify import Notifier, Wake, Waiter
 from opus.jobdef import JobDefinition, JobDefinitionRegistry
 from opus.managers.base import Manager
+from opus.observability import metrics
 from opus.service.idempotency import HEADER, KeyReused, creation_key
 from opus.service.inputs import InputResolver
-from opus.observability import metrics
 from opus.service.jobids import new_job_id
-from opus.service.waitslots import WaitSlots
 from opus.service.submission import (Submission, SubmissionRules, Upload, parse_submission, save_links,
                                      save_uploads)
+from opus.service.waitslots import WaitSlots
 from opus.settings import Settings
 from opus.storage import JobStore
 from opus.storage.jobfiles import JobFiles
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 #: Seconds between re-reads of a waited-on job while the database does not answer.
 OUTAGE_RECHECK = 1.0
 #: Seconds between two warnings of WAITs answered at once (MAX_HELD_WAITS reached).
-WAIT_CAP_LOG_INTERVAL = 60.0
+AT_ONCE_LOG_INTERVAL = 60.0
 #: Counts the unfinished jobs of an owner key (for the quota).
 ActiveJobs = Callable[[str | None], int]
 
@@ -64,7 +64,7 @@ class JobService:
         self.rules = SubmissionRules.of(settings)
         #: The WAITs this process may hold (MAX_HELD_WAITS, opus.service.waitslots).
         self.wait_slots = WaitSlots.of(settings.MAX_HELD_WAITS)
-        self._cut_logged = -WAIT_CAP_LOG_INTERVAL
+        self._at_once_logged = -AT_ONCE_LOG_INTERVAL
         # A change that wakes WAITs on a job: the delivering thread reads the job once for all of
         # them, before they wake (wait_shared takes it from the Wake).
         notifier.prepare_wakes(self._read_for_wake)
@@ -272,8 +272,8 @@ class JobService:
         """A WAIT beyond MAX_HELD_WAITS: counted, and said in the log at most once a minute."""
         metrics.count(self.settings, "opus_waits_answered_at_once_total")
         now = time.monotonic()
-        if now - self._cut_logged >= WAIT_CAP_LOG_INTERVAL:
-            self._cut_logged = now
+        if now - self._at_once_logged >= AT_ONCE_LOG_INTERVAL:
+            self._at_once_logged = now
             log.warning("a WAIT was answered at once: this process already holds %d, its most (%s); give the "
                         "server more threads (gunicorn --threads, mod_wsgi threads=) or processes, or set "
                         "MAX_HELD_WAITS (metric opus_waits_answered_at_once_total)",
