@@ -69,6 +69,8 @@ from server import (
 )
 from waiters import measure_waiters, measure_waiters_one_job
 
+from opus.service.waitslots import held_waits_limit  # noqa: E402 (the repository is on the path)
+
 # Names bench/slurm.py uses from this module.
 _loadavg, _raise_interrupt = loadavg, raise_interrupt
 __all__ = [
@@ -155,6 +157,14 @@ def main(argv=None) -> int:
         print("bench: --workers must be >= 1", file=sys.stderr)
         return 2
     sizes = QUICK if args.quick else FULL
+    threads = gunicorn_settings().get("threads")
+    per_worker = held_waits_limit(None, threads) if isinstance(threads, int) else None
+    if per_worker is not None and args.workers * per_worker < sizes["waiters"]:
+        # a worker keeps a tenth of its threads free of WAITs (MAX_HELD_WAITS): the hold steps would fail
+        print(f"bench: {args.workers} worker(s) of {threads} threads hold at most {args.workers * per_worker} "
+              f"WAITs and the waiter steps hold {sizes['waiters']}: use --workers "
+              f"{-(-sizes['waiters'] // max(1, per_worker))} or more", file=sys.stderr)
+        return 2
     signal.signal(signal.SIGTERM, raise_interrupt)  # clean up on kill as on Ctrl-C
     nofile = raise_nofile(sizes["waiters"] + 1024)  # the waiters' sockets
 
