@@ -200,76 +200,72 @@ def test_wait_is_capped_by_max_wait(make_server):
 def test_waits_never_take_every_thread(make_server):
     """A worker of 8 threads holds at most 6 WAITs (8 less a reserve of 2, opus.service.waitslots):
     the 7th and 8th are answered at once, and any other request is served meanwhile.  Without the
-    limit, 8 WAITs held every thread and /availability, a GET, a creation waited for MAX_WAIT."""
-    server = make_server(workers=1, MAX_WAIT=30, METRICS_PUBLIC=True, gunicorn_args=("--threads", "8"))
+    limit, 8 WAITs held every thread and /availability, a GET, a creation waited for MAX_WAIT.
+    MAX_WAIT is an hour: a request answered within its client's timeout was not held behind a WAIT
+    (no clock is read, so a busy machine cannot fail it)."""
+    server = make_server(workers=1, MAX_WAIT=3600, METRICS_PUBLIC=True, gunicorn_args=("--threads", "8"))
     url = server.create("dummy")
-    held = [Waiter(server, job_path(url) + "?WAIT=30") for _ in range(6)]
+    held = [Waiter(server, job_path(url) + "?WAIT=3600") for _ in range(6)]
     for w in held:
         w.start()
-    assert all(w.sent.wait(10) for w in held)
-    wait_for(lambda: requests_read(server.port, {w.port for w in held}) == 6, 20, "the six WAITs to be read")
+    assert all(w.sent.wait(60) for w in held)
+    wait_for(lambda: requests_read(server.port, {w.port for w in held}) == 6, 60, "the six WAITs to be read")
     time.sleep(0.3)  # read, then blocked: each is answered only on a change
     assert not any(w.ended for w in held), [w.status for w in held]
 
-    started = time.monotonic()
-    over = [Waiter(server, job_path(url) + "?WAIT=30") for _ in range(2)]
+    over = [Waiter(server, job_path(url) + "?WAIT=3600") for _ in range(2)]
     for w in over:
         w.start()
     for w in over:
-        w.join(10)
+        w.join(90)  # the Waiter's own timeout: held, it would end without a status
     assert [(w.status, w.json()["phase"]) for w in over] == [(200, "PENDING")] * 2, [w.body for w in over]
-    r = requests.get(f"{server.url}/availability", headers={"Connection": "close"}, timeout=10)
+    r = requests.get(f"{server.url}/availability", headers={"Connection": "close"}, timeout=60)
     assert r.status_code == 200
     url2 = server.create("dummy")
-    assert time.monotonic() - started < 10  # not the 30 s of a WAIT
     assert not any(w.ended for w in held)
-    metrics = requests.get(f"{server.url}/metrics", headers={"Connection": "close"}, timeout=10).text
+    metrics = requests.get(f"{server.url}/metrics", headers={"Connection": "close"}, timeout=60).text
     assert "opus_waits_answered_at_once_total 2.0" in metrics, metrics
     assert "a WAIT was answered at once: this process already holds 6" in server.log_tail(200)
 
     # The six were held, not cut: the change ends them, and the slots are free again.
     r = requests.post(url + "/phase", data={"PHASE": "ABORT"}, headers={"Connection": "close"},
-                      allow_redirects=False, timeout=10)
+                      allow_redirects=False, timeout=60)
     assert r.status_code == 303
     for w in held:
-        w.join(10)
+        w.join(90)
     assert [(w.status, w.json()["phase"]) for w in held] == [(200, "ABORTED")] * 6
     again = Waiter(server, job_path(url2) + "?WAIT=2")
     began = time.monotonic()
     again.start()
-    again.join(10)
-    assert again.status == 200 and time.monotonic() - began >= 1.5  # held its 2 s: a slot was free
+    again.join(90)
+    assert again.status == 200 and time.monotonic() - began >= 1.5  # held its 2 s (a lower bound): a slot was free
 
 
 def test_a_reload_or_a_stop_answers_the_waits_at_once(make_server):
     """SIGHUP (workers replaced) and SIGTERM (stop): every WAIT held is answered at once, 200 with the
     job as it is (gunicorn.conf.py, Notifier.end_waits), and the client can ask again.  Before: a
-    reload kept the old workers until their WAITs ran out (60 s here), and a stop cut them without
-    an answer after graceful_timeout (30 s; pyvo's wait() raised)."""
-    server = make_server(MAX_WAIT=60)
+    reload kept the old workers until their WAITs ran out, and a stop cut them without an answer
+    after graceful_timeout (30 s; pyvo's wait() raised).  The WAITs ask for an hour: answered within
+    the Waiter's 90 s timeout means answered early, with no clock read."""
+    server = make_server(MAX_WAIT=3600)
     url = server.create("dummy")
     old_workers = set(server.worker_pids())
-    waiters = start_waiters_on_all_workers(server, job_path(url) + "?WAIT=60")
-    signalled = time.monotonic()
+    waiters = start_waiters_on_all_workers(server, job_path(url) + "?WAIT=3600")
     os.kill(server.proc.pid, signal.SIGHUP)
     for w in waiters:
-        w.join(20)
+        w.join(90)
     assert [(w.error, w.status) for w in waiters] == [(None, 200)] * len(waiters)
     assert {w.json()["phase"] for w in waiters} == {"PENDING"}
-    assert max(w.ended for w in waiters) - signalled < 10  # not the 60 s of their WAIT
-    wait_for(lambda: len(server.worker_pids()) == 2 and not old_workers & set(server.worker_pids()), 30,
+    wait_for(lambda: len(server.worker_pids()) == 2 and not old_workers & set(server.worker_pids()), 60,
              "the old workers to exit")
 
-    # The new workers hold WAITs as before; a stop answers them too, and takes less than its grace.
-    waiters = start_waiters_on_all_workers(server, job_path(url) + "?WAIT=60")
-    signalled = time.monotonic()
+    # The new workers hold WAITs as before; a stop answers them too (cut, they would have no status).
+    waiters = start_waiters_on_all_workers(server, job_path(url) + "?WAIT=3600")
     server.stop()
-    stopped = time.monotonic() - signalled
     for w in waiters:
-        w.join(20)
+        w.join(90)
     assert [(w.error, w.status) for w in waiters] == [(None, 200)] * len(waiters)
     assert {w.json()["phase"] for w in waiters} == {"PENDING"}
-    assert max(w.ended for w in waiters) - signalled < 10 and stopped < 20, stopped
 
 
 # ---- 3. parameter values never reach a shell as code ------------------------------------------------------

@@ -268,27 +268,26 @@ def _waits_leave_threads(http: requests.Session, url: str) -> None:
     daemon holds 29 (opus.service.waitslots, threads from mod_wsgi) and answers the others at once,
     so that other requests are still served; the ABORT then ends the held ones."""
     job = http.post(f"{url}/rest/dummy", data={"text": "x"}, allow_redirects=False).headers["Location"]
-    answers: list[tuple[int, str, float]] = []
+    answers: list[tuple[int, str]] = []
 
     def wait() -> None:
-        began = time.monotonic()
         r = requests.get(job, params={"WAIT": "60"}, headers={"Accept": "application/json"}, timeout=120)
-        answers.append((r.status_code, r.json()["phase"] if r.status_code == 200 else r.text, time.monotonic() - began))
+        answers.append((r.status_code, r.json()["phase"] if r.status_code == 200 else r.text))
 
     waiters = [threading.Thread(target=wait, daemon=True) for _ in range(70)]
     for w in waiters:
         w.start()
     wait_for(lambda: len(answers) >= 70 - 58, timeout=30, what="the WAITs beyond 2 x 29 to be answered at once")
-    began = time.monotonic()
     # On a new connection: a kept-alive one stays with its Apache child, whose 25 threads may all be
     # relaying held WAITs (Apache's front end, not mod_wsgi's daemons: measured, 1 run in 5).
-    assert requests.get(f"{url}/availability", headers={"Connection": "close"}, timeout=30).status_code == 200
-    assert time.monotonic() - began < 10  # not the 60 s of a WAIT
+    # Answered while the WAITs are still held (the ABORT that ends them comes after).
+    assert requests.get(f"{url}/availability", headers={"Connection": "close"}, timeout=120).status_code == 200
+    assert len(answers) < 70
     assert requests.post(job + "/phase", data={"PHASE": "ABORT"}, headers={"Connection": "close"},
                          allow_redirects=False, timeout=30).status_code == 303
     for w in waiters:
         w.join(60)
-    phases = [phase for _, phase, _ in answers]
+    phases = [phase for _, phase in answers]
     # How the 70 spread over the two daemons is theirs to decide; neither holds more than 29.
     assert len(answers) == 70 and set(phases) <= {"ABORTED", "PENDING"}, answers
     assert phases.count("ABORTED") <= 58 and phases.count("PENDING") >= 12, answers
@@ -312,13 +311,12 @@ def _waits_answered_on_graceful_restart(http: requests.Session, url: str, apache
         w.start()
     time.sleep(2)
     assert not answers  # held
-    began = time.monotonic()
     run = subprocess.run([apache, "-f", str(config), "-k", "graceful"], env=env, capture_output=True, text=True,
                          timeout=60, check=False)
     assert run.returncode == 0, run.stderr
     for w in waiters:
-        w.join(30)
-    assert answers == [(200, "PENDING")] * 4 and time.monotonic() - began < 20, answers
+        w.join(120)
+    assert answers == [(200, "PENDING")] * 4, answers  # killed by mod_wsgi instead, each was a 500
     wait_for(lambda: _answers(http, f"{url}/availability"), timeout=60, what="Apache to serve OPUS again")
 
 
