@@ -95,17 +95,30 @@ def _socket_inodes(pid: int) -> set[int]:
     return inodes
 
 
-def _server_side_connections(server_port: int) -> dict[int, int]:
-    """inode -> client port of the accepted TCP connections to 127.0.0.1:server_port."""
-    out = {}
+def _server_side(server_port: int) -> list[tuple[int, int, int]]:
+    """(inode, client port, bytes in the receive queue) of the accepted TCP connections to
+    127.0.0.1:server_port."""
+    out = []
     with open("/proc/net/tcp") as f:
         next(f)
         for line in f:
             parts = line.split()
             local, remote, inode = parts[1], parts[2], int(parts[9])
             if parts[3] == "01" and int(local.split(":")[1], 16) == server_port and inode:
-                out[inode] = int(remote.split(":")[1], 16)
+                out.append((inode, int(remote.split(":")[1], 16), int(parts[4].split(":")[1], 16)))
     return out
+
+
+def _server_side_connections(server_port: int) -> dict[int, int]:
+    """inode -> client port of the accepted TCP connections to 127.0.0.1:server_port."""
+    return {inode: port for inode, port, _ in _server_side(server_port)}
+
+
+def requests_read(server_port: int, client_ports: set[int]) -> int:
+    """How many of these clients' connections have had their request read by a server thread: the
+    server's end is established with nothing left in its receive queue (gthread reads a request only
+    in the thread that serves it)."""
+    return sum(1 for _, port, queued in _server_side(server_port) if port in client_ports and not queued)
 
 
 # ---- the server ----------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from opus.settings import REPO_ROOT
-from gunicorn_server import GunicornServer, cmdline, is_alive, live_group_members
+from gunicorn_server import GunicornServer, cmdline, is_alive, live_group_members, requests_read
 from helpers import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -99,22 +99,6 @@ def start_waiters_on_all_workers(server: GunicornServer, path: str, at_least: in
     early = [w for w in waiters if w.ended is not None]
     assert not early, f"{len(early)} WAIT request(s) returned before any change: {[w.status for w in early]}"
     return waiters
-
-
-def requests_read(server_port: int, client_ports: set[int]) -> int:
-    """How many of these clients' connections have had their request read by a server thread: the
-    server's end is established with nothing left in its receive queue (gthread reads a request only
-    in the thread that serves it)."""
-    read = 0
-    with open("/proc/net/tcp") as f:
-        next(f)
-        for line in f:
-            parts = line.split()
-            local, remote, state, rx = parts[1], parts[2], parts[3], parts[4].split(":")[1]
-            if (state == "01" and int(local.split(":")[1], 16) == server_port
-                    and int(remote.split(":")[1], 16) in client_ports and int(rx, 16) == 0):
-                read += 1
-    return read
 
 
 def job_path(job_url: str) -> str:

@@ -24,7 +24,7 @@ from bottle import HTTPError, HTTPResponse, Route, request, response as bottle_r
 from opus.auth.authenticate import CHALLENGE
 from opus.errors import ConfigurationError, OpusError, ServiceUnavailable, Unauthorized
 from opus.server import pages
-from opus.server.web import TEXT_MEDIA, XML_MEDIA, as_json, text, wants_json
+from opus.server.web import TEXT_MEDIA, XML_MEDIA, as_json, header, text, wants_json
 from opus.storage.outage import RETRY_AFTER, is_outage
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,7 @@ def api_error(status: int, message: str) -> HTTPResponse:
 def _from_page_script() -> bool:
     """A web page's fetch(): a Basic challenge would make the browser hold the request behind its
     password prompt, so the page never sees the 401 and cannot offer its sign-in page."""
-    return (request.environ.get("HTTP_SEC_FETCH_DEST") == "empty"
-            and request.environ.get("HTTP_SEC_FETCH_MODE") in ("cors", "same-origin"))
+    return header("Sec-Fetch-Dest") == "empty" and header("Sec-Fetch-Mode") in ("cors", "same-origin")
 
 
 def page_error(exc: OpusError) -> HTTPResponse:

@@ -42,7 +42,7 @@ from opus.server import compat_routes, urls
 from opus.server.limits import MAX_DEFINITION_SIZE
 from opus.server.routing import RouteTable, services, settings
 from opus.server.web import (as_json, base_url, check_body_size, form_input, form_values, identity, query_get,
-                             query_items, read_body, require_admin, see_other)
+                             query_values, read_body, require_admin, see_other)
 from opus.settings import Settings
 
 DIGEST_HEADER = "OPUS-Proposal-Digest"
@@ -67,7 +67,7 @@ def _require_granted(name: str) -> None:
 def _digest_sent() -> str:
     """The ``digest`` of a validate request: a form field or a query parameter, given once."""
     fields, _files = form_input(settings())
-    values = form_values(fields, "digest") + [v for k, v in query_items() if k.lower() == "digest"]
+    values = form_values(fields, "digest") + query_values("digest")
     if len(set(values)) > 1:
         raise BadRequest("digest given more than once")
     if not values:

@@ -22,7 +22,7 @@ from opus.server.files import files_base_url, serve_file
 from opus.server.render import iso
 from opus.server.routing import RouteTable, services, settings
 from opus.server.urls import ENTITY_ID_RE, ENTITY_RULE
-from opus.server.web import as_json, base_url, identity, query_items
+from opus.server.web import as_json, base_url, identity, query_values
 from opus.storage.entitystore import Entity
 
 routes = RouteTable()
@@ -51,7 +51,7 @@ def _serve(entity: Entity) -> HTTPResponse:
 
 @routes.get("/store")
 def by_query() -> HTTPResponse:
-    ids = [v for k, v in query_items() if k.upper() == "ID"]
+    ids = query_values("ID")
     if len(ids) != 1:
         raise BadRequest("give one ID: /store?ID=<entity id>")
     entity_id = ids[0].strip()

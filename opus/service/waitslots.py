@@ -59,8 +59,8 @@ class WaitSlots:
 
     @classmethod
     def of(cls, setting: int | None) -> "WaitSlots":
-        threads = request_threads()
-        return cls(held_waits_limit(setting, threads), None if setting is not None else threads)
+        threads = None if setting is not None else request_threads()
+        return cls(held_waits_limit(setting, threads), threads)
 
     @property
     def held(self) -> int:

@@ -8,9 +8,10 @@ BEGIN event, three compiled-statement executions and their result objects.  Here
 compiled once per dialect and run on the pooled driver connection: on SQLite three SELECTs in one
 read transaction (one snapshot of the job, its parameters and its results); on PostgreSQL one SELECT
 of the job row with its parameters and results aggregated as JSON (one round trip instead of five,
-and one snapshot, which three statements of a READ COMMITTED transaction are not).  The values are turned into what
-SQLAlchemy returns: SQLite's DATETIME text into datetime, its 0/1 into bool (PostgreSQL's driver
-returns both already); tests/test_jobstore_driver_read.py compares the two paths on both databases.
+and one snapshot, which three statements of a READ COMMITTED transaction are not).  The values are
+turned into what SQLAlchemy returns: SQLite's DATETIME text into datetime, its 0/1 into bool
+(PostgreSQL's driver returns both already); tests/test_jobstore_driver_read.py compares the two
+paths on both databases.
 
 The errors are the driver's own (``opus.storage.outage`` tells an outage by them as well).
 """
@@ -22,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Boolean, DateTime, Select, func, literal_column, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import Engine
 
 from opus.storage.database import pg_autocommit
@@ -68,8 +70,6 @@ def json_rows(columns: Sequence[Any], where: Any, order_by: Any) -> Any:
     """PostgreSQL: the rows of ``columns`` that meet ``where``, in ``order_by``'s order, as one JSON
     array of arrays (``[]`` for none): a scalar subquery, for a job's parameters or results read
     with its row (``JobReader``)."""
-    from sqlalchemy.dialects.postgresql import aggregate_order_by
-
     rows = func.json_agg(aggregate_order_by(func.json_build_array(*columns), order_by))
     return select(func.coalesce(rows, literal_column("'[]'::json"))).where(where).scalar_subquery()
 
