@@ -126,7 +126,7 @@ class _Conveniences:
         assert r.status_code == 303, r.text
         return r.headers["Location"]
 
-    def wait_final(self, job_url: str, timeout: float = 30) -> str:
+    def wait_final(self, job_url: str, timeout: float = 60) -> str:
         return wait_final(self.http, job_url, timeout)
 
     def session(self) -> requests.Session:

@@ -290,7 +290,7 @@ class GunicornServer:
         r = self.http.post(job_url + "/phase", data={"PHASE": phase}, allow_redirects=False, timeout=30)
         assert r.status_code == 303, (r.status_code, r.text)
 
-    def wait_for(self, job_url: str, phases, timeout: float = 20) -> dict:
+    def wait_for(self, job_url: str, phases, timeout: float = 60) -> dict:
         """Block (with WAIT) until the job is in one of ``phases``; the job as JSON."""
         try:
             wait_phase(self.http, job_url, phases, timeout)

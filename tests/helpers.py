@@ -52,7 +52,7 @@ def phase_of(http: Any, job_url: str) -> str:
     return str(r.text)
 
 
-def wait_phase(http: Any, job_url: str, phases: Iterable[str] | str = FINAL, timeout: float = 30) -> str:
+def wait_phase(http: Any, job_url: str, phases: Iterable[str] | str = FINAL, timeout: float = 60) -> str:
     """Block (WAIT long-polls) until the job at ``job_url`` is in one of ``phases``; the phase reached.
 
     ``http`` is a requests session (or anything with its ``get``).  Fails if the job reaches a final
@@ -71,7 +71,7 @@ def wait_phase(http: Any, job_url: str, phases: Iterable[str] | str = FINAL, tim
     return phase
 
 
-def wait_final(http: Any, job_url: str, timeout: float = 30) -> str:
+def wait_final(http: Any, job_url: str, timeout: float = 60) -> str:
     """Block until the job is COMPLETED, ERROR or ABORTED; that phase."""
     return wait_phase(http, job_url, FINAL, timeout)
 

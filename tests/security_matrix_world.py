@@ -94,9 +94,10 @@ def make_world(tmp_path: Path, allow_anonymous: bool, owner: str) -> World:
     jdl = tmp_path / "jdl"
     shutil.copytree(REPO_ROOT / "jdl", jdl)
     # Every row is tried with a wrong token: no sign-in throttling here (tests/test_trust_limits.py has it).
+    # MAX_WAIT of an hour: a WAIT answered within a client's timeout was not held (no clock is read).
     server = LiveServer(make_settings(tmp_path, ALLOW_ANONYMOUS=allow_anonymous, MAX_RUNNING_JOBS=4,
                                       JDL_DIR=str(jdl), SIGNIN_MAX_FAILURES_PER_ADDRESS=0,
-                                      SIGNIN_MAX_FAILURES_PER_NAME=0))
+                                      SIGNIN_MAX_FAILURES_PER_NAME=0, MAX_WAIT=3600))
     # Create the server secret before any thread needs it: its first creation is not thread-safe
     # (see test_security_inputs.py::test_the_server_secret_is_created_safely_by_concurrent_threads).
     server_secret(server.settings)

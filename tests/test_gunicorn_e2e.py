@@ -40,12 +40,18 @@ def make_server(tmp_path):
         server.close()
 
 
+#: MAX_WAIT of the tests that ask for WAITs of an hour, far beyond the client's timeout: a WAIT answered
+#: at all was answered before its time, and no clock is read (a busy machine cannot break the test).
+HOUR = 3600
+CLIENT_TIMEOUT = 90
+
+
 class Waiter(threading.Thread):
     """One blocking GET on a connection of its own (Connection: close)."""
 
     def __init__(self, server: GunicornServer, path: str):
         super().__init__(daemon=True)
-        self.conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=90)
+        self.conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=CLIENT_TIMEOUT)
         self.conn.connect()
         self.port = self.conn.sock.getsockname()[1]
         self.path = path
@@ -75,7 +81,7 @@ def start_waiters_on_all_workers(server: GunicornServer, path: str, at_least: in
                                  per_worker: int = 2, limit: int = 60) -> list[Waiter]:
     """Start blocking requests until every worker holds at least ``per_worker`` of them."""
     waiters: list[Waiter] = []
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while True:
         while len(waiters) < at_least:
             w = Waiter(server, path)
@@ -95,7 +101,10 @@ def start_waiters_on_all_workers(server: GunicornServer, path: str, at_least: in
             break
         assert len(waiters) < limit, f"could not spread {len(waiters)} waiters over the workers: {counts}"
         at_least = len(waiters) + 2
-    time.sleep(0.5)  # let every worker read its requests and register the waits
+    assert all(w.sent.wait(60) for w in waiters)
+    ports = {w.port for w in waiters}
+    wait_for(lambda: requests_read(server.port, ports) == len(ports), 60, "every WAIT request to be read")
+    time.sleep(0.3)  # read, then registered as a wait
     early = [w for w in waiters if w.ended is not None]
     assert not early, f"{len(early)} WAIT request(s) returned before any change: {[w.status for w in early]}"
     return waiters
@@ -107,43 +116,40 @@ def job_path(job_url: str) -> str:
 
 # ---- 1. a job runs, WAIT returns on the change (SQLite and PostgreSQL) ------------------------------------
 def test_jobs_run_and_wait_returns_on_change(make_server, database_url):
-    server = make_server(database_url=database_url)
+    server = make_server(database_url=database_url, MAX_WAIT=HOUR)
     url = server.create("dummy", {"text": "hello gunicorn"}, run=True)
-    job = server.wait_for(url, "COMPLETED", timeout=20)
+    job = server.wait_for(url, "COMPLETED", timeout=60)
     assert [r["id"] for r in job["results"]] == ["output"]
     assert server.http.get(url + "/results/output").text == "hello gunicorn\n"
 
-    # EXECUTING -> COMPLETED: every WAIT=60, on whichever worker, ends when the job does (~1.5 s), not
+    # EXECUTING -> COMPLETED: every WAIT of an hour, on whichever worker, ends when the job does (~1.5 s):
+    # answered at all within the client's timeout, it was woken by the change (no clock read).
     # at its timeout: half the WAIT is a bound no machine load reaches; how fast is bench/'s business.
     url = server.create("sleep", {"seconds": "1.5"}, run=True)
-    server.wait_for(url, "EXECUTING", timeout=10)
-    waiters = [Waiter(server, job_path(url) + "?WAIT=60") for _ in range(6)]
-    start = time.monotonic()
+    server.wait_for(url, "EXECUTING", timeout=60)
+    waiters = [Waiter(server, job_path(url) + f"?WAIT={HOUR}") for _ in range(6)]
     for w in waiters:
         w.start()
     for w in waiters:
-        w.join(90)
+        w.join(CLIENT_TIMEOUT + 10)
     for w in waiters:
         assert w.error is None and w.status == 200, (w.error, w.status, w.body)
         assert w.json()["phase"] == "COMPLETED"
-        assert w.ended - start < 30, f"WAIT=60 took {w.ended - start:.1f} s: the change did not wake it"
     assert server.http.get(url + "/results/done").text == "done\n"
 
 
 # ---- 2. WAIT across workers -------------------------------------------------------------------------------
 def test_wait_is_woken_across_workers(make_server):
-    server = make_server()
+    # Every WAIT asks for an hour: one answered within the client's timeout was woken (no clock read).
+    server = make_server(MAX_WAIT=HOUR)
 
     # PHASE=RUN posted on yet another connection wakes the waiters of both workers
     url = server.create("sleep", {"seconds": "0.5"})
-    waiters = start_waiters_on_all_workers(server, job_path(url) + "?WAIT=30")
+    waiters = start_waiters_on_all_workers(server, job_path(url) + f"?WAIT={HOUR}")
     r = requests.post(url, data={"PHASE": "RUN"}, headers={"Connection": "close"}, allow_redirects=False)
     assert r.status_code == 303, r.text
-    posted = time.monotonic()
     for w in waiters:
-        w.join(35)
-    slow = sorted(round(w.ended - posted, 2) for w in waiters if w.ended - posted > 2)
-    assert not slow, f"{len(slow)} of {len(waiters)} WAIT requests were not woken by RUN: {slow}"
+        w.join(CLIENT_TIMEOUT + 10)
     for w in waiters:
         assert w.error is None and w.status == 200, (w.error, w.status, w.body)
         assert w.json()["phase"] != "PENDING"
@@ -151,19 +157,15 @@ def test_wait_is_woken_across_workers(make_server):
 
     # WAIT with a PHASE the job is not in returns at once
     url = server.create("sleep", {"seconds": "0.5"})
-    start = time.monotonic()
-    job = server.job(url, WAIT=30, PHASE="QUEUED")
-    assert job["phase"] == "PENDING" and time.monotonic() - start < 15  # not the 30 s asked for
+    job = server.job(url, WAIT=HOUR, PHASE="QUEUED")  # answered within the client's timeout: at once
+    assert job["phase"] == "PENDING"
 
     # DELETE on yet another connection wakes the waiters of both workers: the job is gone (404)
-    waiters = start_waiters_on_all_workers(server, job_path(url) + "?WAIT=30")
+    waiters = start_waiters_on_all_workers(server, job_path(url) + f"?WAIT={HOUR}")
     r = requests.delete(url, headers={"Connection": "close"}, allow_redirects=False)
     assert r.status_code == 303, r.text
-    deleted = time.monotonic()
     for w in waiters:
-        w.join(35)
-    slow = sorted(round(w.ended - deleted, 2) for w in waiters if w.ended - deleted > 2)
-    assert not slow, f"{len(slow)} of {len(waiters)} WAIT requests were not woken by DELETE: {slow}"
+        w.join(CLIENT_TIMEOUT + 10)
     answers = [(w.status, w.json().get("phase") if w.status == 200 else None) for w in waiters]
     assert all(w.error is None for w in waiters)
     assert all(status == 404 for status, _ in answers), \
@@ -261,7 +263,7 @@ def test_parameter_values_are_not_shell_code(make_server):
               f"$HOME ${{IFS}} \\ * ~ ; | & pwned6-{tag}"]
     urls = [server.create("dummy", {"text": v}, run=True) for v in values]
     for value, url in zip(values, urls):
-        job = server.wait_for(url, "COMPLETED", timeout=20)
+        job = server.wait_for(url, "COMPLETED", timeout=60)
         assert [p["value"] for p in job["parameters"] if p["id"] == "text"] == [value]
         out = server.http.get(url + "/results/output")
         assert out.status_code == 200
@@ -279,15 +281,15 @@ def test_parameter_values_are_not_shell_code(make_server):
 # ---- 4. time limit and ABORT leave no process behind ------------------------------------------------------
 def _running_sleep_job(server: GunicornServer, **data) -> tuple[str, str, int, int, int]:
     """Start a sleep job and wait until its child runs: (url, id, child pid, wrapper pid, script pgid)."""
-    url = server.create("sleep", {"seconds": "60", **data}, run=True)
+    url = server.create("sleep", {"seconds": str(HOUR), **data}, run=True)
     job_id = url.rsplit("/", 1)[1]
-    server.wait_for(url, "EXECUTING", timeout=10)
+    server.wait_for(url, "EXECUTING", timeout=60)
     child_file = server.job_dir(job_id) / "work" / "child.pid"
     wait_for(lambda: child_file.is_file() and child_file.read_text().strip()
-             and (server.job_dir(job_id) / "script.pgid").is_file(), 5, "the sleep job to write work/child.pid")
+             and (server.job_dir(job_id) / "script.pgid").is_file(), 60, "the sleep job to write work/child.pid")
     pgid = int((server.job_dir(job_id) / "script.pgid").read_text())
     # child.pid holds the pid inside the job's sandbox (a PID namespace): find the sleep as the host sees it.
-    sleeps = wait_for(lambda: [p for p in live_group_members(pgid) if cmdline(p).startswith("sleep ")], 5,
+    sleeps = wait_for(lambda: [p for p in live_group_members(pgid) if cmdline(p).startswith("sleep ")], 60,
                       "the sleep job's child in the script's process group")
     child = sleeps[0]
     wrapper = server.wrapper_pid(job_id)
@@ -311,18 +313,15 @@ def test_time_limit_and_abort_leave_no_process(make_server):
 
     # executionDuration exceeded
     url, _, child, wrapper, pgid = _running_sleep_job(server, EXECUTIONDURATION="1")
-    start = time.monotonic()
-    job = server.wait_for(url, "ABORTED", timeout=30)
-    # Stopped by the 1 s limit, not by the end of its 60 s sleep (a bound no load reaches).
-    assert time.monotonic() - start < 30, f"ABORTED only {time.monotonic() - start:.1f} s after start"
+    job = server.wait_for(url, "ABORTED", timeout=120)  # stopped by the 1 s limit: its sleep is of an hour
     assert "executionDuration" in (job["errorSummary"] or {}).get("message", ""), job["errorSummary"]
-    _assert_all_gone(child, wrapper, pgid, within=15)
+    _assert_all_gone(child, wrapper, pgid, within=60)
 
     # PHASE=ABORT on an executing job
     url, _, child, wrapper, pgid = _running_sleep_job(server)
     server.post_phase(url, "ABORT")
     assert server.phase(url) == "ABORTED"
-    _assert_all_gone(child, wrapper, pgid, within=15)
+    _assert_all_gone(child, wrapper, pgid, within=60)
     time.sleep(0.3)  # the wrapper's own ABORTED report must not change anything
     job = server.job(url)
     assert job["phase"] == "ABORTED" and job["results"] == []
@@ -334,7 +333,7 @@ def test_jobs_survive_a_restart(make_server):
     pending = server.create("dummy", {"text": "kept across restarts"})
     running = server.create("sleep", {"seconds": "3"}, run=True)
     run_id = running.rsplit("/", 1)[1]
-    server.wait_for(running, "EXECUTING", timeout=10)
+    server.wait_for(running, "EXECUTING", timeout=60)
     queued = server.create("dummy", {"text": "queued before the restart"}, run=True)
     time.sleep(0.3)
     assert server.phase(queued) == "QUEUED"  # the only slot is taken
@@ -345,22 +344,22 @@ def test_jobs_survive_a_restart(make_server):
     assert not (server.job_dir(run_id) / "report.json").exists(), "the job ended before the server stopped"
     assert is_alive(wrapper), "the job's wrapper must outlive the server"
     pgid = int((server.job_dir(run_id) / "script.pgid").read_text())
-    wait_for(lambda: not live_group_members(pgid), 10, "the job's script to end")
+    wait_for(lambda: not live_group_members(pgid), 60, "the job's script to end")
     log = server.job_dir(run_id) / "wrapper.log"
-    wait_for(lambda: log.is_file() and "retrying" in log.read_text(), 3, "the wrapper's callback to fail")
+    wait_for(lambda: log.is_file() and "retrying" in log.read_text(), 60, "the wrapper's callback to fail")
     assert (server.job_dir(run_id) / "report.json").is_file()
     assert is_alive(wrapper), "the wrapper keeps retrying its callback"
 
     server.start()
-    job = server.wait_for(running, "COMPLETED", timeout=20)
+    job = server.wait_for(running, "COMPLETED", timeout=60)
     assert [r["id"] for r in job["results"]] == ["done"]
     assert server.http.get(running + "/results/done").text == "done\n"
-    server.wait_for(queued, "COMPLETED", timeout=20)
+    server.wait_for(queued, "COMPLETED", timeout=60)
     assert server.http.get(queued + "/results/output").text == "queued before the restart\n"
     job = server.job(pending)
     assert job["phase"] == "PENDING"
     assert [p["value"] for p in job["parameters"] if p["id"] == "text"] == ["kept across restarts"]
-    wait_for(lambda: not live_group_members(wrapper), 5, "the wrapper to end")
+    wait_for(lambda: not live_group_members(wrapper), 60, "the wrapper to end")
 
 
 def test_lost_callback_is_replayed_after_restart(make_server):
@@ -368,16 +367,16 @@ def test_lost_callback_is_replayed_after_restart(make_server):
     server = make_server(CALLBACK_RETRY_SECONDS=1)
     url = server.create("sleep", {"seconds": "2.5"}, run=True)
     job_id = url.rsplit("/", 1)[1]
-    server.wait_for(url, "EXECUTING", timeout=10)
+    server.wait_for(url, "EXECUTING", timeout=60)
     wrapper = server.wrapper_pid(job_id)
     assert wrapper is not None
     server.stop()
     assert not (server.job_dir(job_id) / "report.json").exists(), "the job ended before the server stopped"
-    wait_for(lambda: not live_group_members(wrapper), 10, "the wrapper to give up and end")
+    wait_for(lambda: not live_group_members(wrapper), 60, "the wrapper to give up and end")
     assert "failed for good" in (server.job_dir(job_id) / "wrapper.log").read_text()
 
     server.start()
-    job = server.wait_for(url, "COMPLETED", timeout=10)
+    job = server.wait_for(url, "COMPLETED", timeout=60)
     assert [r["id"] for r in job["results"]] == ["done"]
     assert server.http.get(url + "/results/done").text == "done\n"
 
@@ -395,7 +394,7 @@ def test_max_running_jobs_runs_one_after_the_other(make_server):
         assert phases != ("EXECUTING", "EXECUTING"), "both jobs execute at once with MAX_RUNNING_JOBS=1"
         return phases == ("COMPLETED", "COMPLETED")
 
-    wait_for(both_completed, 15, "both jobs to complete")
+    wait_for(both_completed, 60, "both jobs to complete")
     assert ("EXECUTING", "QUEUED") in seen, seen
     a, b = server.job(first), server.job(second)
     assert b["startTime"] >= a["endTime"], (a["startTime"], a["endTime"], b["startTime"], b["endTime"])

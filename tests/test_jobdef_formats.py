@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import random
-import time
 import warnings
 from pathlib import Path
 
@@ -343,12 +342,10 @@ def test_entities_refused(data, prescan, monkeypatch):
     if not prescan:  # the check on the parsed DTD must hold on its own
         monkeypatch.setattr(formats, "_ENTITY_DECLARATIONS", ())
     hostname = Path("/etc/hostname").read_text().strip() if Path("/etc/hostname").exists() else "\0"
-    start = time.monotonic()
-    for fmt in ("votable", "wadl", None):
+    for fmt in ("votable", "wadl", None):  # refused, not expanded (an expansion would never end)
         with pytest.raises(ConfigurationError, match="entit") as info:
             read_definition(data, fmt)
         assert hostname not in str(info.value)
-    assert time.monotonic() - start < 30  # refused, not expanded (an expansion would never end)
 
 
 def test_undeclared_entity_refused():

@@ -67,7 +67,7 @@ def test_in_server_maintenance_runs_on_schedule(tmp_path):
     try:
         url = server.create()
         _expire(server, url)
-        wait_for(lambda: server.http.get(url).status_code == 404, 5,
+        wait_for(lambda: server.http.get(url).status_code == 404, 60,
                  "the maintenance task to destroy the expired job")
     finally:
         server.stop()
@@ -180,7 +180,7 @@ def test_opus_serve_answers(tmp_path):
             except requests.ConnectionError:
                 return None
 
-        r = wait_for(index, 20, "opus serve to answer")
+        r = wait_for(index, 60, "opus serve to answer")
         assert f"http://127.0.0.1:{port}/rest/dummy" in r.text
         r = requests.post(f"http://127.0.0.1:{port}/rest/dummy", data={"text": "served", "PHASE": "RUN"},
                           allow_redirects=False, timeout=5)

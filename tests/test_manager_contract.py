@@ -121,7 +121,7 @@ def test_abort_stops_a_running_job(server, backend):
     url = server.create("sleep", {"seconds": "60"}, run=True)
     assert wait_phase(server.http, url, "EXECUTING", timeout=60) == "EXECUTING"
     if backend.name == "local":  # the wrapper has started the script (its process group is known)
-        wait_for((server.settings.jobs_dir / _id(url) / "script.pgid").exists, 10, "the script to start")
+        wait_for((server.settings.jobs_dir / _id(url) / "script.pgid").exists, 60, "the script to start")
     r = server.http.post(url + "/phase", data={"PHASE": "ABORT"}, allow_redirects=False)
     assert r.status_code == 303 and server.http.get(url + "/phase").text == "ABORTED"
     wait_for(lambda: backend.stopped(server, _id(url)), 30, "the aborted job's processes to end")

@@ -3,7 +3,8 @@ thread wakes one, each woken waiter the next).  A chain must never break: a wait
 (its WAIT timed out, its request failed) while a change is being relayed still passes it on, and
 a change delivered while the previous one is still being relayed reaches every waiter.  The
 failure these tests look for is a waiter that is never woken: it would block until its timeout
-(60 s here), far beyond the generous bounds below."""
+(an hour here), far beyond the time the tests give the others (WITHIN): a waiter counted as woken
+was woken by the change, and no clock bounds the relay (a busy machine cannot break the tests)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import time
 
 from opus.events.notify import Notifier
 
-LONG = 60.0  # a waiter that misses its wake-up blocks this long: the tests' bounds are far below
+LONG = 3600.0  # a waiter that misses its wake-up blocks this long
+WITHIN = 120.0  # how long the tests wait for the woken ones
 
 
 def _waiting(notifier: Notifier, job_id: str, timeout: float, woken: list, ready: threading.Barrier) -> None:
@@ -43,12 +45,10 @@ def test_every_waiter_of_a_change_is_woken(tmp_path):
     ready = threading.Barrier(301)
     threads = _start(notifier, "j1", 300, LONG, woken, ready)
     ready.wait()
-    started = time.monotonic()
     notifier.publish("j1", "COMPLETED")
     for t in threads:
-        t.join(timeout=LONG / 2)
+        t.join(timeout=WITHIN)
     assert len(woken) == 300
-    assert time.monotonic() - started < LONG / 2
 
 
 def test_waiters_leaving_during_the_relay_do_not_break_it(tmp_path):
@@ -64,7 +64,7 @@ def test_waiters_leaving_during_the_relay_do_not_break_it(tmp_path):
         time.sleep(0.29)  # their timeouts fall during the relay
         notifier.publish("j2", "COMPLETED")
         for t in staying + going:
-            t.join(timeout=LONG / 2)
+            t.join(timeout=WITHIN)
         assert not any(t.is_alive() for t in staying)
         assert len(woken) >= 150  # all that stayed, and those of the others woken before their timeout
 
@@ -80,7 +80,7 @@ def test_a_change_delivered_during_the_relay_of_another_reaches_everyone(tmp_pat
     notifier.publish("j3", "EXECUTING")
     notifier.publish("j3", "COMPLETED")
     for t in threads:
-        t.join(timeout=LONG / 2)
+        t.join(timeout=WITHIN)
     assert len(woken) == 300
 
 
@@ -102,5 +102,5 @@ def test_a_waiter_woken_but_failing_before_it_looks_still_passes_the_change_on(t
     ready.wait()
     notifier.publish("j4", "COMPLETED")
     for t in threads + dying:
-        t.join(timeout=LONG / 2)
+        t.join(timeout=WITHIN)
     assert len(woken) == 50

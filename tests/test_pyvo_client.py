@@ -8,7 +8,6 @@ destruction get/set, run, wait, results, errors, abort, delete.
 from __future__ import annotations
 
 import io
-import time
 import warnings
 from datetime import datetime, timedelta, timezone
 
@@ -58,7 +57,7 @@ def test_parse_job_in_every_phase(live):
     failed = create(live, "fail", {"message": "kaputt", "PHASE": "RUN"})
     timed_out = create(live, "sleep", {"seconds": "30", "EXECUTIONDURATION": "1", "PHASE": "RUN"})
     for url in (done, failed, timed_out):
-        live.wait_final(url, timeout=20)
+        live.wait_final(url, timeout=60)
 
     job = strict_job(pending)                     # from the URL
     assert job.jobid == pending.rsplit("/", 1)[1]
@@ -207,13 +206,11 @@ def test_async_job_abort(live):
 
 
 def test_async_job_execution_duration_exceeded(live):
-    url = create(live, "sleep", {"seconds": "300"})
+    url = create(live, "sleep", {"seconds": "3600"})
     job = AsyncTAPJob(url)
     job.execution_duration = 1
     job.run()
-    t0 = time.monotonic()
-    assert live.wait_final(url, timeout=150) == "ABORTED"
-    assert time.monotonic() - t0 < 150  # the 1 s limit ended it, not the 300 s sleep
+    assert live.wait_final(url, timeout=150) == "ABORTED"  # the 1 s limit ended it, not the hour's sleep
     assert job.phase == "ABORTED"
     with pytest.raises(DALQueryError, match="executionDuration"):
         job.raise_if_error()

@@ -64,13 +64,15 @@ def shared_dir():
 
 
 def _command_log_dir(tmp: Path) -> Path:
-    """sbatch/squeue/scancel wrappers that log each call, then run the real command."""
+    """sbatch/squeue/scancel wrappers that log each call, then run the real command.  While the file
+    ``hold-sbatch`` exists in ``tmp``, sbatch waits (a test's way to catch a request waiting for it)."""
     bindir = tmp / "bin"
     bindir.mkdir()
     for name in ("sbatch", "squeue", "scancel"):
         real = shutil.which(name)
         script = bindir / name
-        script.write_text(f'#!/bin/sh\necho "{name} $*" >> {tmp}/commands.log\nexec {real} "$@"\n')
+        hold = f'while [ -e {tmp}/hold-sbatch ]; do sleep 0.05; done\n' if name == "sbatch" else ""
+        script.write_text(f'#!/bin/sh\necho "{name} $*" >> {tmp}/commands.log\n{hold}exec {real} "$@"\n')
         script.chmod(script.stat().st_mode | stat.S_IEXEC)
     return bindir
 
@@ -101,10 +103,19 @@ def test_state_table_covers_the_issue_mapping():
     assert phase_of("COMPLETED") is Phase.COMPLETED and phase_of("SUSPENDED") is Phase.SUSPENDED
 
 
-def test_lifecycle_with_results_and_one_sbatch_no_polling(slurm):
-    t0 = time.monotonic()
-    url = slurm.create("dummy", {"text": "hello slurm"}, run=True)
-    assert time.monotonic() - t0 < 1.0  # RUN does not wait for sbatch
+def test_lifecycle_with_results_and_one_sbatch_no_polling(slurm, shared_dir):
+    # RUN does not wait for sbatch: it is answered while sbatch is held (the order of events, no clock)
+    hold = shared_dir / "hold-sbatch"
+    hold.touch()
+    try:
+        r = slurm.http.post(slurm.url + "/rest/dummy", data={"text": "hello slurm", "PHASE": "RUN"},
+                            allow_redirects=False, timeout=120)  # a RUN waiting for sbatch: never answered
+        assert r.status_code == 303, r.text
+        url = r.headers["Location"]
+        wait_for(lambda: any(c.startswith("sbatch") for c in slurm.commands()), 60, what="the call of sbatch")
+        assert slurm.http.get(url + "/phase").text == "QUEUED"  # sbatch called, not returned yet
+    finally:
+        hold.unlink()
     assert wait_phase(slurm, url, {"COMPLETED", "ERROR"}) == "COMPLETED"
     assert slurm.http.get(url + "/results/output").text == "hello slurm\n"
     xml = slurm.http.get(url).text
@@ -135,7 +146,7 @@ def test_abort_running_and_queued_jobs(slurm):
     queued = slurm.create("sleep", {"seconds": "60", "slurm_cpus_per_task": str(cpus)}, run=True)
     # A SLURM id, not "slurm:submitting" (sbatch still running): the squeue below needs both ids.
     wait_for(lambda: re.fullmatch(r"slurm:\d+", str(slurm.services.store.get_manager_id(queued.rsplit("/", 1)[1]))),
-             10, "the second job to be submitted")
+             60, "the second job to be submitted")
     assert slurm.http.get(queued + "/phase").text == "QUEUED"
     for url in (queued, busy):
         r = slurm.http.post(url + "/phase", data={"PHASE": "ABORT"}, allow_redirects=False)
@@ -261,7 +272,7 @@ def sshd(cluster, shared_dir):
         except OSError:
             return False
 
-    wait_for(listening, 10, "sshd to listen")
+    wait_for(listening, 60, "sshd to listen")
     yield {"SLURM_SSH_HOST": "127.0.0.1", "SLURM_SSH_PORT": port, "SLURM_SSH_USER": "root",
            "SLURM_SSH_KEY": str(d / "user_key"), "SLURM_SSH_KNOWN_HOSTS": str(d / "known_hosts")}
     proc.terminate()
@@ -291,7 +302,7 @@ def test_ssh_mode_without_shared_directory(cluster, shared_dir, sshd):
         assert server.http.get(failing + "/stderr").text == "remote failure\n"
         # DELETE removes both copies.
         assert server.http.delete(url, allow_redirects=False).status_code == 303
-        wait_for(lambda: not (remote / job_id).exists(), 10, "the cluster-side directory to be removed")
+        wait_for(lambda: not (remote / job_id).exists(), 60, "the cluster-side directory to be removed")
         assert (shared_dir / "commands.log").read_text().count("sbatch") == 2
     finally:
         server.stop()

@@ -104,7 +104,7 @@ def test_the_destruction_sweep_keeps_entity_records_without_files(srv):
     ids = [u.rsplit("/", 1)[1] for u in urls]
     with srv.services.notifier.watch(ids[1]) as waiter:
         destroyed = srv.services.maintenance.destroy_expired(now=utcnow() + timedelta(days=3650))
-        assert waiter.wait(5) and waiter.phase == "DELETED"
+        assert waiter.wait(60) and waiter.phase == "DELETED"
     assert destroyed == 4  # the three and the copy job: one batch, one transaction
     for url, entity in zip(urls, entities):
         assert alice.get(url).status_code == 404

@@ -80,7 +80,7 @@ def _writer_pid(store: JobStore) -> int:
 
 
 def _gone(pid: int) -> bool:
-    return bool(wait_for(lambda: not is_alive(pid), timeout=20, what=f"process {pid} to end"))
+    return bool(wait_for(lambda: not is_alive(pid), timeout=60, what=f"process {pid} to end"))
 
 
 def _raw(store: JobStore, job_id: str) -> tuple[dict, list]:

