@@ -108,6 +108,7 @@ def post_worker_init(worker):
     gc.collect()
     gc.freeze()
     _end_waits_on_stop()
+    _end_waits_on_retirement(worker)
 
 
 def _end_waits_on_stop():
@@ -127,6 +128,24 @@ def _end_waits_on_stop():
             previous(signum, frame)
 
     signal.signal(signal.SIGTERM, on_term)
+
+
+def _end_waits_on_retirement(worker):
+    """``max_requests`` (not set here; an admin may): after that many requests gunicorn retires the
+    worker without a signal, and its WAITs would be held until ``graceful_timeout`` and then cut
+    unanswered.  A thread of the worker's watches for the moment it stops taking requests (whatever
+    the cause) and ends its WAITs as a stop does.  Without ``max_requests``, no thread."""
+    if not getattr(worker.cfg, "max_requests", 0):
+        return
+    import threading
+
+    def watch():
+        pause = threading.Event()  # never set: its timed wait is the pause
+        while worker.alive:
+            pause.wait(0.5)
+        _end_all_waits()
+
+    threading.Thread(target=watch, name="opus-retirement-watch", daemon=True).start()
 
 
 def _end_all_waits():

@@ -254,6 +254,39 @@ def test_a_reload_or_a_stop_answers_the_waits_at_once(make_server):
     assert {w.json()["phase"] for w in waiters} == {"PENDING"}
 
 
+def test_a_worker_retired_by_max_requests_answers_its_waits(make_server):
+    """gunicorn's max_requests retires a worker without a signal: its WAITs are answered at once, as on
+    a stop (gunicorn.conf.py watches the worker).  Before, they were held until graceful_timeout and
+    then cut.  graceful_timeout and the WAITs are an hour here: an answer within the Waiter's timeout
+    was an early one (no clock read)."""
+    server = make_server(workers=1, MAX_WAIT=HOUR,
+                         gunicorn_args=("--max-requests", "12", "--graceful-timeout", str(HOUR)))
+    url = server.create("dummy")
+    (first_worker,) = server.worker_pids()
+    held = [Waiter(server, job_path(url) + f"?WAIT={HOUR}") for _ in range(3)]
+    for w in held:
+        w.start()
+    assert all(w.sent.wait(60) for w in held)
+    wait_for(lambda: requests_read(server.port, {w.port for w in held}) == 3, 60, "the three WAITs to be read")
+    time.sleep(0.3)  # read, then blocked: each is answered only on a change
+    assert not any(w.ended for w in held), [w.status for w in held]
+
+    # Requests until gunicorn retires the worker (its 12th request, the WAITs and the creation included)
+    for _ in range(12):
+        if "Autorestarting worker" in server.log_tail(200):
+            break
+        r = requests.get(f"{server.url}/availability", headers={"Connection": "close"}, timeout=60)
+        assert r.status_code == 200
+    assert "Autorestarting worker" in server.log_tail(200)
+    for w in held:
+        w.join(CLIENT_TIMEOUT + 10)
+    assert [(w.error, w.status) for w in held] == [(None, 200)] * 3
+    assert {w.json()["phase"] for w in held} == {"PENDING"}
+    wait_for(lambda: server.worker_pids() and first_worker not in server.worker_pids(), 60,
+             "the retired worker to be replaced")
+    assert server.phase(url) == "PENDING"  # the new worker serves
+
+
 # ---- 3. parameter values never reach a shell as code ------------------------------------------------------
 def test_parameter_values_are_not_shell_code(make_server):
     server = make_server()
