@@ -71,8 +71,16 @@ INT32_MAX = 2 ** 31 - 1
 def parse_int(text: str, what: str, minimum: int | None = None, maximum: int = INT32_MAX) -> int:
     """Parse a decimal integer (ASCII digits) or raise BadRequest naming ``what``."""
     value_text = str(text).strip()
-    if not re.fullmatch(r"[+-]?[0-9]{1,19}", value_text):
+    if not re.fullmatch(r"[+-]?[0-9]+", value_text):
         raise BadRequest(f"{what}: {text!r} is not an integer")
+    digits = value_text.lstrip("+-").lstrip("0")
+    if len(digits) > 19:  # an integer all the same, beyond any bound: say which (and convert nothing)
+        shown = value_text if len(value_text) <= 40 else f"{value_text[:20]}... ({len(digits)} digits)"
+        if value_text.startswith("-"):
+            bound = f"at least {minimum}" if minimum is not None else "of at most 19 digits"
+        else:
+            bound = f"at most {maximum}"
+        raise BadRequest(f"{what}: {shown} is out of range: it must be {bound}")
     value = int(value_text)
     if minimum is not None and value < minimum:
         raise BadRequest(f"{what}: must be an integer >= {minimum}, got {value}")

@@ -83,6 +83,12 @@ def test_parse_int():
             parse_int(bad, "X")
     with pytest.raises(BadRequest):
         parse_int("-1", "X", 0)
+    # too big is said as such, not "not an integer"; digits beyond 19 are not converted (no cost)
+    with pytest.raises(BadRequest, match=r"^X: 9{20}\.\.\. \(5000 digits\) is out of range: it must be at most 2147483647$"):
+        parse_int("9" * 5000, "X")
+    with pytest.raises(BadRequest, match=r"^X: -9{25} is out of range: it must be at least 0$"):
+        parse_int("-" + "9" * 25, "X", 0)
+    assert parse_int("0" * 30 + "7", "X") == 7
 
 
 def test_settings_defaults_and_file(tmp_path):
