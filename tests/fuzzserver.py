@@ -73,14 +73,16 @@ class Tally:
 
 
 class FuzzServer:
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, database_url: str | None = None):
         jdl = tmp_path / "jdl"
         jdl.mkdir()
         for name in FAST_JOBS:
             shutil.copy(REPO_ROOT / "jdl" / f"{name}.json", jdl / f"{name}.json")
         # Small limits, so that 413 is reachable; WAIT blocks at most 1 s.
+        # On PostgreSQL too: SQLite stores what PostgreSQL refuses (a NUL was a 500 there only).
         self.live = LiveServer(make_settings(tmp_path, JDL_DIR=str(jdl), MAX_WAIT=1, MAX_BODY_SIZE=64 * 1024,
-                                             MAX_UPLOAD_SIZE=256 * 1024, MAX_PARAMETER_VALUE=20_000))
+                                             MAX_UPLOAD_SIZE=256 * 1024, MAX_PARAMETER_VALUE=20_000,
+                                             DATABASE_URL=database_url))
         self.url = self.live.url
         self.settings = self.live.settings
         self.admin = UserAdmin(UserStore(self.live.services.store.engine))

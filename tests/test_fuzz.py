@@ -38,6 +38,7 @@ from urllib.parse import quote, unquote
 import pytest
 import requests
 import schemathesis
+from conftest import pg_url_or_skip, reset_postgres
 from fuzzraw import describe, run_raw, send_raw
 from fuzzserver import (
     ADMIN,
@@ -61,9 +62,13 @@ from uwsschema import validate
 
 from opus.auth.identity import job_token
 from opus.uws import Phase as UwsPhase
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    s = FuzzServer(tmp_path_factory.mktemp("fuzz"))
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def server(request, tmp_path_factory):
+    database_url = None
+    if request.param == "postgres":
+        database_url = pg_url_or_skip()
+        reset_postgres(database_url)
+    s = FuzzServer(tmp_path_factory.mktemp("fuzz"), database_url)
     yield s
     s.stop()
 

@@ -92,7 +92,7 @@ def test_before_and_runid_search_every_job_not_only_the_newest(big):
 
 @pytest.mark.parametrize("params, text", [
     ({"BEFORE": "yesterday"}, "BEFORE"), ({"RUNID": ["a", "b"]}, "once each"),
-    ({"RUNID": "x" * 201}, "at most 200"), ({"RUNID": "a\x00b"}, "control character"),
+    ({"RUNID": "x" * 201}, "at most 200"), ({"RUNID": "a\x00b"}, "NUL character"),
     ({"BEFORE": ["2026-01-01T00:00:00Z"] * 2}, "once each")])
 def test_bad_list_filters_are_400(big, params, text):
     r = _get(big, "root", **params)

@@ -22,7 +22,7 @@ from typing import Any
 from bottle import HTTPError, HTTPResponse, Route, request, response as bottle_response
 
 from opus.auth.authenticate import CHALLENGE
-from opus.errors import ConfigurationError, OpusError, ServiceUnavailable, Unauthorized
+from opus.errors import BadRequest, ConfigurationError, OpusError, ServiceUnavailable, Unauthorized
 from opus.server import pages
 from opus.server.web import TEXT_MEDIA, XML_MEDIA, as_json, header, text, wants_json
 from opus.storage.outage import RETRY_AFTER, is_outage
@@ -99,10 +99,16 @@ def outage_response(kind: str, exc: BaseException) -> HTTPResponse:
         return render(API, DatabaseUnavailable())
 
 
+#: A path segment (a job id, a user or definition name...) holding U+0000: no name or id can, and
+#: PostgreSQL cannot even be asked (psycopg2 refuses the string: it was a 500 on every such route).
+NUL_IN_PATH = "the URL's path holds a NUL character (%00), which no name or identifier can contain"
+
+
 class ErrorPlugin:
     """Turns OpusError into the response of its route's kind; a database outage into a 503 with
     Retry-After; a ConfigurationError into a 500 that says so (and logs it).  Anything else is
-    bottle's 500 (``bottle_error``)."""
+    bottle's 500 (``bottle_error``).  A NUL character in any of the route's path values is a 400
+    before the route runs."""
 
     name = "opus_errors"
     api = 2
@@ -112,6 +118,8 @@ class ErrorPlugin:
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
+                if kwargs and any("\x00" in value for value in kwargs.values() if isinstance(value, str)):
+                    raise BadRequest(NUL_IN_PATH)
                 return callback(*args, **kwargs)
             except HTTPResponse:
                 raise

@@ -132,10 +132,16 @@ def vary_on_accept() -> None:
 QUERY_ITEMS = "opus.query_items"
 
 
+#: A query value holding U+0000: no parameter can, and PostgreSQL cannot be asked about it (psycopg2
+#: refuses the string: a job id to copy, an OIDC subject were 500s there).
+NUL_IN_QUERY = "the query string holds a NUL character (%00), which no parameter can contain"
+
+
 def query_items() -> list[tuple[str, str]]:
     """The query string's (name, value) pairs, percent-decoded as UTF-8: 400 when they are not UTF-8
-    (``%ff``), rather than bottle's UnicodeDecodeError (a 500) or its Latin-1 reading (mojibake).
-    The only way routes read the query; parsed once per request."""
+    (``%ff``), rather than bottle's UnicodeDecodeError (a 500) or its Latin-1 reading (mojibake),
+    and 400 when they hold a NUL character.  The only way routes read the query; parsed once per
+    request."""
     items: list[tuple[str, str]] | None = request.environ.get(QUERY_ITEMS)
     if items is None:
         try:
@@ -144,6 +150,8 @@ def query_items() -> list[tuple[str, str]]:
         except UnicodeError:
             raise BadRequest("the query string is not UTF-8: percent-encode the UTF-8 bytes of each "
                              "character (é is %C3%A9)") from None
+        if any("\x00" in key or "\x00" in value for key, value in items):
+            raise BadRequest(NUL_IN_QUERY)
         request.environ[QUERY_ITEMS] = items
     return items
 
