@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import runpy
+import traceback
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -335,6 +336,25 @@ class Settings:
 _FIELDS = {f.name: f for f in fields(Settings) if f.name != "extra"}
 
 
+def _run_settings_file(p: Path) -> dict[str, Any]:
+    """The names a settings file defines.  A file that Python cannot run (a syntax error, a name not
+    defined, an import that fails) is a ConfigurationError naming the file and the line, not a
+    traceback through OPUS's start-up."""
+    try:
+        return runpy.run_path(str(p))
+    except SyntaxError as exc:
+        where = f", line {exc.lineno}" if exc.lineno else ""
+        code = f": {exc.text.strip()}" if exc.text and exc.text.strip() else ""
+        raise ConfigurationError(f"settings file {str(p)!r}{where}: {exc.msg}{code}") from None
+    except OSError as exc:
+        raise ConfigurationError(f"settings file {str(p)!r} cannot be read: {exc.strerror or exc}") from None
+    except Exception as exc:
+        lines = [frame.lineno for frame in traceback.extract_tb(exc.__traceback__)
+                 if frame.filename == str(p) and frame.lineno]
+        where = f", line {lines[-1]}" if lines else ""
+        raise ConfigurationError(f"settings file {str(p)!r}{where}: {type(exc).__name__}: {exc}") from None
+
+
 def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
     """Load the settings file at ``path`` (default: ``$OPUS_SETTINGS``; none: all defaults)."""
     path = path if path is not None else os.environ.get("OPUS_SETTINGS")
@@ -344,7 +364,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         p = Path(path)
         if not p.is_file():
             raise ConfigurationError(f"settings file {str(p)!r} does not exist")
-        namespace = runpy.run_path(str(p))
+        namespace = _run_settings_file(p)
         for name, value in namespace.items():
             if not name.isupper() or name.startswith("_"):
                 continue

@@ -15,12 +15,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
 import requests
 from lxml import etree
 
 from conftest import REPO_ROOT, ApiServer, make_settings
 from helpers import wait_final, wait_for
-from operator_tools import jdl_dir, run_opus, settings_file
+from operator_tools import current_user, jdl_dir, run_opus, settings_file
 from opus.cli.main import main as opus_main
 from opus.storage.datadir import DataDirCheck
 
@@ -190,3 +191,44 @@ def test_the_data_directory_check_is_kept_a_few_seconds(tmp_path):
     assert check.problems() == []  # the kept answer: /availability is polled by monitors
     now[0] += 0.2
     assert check.problems() and "cannot be written" in check.problems()[0]
+
+
+# ---- found from outside (session 19): a server on a database without its schema ---------------------------
+def test_a_server_does_not_start_on_a_database_without_its_schema(tmp_path, database_url):
+    """Was: it started, every request answered 503 'the database is unavailable at the moment; retry
+    in a few seconds' (SQLite's 'no such table' read as an outage; PostgreSQL's a 500), and
+    /availability said the database answers."""
+    from opus.errors import ConfigurationError
+    from opus.server import create_app
+    from opus.service.root import Root
+    from opus.storage.database import create_engine_for, upgrade_schema
+
+    settings = make_settings(tmp_path, DATABASE_URL=database_url)
+    for revision in (None, "0009"):  # no tables at all; the schema of an older OPUS
+        if revision:
+            engine = create_engine_for(database_url)
+            upgrade_schema(engine, revision)
+            engine.dispose()
+        root = Root.build(settings)
+        try:
+            with pytest.raises(ConfigurationError, match="opus init") as refused:
+                create_app(settings, root)
+            assert "DATABASE_URL" in str(refused.value)
+        finally:
+            root.stop()
+            root.store.engine.dispose()
+
+
+def test_gunicorn_stops_at_once_on_a_database_without_its_schema(tmp_path):
+    """The worker fails to boot with the reason, and gunicorn exits (3) instead of serving 503s."""
+    s = settings_file(tmp_path / "s.py", DATA_DIR=str(tmp_path / "var"), SERVICE_USER=current_user())
+    log = tmp_path / "gunicorn.log"
+    with open(log, "wb") as out:
+        done = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", "127.0.0.1:0",
+                               "--workers", "1", "--no-control-socket", "opus.wsgi:application"],
+                              cwd=REPO_ROOT, env=dict(os.environ, OPUS_SETTINGS=str(s)), stdin=subprocess.DEVNULL,
+                              stdout=out, stderr=out, timeout=120)
+    text = log.read_text()
+    assert done.returncode == 3, text
+    assert "the database has no OPUS tables (or no record of their version): create them with `opus init`" in text
+    assert "Worker failed to boot" in text

@@ -4,11 +4,15 @@ the version, and the clear refusals of `opus user` and `opus init`."""
 from __future__ import annotations
 
 import argparse
+import re
+
+from sqlalchemy import text
 
 from conftest import REPO_ROOT, signed_in_sessions
 from operator_tools import current_user, run_opus, settings_file
 from opus.cli.main import build_parser
 from opus.cli.main import main as opus_main
+from opus.storage.database import create_engine_for, upgrade_schema
 
 
 # ---- point 17: the command line ---------------------------------------------------------------------------
@@ -94,3 +98,57 @@ def test_init_against_an_unreachable_database_says_so_in_one_line(tmp_path):
         assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
         assert lines[0].startswith("opus: cannot use the database postgresql+psycopg2://opus:***@127.0.0.1:1/opus")
         assert "secret" not in r.stderr
+
+
+# ---- found from outside (session 19): what the operator sees when the settings or the database are wrong ---
+def test_a_settings_file_python_cannot_run_is_one_line_naming_its_line(tmp_path):
+    """Was a traceback through OPUS's start-up (runpy, load_settings, main)."""
+    cases = {"MAX_WAIT = \n": ("line 1", "invalid syntax"),
+             "DATA_DIR = '/tmp/x'\nMAX_WAIT = UNDEFINED * 2\n": ("line 2", "NameError: name 'UNDEFINED' is not defined"),
+             "import no_such_module_here\n": ("line 1", "ModuleNotFoundError")}
+    for content, (line, message) in cases.items():
+        s = tmp_path / "s.py"
+        s.write_text(content)
+        r = run_opus("check", settings=s)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+        assert lines[0].startswith(f"opus: settings file '{s}', {line}: ") and message in lines[0], lines
+
+
+def test_check_says_whether_the_database_can_be_used(tmp_path, database_url):
+    """`opus check` said nothing of the database: with PostgreSQL down, or the schema of an older
+    OPUS, every line was ok."""
+    s = settings_file(tmp_path / "s.py", DATA_DIR=str(tmp_path / "var"), SERVICE_USER=current_user(),
+                      DATABASE_URL=database_url)
+    engine = create_engine_for(database_url)
+    try:
+        if database_url.startswith("sqlite"):  # nothing yet: `check` must not create the file
+            r = run_opus("check", settings=s)
+            assert r.returncode == 1 and "PROBLEM  database sqlite:///" in r.stdout and "no such file" in r.stdout
+            assert not (tmp_path / "var" / "opus.sqlite").exists()
+        upgrade_schema(engine, "0009")  # as an OPUS of an older version left it
+        r = run_opus("check", settings=s)
+        assert r.returncode == 1
+        assert re.search(r"PROBLEM  database .*: the database schema is at revision 0009; this version of OPUS "
+                         r"needs \d{4}: upgrade it with `opus init`", r.stdout), r.stdout
+        assert run_opus("init", settings=s).returncode == 0
+        r = run_opus("check", settings=s)
+        assert "PROBLEM" not in r.stdout and re.search(r"^ok       database .* \(schema current\)$", r.stdout, re.M)
+
+        with engine.begin() as conn:  # as a newer OPUS would leave it
+            conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+        r = run_opus("check", settings=s)
+        assert "the database schema is at revision 9999, which this version of OPUS does not know" in r.stdout
+        r = run_opus("init", settings=s)  # refused in one line (was Alembic's traceback)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and "a newer OPUS upgraded it" in lines[0], r.stderr
+    finally:
+        engine.dispose()
+
+
+def test_check_says_when_the_database_cannot_be_reached(tmp_path):
+    s = settings_file(tmp_path / "s.py", DATA_DIR=str(tmp_path / "var"), SERVICE_USER=current_user(),
+                      DATABASE_URL="postgresql+psycopg2://opus:secret@127.0.0.1:1/opus")
+    r = run_opus("check", settings=s)
+    assert r.returncode == 1 and "secret" not in r.stdout
+    assert "PROBLEM  database postgresql+psycopg2://opus:***@127.0.0.1:1/opus: cannot connect: " in r.stdout

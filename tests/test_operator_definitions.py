@@ -13,7 +13,7 @@ import pytest
 from lxml import etree
 
 from conftest import REPO_ROOT, ApiServer, make_settings, signed_in_sessions
-from operator_tools import jdl_dir, settings_file
+from operator_tools import current_user, jdl_dir, settings_file
 from opus.cli.main import main as opus_main
 
 
@@ -21,7 +21,8 @@ from opus.cli.main import main as opus_main
 def test_check_says_gammapy_maps_misses_astropy(tmp_path, capsys, monkeypatch):
     jdl = jdl_dir(tmp_path, "gammapy_maps", "dummy")
     s = settings_file(tmp_path / "s.py", JDL_DIR=str(jdl), DATA_DIR=str(tmp_path), JOB_SANDBOX="none",
-                       CALLBACK_URL="http://127.0.0.1:1")
+                       CALLBACK_URL="http://127.0.0.1:1", SERVICE_USER=current_user())
+    assert opus_main(["--settings", str(s), "init"]) == 0  # `check` checks the database too
     assert opus_main(["--settings", str(s), "check"]) == 0
     assert "ok       gammapy_maps" in capsys.readouterr().out
     monkeypatch.setitem(sys.modules, "astropy", None)  # as without the [science] extra: not importable

@@ -9,12 +9,17 @@ from __future__ import annotations
 import argparse
 import os
 import pwd
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from opus.cli import init
+from opus.errors import ConfigurationError
 from opus.jobdef import JobDefinitionRegistry, health
 from opus.managers import sandbox
 from opus.settings import Settings
 from opus.storage import datadir
+from opus.storage.database import create_engine_for, schema_problem, shown_url
 
 
 def _callbacks(settings: Settings) -> None:
@@ -39,6 +44,33 @@ def _sandbox(settings: Settings) -> int:
         return 1
     else:
         print(f"ok       job sandbox (bubblewrap{', job user ' + settings.JOB_USER if os.geteuid() == 0 else ''})")
+    return 0
+
+
+def _database(settings: Settings) -> int:
+    """Can the server use its database: reachable, and at the schema this OPUS needs."""
+    url = settings.database_url
+    shown = shown_url(url)
+    if url.startswith("sqlite") and not Path(url.split("///", 1)[-1]).is_file():  # connecting would create it
+        print(f"PROBLEM  database {shown}: no such file: create it with `opus init` and these settings")
+        return 1
+    try:
+        engine = create_engine_for(url)
+    except ConfigurationError as exc:
+        print(f"PROBLEM  database: {exc}")
+        return 1
+    try:
+        problem = schema_problem(engine)
+    except SQLAlchemyError as exc:
+        first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"PROBLEM  database {shown}: cannot connect: {first}")
+        return 1
+    finally:
+        engine.dispose()
+    if problem:
+        print(f"PROBLEM  database {shown}: {problem}")
+        return 1
+    print(f"ok       database {shown} (schema current)")
     return 0
 
 
@@ -74,6 +106,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     for line in _ownership(settings):
         bad += 1
         print(f"PROBLEM  {line}")
+    bad += _database(settings)
     bad += _definitions(settings)
     return 1 if bad else 0
 

@@ -11,8 +11,7 @@ from importlib import metadata
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from opus import __version__, listen
 from opus.auth.admin import UNCHANGED, UserAdmin
@@ -24,6 +23,7 @@ from opus.jobdef import JobDefinitionRegistry
 from opus.observability import logcontext
 from opus.settings import Settings, load_settings
 from opus.storage import create_engine_for, upgrade_schema
+from opus.storage.database import shown_url
 from opus.storage.userstore import UserStore
 
 
@@ -47,7 +47,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     # call back without CALLBACK_URL/BASE_URL, and the Host names allowed by default.
     settings = listen.with_listen_address(settings, args.host, httpd.server_port)
     httpd.set_app(create_app(settings))
-    print(f"OPUS serving on http://{args.host}:{httpd.server_port}/ (database {_shown(settings.database_url)}; "
+    print(f"OPUS serving on http://{args.host}:{httpd.server_port}/ (database {shown_url(settings.database_url)}; "
           "development server: use gunicorn in production, see README)", flush=True)
     try:
         httpd.serve_forever()
@@ -105,14 +105,6 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
     print(migrate(settings, args.source, dry_run=args.dry_run).text(), end="")
     return 0
-
-
-def _shown(url: str) -> str:
-    """A database URL fit to print: its password hidden."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "(an unreadable DATABASE_URL)"
 
 
 def _version() -> str:
@@ -187,7 +179,7 @@ def _database_error(settings: Settings, exc: SQLAlchemyError) -> str:
     """One line for a database that cannot be used (unreachable, refused, not a database)."""
     cause = getattr(exc, "orig", None) or exc
     first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-    return f"opus: cannot use the database {_shown(settings.database_url)}: {first}"
+    return f"opus: cannot use the database {shown_url(settings.database_url)}: {first}"
 
 
 def main(argv: list[str] | None = None) -> int:

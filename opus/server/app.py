@@ -10,8 +10,10 @@ from typing import Any
 
 import bottle
 from bottle import Bottle, HTTPResponse, Route, request
+from sqlalchemy.exc import SQLAlchemyError
 
 from opus.auth.authenticate import Authenticator
+from opus.errors import ConfigurationError
 from opus.observability import logcontext
 from opus.server import (admin_routes, callback_routes, compat_routes, cors, errors, jdl_routes, limits, metrics,
                          openapi, pages, progress_routes, prov_routes, routing, share_routes, store_routes, urls,
@@ -23,6 +25,7 @@ from opus.server.web import (HTML_MEDIA, JSON_MEDIA, TEXT_MEDIA, as_json, base_u
                              vary_on_accept)
 from opus.service.root import Root
 from opus.settings import Settings
+from opus.storage.database import schema_problem, shown_url
 
 log = logging.getLogger(__name__)
 # Bodies of forms up to this size are parsed in memory; larger ones (uploads) spool to disk.
@@ -114,6 +117,24 @@ def _install_routes(app: Bottle, root: Root) -> None:
     metrics.install(app, root)
 
 
+def _require_current_schema(root: Root) -> None:
+    """A serving process does not start on a database whose schema is not its own: every request
+    would fail (SQLite's 'no such table' even read as an outage, 503 'retry in a few seconds'), and
+    /availability would still say the database answers.  Under gunicorn the worker fails to boot
+    with this message; under mod_wsgi each request logs it.  A database that cannot be reached now
+    is not refused: requests say so (503) until it is back."""
+    engine = root.store.engine
+    try:
+        problem = schema_problem(engine)
+    except SQLAlchemyError as exc:
+        first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+        log.warning("the database schema could not be checked at start-up (%s); requests will answer 503 "
+                    "until the database can be reached", first)
+        return
+    if problem:
+        raise ConfigurationError(f"{problem} (DATABASE_URL {shown_url(root.settings.database_url)})")
+
+
 def create_app(settings: Settings, services: Root | None = None, start: bool = True) -> Bottle:
     """The WSGI application for ``settings``.
 
@@ -134,6 +155,7 @@ def create_app(settings: Settings, services: Root | None = None, start: bool = T
     app.add_hook("after_request", vary_on_accept)
     cors.install(app, settings)
     if start:
+        _require_current_schema(root)
         root.start()
 
         def _start_in_worker() -> None:

@@ -19,15 +19,25 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import create_engine, event, inspect
+from sqlalchemy.engine import make_url
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
 
 from opus.errors import ConfigurationError
 from opus.storage.tables import metadata
 from opus.storage.writerproc import PRAGMAS
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def shown_url(url: str) -> str:
+    """A database URL fit to print: its password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(an unreadable DATABASE_URL)"
 
 
 def create_engine_for(url: str) -> Engine:
@@ -132,26 +142,56 @@ def _alembic_config(engine: Engine) -> Config:
     return cfg
 
 
-def upgrade_schema(engine: Engine, revision: str = "head") -> None:
-    """Create or upgrade the schema to ``revision`` (Alembic), without Alembic's INFO line per step
-    (a first `opus init` printed eleven); its warnings and errors still show."""
+@contextmanager
+def _alembic_quiet() -> Iterator[None]:
+    """Without Alembic's INFO lines (one per step: a first `opus init` printed eleven, and each
+    check of the schema two); its warnings and errors still show."""
     alembic_log = logging.getLogger("alembic")
     level = alembic_log.level
     alembic_log.setLevel(max(logging.WARNING, level))
     try:
-        command.upgrade(_alembic_config(engine), revision)
+        yield
     finally:
         alembic_log.setLevel(level)
 
 
+def upgrade_schema(engine: Engine, revision: str = "head") -> None:
+    """Create or upgrade the schema to ``revision`` (Alembic).  A database that a newer OPUS upgraded
+    is a ConfigurationError that says so (Alembic's own error is a traceback about a revision)."""
+    with _alembic_quiet():
+        try:
+            command.upgrade(_alembic_config(engine), revision)
+        except CommandError as exc:
+            raise ConfigurationError(schema_problem(engine) or f"cannot upgrade the database schema: {exc}") from None
+
+
 def schema_is_current(engine: Engine) -> bool:
     """True when the database is at the newest migration."""
+    return schema_problem(engine) is None
+
+
+def schema_problem(engine: Engine) -> str | None:
+    """None when the database's schema is the one this OPUS needs; else what is wrong and what to
+    do, in words for the admin (no tables yet, an older schema, a schema of a newer OPUS).  Connection
+    errors are raised (SQLAlchemy's)."""
     script = ScriptDirectory.from_config(_alembic_config(engine))
-    with engine.connect() as conn:
-        if not inspect(conn).has_table("alembic_version"):
-            return False
-        current = MigrationContext.configure(conn).get_current_heads()
-    return set(current) == set(script.get_heads())
+    heads = set(script.get_heads())
+    with engine.connect() as conn, _alembic_quiet():
+        current = set(MigrationContext.configure(conn).get_current_heads()) \
+            if inspect(conn).has_table("alembic_version") else set()
+    if current == heads:
+        return None
+    needed = ", ".join(sorted(heads))
+    if not current:
+        return ("the database has no OPUS tables (or no record of their version): create them with "
+                "`opus init` and these settings")
+    at = ", ".join(sorted(current))
+    known = {revision.revision for revision in script.walk_revisions()}
+    if current - known:
+        return (f"the database schema is at revision {at}, which this version of OPUS does not know "
+                f"(it needs {needed}): a newer OPUS upgraded it; run that version")
+    return (f"the database schema is at revision {at}; this version of OPUS needs {needed}: upgrade it "
+            "with `opus init` and these settings (every job and user is kept)")
 
 
 def refresh_statistics(engine: Engine) -> None:
