@@ -110,6 +110,18 @@ def start_waiters_on_all_workers(server: GunicornServer, path: str, at_least: in
     return waiters
 
 
+def hold_waits(server: GunicornServer, path: str, n: int) -> list[Waiter]:
+    """``n`` WAIT requests of ``path`` on connections of their own, read by the server and held."""
+    held = [Waiter(server, path) for _ in range(n)]
+    for w in held:
+        w.start()
+    assert all(w.sent.wait(60) for w in held)
+    wait_for(lambda: requests_read(server.port, {w.port for w in held}) == n, 60, f"the {n} WAITs to be read")
+    time.sleep(0.3)  # read, then blocked: each is answered only on a change
+    assert not any(w.ended for w in held), [w.status for w in held]
+    return held
+
+
 def job_path(job_url: str) -> str:
     return "/" + job_url.split("/", 3)[3]
 
@@ -191,13 +203,7 @@ def test_waits_never_take_every_thread(make_server):
     (no clock is read, so a busy machine cannot fail it)."""
     server = make_server(workers=1, MAX_WAIT=3600, METRICS_PUBLIC=True, gunicorn_args=("--threads", "8"))
     url = server.create("dummy")
-    held = [Waiter(server, job_path(url) + "?WAIT=3600") for _ in range(6)]
-    for w in held:
-        w.start()
-    assert all(w.sent.wait(60) for w in held)
-    wait_for(lambda: requests_read(server.port, {w.port for w in held}) == 6, 60, "the six WAITs to be read")
-    time.sleep(0.3)  # read, then blocked: each is answered only on a change
-    assert not any(w.ended for w in held), [w.status for w in held]
+    held = hold_waits(server, job_path(url) + "?WAIT=3600", 6)
 
     over = [Waiter(server, job_path(url) + "?WAIT=3600") for _ in range(2)]
     for w in over:
@@ -263,13 +269,7 @@ def test_a_worker_retired_by_max_requests_answers_its_waits(make_server):
                          gunicorn_args=("--max-requests", "12", "--graceful-timeout", str(HOUR)))
     url = server.create("dummy")
     (first_worker,) = server.worker_pids()
-    held = [Waiter(server, job_path(url) + f"?WAIT={HOUR}") for _ in range(3)]
-    for w in held:
-        w.start()
-    assert all(w.sent.wait(60) for w in held)
-    wait_for(lambda: requests_read(server.port, {w.port for w in held}) == 3, 60, "the three WAITs to be read")
-    time.sleep(0.3)  # read, then blocked: each is answered only on a change
-    assert not any(w.ended for w in held), [w.status for w in held]
+    held = hold_waits(server, job_path(url) + f"?WAIT={HOUR}", 3)
 
     # Requests until gunicorn retires the worker (its 12th request, the WAITs and the creation included)
     for _ in range(12):

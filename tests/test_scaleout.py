@@ -31,7 +31,8 @@ def test_a_job_completed_through_one_instance_wakes_a_wait_on_the_other(cluster,
     a = GunicornServer(shared_dir, database_url=url, MANAGER="slurm", SLURM_JOBCOMP_LOG=JOBCOMP,
                        SLURM_RECONCILE_MINUTES=60)
     (tmp_path / "b").mkdir()
-    b = GunicornServer(tmp_path / "b", database_url=url, MAX_RUNNING_JOBS=0)
+    # B's WAITs ask for an hour: one answered within the client's timeout was woken by a change (no clock).
+    b = GunicornServer(tmp_path / "b", database_url=url, MAX_RUNNING_JOBS=0, MAX_WAIT=3600)
     a.start()
     b.start()
     try:
@@ -45,24 +46,22 @@ def test_a_job_completed_through_one_instance_wakes_a_wait_on_the_other(cluster,
         def wait_on_b():
             phase = "PENDING"
             while phase not in ("COMPLETED", "ERROR", "ABORTED"):
-                phase = _phase(b.http.get(on_b, params={"WAIT": 60, "PHASE": phase}).text)
+                phase = _phase(b.http.get(on_b, params={"WAIT": 3600, "PHASE": phase}, timeout=120).text)
                 returned.setdefault(phase, time.time())
 
-        waiter = threading.Thread(target=wait_on_b)
+        waiter = threading.Thread(target=wait_on_b, daemon=True)
         waiter.start()
         time.sleep(1)
         a.http.post(f"{a.url}/rest/sleep/{job_id}/phase", data={"PHASE": "RUN"})
-        waiter.join(90)
+        waiter.join(300)
         assert not waiter.is_alive()
         xml = a.http.get(f"{a.url}/rest/sleep/{job_id}").text
         assert _phase(xml) == "COMPLETED", xml
         assert set(returned) >= {"QUEUED", "COMPLETED"}
         lag = returned["COMPLETED"] - _instant(xml, "endTime").timestamp()
         # endTime is the wrapper's clock at the end of the script; the report, the commit and the
-        # NOTIFY follow.  Woken by the change, not by the WAIT's 60 s timeout: half of it is a bound no
-        # machine load reaches; the lag itself (well under a second when quiet) is bench/'s business.
+        # NOTIFY follow.  The lag (well under a second when quiet) is bench/'s business, not a bound.
         print(f"scale-out: the WAIT on the other instance returned {lag * 1000:.0f} ms after endTime")
-        assert lag < 30, f"the WAIT on the other instance returned {lag:.3f} s after the job ended"
     finally:
         b.stop()
         a.stop()
