@@ -152,3 +152,15 @@ def test_check_says_when_the_database_cannot_be_reached(tmp_path):
     r = run_opus("check", settings=s)
     assert r.returncode == 1 and "secret" not in r.stdout
     assert "PROBLEM  database postgresql+psycopg2://opus:***@127.0.0.1:1/opus: cannot connect: " in r.stdout
+
+
+def test_commands_on_a_database_without_the_schema_say_to_run_init(tmp_path):
+    """`opus user` and `opus maintenance` (cron) said SQL's words: 'no such table: users'."""
+    s = settings_file(tmp_path / "s.py", DATA_DIR=str(tmp_path / "var"), SERVICE_USER=current_user())
+    for command in (("user", "list"), ("maintenance",)):
+        r = run_opus(*command, settings=s)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1, r.stderr
+        assert lines[0].startswith("opus: the database has no OPUS tables") and "`opus init`" in lines[0], lines
+    assert run_opus("init", settings=s).returncode == 0
+    assert run_opus("maintenance", settings=s).stdout.strip() == "0 expired job(s) destroyed"

@@ -11,6 +11,7 @@ from importlib import metadata
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from opus import __version__, listen
@@ -23,7 +24,7 @@ from opus.jobdef import JobDefinitionRegistry
 from opus.observability import logcontext
 from opus.settings import Settings, load_settings
 from opus.storage import create_engine_for, upgrade_schema
-from opus.storage.database import shown_url
+from opus.storage.database import schema_problem, shown_url
 from opus.storage.userstore import UserStore
 
 
@@ -56,8 +57,19 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _engine_with_current_schema(settings: Settings) -> Engine:
+    """The database of ``settings``, when its schema is the one this OPUS needs; else a
+    ConfigurationError saying what to do (was SQL's own words: 'no such table: users')."""
+    engine = create_engine_for(settings.database_url)
+    problem = schema_problem(engine)
+    if problem:
+        engine.dispose()
+        raise ConfigurationError(f"{problem} (DATABASE_URL {shown_url(settings.database_url)})")
+    return engine
+
+
 def _user(settings: Settings, args: argparse.Namespace) -> int:
-    admin = UserAdmin(UserStore(create_engine_for(settings.database_url), settings),
+    admin = UserAdmin(UserStore(_engine_with_current_schema(settings), settings),
                       JobDefinitionRegistry(settings.JDL_DIR).known)
     try:
         if args.action == "add":
@@ -94,6 +106,7 @@ def _user(settings: Settings, args: argparse.Namespace) -> int:
 def _maintenance(settings: Settings, args: argparse.Namespace) -> int:
     from opus.service.root import Root
 
+    _engine_with_current_schema(settings).dispose()
     count = Root.build(settings).maintenance.destroy_expired()
     verb = "archived" if settings.DESTRUCTION_POLICY == "archive" else "destroyed"
     print(f"{count} expired job(s) {verb}")
