@@ -8,6 +8,7 @@ disk is a real, tiny tmpfs mounted on the jobs directory (root only: mounting ne
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sqlite3
@@ -90,6 +91,25 @@ def test_every_route_kind_answers_503_with_retry_after(no_database, method, path
         assert r.json()["status"] == 503
     if path.startswith("/web/"):
         assert r.headers["Content-Type"].startswith("text/html")
+
+
+def test_a_server_starts_while_the_database_is_away(tmp_path, caplog):
+    """The schema is checked at start-up (a database without it stops the server: test_operator), but a
+    database that cannot be reached then does not stop it: requests answer 503 until it is back."""
+    (tmp_path / "nopg").mkdir()
+    settings = make_settings(tmp_path, DATABASE_URL=f"postgresql+psycopg2://opus@/opus?host={tmp_path / 'nopg'}")
+    services = Root.build(settings)
+    with caplog.at_level(logging.WARNING, logger="opus.server.app"):
+        app = create_app(settings, services)  # start=True: what gunicorn's workers do
+    assert "the database schema could not be checked at start-up" in caplog.text
+    url = "http://localhost:50997"
+    inprocess.serve(app, url)
+    try:
+        _assert_503(requests.get(url + "/rest/dummy"))
+    finally:
+        inprocess.unserve(url)
+        services.stop()
+        services.store.engine.dispose()
 
 
 def test_an_outage_outside_any_route_is_a_503_too(tmp_path):

@@ -19,7 +19,7 @@ from opus.jobdef import JobDefinitionRegistry, health
 from opus.managers import sandbox
 from opus.settings import Settings
 from opus.storage import datadir
-from opus.storage.database import create_engine_for, schema_problem, shown_url
+from opus.storage.database import create_engine_for, error_line, schema_problem, shown_url
 
 
 def _callbacks(settings: Settings) -> None:
@@ -62,8 +62,7 @@ def _database(settings: Settings) -> int:
     try:
         problem = schema_problem(engine)
     except SQLAlchemyError as exc:
-        first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
-        print(f"PROBLEM  database {shown}: cannot connect: {first}")
+        print(f"PROBLEM  database {shown}: cannot connect: {error_line(exc)}")
         return 1
     finally:
         engine.dispose()

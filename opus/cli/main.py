@@ -24,7 +24,7 @@ from opus.jobdef import JobDefinitionRegistry
 from opus.observability import logcontext
 from opus.settings import Settings, load_settings
 from opus.storage import create_engine_for, upgrade_schema
-from opus.storage.database import schema_problem, shown_url
+from opus.storage.database import error_line, schema_problem, shown_url
 from opus.storage.userstore import UserStore
 
 
@@ -190,9 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _database_error(settings: Settings, exc: SQLAlchemyError) -> str:
     """One line for a database that cannot be used (unreachable, refused, not a database)."""
-    cause = getattr(exc, "orig", None) or exc
-    first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-    return f"opus: cannot use the database {shown_url(settings.database_url)}: {first}"
+    return f"opus: cannot use the database {shown_url(settings.database_url)}: {error_line(exc)}"
 
 
 def main(argv: list[str] | None = None) -> int:

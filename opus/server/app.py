@@ -25,7 +25,7 @@ from opus.server.web import (HTML_MEDIA, JSON_MEDIA, TEXT_MEDIA, as_json, base_u
                              vary_on_accept)
 from opus.service.root import Root
 from opus.settings import Settings
-from opus.storage.database import schema_problem, shown_url
+from opus.storage.database import error_line, schema_problem, shown_url
 
 log = logging.getLogger(__name__)
 # Bodies of forms up to this size are parsed in memory; larger ones (uploads) spool to disk.
@@ -127,9 +127,8 @@ def _require_current_schema(root: Root) -> None:
     try:
         problem = schema_problem(engine)
     except SQLAlchemyError as exc:
-        first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
         log.warning("the database schema could not be checked at start-up (%s); requests will answer 503 "
-                    "until the database can be reached", first)
+                    "until the database can be reached", error_line(exc))
         return
     if problem:
         raise ConfigurationError(f"{problem} (DATABASE_URL {shown_url(root.settings.database_url)})")

@@ -21,8 +21,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import create_engine, event, inspect
-from sqlalchemy.engine import make_url
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError
 
 from opus.errors import ConfigurationError
@@ -38,6 +37,13 @@ def shown_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return "(an unreadable DATABASE_URL)"
+
+
+def error_line(exc: BaseException) -> str:
+    """The first line of what the driver said of a database error (SQLAlchemy's own text adds the
+    SQL and a link), for one-line messages."""
+    cause = getattr(exc, "orig", None) or exc
+    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
 
 
 def create_engine_for(url: str) -> Engine:
