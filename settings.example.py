@@ -3,8 +3,10 @@
 #
 # The file is plain Python executed once at start-up.  Every UPPER_CASE name must be one of the
 # settings below (a misspelt name is an error, not a silently ignored line).  A setting left out
-# keeps the default shown here.  Lines starting with an underscore or in lower case are yours
-# (helpers, imports).
+# keeps the default shown here, except DATA_DIR and JDL_DIR: their values here are the usual places
+# on a server, their defaults `var/` and `jdl/` next to the `opus` package (set both when OPUS is
+# installed with pip rather than run from a checkout).  Lines starting with an underscore or in
+# lower case are yours (helpers, imports).
 
 # ---- Where things are ------------------------------------------------------------------------------
 # Directory for OPUS's state: the SQLite database (by default), one directory per job (uploads,
@@ -61,8 +63,8 @@ ALLOWED_HOSTS = []
 # It must reach the same OPUS (a second Apache VirtualHost proxying to it: docs/deployment.md) and
 # share no cookies with BASE_URL's host, so that a file a browser renders there cannot use a signed-in
 # user's session.  The web client keeps loading previews from its own origin.  Every file is served
-# with nosniff, "Content-Security-Policy: sandbox" and as an attachment (unless it is an image, plain
-# text, FITS or JSON) whatever this says.  None: files are linked on BASE_URL's origin.
+# with nosniff, "Content-Security-Policy: sandbox" and as an attachment (unless it is a PNG, JPEG or
+# GIF image, plain text, FITS or JSON) whatever this says.  None: files are linked on BASE_URL's origin.
 RESULTS_BASE_URL = None
 
 # ---- Execution -----------------------------------------------------------------------------------------
