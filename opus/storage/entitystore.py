@@ -133,13 +133,15 @@ class EntityStore:
                     select(used).where(column.in_(ids[start:start + 500])).order_by(*order))]
         return out
 
-    def find_known(self, sha256: str, owner_key: str | None) -> Entity | None:
-        """The oldest entity with this content that belongs to ``owner_key`` (the same owner)."""
-        query = select(entities).where(entities.c.sha256 == sha256)
+    def find_known(self, sha256: str, owner_key: str | None, existing_at: datetime) -> Entity | None:
+        """The oldest entity with this content that belongs to ``owner_key`` (the same owner) and
+        existed at ``existing_at`` (when the input was given: a job cannot have used a file that
+        did not exist yet, e.g. the result of a job that ended while this one ran)."""
+        query = select(entities).where(entities.c.sha256 == sha256, entities.c.created <= to_db_time(existing_at))
         query = query.where(entities.c.owner_key.is_(None) if owner_key is None
                             else entities.c.owner_key == owner_key)
         with self.engine.connect() as conn:
-            row = conn.execute(query.order_by(entities.c.created).limit(1)).first()
+            row = conn.execute(query.order_by(entities.c.created, entities.c.entity_id).limit(1)).first()
         return _entity(row) if row is not None else None
 
     def reachable(self, job_ids: Iterable[str], entity_ids: Iterable[str], direction: str,
@@ -202,10 +204,16 @@ class EntityStore:
                          "created": now})
         seen: dict[str, str] = {}  # sha256 -> entity id, within this job
 
-        def use(name: str, sha: str, size: int, ctype: str, file_name: str, location: str, source: str) -> None:
+        # An input exists from when it was given: an upload with the job's creation, a fetched file
+        # when the job started.  Only an entity that existed then can be the same file (its oldest
+        # one: an upload rather than a copy a later job made of it).
+        given = {"upload": job.creation_time, "fetched": job.start_time or job.creation_time}
+
+        def use(name: str, sha: str, size: int, ctype: str, file_name: str, location: str, source: str,
+                how: str) -> None:
             entity_id = seen.get(sha)
             if entity_id is None:
-                known = self.find_known(sha, job.owner_key)
+                known = self.find_known(sha, job.owner_key, given[how])
                 if known is not None:
                     entity_id = known.entity_id
                 else:
@@ -214,7 +222,7 @@ class EntityStore:
                                  "file_name": file_name, "owner_id": job.owner_id, "owner_key": job.owner_key,
                                  "generated_by": None,
                                  "role": name, "jobname": None, "location": location, "source": source,
-                                 "created": now})
+                                 "created": to_db_time(given[how])})
                 seen[sha] = entity_id
             uses.append({"job_id": job.job_id, "role": name, "entity_id": entity_id})
 
@@ -223,12 +231,12 @@ class EntityStore:
         for name, info in sorted(inputs.items()):
             use(name, info["sha256"], info["size"], type_by_extension(info.get("file_name") or name),
                 info.get("file_name") or name, f"{job.job_id}/uploads/{name}",
-                f"upload:{info.get('file_name') or name}")
+                f"upload:{info.get('file_name') or name}", "upload")
         for item in fetched:
             url_path = item["url"].split("?", 1)[0].split("#", 1)[0]
             use(item["name"], item["sha256"], item["size"], type_by_extension(url_path.rstrip("/").rsplit("/", 1)[-1]),
                 item["url"].rstrip("/").rsplit("/", 1)[-1][:255] or item["file"], f"{job.job_id}/uploads/{item['file']}",
-                item["url"])
+                item["url"], "fetched")
         for name, entity_ids in sorted(linked.items()):
             for entity_id in entity_ids:
                 uses.append({"job_id": job.job_id, "role": name, "entity_id": entity_id})
