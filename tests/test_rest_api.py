@@ -393,3 +393,48 @@ def test_parameter_count_and_value_size_limits(tmp_path):
                                 allow_redirects=False).status_code == 303
     finally:
         server.stop()
+
+
+def test_a_result_asked_too_early_or_misspelt_says_which(api):
+    """A newcomer asking for a result before the job ran got 'has no result', read as a typo."""
+    url = api.create("dummy", data={"text": "x"})
+    r = api.http.get(url + "/results/output")
+    assert r.status_code == 404
+    assert "has no result 'output' yet: it is PENDING (start it with POST PHASE=RUN" in r.text, r.text
+    api.http.post(url + "/phase", data={"PHASE": "RUN"})
+    assert api.wait_final(url) == "COMPLETED"
+    r = api.http.get(url + "/results/outptu")
+    assert r.status_code == 404 and "has no result 'outptu'; its results: output" in r.text, r.text
+    assert api.http.get(url + "/results/output").status_code == 200
+
+
+def test_a_misspelt_definition_name_gets_the_nearest_names(api):
+    r = api.http.post(f"{api.url}/rest/gammapy_map", data={"RA": "83.6"}, allow_redirects=False)
+    assert r.status_code == 404
+    assert r.text.strip() == ("no job definition named 'gammapy_map'; did you mean 'gammapy_maps'? "
+                              "(GET /jdl lists this server's definitions)")
+    r = api.http.get(f"{api.url}/rest/Dummy")  # names are case-sensitive
+    assert r.status_code == 404 and "did you mean 'dummy'?" in r.text
+    r = api.http.get(f"{api.url}/rest/zzzzzz")
+    assert r.status_code == 404 and "did you mean" not in r.text and "GET /jdl lists" in r.text
+
+
+def test_a_wrong_method_says_which_ones_the_url_accepts(api):
+    url = api.create("dummy", data={"text": "x"})
+    r = api.http.put(url + "/phase", data="RUN")
+    assert r.status_code == 405 and r.headers["Allow"]
+    allowed = ", ".join(r.headers["Allow"].split(","))
+    assert r.text.strip() == f"method PUT not allowed here: this URL accepts {allowed}"
+    assert "GET" in allowed and "POST" in allowed
+
+
+def test_a_missing_input_says_what_it_wants_and_whether_a_job_was_made(api):
+    r = api.http.post(f"{api.url}/rest/copy", data={"PHASE": "RUN"}, allow_redirects=False)
+    assert r.status_code == 400
+    assert r.text.strip() == ("cannot run: required parameter(s) missing: infile (an input: upload a file, or give "
+                              "its URL or /store link); no job was created")
+    assert "<uws:jobref" not in api.http.get(f"{api.url}/rest/copy").text
+    url = api.create("copy")  # PENDING: made, and it stays
+    r = api.http.post(url + "/phase", data={"PHASE": "RUN"}, allow_redirects=False)
+    assert r.status_code == 400 and r.text.strip().endswith("or /store link)")
+    assert api.http.get(url + "/phase").text == "PENDING"

@@ -21,6 +21,7 @@ under a lock file, so several server processes can share the directory.
 
 from __future__ import annotations
 
+import difflib
 import errno
 import fcntl
 import hmac
@@ -123,17 +124,27 @@ class JobDefinitionRegistry:
             found += [p for p in versions.iterdir() if p.is_dir() and not NAME_RE.match(p.name)]
         return sorted(found)
 
+    def unknown(self, name: str) -> NotFound:
+        """The NotFound for a name no definition has, with the nearest names (a newcomer's typo, or
+        the wrong case: names are case-sensitive) and where the list is."""
+        said = f"no job definition named {str(name)[:64]!r}"
+        names = self.names()
+        near = [n for n in names if n.lower() == str(name).lower()] or \
+            difflib.get_close_matches(str(name)[:64], names, n=3, cutoff=0.75)
+        hint = f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
+        return NotFound(f"{said}{hint} (GET /jdl lists this server's definitions)")
+
     def get(self, name: str, version: str | None = None) -> JobDefinition:
         """The live definition ``name``; with ``version``, that version (live or kept); else NotFound."""
         if not NAME_RE.match(name or ""):
-            raise NotFound(f"no job definition named {str(name)[:64]!r}")
+            raise self.unknown(name)
         found = self._live_stat(name)
         live = self._load(*found, name) if found is not None else None
         if version is None or (live is not None and live.version == version):
             if live is None:
                 if self.versions(name):
                     raise NotFound(f"the job definition {name!r} was deleted; its jobs remain readable")
-                raise NotFound(f"no job definition named {name!r}")
+                raise self.unknown(name)
             return live
         if not _VERSION_RE.match(version):
             raise NotFound(f"no version {version[:64]!r} of the job definition {name!r}")

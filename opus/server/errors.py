@@ -152,7 +152,10 @@ def bottle_error(err: HTTPError) -> str:
                   exc_info=err.exception)
         message = "internal server error"
     if status == 405:
-        err.set_header("Allow", err.headers.get("Allow", ""))
+        allowed = err.headers.get("Allow", "")
+        err.set_header("Allow", allowed)
+        if allowed:  # what to use instead, not only what was wrong
+            message = f"method {request.method[:16]} not allowed here: this URL accepts {', '.join(allowed.split(','))}"
     err.content_type = "text/plain; charset=UTF-8"
     return f"{message}\n"
 

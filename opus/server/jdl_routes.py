@@ -238,7 +238,7 @@ def jdl_get(name: str) -> HTTPResponse:
 def jdl_versions(name: str) -> HTTPResponse:
     registry = services().registry
     if not registry.known(name):
-        raise NotFound(f"no job definition named {name[:64]!r}")
+        raise registry.unknown(name)
     _require_granted(name)
     try:
         live: str | None = registry.get(name).version

@@ -25,7 +25,7 @@ from opus.service import idempotency
 from opus.service.submission import Upload
 from opus.storage.jobfiles import JobFiles, read_json
 from opus.timeutil import format_instant, parse_instant, parse_int
-from opus.uws import NOT_XML_CHAR, Job, JobRef, parse_phase
+from opus.uws import FINAL, NOT_XML_CHAR, Job, JobRef, Phase, parse_phase
 
 #: The longest RUNID filter of a job list (a run id itself is at most 64 characters; wildcards add some).
 MAX_RUNID_FILTER = 200
@@ -295,12 +295,25 @@ def get_results(jobname: str, job_id: str) -> HTTPResponse:
     return xml(render.results_xml(job, url))
 
 
+def _no_result(job: Job, result_id: str) -> str:
+    """Why a job has no such result, and what to do: a job that has not ended has none yet (was a
+    bare 'no result', read as a misspelt name by a newcomer asking too early)."""
+    said = f"job {job.job_id} has no result {result_id[:64]!r}"
+    if job.phase is Phase.PENDING:
+        return f"{said} yet: it is PENDING (start it with POST PHASE=RUN to …/phase); results appear when it is COMPLETED"
+    if job.phase not in FINAL:
+        return (f"{said} yet: it is {job.phase.value}; results appear when it is COMPLETED "
+                "(GET the job with ?WAIT=<seconds> to wait for a change)")
+    have = ", ".join(r.result_id for r in job.results)
+    return f"{said}; its results: {have}" if have else f"{said}: it ended {job.phase.value} without results"
+
+
 @routes.get(JOB + "/results/<result_id>")
 def get_result(jobname: str, job_id: str, result_id: str) -> HTTPResponse:
     job = job_of(jobname, job_id)
     result = job.result(result_id)
     if result is None:
-        raise NotFound(f"job {job_id} has no result {result_id!r}")
+        raise NotFound(_no_result(job, result_id))
     # The type is decided again from the definition: a record made before the server decided
     # types may hold what a job's report claimed.
     jobdef = jobdef_of(job)

@@ -128,7 +128,7 @@ class JobService:
                            if d.default is not None and n not in given]
         phase = sub.phase or Phase.PENDING
         if phase is Phase.QUEUED:
-            _check_runnable(jobdef, sub.parameters)
+            _check_runnable(jobdef, sub.parameters, creating=True)
         now = utcnow()
         duration = sub.execution_duration
         if duration is None:
@@ -201,7 +201,7 @@ class JobService:
         reading the database in batches (for long lists).  ``before`` and ``run_id``: OPUS's own
         filters (``opus.storage.rows.ListFilter``)."""
         if jobname is not None and not self.registry.known(jobname):
-            raise NotFound(f"no job definition named {jobname[:64]!r}")
+            raise self.registry.unknown(jobname)
         read = self.store.iter_list if stream else self.store.list
         if identity.is_admin:
             return read(jobname, phases, after, last, before=before, run_id=run_id)
@@ -377,10 +377,15 @@ class JobService:
                                     "parameters can only change while PENDING")
 
 
-def _check_runnable(jobdef: JobDefinition, params: Sequence[Parameter]) -> None:
+def _check_runnable(jobdef: JobDefinition, params: Sequence[Parameter], creating: bool = False) -> None:
+    """400 when a required parameter or input has no value, saying which, what an input wants, and,
+    for a creation with PHASE=RUN, that no job was made (a newcomer could not tell)."""
     missing = jobdef.missing_required({p.name for p in params})
     if missing:
-        raise BadRequest("cannot run: required parameter(s) missing: " + ", ".join(missing))
+        named = [f"{n} (an input: upload a file, or give its URL or /store link)" if n in jobdef.used else n
+                 for n in missing]
+        after = "; no job was created" if creating else ""
+        raise BadRequest("cannot run: required parameter(s) missing: " + ", ".join(named) + after)
 
 
 def _quote(jobdef: JobDefinition, start: datetime) -> datetime | None:
