@@ -123,6 +123,23 @@ def test_countmap_program_counts_every_event_inside_the_map_once(tmp_path):
     check_png((tmp_path / "count_map.png").read_bytes())
 
 
+def test_an_empty_map_says_where_the_events_are(tmp_path):
+    """A newcomer ran gammapy_maps on examples/events.fits (the Crab) at the form's default centre
+    (the original OPUS's, PKS 2155-304): a COMPLETED, empty map, and only '0 of 3000 events' said so."""
+    rng = np.random.default_rng(7)
+    ra, dec = 83.63 + rng.normal(0, 0.2, 100), 22.01 + rng.normal(0, 0.2, 100)
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(
+        [fits.Column(name="RA", format="D", unit="deg", array=ra), fits.Column(name="DEC", format="D", unit="deg", array=dec)],
+        name="EVENTS")]).writeto(tmp_path / "crab.fits")
+    done = run_cli(tmp_path, "crab.fits", ra=329.7169379, dec=-30.2255883)
+    assert done.returncode == 0 and ": 0 of 100 events" in done.stdout
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"countmap: warning: none of the 100 events fall in this map: they lie at RA "
+                           f"{ra.min():.2f} to {ra.max():.2f}, Dec {dec.min():+.2f} to {dec.max():+.2f}; ")
+    assert line.endswith("the map is centred on RA 329.7169, Dec -30.2256 (give RA and Dec of your target)")
+    assert run_cli(tmp_path, "crab.fits", ra=83.63, dec=22.01).stderr == ""  # no warning when the map has events
+
+
 def test_countmap_program_reports_a_missing_events_hdu_in_one_line(tmp_path):
     table = fits.BinTableHDU.from_columns([fits.Column(name="RA", format="D", array=[1.0])], name="GTI")
     fits.HDUList([fits.PrimaryHDU(), table]).writeto(tmp_path / "no_events.fits")

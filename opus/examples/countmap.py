@@ -204,7 +204,21 @@ def run(args: argparse.Namespace) -> int:
     print(f"count map {args.nxpix}x{args.nypix} of {args.binsz:g} deg at RA {args.ra:.5f}, "
           f"Dec {args.dec:+.5f}: {n_map} of {total} events ({total - n_valid} without a valid position)")
     print(f"wrote {args.out} and {args.png}")
+    if n_map == 0 and n_valid > 0:  # an empty map is a result, but most likely not the one wanted
+        print(f"countmap: warning: none of the {n_valid} events fall in this map: {_extent(ra, dec)}; "
+              f"the map is centred on RA {args.ra:.4f}, Dec {args.dec:+.4f} (give RA and Dec of your "
+              "target)", file=sys.stderr)
     return 0
+
+
+def _extent(ra: Array, dec: Array) -> str:
+    """Where the events are, in words (RA's wrap-around at 0/360 aside)."""
+    import numpy as np
+
+    valid = np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90)
+    ra, dec = ra[valid], dec[valid]
+    return (f"they lie at RA {float(ra.min()):.2f} to {float(ra.max()):.2f}, "
+            f"Dec {float(dec.min()):+.2f} to {float(dec.max()):+.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:
