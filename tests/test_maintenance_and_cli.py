@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
+import socket
 import subprocess
 import sys
 from datetime import timedelta
@@ -158,10 +160,9 @@ def test_cli_check_reports_invalid_definitions(tmp_path, capsys):
     assert "INVALID  broken" in capsys.readouterr().out
 
 
-def test_opus_serve_answers(tmp_path):
-    """`opus serve` (the README's first command ends with it) starts and serves the example definitions."""
-    import socket
-
+@contextlib.contextmanager
+def _opus_serve(tmp_path, log_level: str):
+    """`opus serve` on a free port: (its base URL, the process: its output is stdout, stderr merged)."""
     import requests
 
     sock = socket.socket()
@@ -169,7 +170,7 @@ def test_opus_serve_answers(tmp_path):
     port = sock.getsockname()[1]
     sock.close()
     settings_file = tmp_path / "settings.py"
-    settings_file.write_text(f"DATA_DIR = {str(tmp_path / 'data')!r}\nLOG_LEVEL = 'WARNING'\n")
+    settings_file.write_text(f"DATA_DIR = {str(tmp_path / 'data')!r}\nLOG_LEVEL = {log_level!r}\n")
     proc = subprocess.Popen([*OPUS, "--settings", str(settings_file), "serve", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -182,11 +183,34 @@ def test_opus_serve_answers(tmp_path):
 
         r = wait_for(index, 60, "opus serve to answer")
         assert f"http://127.0.0.1:{port}/rest/dummy" in r.text
-        r = requests.post(f"http://127.0.0.1:{port}/rest/dummy", data={"text": "served", "PHASE": "RUN"},
-                          allow_redirects=False, timeout=5)
-        job = r.headers["Location"]
-        wait_final(requests, job)
-        assert requests.get(job + "/results/output", timeout=5).text == "served\n"
+        yield f"http://127.0.0.1:{port}", proc
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_opus_serve_answers(tmp_path):
+    """`opus serve` (the README's first command ends with it) starts and serves the example definitions."""
+    import requests
+
+    with _opus_serve(tmp_path, "WARNING") as (base, _proc):
+        r = requests.post(f"{base}/rest/dummy", data={"text": "served", "PHASE": "RUN"},
+                          allow_redirects=False, timeout=30)
+        job = r.headers["Location"]
+        wait_final(requests, job)
+        assert requests.get(job + "/results/output", timeout=30).text == "served\n"
+
+
+def test_opus_serve_access_lines_carry_the_request_and_job_ids(tmp_path):
+    """The README says every log line ends with [request=<X-Request-ID> job=<job id>]; the development
+    server's access lines said [request=- job=-] (found by a newcomer)."""
+    import requests
+
+    with _opus_serve(tmp_path, "INFO") as (base, proc):
+        job = requests.post(f"{base}/rest/dummy", data={"text": "x"}, allow_redirects=False, timeout=30).headers["Location"]
+        job_id = job.rsplit("/", 1)[1]
+        r = requests.get(job, headers={"X-Request-ID": "probe-42"}, timeout=30)
+        assert r.headers["X-Request-ID"] == "probe-42"
+    output = proc.stdout.read()
+    (line,) = [ln for ln in output.splitlines() if f'"GET /rest/dummy/{job_id} HTTP/1.1" 200' in ln]
+    assert line.endswith(f"[request=probe-42 job={job_id}]"), line

@@ -6,8 +6,10 @@ import argparse
 import json
 import logging
 import sys
+import threading
 from collections.abc import Callable
 from importlib import metadata
+from typing import Any
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -32,9 +34,35 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
 
+#: The ids of the request this thread last served (the development server serves one request per
+#: thread): its access line is written after the application's context has ended.
+_served = threading.local()
+
+
+def _noting_ids(app: Callable[..., Any]) -> Callable[..., Any]:
+    """``app``, keeping the ids it put in each request's environ for that request's access line."""
+    def noted(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        try:
+            return app(environ, start_response)
+        finally:
+            _served.ids = (environ.get("opus.request_id", "-"), environ.get("opus.job_id", "-"))
+    return noted
+
+
 class _QuietHandler(WSGIRequestHandler):
+    """The development server's access lines, through logging, ending with the request's ids as
+    every other line does."""
+
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base class's name)
-        logging.getLogger("opus.access").info("%s %s", self.address_string(), format % args)
+        request_id, job_id = getattr(_served, "ids", ("-", "-"))
+        _served.ids = ("-", "-")
+        request = logcontext.REQUEST_ID.set(request_id)
+        job = logcontext.JOB_ID.set(job_id)
+        try:
+            logging.getLogger("opus.access").info("%s %s", self.address_string(), format % args)
+        finally:
+            logcontext.JOB_ID.reset(job)
+            logcontext.REQUEST_ID.reset(request)
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -47,7 +75,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     # Bound first, so that the app knows the address it listens on (port 0 resolved): the URL jobs
     # call back without CALLBACK_URL/BASE_URL, and the Host names allowed by default.
     settings = listen.with_listen_address(settings, args.host, httpd.server_port)
-    httpd.set_app(create_app(settings))
+    httpd.set_app(_noting_ids(create_app(settings)))
     print(f"OPUS serving on http://{args.host}:{httpd.server_port}/ (database {shown_url(settings.database_url)}; "
           "development server: use gunicorn in production, see README)", flush=True)
     try:

@@ -52,9 +52,11 @@ _ids = _RequestIds()
 new_request_id = _ids.next
 
 
-def set_job_id(value: object) -> None:
-    """Name the job the current request is about (until the end of the request)."""
-    JOB_ID.set(sane(value) or "invalid")
+def set_job_id(value: object) -> str:
+    """Name the job the current request is about (until the end of the request); the name logged."""
+    shown = sane(value) or "invalid"
+    JOB_ID.set(shown)
+    return shown
 
 
 class ContextFilter(logging.Filter):

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from bottle import Bottle, HTTPResponse, Route
+from bottle import Bottle, HTTPResponse, Route, request
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -86,7 +86,7 @@ class JobContextPlugin:
             return callback
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            set_job_id(kwargs.get("job_id"))
+            request.environ["opus.job_id"] = set_job_id(kwargs.get("job_id"))  # for an access log
             return callback(*args, **kwargs)
 
         return wrapper
