@@ -438,3 +438,12 @@ def test_a_missing_input_says_what_it_wants_and_whether_a_job_was_made(api):
     r = api.http.post(url + "/phase", data={"PHASE": "RUN"}, allow_redirects=False)
     assert r.status_code == 400 and r.text.strip().endswith("or /store link)")
     assert api.http.get(url + "/phase").text == "PENDING"
+
+
+def test_every_bad_value_is_named_in_one_answer(api):
+    """A newcomer fixed RA, resent, was told about Dec, resent, then about nxpix."""
+    r = api.http.post(f"{api.url}/rest/gammapy_maps", data={"RA": "400", "Dec": "-95", "nxpix": "0"},
+                      allow_redirects=False)
+    assert r.status_code == 400
+    problems = r.text.strip().split("; ")
+    assert [p.split(":")[0] for p in problems] == ["parameter 'RA'", "parameter 'Dec'", "parameter 'nxpix'"], r.text

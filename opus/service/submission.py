@@ -145,9 +145,19 @@ def parse_submission(jobdef: JobDefinition, form: Sequence[tuple[str, str]],
     for raw_name, value in form:
         parser.field(raw_name, value)
     sub = parser.sub
+    checked: dict[str, str] = {}
+    wrong: list[str] = []  # every bad value at once, not one per attempt (the web form shows them all too)
     for name, given in parser.values.items():
         if name in jobdef.parameters:
-            sub.parameters.append(Parameter(name, jobdef.check_value(name, " ".join(given))))
+            try:
+                checked[name] = jobdef.check_value(name, " ".join(given))
+            except BadRequest as exc:
+                wrong.append(exc.message)
+    if wrong:
+        raise BadRequest("; ".join(wrong))
+    for name, given in parser.values.items():  # in the order given
+        if name in checked:
+            sub.parameters.append(Parameter(name, checked[name]))
         else:
             sub.parameters.append(inputs.check(jobdef.used[name], given, identity, base, sub.links))
     for up in uploads:
