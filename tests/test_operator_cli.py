@@ -131,7 +131,8 @@ def test_check_says_whether_the_database_can_be_used(tmp_path, database_url):
         assert r.returncode == 1
         assert re.search(r"PROBLEM  database .*: the database schema is at revision 0009; this version of OPUS "
                          r"needs \d{4}: upgrade it with `opus init`", r.stdout), r.stdout
-        assert run_opus("init", settings=s).returncode == 0
+        r = run_opus("init", settings=s)
+        assert r.returncode == 0 and "database schema upgraded from revision 0009, up to date (" in r.stdout, r.stdout
         r = run_opus("check", settings=s)
         assert "PROBLEM" not in r.stdout and re.search(r"^ok       database .* \(schema current\)$", r.stdout, re.M)
 
@@ -162,5 +163,7 @@ def test_commands_on_a_database_without_the_schema_say_to_run_init(tmp_path):
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2 and len(lines) == 1, r.stderr
         assert lines[0].startswith("opus: the database has no OPUS tables") and "`opus init`" in lines[0], lines
-    assert run_opus("init", settings=s).returncode == 0
+    r = run_opus("init", settings=s)
+    assert r.returncode == 0 and "database schema created, up to date (sqlite:///" in r.stdout, r.stdout
+    assert "database schema up to date (" in run_opus("init", settings=s).stdout  # the second time
     assert run_opus("maintenance", settings=s).stdout.strip() == "0 expired job(s) destroyed"

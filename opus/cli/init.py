@@ -21,6 +21,7 @@ from opus.auth.identity import server_secret
 from opus.managers import sandbox
 from opus.settings import Settings
 from opus.storage import create_engine_for, upgrade_schema
+from opus.storage.database import schema_revisions, shown_url
 from opus.storage.userstore import UserStore
 
 
@@ -81,8 +82,11 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     settings.jobs_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine_for(settings.database_url)
+    before = schema_revisions(engine)
     upgrade_schema(engine)
-    print(f"database schema is up to date ({engine.url.render_as_string(hide_password=True)})")
+    done = ("created, " if not before else "" if schema_revisions(engine) == before
+            else f"upgraded from revision {', '.join(sorted(before))}, ")
+    print(f"database schema {done}up to date ({shown_url(settings.database_url)})")
     server_secret(settings)
     for path in sandbox.restrict_files(settings):
         print(f"made {path} readable by its owner only")

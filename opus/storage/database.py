@@ -176,15 +176,21 @@ def schema_is_current(engine: Engine) -> bool:
     return schema_problem(engine) is None
 
 
+def schema_revisions(engine: Engine) -> set[str]:
+    """The Alembic revisions the database is at (none: no OPUS schema yet)."""
+    with engine.connect() as conn, _alembic_quiet():
+        if not inspect(conn).has_table("alembic_version"):
+            return set()
+        return set(MigrationContext.configure(conn).get_current_heads())
+
+
 def schema_problem(engine: Engine) -> str | None:
     """None when the database's schema is the one this OPUS needs; else what is wrong and what to
     do, in words for the admin (no tables yet, an older schema, a schema of a newer OPUS).  Connection
     errors are raised (SQLAlchemy's)."""
     script = ScriptDirectory.from_config(_alembic_config(engine))
     heads = set(script.get_heads())
-    with engine.connect() as conn, _alembic_quiet():
-        current = set(MigrationContext.configure(conn).get_current_heads()) \
-            if inspect(conn).has_table("alembic_version") else set()
+    current = schema_revisions(engine)
     if current == heads:
         return None
     needed = ", ".join(sorted(heads))
