@@ -447,3 +447,10 @@ def test_every_bad_value_is_named_in_one_answer(api):
     assert r.status_code == 400
     problems = r.text.strip().split("; ")
     assert [p.split(":")[0] for p in problems] == ["parameter 'RA'", "parameter 'Dec'", "parameter 'nxpix'"], r.text
+
+
+def test_a_misspelt_parameter_name_gets_the_nearest(api):
+    r = api.http.post(f"{api.url}/rest/gammapy_maps", data={"nxpixel": "100"}, allow_redirects=False)
+    assert r.status_code == 400
+    assert r.text.startswith("parameter 'nxpixel': job definition 'gammapy_maps' has no such parameter "
+                             "(did you mean 'nxpix'?); its parameters are "), r.text

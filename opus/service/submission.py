@@ -8,6 +8,7 @@ and ``save_links`` write what it accepted into the job's files.
 
 from __future__ import annotations
 
+import difflib
 import errno
 import hashlib
 import os
@@ -281,7 +282,10 @@ def _multiple(jobdef: JobDefinition, name: str) -> bool:
 
 def _unknown(jobdef: JobDefinition, raw_name: str, what: str = "parameter") -> str:
     known = sorted((*jobdef.parameters, *jobdef.used), key=str.lower)
-    return (f"{what} {raw_name[:64]!r}: job definition {jobdef.name!r} has no such parameter; "
+    lowered = {n.lower(): n for n in known}
+    near = [lowered[n] for n in difflib.get_close_matches(raw_name[:64].lower(), list(lowered), n=2, cutoff=0.75)]
+    guess = f" (did you mean {' or '.join(repr(n) for n in near)}?)" if near else ""
+    return (f"{what} {raw_name[:64]!r}: job definition {jobdef.name!r} has no such parameter{guess}; "
             + (f"its parameters are {', '.join(known)}" if known else "it takes no parameters")
             + "; control parameters: RUNID, EXECUTIONDURATION, DESTRUCTION, PHASE and slurm_* options")
 
