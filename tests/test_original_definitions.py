@@ -198,3 +198,16 @@ def test_the_original_json_shape_reads_back_as_the_same_definition():
         d = imported(path).definition
         again = import_definition(json.dumps(to_original(d)))
         assert again.definition == d and again.warnings == []
+
+
+def test_an_original_doculink_that_is_not_a_url_is_left_out_with_a_warning():
+    """Definitions here take only an absolute URL as doculink (it is published as a link); the
+    original took any text: an import keeps the definition and says what it left out."""
+    content = json.loads((DATA / "json" / "test_activity_1.json").read_text())
+    content["doculink"] = "docs/test_activity.html"
+    done = import_definition(json.dumps(content), script="echo x > output.txt\n")
+    assert done.definition.doculink == ""
+    assert any('doculink "docs/test_activity.html" is not an absolute URL: not kept' in w for w in done.warnings)
+    content["doculink"] = "https://example.org/test_activity"
+    assert import_definition(json.dumps(content), script="echo x\n").definition.doculink == \
+        "https://example.org/test_activity"

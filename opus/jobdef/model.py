@@ -217,13 +217,19 @@ class JobDefinition:
         for key in ("network", "errexit"):
             if not isinstance(data.get(key, False), bool):
                 raise ConfigurationError(f"{ctx}: {key} must be true or false")
+        doculink = data.get("doculink") or ""
+        if not isinstance(doculink, str) or (doculink and not ABSOLUTE_URI.fullmatch(doculink)):
+            # Published in /jdl, the VOTable's LINK and provenance (ActivityDescription.doculink): a
+            # link clients can follow, not a path of this server's files.
+            raise ConfigurationError(f"{ctx}: doculink must be an absolute URL (e.g. https://example.org/doc), "
+                                     f"not {str(doculink)[:80]!r}")
         if data.get("shell", "") not in SHELLS:
             raise ConfigurationError(f"{ctx}: shell must be \"plain\" or \"login\" (or absent: the server's "
                                      f"JOB_SHELL), not {str(data.get('shell'))[:40]!r}")
         return cls(
             slurm=_slurm(ctx, data.get("slurm") or {}), name=name, script=script, description=str(data.get("description", "")),
             version=str(data.get("version", "1")), type=str(data.get("type", "")),
-            subtype=str(data.get("subtype", "")), doculink=str(data.get("doculink", "")),
+            subtype=str(data.get("subtype", "")), doculink=doculink,
             contact_name=str(contact.get("name", "")), contact_email=str(contact.get("email", "")),
             execution_duration=data.get("executionDuration"), quote=data.get("quote"),
             parameters=params, used=used, generated=generated, network=data.get("network", False),
@@ -274,6 +280,10 @@ class JobDefinition:
         missing = [n for n, p in self.parameters.items() if p.required and p.default is None and n not in present]
         missing += [n for n, u in self.used.items() if u.required and u.default is None and n not in present]
         return missing
+
+
+#: A URI with a scheme (https://..., ivo://...), no spaces: what a doculink may be.
+ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s]+")
 
 
 def _check_name(ctx: str, name: str) -> None:

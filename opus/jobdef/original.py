@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opus.errors import ConfigurationError
-from opus.jobdef.model import JSONObject, JobDefinition
+from opus.jobdef.model import ABSOLUTE_URI, JSONObject, JobDefinition
 
 log = logging.getLogger("opus.jobdef.original")
 
@@ -89,6 +89,10 @@ def to_json_form(content: JSONObject, notes: Notes, script: str | None = None) -
         if _text(content.get(key)):
             doc[key] = _text(content[key])
     _top_extras(content, doc, notes)
+    link = doc.get("doculink")
+    if link and not ABSOLUTE_URI.fullmatch(str(link)):  # a definition here takes only a followable link
+        notes.add(f"doculink {_short(link)} is not an absolute URL: not kept")
+        del doc["doculink"]
     contact = {k: _text(content.get(f"contact_{k}")) for k in ("name", "email")}
     if any(contact.values()):
         doc["contact"] = contact
