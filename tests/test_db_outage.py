@@ -8,6 +8,7 @@ disk is a real, tiny tmpfs mounted on the jobs directory (root only: mounting ne
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -55,11 +56,27 @@ def test_outages_are_told_from_bugs():
 
 
 # ---- a PostgreSQL server that is not there -------------------------------------------------------------
+def _settings_without_database(tmp_path):
+    """Settings naming a PostgreSQL server that does not exist (an empty socket directory)."""
+    (tmp_path / "nopg").mkdir()
+    return make_settings(tmp_path, DATABASE_URL=f"postgresql+psycopg2://opus@/opus?host={tmp_path / 'nopg'}")
+
+
+@contextlib.contextmanager
+def _served(app, url: str, services):
+    inprocess.serve(app, url)
+    try:
+        yield url
+    finally:
+        inprocess.unserve(url)
+        services.stop()
+        services.store.engine.dispose()
+
+
 @pytest.fixture
 def no_database(tmp_path):
     """The app, in-process, on a PostgreSQL URL whose server does not exist (an empty socket directory)."""
-    (tmp_path / "nopg").mkdir()
-    settings = make_settings(tmp_path, DATABASE_URL=f"postgresql+psycopg2://opus@/opus?host={tmp_path / 'nopg'}")
+    settings = _settings_without_database(tmp_path)
     services = Root.build(settings)
     app = create_app(settings, services, start=False)
     url = "http://localhost:50999"
@@ -96,36 +113,23 @@ def test_every_route_kind_answers_503_with_retry_after(no_database, method, path
 def test_a_server_starts_while_the_database_is_away(tmp_path, caplog):
     """The schema is checked at start-up (a database without it stops the server: test_operator), but a
     database that cannot be reached then does not stop it: requests answer 503 until it is back."""
-    (tmp_path / "nopg").mkdir()
-    settings = make_settings(tmp_path, DATABASE_URL=f"postgresql+psycopg2://opus@/opus?host={tmp_path / 'nopg'}")
+    settings = _settings_without_database(tmp_path)
     services = Root.build(settings)
     with caplog.at_level(logging.WARNING, logger="opus.server.app"):
         app = create_app(settings, services)  # start=True: what gunicorn's workers do
     assert "the database schema could not be checked at start-up" in caplog.text
-    url = "http://localhost:50997"
-    inprocess.serve(app, url)
-    try:
+    with _served(app, "http://localhost:50997", services) as url:
         _assert_503(requests.get(url + "/rest/dummy"))
-    finally:
-        inprocess.unserve(url)
-        services.stop()
-        services.store.engine.dispose()
 
 
 def test_an_outage_outside_any_route_is_a_503_too(tmp_path):
     # Code that runs before the routes' error handling (a hook here) reaches bottle's own 500 handler.
-    (tmp_path / "nopg").mkdir()
-    settings = make_settings(tmp_path, DATABASE_URL=f"postgresql+psycopg2://opus@/opus?host={tmp_path / 'nopg'}")
+    settings = _settings_without_database(tmp_path)
     services = Root.build(settings)
     app = create_app(settings, services, start=False)
     app.add_hook("before_request", services.store.ping)
-    url = "http://localhost:50998"
-    inprocess.serve(app, url)
-    try:
+    with _served(app, "http://localhost:50998", services) as url:
         _assert_503(requests.get(url + "/rest/dummy"))
-    finally:
-        inprocess.unserve(url)
-        services.store.engine.dispose()
 
 
 def test_a_creation_with_an_upload_leaves_no_file_when_the_database_is_away(no_database):
