@@ -61,14 +61,24 @@ def test_a_wait_on_one_instance_ends_when_the_other_completes_the_job(two_instan
 
 
 def test_the_listener_comes_back_after_its_connection_is_killed(two_instances):
-    from sqlalchemy import text
+    from sqlalchemy import bindparam, text
 
     a, b = two_instances
+
+    def listeners() -> set[int]:
+        with a.services.store.engine.begin() as conn:
+            return {pid for (pid,) in conn.execute(text(
+                "SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"))}
+
+    killed = listeners()
+    assert killed, "no LISTEN connection to kill"
     with a.services.store.engine.begin() as conn:
-        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                          "WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"))
-    wait_for(lambda: not b.services.notifier.listening.is_set(), 15, quietly=True)  # it may be back already
-    assert b.services.notifier.listening.wait(15), "the listener did not reconnect"
+        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid IN :pids")
+                     .bindparams(bindparam("pids", expanding=True)), {"pids": sorted(killed)})
+    # Back when both instances LISTEN again on new connections (waiting for the 'not listening'
+    # moment instead, which lasts milliseconds, cost the test 15 s whenever it was missed).
+    wait_for(lambda: len(listeners() - killed) >= 2, 60, "both listeners to reconnect")
+    assert b.services.notifier.listening.wait(60), "the listener did not reconnect"
     url_a = a.create("dummy", {"text": "x"})
     job_id = url_a.rsplit("/", 1)[1]
     threading.Timer(0.5, lambda: a.http.post(url_a + "/phase", data={"PHASE": "RUN"})).start()
