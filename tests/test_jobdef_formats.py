@@ -488,18 +488,3 @@ def test_every_type_and_multiplicity(multiplicity):
     for fmt in FORMATS:
         assert read_definition(write_definition(d, fmt)) == d
     astropy_votable(write_definition(d, "votable"))
-
-
-@pytest.mark.parametrize("link", ["docs/job-definitions.md#x", "/doc.html", "https://example.org/a b", 12])
-def test_a_doculink_must_be_an_absolute_url(link):
-    """It is published as a link (in /jdl, the VOTable's LINK, provenance's ActivityDescription):
-    gammapy_maps shipped a path of the repository, which no client could follow."""
-    with pytest.raises(ConfigurationError, match="doculink must be an absolute URL"):
-        JobDefinition.from_dict({"name": "linked", "script": "true", "doculink": link})
-
-
-@pytest.mark.parametrize("link, kept", [("https://example.org/doc#x", "https://example.org/doc#x"),
-                                        ("ivo://ivoa.net/std/ProvenanceDM", "ivo://ivoa.net/std/ProvenanceDM"),
-                                        ("", ""), (None, "")])
-def test_a_doculink_may_be_any_absolute_uri_or_none(link, kept):
-    assert JobDefinition.from_dict({"name": "linked", "script": "true", "doculink": link}).doculink == kept

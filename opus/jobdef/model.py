@@ -219,8 +219,7 @@ class JobDefinition:
                 raise ConfigurationError(f"{ctx}: {key} must be true or false")
         doculink = data.get("doculink") or ""
         if not isinstance(doculink, str) or (doculink and not ABSOLUTE_URI.fullmatch(doculink)):
-            # Published in /jdl, the VOTable's LINK and provenance (ActivityDescription.doculink): a
-            # link clients can follow, not a path of this server's files.
+            # Published in /jdl, the VOTable's LINK and provenance: a link clients can follow.
             raise ConfigurationError(f"{ctx}: doculink must be an absolute URL (e.g. https://example.org/doc), "
                                      f"not {str(doculink)[:80]!r}")
         if data.get("shell", "") not in SHELLS:
