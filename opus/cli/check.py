@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import pwd
-from pathlib import Path
-
 from sqlalchemy.exc import SQLAlchemyError
 
 from opus.cli import init
@@ -19,7 +17,7 @@ from opus.jobdef import JobDefinitionRegistry, health
 from opus.managers import sandbox
 from opus.settings import Settings
 from opus.storage import datadir
-from opus.storage.database import create_engine_for, error_line, schema_problem, shown_url
+from opus.storage.database import create_engine_for, error_line, schema_problem, shown_url, sqlite_file
 
 
 def _callbacks(settings: Settings) -> None:
@@ -51,7 +49,8 @@ def _database(settings: Settings) -> int:
     """Can the server use its database: reachable, and at the schema this OPUS needs."""
     url = settings.database_url
     shown = shown_url(url)
-    if url.startswith("sqlite") and not Path(url.split("///", 1)[-1]).is_file():  # connecting would create it
+    file = sqlite_file(url)
+    if file is not None and not file.is_file():  # connecting would create it
         print(f"PROBLEM  database {shown}: no such file: create it with `opus init` and these settings")
         return 1
     try:

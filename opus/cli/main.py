@@ -13,7 +13,6 @@ from typing import Any
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from opus import __version__, listen
@@ -26,7 +25,7 @@ from opus.jobdef import JobDefinitionRegistry
 from opus.observability import logcontext
 from opus.settings import Settings, load_settings
 from opus.storage import create_engine_for, upgrade_schema
-from opus.storage.database import error_line, schema_problem, shown_url
+from opus.storage.database import error_line, require_current_schema, shown_url
 from opus.storage.userstore import UserStore
 
 
@@ -85,20 +84,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _engine_with_current_schema(settings: Settings) -> Engine:
-    """The database of ``settings``, when its schema is the one this OPUS needs; else a
-    ConfigurationError saying what to do (was SQL's own words: 'no such table: users')."""
-    engine = create_engine_for(settings.database_url)
-    problem = schema_problem(engine)
-    if problem:
-        engine.dispose()
-        raise ConfigurationError(f"{problem} (DATABASE_URL {shown_url(settings.database_url)})")
-    return engine
-
-
 def _user(settings: Settings, args: argparse.Namespace) -> int:
-    admin = UserAdmin(UserStore(_engine_with_current_schema(settings), settings),
-                      JobDefinitionRegistry(settings.JDL_DIR).known)
+    engine = create_engine_for(settings.database_url)
+    require_current_schema(engine, settings.database_url)  # not SQL's words: 'no such table: users'
+    admin = UserAdmin(UserStore(engine, settings), JobDefinitionRegistry(settings.JDL_DIR).known)
     try:
         if args.action == "add":
             user, token = admin.add(args.name, args.admin, args.jobdefs, args.max_jobs, editor=args.editor,
@@ -134,8 +123,9 @@ def _user(settings: Settings, args: argparse.Namespace) -> int:
 def _maintenance(settings: Settings, args: argparse.Namespace) -> int:
     from opus.service.root import Root
 
-    _engine_with_current_schema(settings).dispose()
-    count = Root.build(settings).maintenance.destroy_expired()
+    root = Root.build(settings)
+    require_current_schema(root.store.engine, settings.database_url)
+    count = root.maintenance.destroy_expired()
     verb = "archived" if settings.DESTRUCTION_POLICY == "archive" else "destroyed"
     print(f"{count} expired job(s) {verb}")
     return 0

@@ -129,7 +129,7 @@ def count_events(ra: Array, dec: Array, wcs: Wcs, nxpix: int, nypix: int) -> tup
     """(int32 image of shape (nypix, nxpix), number of events with a valid position)."""
     import numpy as np
 
-    valid = np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90)
+    valid = _valid_positions(ra, dec)
     ra, dec = ra[valid], dec[valid]
     # The TAN projection only maps the hemisphere around the centre: leave out the other half.
     lon0, lat0 = np.radians(wcs.wcs.crval)
@@ -211,11 +211,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _extent(ra: Array, dec: Array) -> str:
-    """Where the events are, in words (RA's wrap-around at 0/360 aside)."""
+def _valid_positions(ra: Array, dec: Array) -> Array:
+    """Which events have a position: finite, and a declination within ±90°."""
     import numpy as np
 
-    valid = np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90)
+    return np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90)
+
+
+def _extent(ra: Array, dec: Array) -> str:
+    """Where the events are, in words (RA's wrap-around at 0/360 aside)."""
+    valid = _valid_positions(ra, dec)
     ra, dec = ra[valid], dec[valid]
     return (f"they lie at RA {float(ra.min()):.2f} to {float(ra.max()):.2f}, "
             f"Dec {float(dec.min()):+.2f} to {float(dec.max()):+.2f}")

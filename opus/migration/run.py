@@ -18,7 +18,7 @@ from opus.migration.jobs import JobImporter
 from opus.migration.report import Report
 from opus.migration.site import OriginalSite
 from opus.settings import Settings
-from opus.storage.database import create_engine_for, refresh_statistics, schema_is_current, upgrade_schema
+from opus.storage.database import create_engine_for, refresh_statistics, schema_is_current, sqlite_file, upgrade_schema
 from opus.storage.userstore import UserStore
 from opus.timeutil import utcnow
 
@@ -44,7 +44,8 @@ def _migrate(settings: Settings, source: str | Path, dry_run: bool) -> Report:
     folder = Path(settings.DATA_DIR) / "migration"
     with tempfile.TemporaryDirectory(prefix="opus-migrate-") as scratch:
         url = settings.database_url
-        absent = url.startswith("sqlite") and not Path(url.split("///", 1)[-1]).is_file()
+        file = sqlite_file(url)
+        absent = file is not None and not file.is_file()
         engine = create_engine_for(f"sqlite:///{Path(scratch) / 'plan.sqlite'}" if dry_run and absent else url)
         if dry_run and (absent or not schema_is_current(engine)):
             report.note("the database of these settings is not created or not up to date: this command "

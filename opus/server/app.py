@@ -13,7 +13,6 @@ from bottle import Bottle, HTTPResponse, Route, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from opus.auth.authenticate import Authenticator
-from opus.errors import ConfigurationError
 from opus.observability import logcontext
 from opus.server import (admin_routes, callback_routes, compat_routes, cors, errors, jdl_routes, limits, metrics,
                          openapi, pages, progress_routes, prov_routes, routing, share_routes, store_routes, urls,
@@ -25,7 +24,7 @@ from opus.server.web import (HTML_MEDIA, JSON_MEDIA, TEXT_MEDIA, as_json, base_u
                              vary_on_accept)
 from opus.service.root import Root
 from opus.settings import Settings
-from opus.storage.database import error_line, schema_problem, shown_url
+from opus.storage.database import error_line, require_current_schema
 
 log = logging.getLogger(__name__)
 # Bodies of forms up to this size are parsed in memory; larger ones (uploads) spool to disk.
@@ -123,15 +122,11 @@ def _require_current_schema(root: Root) -> None:
     /availability would still say the database answers.  Under gunicorn the worker fails to boot
     with this message; under mod_wsgi each request logs it.  A database that cannot be reached now
     is not refused: requests say so (503) until it is back."""
-    engine = root.store.engine
     try:
-        problem = schema_problem(engine)
+        require_current_schema(root.store.engine, root.settings.database_url)
     except SQLAlchemyError as exc:
         log.warning("the database schema could not be checked at start-up (%s); requests will answer 503 "
                     "until the database can be reached", error_line(exc))
-        return
-    if problem:
-        raise ConfigurationError(f"{problem} (DATABASE_URL {shown_url(root.settings.database_url)})")
 
 
 def create_app(settings: Settings, services: Root | None = None, start: bool = True) -> Bottle:

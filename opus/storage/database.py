@@ -46,12 +46,28 @@ def error_line(exc: BaseException) -> str:
     return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for another database, or SQLite in memory)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[-1]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def require_current_schema(engine: Engine, url: str) -> None:
+    """ConfigurationError, saying what to do, unless the database is at the schema this OPUS needs
+    (``schema_problem``); connection errors are raised (SQLAlchemy's)."""
+    problem = schema_problem(engine)
+    if problem:
+        raise ConfigurationError(f"{problem} (DATABASE_URL {shown_url(url)})")
+
+
 def create_engine_for(url: str) -> Engine:
     """An engine for ``url`` (sqlite:/// or postgresql+psycopg2://), tuned for OPUS."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_file(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         # LIFO: the connection used last is used next.  Each SQLite connection has a page cache of
         # its own (2 MB by default); taken in turn (FIFO), every pooled connection filled its cache
         # with the pages of the big lists, and a worker grew by tens of MB (bench/README.md).

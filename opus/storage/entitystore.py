@@ -204,16 +204,14 @@ class EntityStore:
                          "created": now})
         seen: dict[str, str] = {}  # sha256 -> entity id, within this job
 
-        # An input exists from when it was given: an upload with the job's creation, a fetched file
-        # when the job started.  Only an entity that existed then can be the same file (its oldest
-        # one: an upload rather than a copy a later job made of it).
-        given = {"upload": job.creation_time, "fetched": job.start_time or job.creation_time}
-
+        # An input exists from when it was given (``given``): an upload with the job's creation, a
+        # fetched file when the job started.  Only an entity that existed then can be the same file
+        # (its oldest one: an upload rather than a copy a later job made of it).
         def use(name: str, sha: str, size: int, ctype: str, file_name: str, location: str, source: str,
-                how: str) -> None:
+                given: datetime) -> None:
             entity_id = seen.get(sha)
             if entity_id is None:
-                known = self.find_known(sha, job.owner_key, given[how])
+                known = self.find_known(sha, job.owner_key, given)
                 if known is not None:
                     entity_id = known.entity_id
                 else:
@@ -222,7 +220,7 @@ class EntityStore:
                                  "file_name": file_name, "owner_id": job.owner_id, "owner_key": job.owner_key,
                                  "generated_by": None,
                                  "role": name, "jobname": None, "location": location, "source": source,
-                                 "created": to_db_time(given[how])})
+                                 "created": to_db_time(given)})
                 seen[sha] = entity_id
             uses.append({"job_id": job.job_id, "role": name, "entity_id": entity_id})
 
@@ -231,12 +229,12 @@ class EntityStore:
         for name, info in sorted(inputs.items()):
             use(name, info["sha256"], info["size"], type_by_extension(info.get("file_name") or name),
                 info.get("file_name") or name, f"{job.job_id}/uploads/{name}",
-                f"upload:{info.get('file_name') or name}", "upload")
+                f"upload:{info.get('file_name') or name}", job.creation_time)
         for item in fetched:
             url_path = item["url"].split("?", 1)[0].split("#", 1)[0]
             use(item["name"], item["sha256"], item["size"], type_by_extension(url_path.rstrip("/").rsplit("/", 1)[-1]),
                 item["url"].rstrip("/").rsplit("/", 1)[-1][:255] or item["file"], f"{job.job_id}/uploads/{item['file']}",
-                item["url"], "fetched")
+                item["url"], job.start_time or job.creation_time)
         for name, entity_ids in sorted(linked.items()):
             for entity_id in entity_ids:
                 uses.append({"job_id": job.job_id, "role": name, "entity_id": entity_id})
